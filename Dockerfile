@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY constraints.txt pyproject.toml ./
+# torch first (CPU wheel here; a CUDA base image installs its own), then everything held to it.
+RUN pip install torch==2.13.0
+COPY . .
+RUN pip install -c constraints.txt . && npm ci --prefix contracts --no-audit --no-fund \
+    && DEBUG=1 python manage.py collectstatic --noinput
+EXPOSE 8000
+CMD ["gunicorn", "lineage.wsgi", "--bind", "0.0.0.0:8000"]

@@ -1,0 +1,35 @@
+from allauth.account.decorators import secure_admin_login
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from . import views
+
+# Staff sign in through allauth too, so its rate limits and verification apply to the admin.
+admin.site.login = secure_admin_login(admin.site.login)
+admin.site.site_header = "Lineage administration"
+
+api_v1 = [
+    path("", include("accounts.api_urls")),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("account/", include("accounts.urls")),
+    path("datanets/", include("datanets.urls")),
+    path("models/", include("models_registry.urls")),
+    path("attribution/", include("attribution.urls")),
+    path("playground/", include("inference.urls")),
+    path("rewards/", include("rewards.urls")),
+    path("dashboard/", include("insights.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+]
+
+handler404 = "lineage.views.api_not_found"
+handler500 = "lineage.views.server_error"

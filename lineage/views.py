@@ -1,0 +1,72 @@
+import time
+import uuid
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+from .api import json_error
+
+
+def home(request):
+    return render(request, "home.html")
+
+
+def _timed(check):
+    started = time.perf_counter()
+    try:
+        detail = check()
+        ok = True
+    except Exception as exc:  # a health check reports every failure instead of raising it
+        detail, ok = f"{type(exc).__name__}: {exc}", False
+    return {"ok": ok, "ms": round((time.perf_counter() - started) * 1000, 2), "detail": detail}
+
+
+def _check_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return connection.vendor
+
+
+def _check_broker():
+    from kombu import Connection
+
+    # A fresh, unpooled connection: a pooled one can report a broker that has since gone away.
+    with Connection(settings.CELERY_BROKER_URL, transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS) as conn:
+        conn.ensure_connection(max_retries=1, timeout=settings.HEALTHZ_BROKER_TIMEOUT_S)
+        return conn.transport.driver_name
+
+
+def _check_storage():
+    name = default_storage.save(f"healthz/{uuid.uuid4().hex}.txt", ContentFile(b"ok"))
+    try:
+        with default_storage.open(name) as fh:
+            if fh.read() != b"ok":
+                raise OSError("storage returned different bytes than were written")
+    finally:
+        default_storage.delete(name)
+    return type(default_storage).__name__
+
+
+@never_cache
+def healthz(request):
+    checks = {"database": _timed(_check_database), "broker": _timed(_check_broker), "storage": _timed(_check_storage)}
+    healthy = all(c["ok"] for c in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
+
+
+def api_not_found(request, exception=None):
+    if request.path.startswith(("/api/", "/v1/")):
+        return json_error(status_code=404, code="not_found", detail="There is nothing at this address.")
+    return render(request, "404.html", status=404)
+
+
+def server_error(request):
+    if request.path.startswith(("/api/", "/v1/")):
+        return json_error(status_code=500, code="server_error", detail="Something went wrong on our side; it has been logged.")
+    return render(request, "500.html", status=500)

@@ -1,0 +1,146 @@
+"""Shared fixtures: a fixed cast of users (as healthchecks' hc/test.py does), API clients with keys,
+and a Playwright browser on Debian chromium.
+
+Engine tests (tests/engine_*/, tests/chain/) use none of this and never touch the database."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run under one
+# unless told that this is deliberate (it is: each call still runs synchronously).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery(settings):
+    """Tasks run in-process in tests (the worker round-trip tests switch this off explicitly)."""
+    from lineage.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle and rate-limit counters live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
+def make_user(db):
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+
+    def make(name, *, staff=False):
+        user = get_user_model().objects.create_user(
+            username=name, email=f"{name}@example.org", password=PASSWORD, display_name=name.title(), is_staff=staff
+        )
+        EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    """A contributor (and, in Datanet tests, the owner of Datanets she creates)."""
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    """Bob is a second user: curator where a test makes him one, stranger otherwise."""
+    return make_user("bob")
+
+
+@pytest.fixture
+def charlie(make_user):
+    """Charlie belongs to nothing: the stranger."""
+    return make_user("charlie")
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user("staff", staff=True)
+
+
+@pytest.fixture
+def api_key_for(db):
+    """Issue a real key through the service and return (ApiKey, secret)."""
+    from accounts.services import api_key_create
+
+    def issue(user, *scopes, name="test key"):
+        issued = api_key_create(user=user, name=name, scopes=list(scopes) or ["read"])
+        return issued.api_key, issued.secret
+
+    return issue
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def key_client(api_key_for):
+    """An APIClient authenticated by a fresh key with the given scopes."""
+    from rest_framework.test import APIClient
+
+    def client_for(user, *scopes):
+        _, secret = api_key_for(user, *scopes)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return client
+
+    return client_for
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"Debian chromium is not installed at {CHROMIUM}: run `apt-get install chromium` (.ci/run does).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot(page):
+    """Save a screenshot for the README when LINEAGE_SCREENSHOTS=1 (kept off so tests leave no diffs)."""
+
+    def take(name):
+        if os.environ.get("LINEAGE_SCREENSHOTS") == "1":
+            SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
+
+    return take

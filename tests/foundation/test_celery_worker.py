@@ -1,0 +1,51 @@
+"""A task makes a real round trip through a separate worker process on the configured broker:
+Redis in CI (CELERY_BROKER_URL), the filesystem broker on the embedded defaults."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def worker():
+    log = ROOT / "var" / f"worker-test-{uuid.uuid4().hex[:8]}.log"
+    log.parent.mkdir(exist_ok=True)
+    with open(log, "w") as fh:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "lineage", "worker", "--pool", "solo", "-Q", "default",
+             "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
+            cwd=ROOT, env={**os.environ, "CELERY_TASK_ALWAYS_EAGER": "0"}, stdout=fh, stderr=subprocess.STDOUT,
+        )
+    yield process, log
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.unlink(missing_ok=True)
+
+
+def test_task_round_trip_through_a_real_worker(worker, settings):
+    from accounts.tasks import platform_ping
+    from lineage.celery import app
+
+    process, log = worker
+    app.conf.task_always_eager = False
+    token = uuid.uuid4().hex
+    result = platform_ping.apply_async(args=[token])
+    started = time.monotonic()
+    try:
+        value = result.get(timeout=90)
+    except Exception:
+        pytest.fail(f"worker did not answer within {time.monotonic() - started:.0f}s:\n{log.read_text()[-3000:]}")
+    assert value["token"] == token
+    assert value["worker_pid"] == process.pid  # ran in the worker, not in this process
+    broker = settings.CELERY_BROKER_URL.split("://")[0]
+    assert broker in log.read_text()
