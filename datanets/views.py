@@ -1,5 +1,390 @@
-from django.shortcuts import render
+"""Datanet pages. Thin: permissions come from selectors, writes go through services; htmx requests get
+the page's partial only."""
 
+import csv
+import io
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from datanets.ingest import neutralise_formula
+from datanets.ingest.stats import column_statistics
+
+from . import selectors, services
+from .forms import AccessRequestForm, DatanetForm, DatanetSettingsForm, PublishForm, UploadForm
+from .models import ContributionSource, ContributionState, RecordStatus, Role, TaskType, TrainingAccessRequest
+
+PAGE_SIZE = 50
+
+
+def _form_errors_from(exc: ValidationError, form):
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+def _context(request, datanet, **extra):
+    return {"datanet": datanet, "perms": selectors.datanet_permissions(datanet=datanet, user=request.user), **extra}
+
+
+def _partial(request, template, partial):
+    return f"{template}#{partial}" if request.htmx else template
+
+
+# --- Datanets ----------------------------------------------------------------------------------------
 
 def index(request):
-    return render(request, "datanets/index.html")
+    query, task_type, tag = request.GET.get("q", "").strip(), request.GET.get("task_type", ""), request.GET.get("tag", "")
+    datanets = selectors.datanet_search(user=request.user, query=query, task_type=task_type, tag=tag)
+    context = {"datanets": datanets, "q": query, "task_type": task_type, "tag": tag, "task_types": TaskType.choices}
+    return render(request, _partial(request, "datanets/index.html", "results"), context)
+
+
+@login_required
+def create(request):
+    form = DatanetForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            datanet = services.datanet_create(owner=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _form_errors_from(exc, form)
+        else:
+            messages.success(request, f"“{datanet.name}” is ready for contributions.")
+            return redirect(datanet)
+    return render(request, "datanets/create.html", {"form": form})
+
+
+def detail(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    context = _context(
+        request, datanet,
+        stats=selectors.datanet_stats(datanet=datanet),
+        versions=selectors.versions_for(datanet=datanet)[:5],
+        recent=selectors.datanet_recent_contributions(datanet=datanet),
+        my_contributions=selectors.contributions_for_user(user=request.user, datanet=datanet)[:5]
+        if request.user.is_authenticated else [],
+        access_request=TrainingAccessRequest.objects.filter(datanet=datanet, requester=request.user).first()
+        if request.user.is_authenticated else None,
+        access_form=AccessRequestForm(),
+    )
+    return render(request, "datanets/detail.html", context)
+
+
+@login_required
+def settings_view(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    perms = selectors.datanet_permissions(datanet=datanet, user=request.user)
+    if not perms.can_manage:
+        raise PermissionDenied("Only the owner changes a Datanet's settings.")
+    initial = {field: getattr(datanet, field) for field in DatanetSettingsForm.base_fields}
+    form = DatanetSettingsForm(request.POST or None, initial=initial, datanet=datanet)
+    if request.method == "POST" and form.is_valid():
+        changes = {k: v for k, v in form.cleaned_data.items() if k in services.EDITABLE_FIELDS}
+        try:
+            services.datanet_update(datanet=datanet, actor=request.user, **changes)
+        except ValidationError as exc:
+            _form_errors_from(exc, form)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("datanets:settings", slug=datanet.slug)
+    members = datanet.memberships.select_related("user").exclude(role=Role.OWNER)
+    context = _context(request, datanet, form=form, members=members,
+                       access_requests=selectors.training_access_requests_for(datanet=datanet))
+    return render(request, "datanets/settings.html", context)
+
+
+@login_required
+@require_POST
+def members(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    User = get_user_model()
+    user = User.objects.filter(email__iexact=request.POST.get("email", "").strip()).first()
+    if user is None:
+        messages.error(request, "No account uses that email address. Ask them to sign up first.")
+        return redirect("datanets:settings", slug=slug)
+    try:
+        if request.POST.get("action") == "remove":
+            services.membership_remove(datanet=datanet, actor=request.user, user=user)
+            messages.success(request, f"{user.public_name} is no longer a member.")
+        else:
+            services.membership_set(datanet=datanet, actor=request.user, user=user, role=request.POST.get("role", ""))
+            messages.success(request, f"{user.public_name} is now a {request.POST.get('role')}.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("datanets:settings", slug=slug)
+
+
+# --- Contributions -----------------------------------------------------------------------------------
+
+@login_required
+def contribute(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    perms = selectors.datanet_permissions(datanet=datanet, user=request.user)
+    upload_form = UploadForm()
+    row_error = None
+    if request.method == "POST" and perms.can_contribute:
+        try:
+            if "file" in request.FILES:
+                upload_form = UploadForm(request.POST, request.FILES)
+                if upload_form.is_valid():
+                    contribution = services.contribution_create_from_file(
+                        datanet=datanet, contributor=request.user, uploaded_file=upload_form.cleaned_data["file"],
+                        source=ContributionSource.UPLOAD,
+                    )
+                    return redirect(contribution)
+            else:
+                rows = _typed_rows(request.POST, datanet)
+                contribution = services.contribution_create_from_rows(
+                    datanet=datanet, contributor=request.user, rows=rows, source=ContributionSource.FORM
+                )
+                return redirect(contribution)
+        except ValidationError as exc:
+            if "file" in request.FILES:
+                _form_errors_from(exc, upload_form)
+            else:
+                row_error = " ".join(exc.messages)
+    context = _context(request, datanet, upload_form=upload_form, row_error=row_error,
+                       columns=datanet.schema.columns, typed_rows=range(5))
+    return render(request, "datanets/contribute.html", context)
+
+
+def _typed_rows(post, datanet) -> list[dict]:
+    """Rows typed into the form's grid: inputs named `row-<i>-<column>`; fully empty lines are skipped."""
+    rows = []
+    for i in range(20):
+        row = {column: post.get(f"row-{i}-{column}", "").strip() for column in datanet.schema.columns}
+        if any(row.values()):
+            rows.append({k: v for k, v in row.items() if v != ""})
+    if not rows:
+        raise ValidationError("Type at least one row, or choose a file to upload.")
+    return rows
+
+
+@login_required
+def contribution(request, slug, pk):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    item = selectors.contribution_get_for(datanet=datanet, pk=pk, user=request.user)
+    errors = Paginator(item.row_errors.all(), PAGE_SIZE).get_page(request.GET.get("errors_page"))
+    rows = Paginator(item.records.select_related("near_duplicate_of").order_by("row_number"), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    working = item.state in (ContributionState.RECEIVED, ContributionState.VALIDATING)
+    steps = [(key, label) for key, label in ContributionState.choices if key != ContributionState.FAILED]
+    context = _context(request, datanet, contribution=item, errors=errors, rows=rows, working=working, steps=steps)
+    return render(request, _partial(request, "datanets/contribution.html", "status"), context)
+
+
+@login_required
+def contribution_errors_csv(request, slug, pk):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    item = selectors.contribution_get_for(datanet=datanet, pk=pk, user=request.user)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "line", "code", "message"])
+    for error in item.row_errors.all():
+        writer.writerow([error.row_number, error.line_number or "", error.code, neutralise_formula(error.message)])
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="contribution-{item.pk}-errors.csv"'
+    return response
+
+
+# --- Review ------------------------------------------------------------------------------------------
+
+REVIEW_FILTERS = ("status", "flag", "contributor", "label", "q")
+
+
+def _review_filters(data) -> dict:
+    filters = {key: data.get(key, "").strip() for key in REVIEW_FILTERS}
+    if "status" not in data:
+        filters["status"] = RecordStatus.PENDING
+    return filters
+
+
+def _review_queryset(datanet, filters):
+    return selectors.review_queue(
+        datanet=datanet, status=filters["status"], flag=filters["flag"], contributor=filters["contributor"],
+        label=filters["label"], query=filters["q"],
+    )
+
+
+@login_required
+def review(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    perms = selectors.datanet_permissions(datanet=datanet, user=request.user)
+    if not perms.can_curate:
+        raise PermissionDenied("Only this Datanet's curators review rows.")
+    filters = _review_filters(request.GET)
+    page = Paginator(_review_queryset(datanet, filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    contributors = datanet.records.values_list("contributor__username", flat=True).distinct().order_by("contributor__username")
+    context = _context(
+        request, datanet, page=page, filters=filters, progress=selectors.review_progress(datanet=datanet),
+        statuses=RecordStatus.choices, contributors=contributors, filter_query=request.GET.urlencode(),
+    )
+    return render(request, _partial(request, "datanets/review.html", "queue"), context)
+
+
+@login_required
+@require_POST
+def review_decide(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    filters = _review_filters(request.POST)
+    if request.POST.get("select_all_filtered") == "on":
+        record_ids = list(_review_queryset(datanet, filters).values_list("pk", flat=True))
+    else:
+        record_ids = [pk for pk in request.POST.getlist("record_ids") if pk.isdigit()]
+    try:
+        if not record_ids:
+            raise ValidationError("Select at least one row first.")
+        changed = services.records_review(
+            datanet=datanet, reviewer=request.user, record_ids=record_ids,
+            decision=request.POST.get("decision", ""), reason=request.POST.get("reason", ""),
+        )
+        messages.success(request, f"{changed} row{'s' if changed != 1 else ''} {request.POST.get('decision')}ed.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    query = "&".join(f"{key}={value}" for key, value in filters.items() if value)
+    url = f"{reverse('datanets:review', args=[slug])}?{query}"
+    if request.htmx:
+        request.GET = request.GET.copy()
+        request.GET.update(filters)
+        request.method = "GET"
+        return review(request, slug)
+    return redirect(url)
+
+
+# --- Versions ----------------------------------------------------------------------------------------
+
+def versions(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    perms = selectors.datanet_permissions(datanet=datanet, user=request.user)
+    form = PublishForm(request.POST or None)
+    if request.method == "POST":
+        if not perms.can_curate:
+            raise PermissionDenied("Only curators publish versions.")
+        if form.is_valid():
+            try:
+                version = services.version_publish(datanet=datanet, actor=request.user, notes=form.cleaned_data["notes"])
+            except ValidationError as exc:
+                _form_errors_from(exc, form)
+            else:
+                messages.success(request, f"Published v{version.number} ({version.row_count} rows).")
+                return redirect("datanets:version", slug=slug, number=version.number)
+    context = _context(request, datanet, versions=selectors.versions_for(datanet=datanet), form=form,
+                       stats=selectors.datanet_stats(datanet=datanet))
+    return render(request, "datanets/versions.html", context)
+
+
+def version(request, slug, number):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    item = selectors.version_get(datanet=datanet, number=number)
+    previous = datanet.versions.filter(number__lt=number).order_by("-number").first()
+    context = _context(request, datanet, version=item, previous=previous, check=None,
+                       contributors=sorted(item.manifest.get("rows_by_contributor", {}).items(), key=lambda kv: -len(kv[1])))
+    return render(request, "datanets/version.html", context)
+
+
+@require_POST
+def version_verify(request, slug, number):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    item = selectors.version_get(datanet=datanet, number=number)
+    check = services.version_verify(version=item, actor=request.user)
+    context = _context(request, datanet, version=item, check=check)
+    return render(request, "datanets/version.html#verify", context)
+
+
+def version_download(request, slug, number, fmt):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    if not selectors.datanet_permissions(datanet=datanet, user=request.user).can_download:
+        raise PermissionDenied("Downloading needs training access to this Datanet; request it on the Datanet's page.")
+    item = selectors.version_get(datanet=datanet, number=number)
+    try:
+        content_type, filename, stream = services.version_export(version=item, fmt=fmt)
+    except ValidationError as exc:
+        return HttpResponse(" ".join(exc.messages), status=400, content_type="text/plain")
+    response = StreamingHttpResponse(stream, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def version_diff(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    all_versions = list(selectors.versions_for(datanet=datanet))
+    diff = error = None
+    numbers = [v.number for v in all_versions]
+    try:
+        to_number = int(request.GET.get("to") or (numbers[0] if numbers else 0))
+        from_number = int(request.GET.get("from") or (numbers[1] if len(numbers) > 1 else to_number))
+    except ValueError:
+        from_number = to_number = 0
+        error = "Version numbers are whole numbers, e.g. ?from=1&to=2."
+    if not error and from_number in numbers and to_number in numbers:
+        a = selectors.version_get(datanet=datanet, number=from_number)
+        b = selectors.version_get(datanet=datanet, number=to_number)
+        diff = services.version_diff(a=a, b=b)
+        added = selectors.rows_for_viewer(datanet=datanet, version=b).filter(pk__in=diff["added_row_ids"][:PAGE_SIZE])
+        diff["added_rows"] = added
+    elif not error and numbers:
+        error = "Choose two published versions."
+    context = _context(request, datanet, diff=diff, error=error, numbers=numbers, from_number=from_number, to_number=to_number)
+    return render(request, "datanets/diff.html", context)
+
+
+# --- Data viewer, contributors -----------------------------------------------------------------------
+
+def rows(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    number = request.GET.get("version", "")
+    version_obj = selectors.version_get(datanet=datanet, number=int(number)) if number.isdigit() else None
+    query = request.GET.get("q", "").strip()
+    queryset = selectors.rows_for_viewer(datanet=datanet, version=version_obj, query=query, user=request.user)
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    stats = column_statistics((r.fields for r in queryset[:5000]), datanet.schema)
+    context = _context(request, datanet, page=page, q=query, version=version_obj, stats=stats.values(),
+                       columns=datanet.schema.columns, versions=selectors.versions_for(datanet=datanet))
+    return render(request, _partial(request, "datanets/rows.html", "table"), context)
+
+
+def contributors(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    return render(request, "datanets/contributors.html", _context(request, datanet, board=selectors.leaderboard(datanet=datanet)))
+
+
+def contributor(request, slug, username):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    profile = selectors.contributor_profile(datanet=datanet, username=username)
+    return render(request, "datanets/contributor.html", _context(request, datanet, profile=profile, username=username))
+
+
+# --- Training access ---------------------------------------------------------------------------------
+
+@login_required
+@require_POST
+def access_request(request, slug):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    form = AccessRequestForm(request.POST)
+    try:
+        if form.is_valid():
+            services.access_request_create(datanet=datanet, requester=request.user, message=form.cleaned_data["message"])
+            messages.success(request, "Request sent. The owner will approve or refuse it.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect(datanet)
+
+
+@login_required
+@require_POST
+def access_decide(request, slug, pk):
+    datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
+    item = get_object_or_404(TrainingAccessRequest, datanet=datanet, pk=pk)
+    services.access_request_decide(access_request=item, actor=request.user, approve=request.POST.get("approve") == "1")
+    messages.success(request, f"Request from {item.requester.public_name} {'approved' if request.POST.get('approve') == '1' else 'refused'}.")
+    return redirect("datanets:settings", slug=slug)

@@ -18,28 +18,30 @@ SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 PASSWORD = "correct-horse-battery-staple"
 
 
+def _django_active(request) -> bool:
+    # Engine tests run without Django too (`-p no:django`); the fixtures below are then no-ops.
+    return request.config.pluginmanager.hasplugin("django")
+
+
 @pytest.fixture(autouse=True)
-def _eager_celery(settings):
-    """Tasks run in-process in tests (the worker round-trip tests switch this off explicitly)."""
+def _django_test_environment(request, tmp_path):
+    """Tasks run in-process (the worker round-trip tests switch this off explicitly), media and caches
+    live in the test's own directory, and throttle counters start at zero."""
+    if not _django_active(request):
+        yield
+        return
+    from django.core.cache import cache
+
     from lineage.celery import app
 
+    settings = request.getfixturevalue("settings")
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.DATANETS_CACHE_DIR = tmp_path / "cache"
+    cache.clear()
     previous = app.conf.task_always_eager
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
-
-
-@pytest.fixture(autouse=True)
-def _isolated_media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    """Throttle and rate-limit counters live in the cache; each test starts with none."""
-    from django.core.cache import cache
-
-    cache.clear()
 
 
 @pytest.fixture

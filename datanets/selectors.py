@@ -1,0 +1,255 @@
+"""Reads for Datanets, and the one place that decides who may see or do what.
+
+Private Datanets are invisible to non-members everywhere (pages, API, search): every query that lists
+or fetches a Datanet, a row or a version goes through `datanets_visible_to`.
+"""
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q
+from django.http import Http404
+
+from .models import (
+    AccessState,
+    Contribution,
+    ContributionPolicy,
+    Datanet,
+    DatanetVersion,
+    Membership,
+    Record,
+    RecordStatus,
+    Role,
+    RowError,
+    TrainingAccess,
+    TrainingAccessRequest,
+    Visibility,
+)
+
+
+def datanet_role(*, datanet: Datanet, user) -> str | None:
+    """The user's role in this Datanet: owner, curator, contributor (a member), or None."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    if datanet.owner_id == user.pk:
+        return Role.OWNER
+    return Membership.objects.filter(datanet=datanet, user=user).values_list("role", flat=True).first()
+
+
+@dataclass(frozen=True)
+class DatanetPermissions:
+    role: str | None
+    can_view: bool
+    can_contribute: bool
+    can_curate: bool
+    can_manage: bool
+    can_train: bool
+    can_download: bool
+
+
+def datanet_permissions(*, datanet: Datanet, user) -> DatanetPermissions:
+    role = datanet_role(datanet=datanet, user=user)
+    authenticated = getattr(user, "is_authenticated", False)
+    is_member = role is not None
+    can_view = datanet.visibility == Visibility.PUBLIC or is_member
+    can_curate = role in (Role.OWNER, Role.CURATOR)
+    can_contribute = authenticated and can_view and (datanet.contribution_policy == ContributionPolicy.ANYONE or is_member)
+    approved = (
+        authenticated
+        and TrainingAccessRequest.objects.filter(datanet=datanet, requester=user, state=AccessState.APPROVED).exists()
+    )
+    can_train = authenticated and can_view and (
+        can_curate or datanet.training_access == TrainingAccess.OPEN or approved
+    )
+    return DatanetPermissions(
+        role=role,
+        can_view=can_view,
+        can_contribute=can_contribute,
+        can_curate=can_curate,
+        can_manage=role == Role.OWNER,
+        can_train=can_train,
+        # Downloading a version is what training needs; the same rule keeps the two consistent.
+        can_download=can_train,
+    )
+
+
+def datanets_visible_to(*, user):
+    queryset = Datanet.objects.select_related("owner")
+    if not getattr(user, "is_authenticated", False):
+        return queryset.filter(visibility=Visibility.PUBLIC)
+    return queryset.filter(
+        Q(visibility=Visibility.PUBLIC) | Q(owner=user) | Q(memberships__user=user)
+    ).distinct()
+
+
+def datanet_get_visible(*, slug: str, user) -> Datanet:
+    """The Datanet if the user may see it; a 404 otherwise, so private ones do not reveal they exist."""
+    datanet = datanets_visible_to(user=user).filter(slug=slug).first()
+    if datanet is None:
+        raise Http404("No such Datanet.")
+    return datanet
+
+
+def datanet_search(*, user, query: str = "", task_type: str = "", tag: str = ""):
+    queryset = datanets_visible_to(user=user)
+    if query:
+        queryset = queryset.filter(Q(name__icontains=query) | Q(summary__icontains=query) | Q(slug__icontains=query))
+    if task_type:
+        queryset = queryset.filter(task_type=task_type)
+    datanets = list(queryset.annotate(accepted=Count("records", filter=Q(records__status=RecordStatus.ACCEPTED))))
+    if tag:
+        # Tags are a JSON list; filtered in Python so the query works the same on SQLite and PostgreSQL.
+        datanets = [d for d in datanets if tag in d.tags]
+    return datanets
+
+
+def datanet_stats(*, datanet: Datanet) -> dict:
+    by_status = dict(
+        Record.objects.filter(datanet=datanet).values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    labels = list(
+        Record.objects.filter(datanet=datanet, status=RecordStatus.ACCEPTED)
+        .exclude(label="")
+        .values("label")
+        .annotate(n=Count("id"))
+        .order_by("-n", "label")
+    )
+    return {
+        "pending": by_status.get(RecordStatus.PENDING, 0),
+        "accepted": by_status.get(RecordStatus.ACCEPTED, 0),
+        "rejected": by_status.get(RecordStatus.REJECTED, 0),
+        "total": sum(by_status.values()),
+        "duplicates_caught": RowError.objects.filter(contribution__datanet=datanet, code="duplicate").count(),
+        "near_duplicates_flagged": Record.objects.filter(datanet=datanet, near_duplicate_of__isnull=False).count(),
+        "contributors": Record.objects.filter(datanet=datanet).values("contributor").distinct().count(),
+        "label_distribution": labels,
+        "label_max": max((item["n"] for item in labels), default=0),
+    }
+
+
+def datanet_recent_contributions(*, datanet: Datanet, limit: int = 10):
+    return Contribution.objects.filter(datanet=datanet).select_related("contributor")[:limit]
+
+
+def contributions_for_user(*, user, datanet: Datanet | None = None):
+    queryset = Contribution.objects.filter(contributor=user).select_related("datanet")
+    return queryset.filter(datanet=datanet) if datanet else queryset
+
+
+def contribution_get_for(*, datanet: Datanet, pk: int, user) -> Contribution:
+    """Contributors see their own contributions; curators see every contribution of their Datanet."""
+    contribution = Contribution.objects.filter(datanet=datanet, pk=pk).select_related("contributor").first()
+    if contribution is None:
+        raise Http404("No such contribution.")
+    if contribution.contributor_id != getattr(user, "pk", None) and not datanet_permissions(
+        datanet=datanet, user=user
+    ).can_curate:
+        raise Http404("No such contribution.")
+    return contribution
+
+
+def review_queue(*, datanet: Datanet, status: str = RecordStatus.PENDING, flag: str = "", contributor: str = "",
+                 label: str = "", query: str = ""):
+    queryset = Record.objects.filter(datanet=datanet).select_related("contributor", "near_duplicate_of")
+    if status:
+        queryset = queryset.filter(status=status)
+    if flag == "near_duplicate":
+        queryset = queryset.filter(near_duplicate_of__isnull=False)
+    elif flag == "mislabeled":
+        queryset = queryset.filter(quality__has_key="mislabel_score")
+    if contributor:
+        queryset = queryset.filter(contributor__username=contributor)
+    if label:
+        queryset = queryset.filter(label=label)
+    if query:
+        queryset = _search_fields(queryset, query)
+    return queryset.order_by("id")
+
+
+def _search_fields(queryset, query: str):
+    # JSON containment differs by backend; a cast to text works on both SQLite and PostgreSQL.
+    from django.db.models import TextField
+    from django.db.models.functions import Cast
+
+    return queryset.annotate(fields_text=Cast("fields", TextField())).filter(fields_text__icontains=query)
+
+
+def rows_for_viewer(*, datanet: Datanet, version: DatanetVersion | None = None, query: str = "", user=None):
+    """Rows for the data viewer: a version's rows, or the live accepted rows (curators also see pending)."""
+    if version is not None:
+        queryset = Record.objects.filter(versions=version)
+    else:
+        statuses = [RecordStatus.ACCEPTED]
+        if user is not None and datanet_permissions(datanet=datanet, user=user).can_curate:
+            statuses.append(RecordStatus.PENDING)
+        queryset = Record.objects.filter(datanet=datanet, status__in=statuses)
+    if query:
+        queryset = _search_fields(queryset, query)
+    return queryset.select_related("contributor").order_by("id")
+
+
+def review_progress(*, datanet: Datanet) -> dict:
+    stats = datanet_stats(datanet=datanet)
+    reviewed = stats["accepted"] + stats["rejected"]
+    return {**stats, "reviewed": reviewed, "percent": round(100 * reviewed / stats["total"]) if stats["total"] else 100}
+
+
+def versions_for(*, datanet: Datanet):
+    return DatanetVersion.objects.filter(datanet=datanet).select_related("created_by").order_by("-number")
+
+
+def version_get(*, datanet: Datanet, number: int) -> DatanetVersion:
+    version = DatanetVersion.objects.filter(datanet=datanet, number=number).first()
+    if version is None:
+        raise Http404("No such version.")
+    return version
+
+
+def leaderboard(*, datanet: Datanet, limit: int = 50) -> list[dict]:
+    rows = (
+        Record.objects.filter(datanet=datanet)
+        .values("contributor__id", "contributor__username", "contributor__display_name")
+        .annotate(
+            total=Count("id"),
+            accepted=Count("id", filter=Q(status=RecordStatus.ACCEPTED)),
+            rejected=Count("id", filter=Q(status=RecordStatus.REJECTED)),
+        )
+    )
+    board = []
+    for row in rows:
+        reviewed = row["accepted"] + row["rejected"]
+        board.append(
+            {
+                "user_id": row["contributor__id"],
+                "username": row["contributor__username"],
+                "name": row["contributor__display_name"] or row["contributor__username"],
+                "submitted": row["total"],
+                "accepted": row["accepted"],
+                "acceptance_rate": round(row["accepted"] / reviewed, 3) if reviewed else None,
+            }
+        )
+    board.sort(key=lambda r: (-r["accepted"], r["username"]))
+    return board[:limit]
+
+
+def contributor_profile(*, datanet: Datanet, username: str) -> dict:
+    records = Record.objects.filter(datanet=datanet, contributor__username=username)
+    entry = next((row for row in leaderboard(datanet=datanet, limit=10_000) if row["username"] == username), None)
+    if entry is None:
+        raise Http404("This person has not contributed here.")
+    versions = [
+        {"version": version, "rows": version.records.filter(contributor__username=username).count()}
+        for version in versions_for(datanet=datanet)
+    ]
+    contributions = Contribution.objects.filter(datanet=datanet, contributor__username=username)
+    return {"entry": entry, "versions": versions, "contributions": contributions, "records": records}
+
+
+def training_access_requests_for(*, datanet: Datanet):
+    return TrainingAccessRequest.objects.filter(datanet=datanet).select_related("requester").order_by("state", "-created_at")
+
+
+def trainable_versions_for(*, user):
+    """Datanet versions this user may train on: for ModelFactory's form."""
+    visible = datanets_visible_to(user=user)
+    versions = DatanetVersion.objects.filter(datanet__in=visible).select_related("datanet")
+    return [v for v in versions if datanet_permissions(datanet=v.datanet, user=user).can_train]

@@ -1,0 +1,247 @@
+"""Datanets services end to end on the real engine: uploads, validation, de-duplication, review,
+versions and their verification."""
+
+import gzip
+import io
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from accounts.models import AuditEvent
+from datanets import selectors, services
+from datanets.models import Contribution, ContributionState, Record, RecordStatus, Role, RowError
+
+pytestmark = pytest.mark.django_db
+
+LABELS = ["billing", "shipping", "account"]
+GOOD_CSV = (
+    "text,label\n"
+    "I was charged twice for my order,billing\n"
+    "Where is my parcel? It has been ten days,shipping\n"
+    "I cannot log in to my account after the update,account\n"
+)
+
+
+@pytest.fixture
+def datanet(alice):
+    return services.datanet_create(owner=alice, name="Support tickets", task_type="text-classification",
+                                   label_set=LABELS, summary="Customer support tickets by intent")
+
+
+def upload(datanet, user, content: bytes, name="rows.csv", django_capture_on_commit_callbacks=None):
+    return services.contribution_create_from_file(
+        datanet=datanet, contributor=user, uploaded_file=SimpleUploadedFile(name, content)
+    )
+
+
+@pytest.fixture
+def send(django_capture_on_commit_callbacks):
+    """Upload and run the (eager) validation task that is queued on commit."""
+
+    def run(datanet, user, content, name="rows.csv"):
+        with django_capture_on_commit_callbacks(execute=True):
+            contribution = upload(datanet, user, content, name)
+        contribution.refresh_from_db()
+        return contribution
+
+    return run
+
+
+def test_bad_rows_are_reported_with_line_numbers_and_good_rows_kept(datanet, bob, send):
+    content = GOOD_CSV + ",billing\nThis label is wrong,refunds\n" + ("x" * 20_000) + ",billing\n"
+    contribution = send(datanet, bob, content.encode())
+    assert contribution.state == ContributionState.IN_REVIEW
+    assert (contribution.rows_total, contribution.rows_accepted, contribution.rows_rejected) == (6, 3, 3)
+    errors = {e.line_number: (e.code, e.message) for e in contribution.row_errors.all()}
+    assert errors[5][0] == "empty_text"
+    assert errors[6][0] == "unknown_label" and "refunds" in errors[6][1]
+    assert errors[7][0] == "too_long"
+    assert set(Record.objects.filter(contribution=contribution).values_list("contributor__username", flat=True)) == {"bob"}
+
+
+def test_exact_duplicates_never_count_twice(datanet, bob, charlie, send):
+    first = send(datanet, bob, GOOD_CSV.encode())
+    again = send(datanet, charlie, (GOOD_CSV + "I was charged twice for my order,billing\n").encode())
+    assert first.rows_accepted == 3
+    assert again.rows_accepted == 0 and again.rows_duplicate == 4
+    original = Record.objects.get(contribution=first, row_number=1)
+    duplicate_errors = RowError.objects.filter(contribution=again, code="duplicate")
+    assert duplicate_errors.filter(duplicate_of=original).count() == 2  # against the Datanet and within the upload
+    assert Record.objects.filter(datanet=datanet).count() == 3
+
+
+def test_same_text_with_another_label_is_kept_and_flagged(datanet, bob, charlie, send):
+    send(datanet, bob, GOOD_CSV.encode())
+    conflict = send(datanet, charlie, b"text,label\nI was charged twice for my order,shipping\n")
+    record = conflict.records.get()
+    assert record.status == RecordStatus.PENDING
+    assert record.quality["flags"][0]["kind"] == "label_conflict"
+
+
+def test_near_duplicates_are_flagged_with_the_row_they_match(datanet, bob, charlie, send):
+    send(datanet, bob, GOOD_CSV.encode())
+    near = send(datanet, charlie, b"text,label\nI was charged twice for my order!!,billing\nTotally unrelated question about fonts,account\n")
+    flagged, unrelated = near.records.order_by("row_number")
+    assert flagged.near_duplicate_of.fields["text"] == "I was charged twice for my order"
+    assert flagged.near_duplicate_score >= 0.8
+    assert unrelated.near_duplicate_of is None
+    assert near.rows_near_duplicate == 1
+
+
+@pytest.mark.parametrize(
+    "content,name,code",
+    [
+        (b"", "empty.csv", None),
+        (gzip.compress(b"text,label\n" + b"a" * 50_000_000), "bomb.csv.gz", "gzip_ratio"),
+        (b"\x00\x01\x02garbage\xff\xfe" * 100, "rows.csv", None),
+        (b"label\nbilling\n", "rows.csv", "missing_column"),
+    ],
+)
+def test_broken_files_get_one_clear_message_and_nothing_is_written(datanet, bob, send, content, name, code, settings):
+    if not content:
+        with pytest.raises(ValidationError, match="empty"):
+            upload(datanet, bob, content, name)
+        return
+    contribution = send(datanet, bob, content, name)
+    assert contribution.state == ContributionState.FAILED
+    assert contribution.error_message
+    if code:
+        assert code in contribution.error_code
+    assert not Record.objects.filter(contribution=contribution).exists()
+
+
+def test_validation_is_idempotent_on_redelivery(datanet, bob, send):
+    contribution = send(datanet, bob, GOOD_CSV.encode())
+    # A redelivered task for a finished contribution changes nothing.
+    services.contribution_validate(contribution_id=contribution.pk)
+    # A task killed mid-way left the contribution "validating" and wrote no rows: it runs again cleanly.
+    Record.objects.filter(contribution=contribution).delete()
+    Contribution.objects.filter(pk=contribution.pk).update(state=ContributionState.VALIDATING)
+    services.contribution_validate(contribution_id=contribution.pk)
+    assert Record.objects.filter(contribution=contribution).count() == 3
+
+
+def test_files_are_stored_content_addressed_never_by_user_name(datanet, bob, send):
+    contribution = send(datanet, bob, GOOD_CSV.encode(), name="../../etc/passwd.csv")
+    assert contribution.storage_name.endswith(contribution.file_sha256)
+    assert ".." not in contribution.storage_name and contribution.file_name == "passwd.csv"
+    with default_storage.open(contribution.storage_name) as fh:
+        assert fh.read() == GOOD_CSV.encode()
+
+
+def test_daily_quota_is_enforced(datanet, bob, settings):
+    settings.DATANETS_DAILY_CONTRIBUTIONS = 1
+    upload(datanet, bob, GOOD_CSV.encode())
+    with pytest.raises(ValidationError, match="daily limit"):
+        upload(datanet, bob, GOOD_CSV.encode())
+
+
+def test_members_only_datanet_refuses_strangers(alice, charlie):
+    private = services.datanet_create(owner=alice, name="Private", task_type="text", visibility="private",
+                                      contribution_policy="members")
+    with pytest.raises(PermissionDenied):
+        upload(private, charlie, b"text\nhello there\n")
+    assert private not in selectors.datanets_visible_to(user=charlie)
+    assert not selectors.datanet_permissions(datanet=private, user=charlie).can_view
+
+
+def test_review_needs_a_curator_and_a_reason_to_reject(datanet, alice, bob, charlie, send, mailoutbox,
+                                                       django_capture_on_commit_callbacks):
+    contribution = send(datanet, bob, GOOD_CSV.encode())
+    ids = list(contribution.records.values_list("pk", flat=True))
+    with pytest.raises(PermissionDenied):
+        services.records_review(datanet=datanet, reviewer=charlie, record_ids=ids, decision="accept")
+    services.membership_set(datanet=datanet, actor=alice, user=charlie, role=Role.CURATOR)
+    with pytest.raises(ValidationError, match="Say why"):
+        services.records_review(datanet=datanet, reviewer=charlie, record_ids=ids[:1], decision="reject")
+    services.records_review(datanet=datanet, reviewer=charlie, record_ids=ids[:1], decision="reject", reason="spam")
+    with django_capture_on_commit_callbacks(execute=True):  # the email is queued on commit
+        assert services.records_review(datanet=datanet, reviewer=charlie, record_ids=ids, decision="accept") == 3
+    contribution.refresh_from_db()
+    assert contribution.state == ContributionState.DONE
+    assert len(mailoutbox) == 1 and "3 rows accepted" in mailoutbox[0].body
+    assert AuditEvent.objects.filter(action="record.accept", actor=charlie).exists()
+
+
+@pytest.fixture
+def two_versions(datanet, alice, bob, charlie, send):
+    first = send(datanet, bob, GOOD_CSV.encode())
+    services.records_review(datanet=datanet, reviewer=alice, record_ids=first.records.values_list("pk", flat=True), decision="accept")
+    v1 = services.version_publish(datanet=datanet, actor=alice, notes="first")
+    second = send(datanet, charlie, b"text,label\nPlease close my account for good,account\n")
+    services.records_review(datanet=datanet, reviewer=alice, record_ids=second.records.values_list("pk", flat=True), decision="accept")
+    v2 = services.version_publish(datanet=datanet, actor=alice)
+    return v1, v2
+
+
+def test_versions_reverify_and_diff(two_versions):
+    v1, v2 = two_versions
+    assert (v1.number, v1.row_count, v2.row_count) == (1, 3, 4)
+    assert len(v1.manifest_hash) == 64 and v1.manifest_hash != v2.manifest_hash
+    assert services.version_verify(version=v1).ok and services.version_verify(version=v2).ok
+    diff = services.version_diff(a=v1, b=v2)
+    assert diff["added"] == 1 and diff["removed"] == 0 and diff["added_by_contributor"] == {"charlie": 1}
+
+
+def test_publishing_nothing_new_is_refused(two_versions, datanet, alice):
+    with pytest.raises(ValidationError, match="nothing new"):
+        services.version_publish(datanet=datanet, actor=alice)
+
+
+def test_tampering_with_a_version_file_is_detected(two_versions):
+    v1, _ = two_versions
+    path = Path(default_storage.path(f"{v1.storage_prefix}/data.parquet"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    check = services.version_verify(version=v1)
+    assert not check.ok and any("data.parquet" in problem for problem in check.problems)
+
+
+def test_tampering_with_the_database_rows_is_detected(two_versions):
+    v1, _ = two_versions
+    v1.versionrecord_set.first().delete()
+    check = services.version_verify(version=v1)
+    assert not check.ok and "database" in check.problems[0]
+
+
+def test_csv_export_neutralises_formulas(datanet, alice, bob, send):
+    contribution = send(datanet, bob, b'text,label\n"=HYPERLINK(""http://evil"",""x"")",billing\n')
+    services.records_review(datanet=datanet, reviewer=alice, record_ids=contribution.records.values_list("pk", flat=True), decision="accept")
+    version = services.version_publish(datanet=datanet, actor=alice)
+    _, name, stream = services.version_export(version=version, fmt="csv")
+    text = b"".join(stream).decode()
+    assert name == "support-tickets-v1.csv"
+    assert "'=HYPERLINK" in text and "\n=HYPERLINK" not in text
+
+
+def test_description_markdown_is_rendered_safely():
+    from datanets.templatetags.datanet_tags import render_markdown
+
+    html = render_markdown("**bold** <script>alert(1)</script> [x](javascript:alert(1))")
+    assert "<strong>bold</strong>" in html
+    assert "<script" not in html and "javascript:" not in html
+
+
+def test_labels_in_use_cannot_be_removed(datanet, alice, bob, send):
+    send(datanet, bob, GOOD_CSV.encode())
+    with pytest.raises(ValidationError, match="cannot be removed"):
+        services.datanet_update(datanet=datanet, actor=alice, label_set=["billing", "account"])
+    services.datanet_update(datanet=datanet, actor=alice, label_set=LABELS + ["refunds"])
+    datanet.refresh_from_db()
+    assert datanet.label_set[-1] == "refunds"
+    with pytest.raises(PermissionDenied):
+        services.datanet_update(datanet=datanet, actor=bob, summary="mine now")
+
+
+def test_rows_typed_as_json_take_the_same_path(datanet, bob, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        contribution = services.contribution_create_from_rows(
+            datanet=datanet, contributor=bob, rows=[{"text": "Refund my last invoice", "label": "billing"}, {"text": 5}]
+        )
+    contribution.refresh_from_db()
+    assert contribution.rows_accepted == 1 and contribution.rows_rejected == 1
+    assert io.BytesIO(default_storage.open(contribution.storage_name).read()).read().startswith(b'{"text"')
