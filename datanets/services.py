@@ -475,7 +475,7 @@ def contribution_validate(*, contribution_id: int) -> Contribution:
     index = near_dup_index_load(datanet=datanet)
     existing = _existing_content(datanet=datanet, hashes={r.content_hash for r in results if r.accepted})
     screener = UploadScreener(schema, existing=existing, near_dup_index=index)
-    screened = [screener.screen(result) for result in results]
+    screened = list(screener.screen_all(results))
 
     records, errors = [], []
     in_upload = {}  # row number -> (earlier row number of this upload it nearly duplicates, similarity)

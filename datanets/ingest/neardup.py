@@ -195,8 +195,9 @@ class NearDupIndex:
     def _add_batch(self, batch: list[tuple[RowId, str]]) -> None:
         self.add_signatures([row_id for row_id, _ in batch], self.signatures([text for _, text in batch]))
 
-    def add_signatures(self, ids: Sequence[RowId], signatures: np.ndarray) -> None:
-        """Index precomputed signatures (from :meth:`signatures` of an index with the same parameters)."""
+    def add_signatures(self, ids: Sequence[RowId], signatures: np.ndarray, keys: np.ndarray | None = None) -> None:
+        """Index precomputed signatures (from :meth:`signatures` of an index with the same parameters),
+        and their band keys when the caller already has them (:meth:`band_keys`)."""
         if len(set(ids)) != len(ids) or any(row_id in self._positions for row_id in ids):
             raise ValueError("row ids in a NearDupIndex must be unique")
         first = len(self._ids)
@@ -209,7 +210,7 @@ class NearDupIndex:
         self._ids.extend(ids)
         self._positions.update((row_id, first + i) for i, row_id in enumerate(ids))
         indexable = np.flatnonzero(signatures[:, 0] != _EMPTY)
-        keys = self._band_keys(signatures[indexable])
+        keys = self._band_keys(signatures[indexable]) if keys is None else keys[indexable]
         for owner, row_keys in zip((indexable + first).tolist(), keys.tolist()):
             for key in row_keys:
                 self._recent.setdefault(key, []).append(owner)
@@ -257,9 +258,13 @@ class NearDupIndex:
             return None
         return NearDupMatch(self._ids[int(candidates[best])], float(estimates[best]))
 
-    def query_signature(self, signature: np.ndarray) -> NearDupMatch | None:
-        """Like :meth:`query` for a signature already computed (saves hashing a text twice)."""
-        return self._best(signature, self._band_keys(signature[None, :])[0])
+    def query_signature(self, signature: np.ndarray, keys: np.ndarray | None = None) -> NearDupMatch | None:
+        """Like :meth:`query` for a signature (and band keys) already computed: saves hashing twice."""
+        return self._best(signature, self._band_keys(signature[None, :])[0] if keys is None else keys)
+
+    def band_keys(self, signatures: np.ndarray) -> np.ndarray:
+        """LSH bucket keys (n x bands) of signatures, reusable by :meth:`query_signature`/:meth:`add_signatures`."""
+        return self._band_keys(signatures)
 
     def query(self, text: str) -> NearDupMatch | None:
         """Best indexed match for a text with estimated Jaccard >= threshold, or None."""

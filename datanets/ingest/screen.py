@@ -15,11 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from .errors import Rejection, RejectionCode
 from .neardup import NearDupIndex
 from .rows import RowFlag, RowId, RowResult
 from .schema import DatanetSchema
 
+# Rows whose MinHash signatures are computed together: large enough to vectorise, small enough to stream.
+SCREEN_CHUNK = 1024
 LABEL_CONFLICT = "label_conflict"
 NEAR_DUPLICATE = "near_duplicate"
 
@@ -68,6 +72,7 @@ class UploadScreener:
         self._existing = _lookup(existing)
         self._index = near_dup_index
         self._seen: dict[str, RowResult] = {}
+        self._precomputed: tuple[np.ndarray, np.ndarray] | None = None
         self._upload_index: NearDupIndex | None = None
         if near_dups_within_upload:
             reference = near_dup_index or NearDupIndex()
@@ -117,10 +122,15 @@ class UploadScreener:
         indexes = [index for index in (self._index, self._upload_index) if index is not None]
         if not indexes:
             return ()
-        # One signature serves both indexes: the upload index copies the Datanet index's parameters.
-        signature = indexes[0].signatures([self._schema.comparison_text(fields)])
+        # One signature and one set of band keys serve both indexes (the upload index copies the Datanet
+        # index's parameters); screen_all computes them for a whole chunk in one vectorised call.
+        if self._precomputed is not None:
+            signature, keys = self._precomputed
+        else:
+            signature = indexes[0].signatures([self._schema.comparison_text(fields)])
+            keys = indexes[0].band_keys(signature)
         flags = []
-        if self._index is not None and (match := self._index.query_signature(signature[0])) is not None:
+        if self._index is not None and (match := self._index.query_signature(signature[0], keys[0])) is not None:
             flags.append(
                 RowFlag(
                     NEAR_DUPLICATE,
@@ -130,7 +140,7 @@ class UploadScreener:
                 )
             )
         if self._upload_index is not None:
-            if (match := self._upload_index.query_signature(signature[0])) is not None:
+            if (match := self._upload_index.query_signature(signature[0], keys[0])) is not None:
                 flags.append(
                     RowFlag(
                         NEAR_DUPLICATE,
@@ -139,9 +149,34 @@ class UploadScreener:
                         similarity=match.estimated_jaccard,
                     )
                 )
-            self._upload_index.add_signatures([row_number], signature)
+            self._upload_index.add_signatures([row_number], signature, keys)
         return tuple(flags)
 
     def screen_all(self, rows: Iterable[RowResult]) -> Iterator[RowResult]:
+        """The same results as :meth:`screen` row by row, with MinHash signatures and band keys computed
+        for a chunk of rows at once: per-row numpy calls, not the hashing, dominated the cost."""
+        chunk: list[RowResult] = []
         for row in rows:
-            yield self.screen(row)
+            chunk.append(row)
+            if len(chunk) == SCREEN_CHUNK:
+                yield from self._screen_chunk(chunk)
+                chunk = []
+        if chunk:
+            yield from self._screen_chunk(chunk)
+
+    def _screen_chunk(self, chunk: list[RowResult]) -> Iterator[RowResult]:
+        reference = self._index if self._index is not None else self._upload_index
+        candidates = [i for i, row in enumerate(chunk) if row.accepted and row.fields is not None]
+        if reference is None or not candidates:
+            yield from map(self.screen, chunk)
+            return
+        signatures = reference.signatures([self._schema.comparison_text(chunk[i].fields) for i in candidates])
+        keys = reference.band_keys(signatures)
+        position = {i: n for n, i in enumerate(candidates)}
+        try:
+            for i, row in enumerate(chunk):
+                n = position.get(i)
+                self._precomputed = None if n is None else (signatures[n : n + 1], keys[n : n + 1])
+                yield self.screen(row)
+        finally:
+            self._precomputed = None

@@ -1,0 +1,146 @@
+"""Payout benchmarks: Merkle tree build time and on-chain gas of the cumulative distributor.
+
+    .venv/bin/python bench/payouts.py [--quick] [--json]
+
+Gas is measured on the in-process py-evm chain (Prague rules, the same bytecode as production) with a
+100,000-account tree, so proofs have the depth a real epoch would have. Targets: tree build <= 3 s at
+100k accounts, root update ~45k gas, first claim <= 110k gas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rewards.chain import (  # noqa: E402  (the repo root must be on sys.path first)
+    ChainClient,
+    ClaimRequest,
+    CumulativeRewardsTree,
+    checksum_address,
+    deploy_rewards,
+)
+
+OPEN = 10**18
+CLAIM_MANY_BATCH = 20
+
+
+def measure_settled_per_s(quick: bool) -> float | None:
+    """Hook for the ledger's settlement throughput (fee splits settled per second).
+
+    The ledger lives in the Django app; its owner plugs the measurement in here. None means "not
+    measured", and the ``settled_per_s`` key then stays out of the JSON.
+    """
+    return None
+
+
+def random_rewards(count: int, seed: int) -> dict[str, int]:
+    rng = random.Random(seed)
+    return {checksum_address(rng.randbytes(20)): rng.randrange(1, 1_000) * OPEN // 100 for _ in range(count)}
+
+
+def time_tree_build(rewards: dict[str, int], repeats: int) -> tuple[float, float, CumulativeRewardsTree]:
+    """Best wall-clock and best CPU seconds over ``repeats`` builds. CPU time is reported too because
+    the machine is shared: wall time swings with the other jobs, CPU time much less."""
+    best_wall, best_cpu, tree = float("inf"), float("inf"), None
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        tree = CumulativeRewardsTree.build(rewards)
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return best_wall, best_cpu, tree
+
+
+def measure_gas(tree: CumulativeRewardsTree, rewards: dict[str, int], claims: int) -> dict[str, float]:
+    """Root updates, single claims and relayed batches, first and later (after the next epoch)."""
+    client = ChainClient.in_process()
+    deployment = deploy_rewards(client, supply=10**12 * OPEN)
+    distributor = deployment.distributor
+    deployment.token.transfer(distributor.address, 2 * (tree.total_cumulative + OPEN))
+
+    accounts = list(rewards)
+    singles = accounts[:claims]
+    batch = accounts[claims:claims + CLAIM_MANY_BATCH]
+
+    gas_root_first = distributor.publish_tree(tree, 1).gas_used
+    first_claims = [distributor.claim(a, tree.amount_of(a), tree.proof(a)).gas_used for a in singles]
+    first_batch = distributor.claim_many([ClaimRequest.from_tree(tree, a) for a in batch]).gas_used
+
+    # Epoch 2: everyone earned a little more; accounts now hold OPEN and have claimed before.
+    next_tree = CumulativeRewardsTree.build({a: amount + OPEN for a, amount in rewards.items()})
+    gas_root = distributor.publish_tree(next_tree, 2).gas_used
+    later_claims = [distributor.claim(a, next_tree.amount_of(a), next_tree.proof(a)).gas_used for a in singles]
+    later_batch = distributor.claim_many([ClaimRequest.from_tree(next_tree, a) for a in batch]).gas_used
+    return {
+        "gas_root_first": gas_root_first,
+        "gas_root": gas_root,
+        # The very first claim also turns totalClaimed from zero to non-zero; report the typical one.
+        "gas_claim_very_first": first_claims[0],
+        "gas_claim": statistics.median(first_claims[1:]),
+        "gas_claim_later": statistics.median(later_claims),
+        "gas_claim_many_per_account": first_batch / CLAIM_MANY_BATCH,
+        "gas_claim_many_later_per_account": later_batch / CLAIM_MANY_BATCH,
+        "proof_depth": len(tree.proof(singles[0])),
+    }
+
+
+def run(quick: bool, settled_per_s: Callable[[bool], float | None] = measure_settled_per_s) -> dict[str, float]:
+    repeats = 1 if quick else 3
+    rewards_10k = random_rewards(10_000, seed=10)
+    rewards_100k = random_rewards(100_000, seed=100)
+    tree_s_10k, tree_cpu_s_10k, _ = time_tree_build(rewards_10k, repeats)
+    tree_s_100k, tree_cpu_s_100k, tree_100k = time_tree_build(rewards_100k, repeats)
+
+    start = time.perf_counter()
+    proof_accounts = list(rewards_100k)[:10_000]
+    for account in proof_accounts:
+        tree_100k.proof(account)
+    proofs_per_s = len(proof_accounts) / (time.perf_counter() - start)
+
+    results: dict[str, float] = {
+        "tree_s_10k": round(tree_s_10k, 3),
+        "tree_s_100k": round(tree_s_100k, 3),
+        "tree_cpu_s_10k": round(tree_cpu_s_10k, 3),
+        "tree_cpu_s_100k": round(tree_cpu_s_100k, 3),
+        "proofs_per_s_100k": round(proofs_per_s),
+        **measure_gas(tree_100k, rewards_100k, claims=5 if quick else 20),
+    }
+    settled = settled_per_s(quick)
+    if settled is not None:
+        results["settled_per_s"] = settled
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one repetition, fewer claims (well under 2 min)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args()
+
+    results = run(args.quick)
+    print(f"tree build   10k accounts: {results['tree_s_10k']:.3f} s wall, {results['tree_cpu_s_10k']:.3f} s CPU")
+    print(f"tree build  100k accounts: {results['tree_s_100k']:.3f} s wall, {results['tree_cpu_s_100k']:.3f} s CPU"
+          "   (target <= 3 s)")
+    print(f"proofs from 100k tree    : {results['proofs_per_s_100k']:,} /s (depth {results['proof_depth']})")
+    print(f"gas setMerkleRoot first  : {results['gas_root_first']:,}")
+    print(f"gas setMerkleRoot        : {results['gas_root']:,}   (target ~45k)")
+    print(f"gas claim, very first    : {results['gas_claim_very_first']:,}")
+    print(f"gas claim, first/account : {results['gas_claim']:,.0f}   (target <= 110k)")
+    print(f"gas claim, later         : {results['gas_claim_later']:,.0f}")
+    print(f"gas claimMany per account: {results['gas_claim_many_per_account']:,.0f} first, "
+          f"{results['gas_claim_many_later_per_account']:,.0f} later (batches of {CLAIM_MANY_BATCH})")
+    if "settled_per_s" in results:
+        print(f"ledger settlements       : {results['settled_per_s']:,.0f} /s")
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
