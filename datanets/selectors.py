@@ -253,3 +253,16 @@ def trainable_versions_for(*, user):
     visible = datanets_visible_to(user=user)
     versions = DatanetVersion.objects.filter(datanet__in=visible).select_related("datanet")
     return [v for v in versions if datanet_permissions(datanet=v.datanet, user=user).can_train]
+
+
+def version_training_rows(*, version: DatanetVersion):
+    """(row id, contributor id, fields) of a version's rows in row-id order: what a fine-tune trains on.
+    Row ids are the `r<pk>` strings written into training manifests and attribution indexes."""
+    rows = Record.objects.filter(versions=version).order_by("pk").values_list("pk", "contributor_id", "fields")
+    return [(f"r{pk}", str(contributor_id), fields) for pk, contributor_id, fields in rows.iterator(chunk_size=2000)]
+
+
+def records_by_uid(*, uids) -> dict:
+    """Records for `r<pk>` row ids (attribution receipts name rows this way)."""
+    pks = [int(uid[1:]) for uid in uids if isinstance(uid, str) and uid.startswith("r") and uid[1:].isdigit()]
+    return {f"r{r.pk}": r for r in Record.objects.filter(pk__in=pks).select_related("datanet", "contributor")}

@@ -292,6 +292,7 @@ def version(request, slug, number):
     return render(request, "datanets/version.html", context)
 
 
+@login_required
 @require_POST
 def version_verify(request, slug, number):
     datanet = selectors.datanet_get_visible(slug=slug, user=request.user)

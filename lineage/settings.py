@@ -256,11 +256,45 @@ DATANETS_DAILY_CONTRIBUTIONS = env.int("DATANETS_DAILY_CONTRIBUTIONS", default=2
 DATANETS_DAILY_UPLOAD_BYTES = env.int("DATANETS_DAILY_UPLOAD_BYTES", default=1024 * MB)
 DATANETS_NEAR_DUP_NUM_PERM = env.int("DATANETS_NEAR_DUP_NUM_PERM", default=128)
 DATANETS_CACHE_DIR = VAR_DIR / "cache" / "datanets"
+TRAINING_TIME_LIMIT_S = env.int("TRAINING_TIME_LIMIT_S", default=6 * 3600)
+TRAINING_MAX_DELIVERIES = env.int("TRAINING_MAX_DELIVERIES", default=3)
+TRAINING_WORK_DIR = Path(env.str("TRAINING_WORK_DIR", default=str(VAR_DIR / "training")))
 # Uploads past this size stream to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * MB
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * MB
 HEALTHZ_BROKER_TIMEOUT_S = 2.0
 AUDIT_DETAIL_MAX_BYTES = 16_384
+
+# --- Rewards
+# Chain: empty CHAIN_RPC_URL = an in-process eth-tester chain (one process only); the run profile sets
+# http://127.0.0.1:8545 served by `manage.py chain_node`. The default key is eth-tester's first dev
+# account (public knowledge): never use it on a real chain.
+CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="")
+CHAIN_PRIVATE_KEY = env.str("CHAIN_PRIVATE_KEY", default="0x" + "0" * 63 + "1")
+CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=1)
+CHAIN_ID = env.int("CHAIN_ID", default=131277322940537)  # eth-tester's chain id
+CHAIN_RECEIPT_TIMEOUT_S = env.float("CHAIN_RECEIPT_TIMEOUT_S", default=120.0)
+CHAIN_NODE_HOST = env.str("CHAIN_NODE_HOST", default="127.0.0.1")
+CHAIN_NODE_PORT = env.int("CHAIN_NODE_PORT", default=8545)
+WALLET_CHANGE_DELAY_HOURS = env.int("WALLET_CHANGE_DELAY_HOURS", default=48)
+REWARDS_SIWE_DOMAIN = env.str("REWARDS_SIWE_DOMAIN", default="")  # default: SITE_URL's host
+REWARDS_SIWE_TTL_MINUTES = env.int("REWARDS_SIWE_TTL_MINUTES", default=15)
+REWARDS_CHAIN_AUTO_DEPLOY = env.bool("REWARDS_CHAIN_AUTO_DEPLOY", default=True)
+REWARDS_TOKEN_ADDRESS = env.str("REWARDS_TOKEN_ADDRESS", default="")
+REWARDS_DISTRIBUTOR_ADDRESS = env.str("REWARDS_DISTRIBUTOR_ADDRESS", default="")
+REWARDS_DEPLOYED_AT_BLOCK = env.int("REWARDS_DEPLOYED_AT_BLOCK", default=0)
+REWARDS_DEPOSIT_ADDRESS = env.str("REWARDS_DEPOSIT_ADDRESS", default="")  # default: the treasury (signer)
+REWARDS_DEV_TOKEN_SUPPLY = env.int("REWARDS_DEV_TOKEN_SUPPLY", default=10**9 * 10**18)
+REWARDS_RELAY_THRESHOLD = env.int("REWARDS_RELAY_THRESHOLD", default=0)  # base units; 0 = no relaying at close
+REWARDS_RELAY_CLAIMS = env.bool("REWARDS_RELAY_CLAIMS", default=True)  # the "claim for me" button
+REWARDS_RELAY_BATCH = env.int("REWARDS_RELAY_BATCH", default=50)
+REWARDS_EPOCH_LEASE_S = env.int("REWARDS_EPOCH_LEASE_S", default=900)
+REWARDS_ROWS_PER_CONTRIBUTOR = env.int("REWARDS_ROWS_PER_CONTRIBUTOR", default=10)
+CELERY_BEAT_SCHEDULE.update({
+    "rewards-index-deposits": {"task": "rewards.tasks.chain_index_deposits", "schedule": timedelta(minutes=1)},
+    "rewards-index-claims": {"task": "rewards.tasks.chain_index_claims", "schedule": timedelta(minutes=1)},
+    "rewards-reconcile": {"task": "rewards.tasks.chain_reconcile", "schedule": crontab(minute=17)},
+})
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

@@ -37,6 +37,7 @@ def _django_test_environment(request, tmp_path):
     settings = request.getfixturevalue("settings")
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.DATANETS_CACHE_DIR = tmp_path / "cache"
+    settings.TRAINING_WORK_DIR = tmp_path / "training"
     cache.clear()
     previous = app.conf.task_always_eager
     app.conf.task_always_eager = True

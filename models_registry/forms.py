@@ -1,0 +1,49 @@
+from django import forms
+
+from datanets import selectors as datanet_selectors
+from datanets.models import DatanetVersion
+
+from .models import BaseModel
+
+
+class VersionChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, version):
+        return f"{version.datanet.name} v{version.number} · {version.row_count} rows · {version.datanet.get_task_type_display()}"
+
+
+class FineTuneForm(forms.Form):
+    name = forms.CharField(max_length=120, help_text="Names the job and the model it produces, e.g. 'support-intents'.")
+    base_model = forms.ModelChoiceField(queryset=BaseModel.objects.filter(is_active=True), empty_label=None,
+                                        help_text="The pretrained model the adapter is trained on top of.")
+    datanet_versions = VersionChoiceField(queryset=DatanetVersion.objects.none(), widget=forms.CheckboxSelectMultiple,
+                                          help_text="Published versions you may train on; they must share a task and labels.")
+    lora_r = forms.IntegerField(label="LoRA rank", min_value=1, max_value=256, initial=8,
+                                help_text="Adapter size: 4-16 suits most tasks; higher learns more and costs more.")
+    lora_alpha = forms.FloatField(label="LoRA alpha", min_value=0.1, initial=16, help_text="Scale of the adapter's update; usually 2 × rank.")
+    lora_dropout = forms.FloatField(label="LoRA dropout", min_value=0, max_value=0.9, initial=0.1)
+    lora_target_modules = forms.CharField(label="Target modules", required=False,
+                                          help_text="Comma-separated layer names; empty picks the architecture's default "
+                                                    "(query,value for BERT; q_proj,v_proj for Llama).")
+    learning_rate = forms.FloatField(min_value=1e-7, max_value=1.0, initial=5e-4)
+    epochs = forms.IntegerField(min_value=1, max_value=100, initial=3, help_text="Passes over the training rows.")
+    batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=16)
+    max_seq_length = forms.IntegerField(label="Max sequence length", min_value=8, max_value=8192, initial=128,
+                                        help_text="Tokens per example; longer rows are truncated.")
+    eval_fraction = forms.FloatField(label="Evaluation split", min_value=0.0, max_value=0.5, initial=0.1,
+                                     help_text="Share of rows held out to measure the model (never trained on).")
+    seed = forms.IntegerField(min_value=0, initial=0, help_text="Same seed and data give the same model on CPU.")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        trainable = datanet_selectors.trainable_versions_for(user=user)
+        self.fields["datanet_versions"].queryset = DatanetVersion.objects.filter(
+            pk__in=[v.pk for v in trainable]
+        ).select_related("datanet").order_by("datanet__name", "-number")
+
+    def clean_lora_target_modules(self):
+        return [m.strip() for m in self.cleaned_data["lora_target_modules"].split(",") if m.strip()]
+
+
+class ModelSettingsForm(forms.Form):
+    price_per_inference = forms.IntegerField(min_value=0, help_text="In OPEN base units (1 OPEN = 10^18).")
+    allow_download = forms.BooleanField(required=False, help_text="Let anyone download the adapter.")
