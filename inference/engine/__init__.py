@@ -1,0 +1,70 @@
+"""OpenLoRA serving engine: one base model serves many LoRA adapters in mixed batches.
+
+Plain Python + PyTorch (no Django). Public API:
+
+- :class:`ServingEngine` / :class:`EngineConfig`: load a base model, load/pin/unload adapters,
+  classify and generate (blocking, or streaming through :class:`GenerationStream`).
+- :class:`GenerationParams`: validated sampling settings.
+- :class:`SlotLoraModel`, :class:`SlotLoraLinear`, :class:`SlotHeadLinear`: the batched
+  multi-adapter layers, usable without the engine.
+- :class:`AdapterCache`: the device / host / disk adapter tiers.
+- :func:`adapter_directory_sha256`: the digest callers must pass when loading an adapter.
+- Errors in :mod:`.errors`, each with ``http_status`` and an OpenAI-style ``to_dict()``.
+- :mod:`.server`: a stdlib HTTP server around one engine (``python -m inference.engine.server``).
+"""
+
+from .adapters import AdapterSource, LoadedAdapter, adapter_directory_sha256, adapter_sha256, read_adapter
+from .cache import AdapterCache, AdapterInfo
+from .engine import (
+    ClassificationResult,
+    EngineConfig,
+    GenerationResult,
+    GenerationStream,
+    ServingEngine,
+    Task,
+)
+from .errors import (
+    AdapterIncompatibleError,
+    AdapterIntegrityError,
+    AdapterNotFoundError,
+    ContextLengthExceededError,
+    EngineCapacityError,
+    EngineError,
+    InvalidRequestError,
+    RequestCancelledError,
+)
+from .generation import GenerationParams
+from .scheduler import Admission, select_admissions
+from .slot_lora import AdapterTensors, BatchRouting, SlotHeadLinear, SlotLoraLinear, SlotLoraModel
+
+__all__ = [
+    "AdapterCache",
+    "AdapterIncompatibleError",
+    "AdapterInfo",
+    "AdapterIntegrityError",
+    "AdapterNotFoundError",
+    "AdapterSource",
+    "AdapterTensors",
+    "Admission",
+    "BatchRouting",
+    "ClassificationResult",
+    "ContextLengthExceededError",
+    "EngineCapacityError",
+    "EngineConfig",
+    "EngineError",
+    "GenerationParams",
+    "GenerationResult",
+    "GenerationStream",
+    "InvalidRequestError",
+    "LoadedAdapter",
+    "RequestCancelledError",
+    "ServingEngine",
+    "SlotHeadLinear",
+    "SlotLoraLinear",
+    "SlotLoraModel",
+    "Task",
+    "adapter_directory_sha256",
+    "adapter_sha256",
+    "read_adapter",
+    "select_admissions",
+]

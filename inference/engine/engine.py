@@ -1,0 +1,654 @@
+"""The serving engine: one base model, many LoRA adapters, continuous batching.
+
+Usage::
+
+    engine = ServingEngine.from_pretrained("/models/base", task="causal_lm", num_slots=8)
+    engine.load_adapter("acme-v3", "/adapters/acme-v3", sha256="...")
+    with engine:                        # starts the step loop thread
+        result = engine.generate("Hello", adapter="acme-v3", params=GenerationParams(max_tokens=20))
+        for delta in engine.stream("Hello", adapter="acme-v3"):
+            print(delta, end="")
+
+Without ``start()`` (or the ``with`` block), the blocking calls drive :meth:`ServingEngine.step`
+themselves; tests use that, and :meth:`step` directly, for deterministic interleavings.
+
+Each step admits queued requests fairly (see :mod:`.scheduler`), runs at most one prefill forward
+for the requests that join and one decode forward for every running row, then retires finished rows
+and releases their adapter slots. Rows of different adapters share every forward.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, DynamicCache
+
+from .cache import AdapterCache, AdapterInfo
+from .errors import (
+    ContextLengthExceededError,
+    EngineCapacityError,
+    EngineError,
+    InvalidRequestError,
+    RequestCancelledError,
+)
+from .generation import GenerationParams, TextTracker, TokenSampler
+from .scheduler import Admission, select_admissions
+from .slot_lora import SlotLoraModel
+
+DEFAULT_HEAD_MODULES = ("classifier", "score")
+
+
+class Task(enum.StrEnum):
+    """What the base model does; decides the model class and which request type is served."""
+
+    CLASSIFICATION = "classification"
+    CAUSAL_LM = "causal_lm"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Sizing of the engine. ``num_slots`` adapters can be resident on device at once (plus slot 0,
+    the bare base model); ``num_pages`` rank columns are shared by them (default: all at
+    ``max_rank``)."""
+
+    task: Task
+    num_slots: int = 8
+    max_rank: int = 16
+    num_pages: int | None = None
+    target_modules: tuple[str, ...] | None = None  # default: peft's default targets for the model
+    head_modules: tuple[str, ...] = DEFAULT_HEAD_MODULES  # per-adapter heads (classification only)
+    max_batch_rows: int = 32
+    host_cache_bytes: int = 256 * 2**20
+    max_waiting: int = 10_000
+
+
+@dataclass(frozen=True)
+class ClassificationResult:
+    label: str
+    label_id: int
+    probabilities: dict[str, float]
+    adapter: str | None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    text: str
+    finish_reason: str  # "stop" (stop string or end-of-sequence), "length" or "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+    adapter: str | None
+    seed: int
+    token_ids: tuple[int, ...]  # generated ids, end-of-sequence included; what attribution scores
+
+
+_DONE = object()
+
+
+class GenerationStream:
+    """Handle of one generation request: iterate it for text deltas, or call :meth:`result`.
+
+    Concatenating the deltas gives exactly ``result().text``. :meth:`cancel` (e.g. on client
+    disconnect) retires the row at the next step and releases its adapter slot.
+    """
+
+    def __init__(self, pump: Callable[[], bool]) -> None:
+        """``pump`` runs an engine step from the caller's thread (when no loop thread runs) and
+        returns whether it did anything; waiting callers otherwise block briefly."""
+        self._deltas: queue.SimpleQueue = queue.SimpleQueue()
+        self._done = threading.Event()
+        self._cancelled = threading.Event()
+        self._result: GenerationResult | None = None
+        self._error: EngineError | None = None
+        self._pump = pump
+
+    # engine side
+    def _push(self, delta: str) -> None:
+        if delta:
+            self._deltas.put(delta)
+
+    def _finish(self, result: GenerationResult | None, error: EngineError | None = None) -> None:
+        self._result, self._error = result, error
+        self._done.set()
+        self._deltas.put(_DONE)
+
+    # caller side
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            try:
+                item = self._deltas.get_nowait()
+            except queue.Empty:
+                if self._pump():
+                    continue
+                try:
+                    item = self._deltas.get(timeout=0.01)
+                except queue.Empty:
+                    continue
+            if item is _DONE:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield item
+
+    def result(self, timeout: float | None = None) -> GenerationResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done.is_set():
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("generation did not finish in time")
+            if not self._pump():
+                self._done.wait(0.01)
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+@dataclass(eq=False)
+class _Request:
+    seq: int
+    adapter: str | None
+    slot: int | None = None
+
+
+@dataclass(eq=False)
+class _ClassifyRequest(_Request):
+    input_ids: list[int] = field(default_factory=list)
+    future: Future = field(default_factory=Future)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.future.cancelled()
+
+    def fail(self, error: EngineError) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+@dataclass(eq=False)
+class _GenerateRequest(_Request):
+    prompt_ids: list[int] = field(default_factory=list)
+    params: GenerationParams = field(default_factory=GenerationParams)
+    sampler: TokenSampler | None = None
+    tracker: TextTracker | None = None
+    stream: GenerationStream | None = None
+    next_token: int = 0  # sampled but not yet fed to the model
+    generated_ids: list[int] = field(default_factory=list)
+    position: int = 0  # position id of next_token
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.stream.cancelled
+
+    def fail(self, error: EngineError) -> None:
+        self.stream._finish(None, error)
+
+
+class ServingEngine:
+    """Serves classification or generation requests for many LoRA adapters on one base model."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, config: EngineConfig) -> None:
+        """Wrap an already loaded base model (it is modified in place: target Linears become
+        :class:`~.slot_lora.SlotLoraLinear`)."""
+        self.config = config
+        self.task = Task(config.task)
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        targets = config.target_modules or tuple(
+            TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model.config.model_type, ())
+        )
+        if not targets:
+            raise ValueError(f"no default LoRA targets for model_type {model.config.model_type!r}; pass target_modules")
+        heads = config.head_modules if self.task is Task.CLASSIFICATION else ()
+        self.slots = SlotLoraModel(
+            model, targets, heads, num_slots=config.num_slots, max_rank=config.max_rank, num_pages=config.num_pages
+        )
+        self.device = self.slots.device
+        self._wakeup = threading.Condition()
+        self.cache = AdapterCache(self.slots, host_budget_bytes=config.host_cache_bytes, on_ready=self._notify)
+        self.max_positions: int | None = getattr(model.config, "max_position_embeddings", None)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._pad_id = pad if pad is not None else 0
+        eos = getattr(model.generation_config, "eos_token_id", None) if self.task is Task.CAUSAL_LM else None
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self._waiting: list[_Request] = []
+        self._running: list[_GenerateRequest] = []
+        self._kv: DynamicCache | None = None
+        self._kv_mask: torch.Tensor | None = None
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._closed = False
+        self._step_lock = threading.Lock()
+        self.counters = {"steps": 0, "forwards": 0, "rows": 0, "generated_tokens": 0, "completed": 0, "failed": 0}
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, task: Task | str, *, device: str | None = None, dtype: torch.dtype | None = None,
+        **config: object,
+    ) -> ServingEngine:
+        """Load base model and tokenizer from a local directory (never from the network)."""
+        task = Task(task)
+        model_class = AutoModelForSequenceClassification if task is Task.CLASSIFICATION else AutoModelForCausalLM
+        kwargs = {"local_files_only": True}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        model = model_class.from_pretrained(str(path), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        if device is not None:
+            model = model.to(device)
+        return cls(model, tokenizer, EngineConfig(task=task, **config))
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> ServingEngine:
+        """Run the step loop in a background thread (idempotent)."""
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._loop, name="serving-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the loop thread; queued and running requests fail with :class:`EngineCapacityError`.
+
+        The engine stays usable (blocking calls drive steps themselves, or ``start()`` again).
+        """
+        thread, self._thread = self._thread, None
+        self._stopping = True
+        self._notify()
+        if thread is not None:
+            thread.join()
+        self._stopping = False
+        with self._step_lock:
+            error = EngineCapacityError("engine stopped")
+            for request in [*self._waiting, *self._running]:
+                request.fail(error)
+                if request.slot is not None:
+                    self.cache.release(request.slot)
+            self._waiting, self._running = [], []
+            self._kv = self._kv_mask = None
+
+    def close(self) -> None:
+        """Stop for good: also shuts the adapter loader thread down; new requests are refused."""
+        self._closed = True
+        self.stop()
+        self.cache.close()
+
+    def __enter__(self) -> ServingEngine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _notify(self) -> None:
+        with self._wakeup:
+            self._wakeup.notify_all()
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            if not self.step():
+                with self._wakeup:
+                    # Short wait when work is queued (an adapter may be loading), longer when idle.
+                    self._wakeup.wait(0.01 if self._waiting or self._running else 0.5)
+
+    def _pump(self) -> bool:
+        """Drive one step from the caller's thread when no loop thread runs."""
+        return self.step() if self._thread is None else False
+
+    # ------------------------------------------------------------------ adapters
+    def load_adapter(
+        self, name: str, path: str | Path, sha256: str, *, wait: bool = True, pin: bool = False
+    ) -> AdapterInfo:
+        """Register an adapter directory and read it into host memory (on the loader thread).
+
+        With ``wait=False`` this returns at once and requests for the adapter queue until it is
+        ready. Integrity and compatibility errors surface here when waiting, else on the requests.
+        """
+        self.cache.register(name, path, sha256)
+        loading = self.cache.prefetch(name)
+        if wait or pin:
+            loading.result()
+        if pin:
+            self.cache.pin(name)
+        return self.cache.info(name)
+
+    def unload_adapter(self, name: str) -> None:
+        self.cache.unload(name)
+
+    def pin_adapter(self, name: str, pinned: bool = True) -> AdapterInfo:
+        self.cache.pin(name, pinned)
+        return self.cache.info(name)
+
+    # ------------------------------------------------------------------ requests
+    def submit_classify(self, text: str, adapter: str | None = None) -> Future:
+        """Queue one text; the future resolves to a :class:`ClassificationResult`."""
+        self._require_task(Task.CLASSIFICATION)
+        if not isinstance(text, str) or not text:
+            raise InvalidRequestError("input must be a non-empty string", param="input")
+        ids = self.tokenizer(text)["input_ids"]
+        if self.max_positions is not None and len(ids) > self.max_positions:
+            raise ContextLengthExceededError(
+                f"input is {len(ids)} tokens; the model accepts at most {self.max_positions}", param="input"
+            )
+        request = _ClassifyRequest(seq=0, adapter=adapter, input_ids=ids)
+        self._enqueue(request)
+        return request.future
+
+    def classify(
+        self, texts: str | Sequence[str], adapter: str | None = None, timeout: float | None = None
+    ) -> list[ClassificationResult]:
+        """Classify texts with ``adapter`` (``None`` = base model); blocks until all are done."""
+        futures = [self.submit_classify(t, adapter) for t in ([texts] if isinstance(texts, str) else texts)]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        results = []
+        for future in futures:
+            while not future.done() and self._thread is None:
+                if not self._pump():
+                    time.sleep(0.001)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                results.append(future.result(timeout=remaining))
+            except FutureTimeoutError:
+                raise TimeoutError("classification did not finish in time") from None
+        return results
+
+    def submit_generate(
+        self, prompt: str, adapter: str | None = None, params: GenerationParams | None = None
+    ) -> GenerationStream:
+        """Queue a generation; returns its stream handle at once."""
+        self._require_task(Task.CAUSAL_LM)
+        params = params or GenerationParams()
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidRequestError("prompt must be a non-empty string", param="prompt")
+        ids = self.tokenizer(prompt)["input_ids"]
+        if self.max_positions is not None and len(ids) + params.max_tokens > self.max_positions:
+            raise ContextLengthExceededError(
+                f"prompt is {len(ids)} tokens and max_tokens is {params.max_tokens}; the model's context is"
+                f" {self.max_positions} tokens",
+                param="max_tokens" if len(ids) < self.max_positions else "prompt",
+            )
+        stream = GenerationStream(self._pump)
+        request = _GenerateRequest(
+            seq=0, adapter=adapter, prompt_ids=ids, params=params, sampler=TokenSampler(params),
+            tracker=TextTracker(self._decode_text, params.stop), stream=stream,
+        )
+        self._enqueue(request)
+        return stream
+
+    def generate(
+        self, prompt: str, adapter: str | None = None, params: GenerationParams | None = None,
+        timeout: float | None = None,
+    ) -> GenerationResult:
+        return self.submit_generate(prompt, adapter, params).result(timeout)
+
+    def stream(
+        self, prompt: str, adapter: str | None = None, params: GenerationParams | None = None
+    ) -> GenerationStream:
+        """Alias of :meth:`submit_generate` that reads well in ``for delta in engine.stream(...)``."""
+        return self.submit_generate(prompt, adapter, params)
+
+    def _require_task(self, task: Task) -> None:
+        if self.task is not task:
+            raise InvalidRequestError(f"this engine serves {self.task.value}, not {task.value}")
+
+    def _decode_text(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def _enqueue(self, request: _Request) -> None:
+        if request.adapter is not None:
+            self.cache.record_request(request.adapter)
+            self.cache.prefetch(request.adapter)  # start the disk read while the request waits
+        with self._wakeup:
+            if self._closed:
+                raise EngineCapacityError("engine closed")
+            if len(self._waiting) >= self.config.max_waiting:
+                raise EngineCapacityError("too many queued requests")
+            self._seq += 1
+            request.seq = self._seq
+            self._waiting.append(request)
+            self._wakeup.notify_all()
+
+    # ------------------------------------------------------------------ stepping
+    def step(self) -> bool:
+        """Run one scheduling step; returns whether anything happened."""
+        with self._step_lock:
+            if self.task is Task.CAUSAL_LM:
+                progressed = self._retire([r for r in self._running if r.cancelled], "cancelled")
+            else:
+                progressed = False
+            with self._wakeup:
+                waiting = list(self._waiting)
+            free_rows = self.config.max_batch_rows - len(self._running)
+            admitted, dropped = select_admissions(waiting, self._admit, free_rows)
+            if admitted or dropped:
+                taken = set(map(id, admitted + dropped))
+                with self._wakeup:
+                    self._waiting = [r for r in self._waiting if id(r) not in taken]
+            self.counters["failed"] += len(dropped)
+            if self.task is Task.CLASSIFICATION:
+                self._classify_batch(admitted)
+            else:
+                self._generation_step(admitted)
+            ran = bool(admitted or self._running)
+            if ran:
+                self.counters["steps"] += 1
+            return ran or progressed or bool(dropped)
+
+    def _admit(self, request: _Request) -> Admission:
+        if request.cancelled:
+            request.fail(RequestCancelledError("request cancelled"))
+            return Admission.DROP
+        if request.adapter is None:
+            request.slot = 0
+            return Admission.ADMIT
+        try:
+            if self.cache.info(request.adapter).tier in ("disk", "loading"):
+                self.cache.prefetch(request.adapter)
+                return Admission.NOT_READY
+            slot = self.cache.try_acquire(request.adapter)
+        except EngineError as exc:
+            request.fail(exc)
+            return Admission.DROP
+        if slot is None:
+            return Admission.NO_CAPACITY
+        request.slot = slot
+        return Admission.ADMIT
+
+    def _release(self, requests: Sequence[_Request]) -> None:
+        for request in requests:
+            if request.slot is not None:
+                self.cache.release(request.slot)
+                request.slot = None
+
+    # ------------------------------------------------------------------ classification
+    def _classify_batch(self, batch: list[_ClassifyRequest]) -> None:
+        if not batch:
+            return
+        try:
+            width = max(len(r.input_ids) for r in batch)
+            ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, request in enumerate(batch):
+                ids[i, : len(request.input_ids)] = torch.tensor(request.input_ids)
+                mask[i, : len(request.input_ids)] = 1
+            with torch.inference_mode(), self.slots.route([r.slot for r in batch]):
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            probs = torch.softmax(logits.float(), dim=-1).cpu()
+            self.counters["forwards"] += 1
+            self.counters["rows"] += len(batch)
+            labels = self.model.config.id2label
+            for request, row in zip(batch, probs, strict=True):
+                label_id = int(row.argmax())
+                request.future.set_result(ClassificationResult(
+                    label=labels[label_id], label_id=label_id,
+                    probabilities={labels[i]: float(p) for i, p in enumerate(row)}, adapter=request.adapter,
+                ))
+            self.counters["completed"] += len(batch)
+        except Exception as exc:  # noqa: BLE001 - a failed batch must fail its requests, not the loop
+            error = exc if isinstance(exc, EngineError) else EngineError(f"classification failed: {exc}")
+            for request in batch:
+                request.fail(error)
+        finally:
+            self._release(batch)
+
+    # ------------------------------------------------------------------ generation
+    def _generation_step(self, joiners: list[_GenerateRequest]) -> None:
+        try:
+            if joiners:
+                self._prefill(joiners)
+                self._retire([r for r in self._running if r.finish_reason], None)
+            if self._running:
+                self._decode()
+                self._retire([r for r in self._running if r.finish_reason], None)
+        except Exception as exc:  # noqa: BLE001 - fail the affected rows and keep serving
+            error = exc if isinstance(exc, EngineError) else EngineError(f"generation failed: {exc}")
+            rows = self._running + [j for j in joiners if j not in self._running]
+            for request in rows:
+                request.fail(error)
+            self._release(rows)
+            self._running, self._kv, self._kv_mask = [], None, None
+
+    def _forward(self, requests: Sequence[_GenerateRequest], ids: torch.Tensor, mask: torch.Tensor,
+                 positions: torch.Tensor, cache: DynamicCache):
+        with torch.inference_mode(), self.slots.route([r.slot for r in requests]):
+            out = self.model(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device), cache=cache, use_cache=True, logits_to_keep=1,
+            )
+        self.counters["forwards"] += 1
+        self.counters["rows"] += len(requests)
+        return out.logits[:, -1].float().cpu(), out.cache
+
+    def _prefill(self, joiners: list[_GenerateRequest]) -> None:
+        """Run the joiners' prompts (left-padded) and merge their KV cache into the running batch."""
+        width = max(len(r.prompt_ids) for r in joiners)
+        ids = torch.full((len(joiners), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(joiners), width), dtype=torch.long)
+        for i, request in enumerate(joiners):
+            ids[i, width - len(request.prompt_ids):] = torch.tensor(request.prompt_ids)
+            mask[i, width - len(request.prompt_ids):] = 1
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        logits, cache = self._forward(joiners, ids, mask, positions, DynamicCache())
+        self._merge_kv(cache, mask.to(self.device))
+        self._running.extend(joiners)
+        for request, row in zip(joiners, logits, strict=True):
+            request.position = len(request.prompt_ids)
+            self._emit(request, request.sampler(row))
+
+    def _decode(self) -> None:
+        rows = self._running
+        ids = torch.tensor([[r.next_token] for r in rows], dtype=torch.long)
+        positions = torch.tensor([[r.position] for r in rows], dtype=torch.long)
+        mask = torch.cat([self._kv_mask, torch.ones((len(rows), 1), dtype=torch.long, device=self.device)], dim=1)
+        logits, self._kv = self._forward(rows, ids, mask, positions, self._kv)
+        self._kv_mask = mask
+        for request, row in zip(rows, logits, strict=True):
+            request.position += 1
+            self._emit(request, request.sampler(row))
+
+    def _emit(self, request: _GenerateRequest, token: int) -> None:
+        request.next_token = token
+        request.generated_ids.append(token)
+        request.completion_tokens += 1
+        self.counters["generated_tokens"] += 1
+        if token in self._eos_ids:
+            request.finish_reason = "stop"
+            return
+        request.stream._push(request.tracker.add(token))
+        if request.tracker.stopped:
+            request.finish_reason = "stop"
+        elif request.completion_tokens >= request.params.max_tokens:
+            request.finish_reason = "length"
+
+    def _retire(self, finished: list[_GenerateRequest], reason: str | None) -> bool:
+        """Remove finished (or cancelled, when ``reason`` is given) rows and compact the KV cache."""
+        if not finished:
+            return False
+        for request in finished:
+            request.stream._push(request.tracker.finish())
+            request.stream._finish(GenerationResult(
+                text=request.tracker.text, finish_reason=reason or request.finish_reason,
+                prompt_tokens=len(request.prompt_ids), completion_tokens=request.completion_tokens,
+                adapter=request.adapter, seed=request.sampler.seed, token_ids=tuple(request.generated_ids),
+            ))
+        self.counters["completed"] += len(finished)
+        self._release(finished)
+        gone = set(map(id, finished))
+        keep = [i for i, r in enumerate(self._running) if id(r) not in gone]
+        self._running = [self._running[i] for i in keep]
+        if not keep:
+            self._kv = self._kv_mask = None
+            return True
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        mask = self._kv_mask.index_select(0, index)
+        # Drop leading columns that are padding for every remaining row: less attention work.
+        start = int(mask.any(dim=0).nonzero()[0])
+        self._kv_mask = mask[:, start:]
+        self._kv = DynamicCache(ddp_cache_data=[
+            (layer.keys.index_select(0, index)[:, :, start:], layer.values.index_select(0, index)[:, :, start:])
+            for layer in self._kv.layers
+        ])
+        return True
+
+    def _merge_kv(self, cache: DynamicCache, mask: torch.Tensor) -> None:
+        if self._kv is None:
+            self._kv, self._kv_mask = cache, mask
+            return
+        width = max(self._kv_mask.shape[1], mask.shape[1])
+
+        def left_pad(tensor: torch.Tensor, dim: int) -> torch.Tensor:
+            missing = width - tensor.shape[dim]
+            if missing == 0:
+                return tensor
+            shape = list(tensor.shape)
+            shape[dim] = missing
+            return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+        self._kv = DynamicCache(ddp_cache_data=[
+            (torch.cat([left_pad(old.keys, 2), left_pad(new.keys, 2)]),
+             torch.cat([left_pad(old.values, 2), left_pad(new.values, 2)]))
+            for old, new in zip(self._kv.layers, cache.layers, strict=True)
+        ])
+        self._kv_mask = torch.cat([left_pad(self._kv_mask, 1), left_pad(mask, 1)])
+
+    # ------------------------------------------------------------------ stats
+    def stats(self) -> dict:
+        """Engine counters, queue sizes and the adapter cache's per-tier statistics."""
+        with self._wakeup:
+            waiting = len(self._waiting)
+        return {
+            "task": self.task.value,
+            "waiting": waiting,
+            "running": len(self._running),
+            **self.counters,
+            "cache": self.cache.stats(),
+        }
+
+
+__all__ = [
+    "ClassificationResult",
+    "EngineConfig",
+    "GenerationResult",
+    "GenerationStream",
+    "ServingEngine",
+    "Task",
+]

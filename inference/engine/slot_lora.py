@@ -1,0 +1,304 @@
+"""Batched multi-adapter LoRA layers: one base model, many adapters, one forward.
+
+Every wrapped Linear computes, for each row ``b`` of the batch,
+``y_b = x_b W + (x_b A_b) B_b`` where ``A_b``/``B_b`` are the LoRA factors of that row's adapter
+(the LoRA scale is folded into ``B`` when the adapter is installed, which saves one op per layer).
+
+Memory layout (S-LoRA "unified paging", adapted): adapter weights live in *pages*, one page per
+rank column, in two preallocated tensors per layer ``a_pages[num_pages, in]`` and
+``b_pages[num_pages, out]``. An adapter of rank ``r`` owns ``r`` pages, so device memory is sized by
+rank, not by the largest rank the pool accepts. Page 0 is all zeros and never written: it is the
+"no adapter" page and the padding page for rows whose adapter has a lower rank than the batch.
+
+A *slot* is the unit the scheduler reasons about (one resident adapter): ``slot_pages[slot, r_max]``
+lists its pages (0-padded) and slot 0 is "base model only". Per forward, one gather of the slot
+table gives each row its page ids; each wrapped layer then does two ``index_select`` and two batched
+matmuls (BGMV-style gather + bmm). A padded row is one contiguous segment of one adapter's tokens,
+so the same code is the SGMV prompt path without sorting. The op count per forward does not depend
+on how many distinct adapters a batch mixes, and there is no Python loop over adapters.
+
+Per-adapter classification heads (peft ``modules_to_save``) use :class:`SlotHeadLinear`, a pool of
+full head weights per slot gathered the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BatchRouting:
+    """Which adapter each batch row uses, resolved once per forward and shared by all layers."""
+
+    slot_ids: torch.Tensor  # [rows] int64, slot per row (0 = no adapter)
+    page_ids: torch.Tensor  # [rows, rank_width] int64, page per rank column (0 = zero page)
+
+    @property
+    def rank_width(self) -> int:
+        return self.page_ids.shape[1]
+
+
+class RoutingState:
+    """Holds the routing of the forward in progress; all wrapped layers of a model share one.
+
+    Only one forward runs at a time per model (the engine's step loop), so a plain attribute is
+    enough; ``None`` means "no routing set", in which case layers behave as the bare base model.
+    """
+
+    def __init__(self) -> None:
+        self.current: BatchRouting | None = None
+
+
+class SlotLoraLinear(nn.Module):
+    """A frozen base ``nn.Linear`` plus a paged pool of LoRA factors selected per batch row."""
+
+    def __init__(self, base: nn.Linear, num_pages: int, routing: RoutingState) -> None:
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"SlotLoraLinear wraps nn.Linear, got {type(base).__name__}")
+        self.base = base
+        self.routing = routing
+        weight = base.weight
+        self.register_buffer(
+            "a_pages", torch.zeros(num_pages, base.in_features, dtype=weight.dtype, device=weight.device)
+        )
+        self.register_buffer(
+            "b_pages", torch.zeros(num_pages, base.out_features, dtype=weight.dtype, device=weight.device)
+        )
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        routing = self.routing.current
+        if routing is None or routing.rank_width == 0:
+            return out
+        rows = routing.page_ids.shape[0]
+        flat_pages = routing.page_ids.reshape(-1)
+        a = self.a_pages.index_select(0, flat_pages).view(rows, routing.rank_width, self.in_features)
+        b = self.b_pages.index_select(0, flat_pages).view(rows, routing.rank_width, self.out_features)
+        x_rows = x.reshape(rows, -1, self.in_features)
+        # [rows, tokens, r] then accumulate into the base output in place of a separate add.
+        down = torch.bmm(x_rows, a.transpose(1, 2))
+        out_rows = torch.baddbmm(out.reshape(rows, -1, self.out_features), down, b)
+        return out_rows.view(out.shape)
+
+
+class SlotHeadLinear(nn.Module):
+    """A per-slot pool of full Linear heads (peft ``modules_to_save``), gathered per batch row.
+
+    Slot 0 and adapters that ship no head hold a copy of the base head, so rows without their own
+    head behave exactly like the base model.
+    """
+
+    def __init__(self, base: nn.Linear, num_slots: int, routing: RoutingState) -> None:
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"SlotHeadLinear wraps nn.Linear, got {type(base).__name__}")
+        self.base = base
+        self.routing = routing
+        self.register_buffer("weight_pool", base.weight.detach().unsqueeze(0).repeat(num_slots, 1, 1))
+        if base.bias is not None:
+            self.register_buffer("bias_pool", base.bias.detach().unsqueeze(0).repeat(num_slots, 1))
+        else:
+            self.bias_pool = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        routing = self.routing.current
+        if routing is None:
+            return self.base(x)
+        weights = self.weight_pool.index_select(0, routing.slot_ids)  # [rows, out, in]
+        rows = weights.shape[0]
+        x_rows = x.reshape(rows, -1, x.shape[-1])
+        if self.bias_pool is not None:
+            bias = self.bias_pool.index_select(0, routing.slot_ids).unsqueeze(1)
+            out = torch.baddbmm(bias, x_rows, weights.transpose(1, 2))
+        else:
+            out = torch.bmm(x_rows, weights.transpose(1, 2))
+        return out.view(*x.shape[:-1], weights.shape[1])
+
+    def write_slot(self, slot: int, weight: torch.Tensor | None, bias: torch.Tensor | None) -> None:
+        """Install a head into ``slot``; ``weight=None`` restores the base head."""
+        self.weight_pool[slot].copy_(self.base.weight if weight is None else weight)
+        if self.bias_pool is not None:
+            if bias is None and weight is not None:
+                self.bias_pool[slot].zero_()
+            else:
+                self.bias_pool[slot].copy_(self.base.bias if bias is None else bias)
+
+
+def _matches_suffix(name: str, suffixes: Sequence[str]) -> bool:
+    return any(name == s or name.endswith("." + s) for s in suffixes)
+
+
+class SlotLoraModel:
+    """Owns the slot/page tables of one wrapped base model and installs adapters into it.
+
+    Not thread-safe by itself: the adapter cache serialises installs, and a slot is only written
+    while no running batch uses it (the cache's slot locks guarantee that).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_modules: Sequence[str],
+        head_modules: Sequence[str] = (),
+        *,
+        num_slots: int,
+        max_rank: int,
+        num_pages: int | None = None,
+    ) -> None:
+        """Wrap ``model`` in place.
+
+        ``num_slots`` counts adapter slots *besides* slot 0 (the base model). ``num_pages`` is the
+        page budget shared by all slots (default: every slot at ``max_rank``); a smaller budget lets
+        many low-rank adapters stay resident without paying for the largest rank.
+        """
+        if num_slots < 1 or max_rank < 1:
+            raise ValueError("num_slots and max_rank must be >= 1")
+        self.model = model
+        self.num_slots = num_slots
+        self.max_rank = max_rank
+        if num_pages is not None and num_pages < max_rank:
+            raise ValueError("num_pages must hold at least one adapter of max_rank")
+        self.num_pages = 1 + (num_pages if num_pages is not None else num_slots * max_rank)
+        self.routing = RoutingState()
+        self.lora_layers: dict[str, SlotLoraLinear] = {}
+        self.heads: dict[str, SlotHeadLinear] = {}
+
+        replacements: list[tuple[str, nn.Module]] = []
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear) and _matches_suffix(name, head_modules):
+                replacements.append((name, SlotHeadLinear(module, num_slots + 1, self.routing)))
+            elif isinstance(module, nn.Linear) and _matches_suffix(name, target_modules):
+                replacements.append((name, SlotLoraLinear(module, self.num_pages, self.routing)))
+        if not any(isinstance(m, SlotLoraLinear) for _, m in replacements):
+            raise ValueError(f"no nn.Linear module of the model matches target_modules={list(target_modules)}")
+        for name, wrapper in replacements:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, wrapper)
+            if isinstance(wrapper, SlotHeadLinear):
+                self.heads[name] = wrapper
+            else:
+                self.lora_layers[name] = wrapper
+
+        device = next(model.parameters()).device
+        self.device = device
+        self.slot_pages = torch.zeros(num_slots + 1, max_rank, dtype=torch.long, device=device)
+        self.slot_rank = [0] * (num_slots + 1)
+        self._slot_page_lists: list[list[int]] = [[] for _ in range(num_slots + 1)]
+        self._free_pages: list[int] = list(range(self.num_pages - 1, 0, -1))
+
+    # ------------------------------------------------------------------ routing
+    def routing_for(self, slot_ids: Sequence[int]) -> BatchRouting:
+        """Resolve per-row slots into page ids; the rank width is the batch's largest rank."""
+        width = max((self.slot_rank[s] for s in slot_ids), default=0)
+        slots = torch.tensor(list(slot_ids), dtype=torch.long, device=self.device)
+        pages = self.slot_pages.index_select(0, slots)[:, :width]
+        return BatchRouting(slot_ids=slots, page_ids=pages)
+
+    @contextlib.contextmanager
+    def route(self, slot_ids: Sequence[int]) -> Iterator[BatchRouting]:
+        """Route the forwards run inside this block: row ``i`` uses adapter slot ``slot_ids[i]``."""
+        routing = self.routing_for(slot_ids)
+        self.routing.current = routing
+        try:
+            yield routing
+        finally:
+            self.routing.current = None
+
+    # ------------------------------------------------------------------ slots
+    @property
+    def free_pages(self) -> int:
+        return len(self._free_pages)
+
+    def bytes_per_page(self) -> int:
+        """Device bytes one rank column costs across all wrapped layers."""
+        return sum(
+            (layer.a_pages.shape[1] + layer.b_pages.shape[1]) * layer.a_pages.element_size()
+            for layer in self.lora_layers.values()
+        )
+
+    def head_bytes_per_slot(self) -> int:
+        return sum(
+            head.weight_pool[0].numel() * head.weight_pool.element_size()
+            + (0 if head.bias_pool is None else head.bias_pool[0].numel() * head.bias_pool.element_size())
+            for head in self.heads.values()
+        )
+
+    def slot_device_bytes(self, slot: int) -> int:
+        """Device bytes held by the adapter in ``slot`` (its pages plus its head slot)."""
+        return self.slot_rank[slot] * self.bytes_per_page() + self.head_bytes_per_slot()
+
+    def install(self, slot: int, weights: AdapterTensors) -> None:
+        """Copy an adapter's tensors into ``slot`` (which must be empty) and claim its pages."""
+        if not 1 <= slot <= self.num_slots:
+            raise ValueError(f"slot {slot} out of range 1..{self.num_slots}")
+        if self.slot_rank[slot]:
+            raise ValueError(f"slot {slot} is occupied")
+        rank = weights.rank
+        if rank > self.max_rank:
+            raise ValueError(f"adapter rank {rank} exceeds the pool's max_rank {self.max_rank}")
+        if rank > len(self._free_pages):
+            raise ValueError(f"not enough free pages: need {rank}, have {len(self._free_pages)}")
+        pages = [self._free_pages.pop() for _ in range(rank)]
+        page_index = torch.tensor(pages, dtype=torch.long, device=self.device)
+        for name, layer in self.lora_layers.items():
+            factors = weights.lora.get(name)
+            if factors is None:
+                layer.a_pages.index_fill_(0, page_index, 0)
+                layer.b_pages.index_fill_(0, page_index, 0)
+                continue
+            a, b = factors
+            layer_rank = a.shape[0]
+            # Ranks below the adapter's rank (peft rank_pattern) keep zero pages: zero columns
+            # add nothing to the product.
+            layer.a_pages[page_index[:layer_rank]] = a.to(layer.a_pages.device, non_blocking=True)
+            layer.b_pages[page_index[:layer_rank]] = b.to(layer.b_pages.device, non_blocking=True)
+            if layer_rank < rank:
+                layer.a_pages.index_fill_(0, page_index[layer_rank:], 0)
+                layer.b_pages.index_fill_(0, page_index[layer_rank:], 0)
+        for name, head in self.heads.items():
+            weight, bias = weights.heads.get(name, (None, None))
+            head.write_slot(slot, weight, bias)
+        self.slot_pages[slot].zero_()
+        self.slot_pages[slot, :rank] = page_index
+        self.slot_rank[slot] = rank
+        self._slot_page_lists[slot] = pages
+
+    def clear(self, slot: int) -> None:
+        """Free ``slot`` and its pages. Page contents are overwritten on the next install."""
+        self._free_pages.extend(self._slot_page_lists[slot])
+        self._slot_page_lists[slot] = []
+        self.slot_pages[slot].zero_()
+        self.slot_rank[slot] = 0
+
+
+@dataclass
+class AdapterTensors:
+    """An adapter's tensors in the layout :meth:`SlotLoraModel.install` copies into pages.
+
+    ``lora[module_name] = (a [r, in], b_scaled [r, out])`` where ``b_scaled`` already carries the
+    LoRA scale; ``heads[module_name] = (weight [out, in], bias [out] | None)``.
+    """
+
+    rank: int
+    lora: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    heads: dict[str, tuple[torch.Tensor, torch.Tensor | None]]
+
+    def nbytes(self) -> int:
+        tensors = [t for pair in self.lora.values() for t in pair]
+        tensors += [t for pair in self.heads.values() for t in pair if t is not None]
+        return sum(t.numel() * t.element_size() for t in tensors)
