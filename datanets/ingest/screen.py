@@ -73,6 +73,9 @@ class UploadScreener:
         self._index = near_dup_index
         self._seen: dict[str, RowResult] = {}
         self._precomputed: tuple[np.ndarray, np.ndarray] | None = None
+        # Row number -> (signature, band keys) of every row that reached near-duplicate screening, so
+        # the caller can index the stored rows without hashing their text again (signatures_of).
+        self._computed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._upload_index: NearDupIndex | None = None
         if near_dups_within_upload:
             reference = near_dup_index or NearDupIndex()
@@ -129,6 +132,7 @@ class UploadScreener:
         else:
             signature = indexes[0].signatures([self._schema.comparison_text(fields)])
             keys = indexes[0].band_keys(signature)
+        self._computed[row_number] = (signature, keys)
         flags = []
         if self._index is not None and (match := self._index.query_signature(signature[0], keys[0])) is not None:
             flags.append(
@@ -151,6 +155,16 @@ class UploadScreener:
                 )
             self._upload_index.add_signatures([row_number], signature, keys)
         return tuple(flags)
+
+    def signatures_of(self, row_numbers: Iterable[int]) -> tuple[list[int], np.ndarray, np.ndarray] | None:
+        """(row numbers, signatures, band keys) already computed for these rows, for
+        :meth:`NearDupIndex.add_signatures`; None when screening computed none."""
+        found = [n for n in row_numbers if n in self._computed]
+        if not found:
+            return None
+        signatures = np.concatenate([self._computed[n][0] for n in found])
+        keys = np.concatenate([self._computed[n][1] for n in found])
+        return found, signatures, keys
 
     def screen_all(self, rows: Iterable[RowResult]) -> Iterator[RowResult]:
         """The same results as :meth:`screen` row by row, with MinHash signatures and band keys computed
