@@ -12,6 +12,7 @@ admin.site.site_header = "Lineage administration"
 api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("datanets.api_urls")),
+    path("", include("rewards.api_urls")),
 ]
 
 urlpatterns = [

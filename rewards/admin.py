@@ -1,1 +1,171 @@
-# Admin registrations arrive with this app's models.
+"""Rewards admin: the fee policy (saved through the service, which versions it), credit grants
+(through `credit_grant`, audited), epochs with close/resume actions, reconciliation issues. Ledger
+rows are read-only here: corrections are new transactions, never edits."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from . import services
+from .models import (
+    ChainDeployment,
+    CreditGrant,
+    Epoch,
+    FeePolicy,
+    FeePolicyVersion,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    ReconciliationIssue,
+    Settlement,
+    Wallet,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FeePolicy)
+class FeePolicyAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "fallback", "updated_at")
+    readonly_fields = ("version", "updated_at")
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and not FeePolicy.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        version = services.fee_policy_set(actor=request.user, protocol_bps=obj.protocol_bps, owner_bps=obj.owner_bps,
+                                          contributors_bps=obj.contributors_bps, fallback=obj.fallback)
+        obj.pk, obj.version = 1, version.version
+        messages.info(request, f"Fee policy version {version.version} is now in force.")
+
+
+@admin.register(FeePolicyVersion)
+class FeePolicyVersionAdmin(ReadOnlyAdmin):
+    list_display = ("version", "protocol_bps", "owner_bps", "contributors_bps", "fallback", "created_by", "created_at")
+
+
+@admin.register(CreditGrant)
+class CreditGrantAdmin(admin.ModelAdmin):
+    list_display = ("user", "amount", "reason", "granted_by", "created_at")
+    fields = ("user", "amount", "reason")
+    raw_id_fields = ("user",)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        try:
+            grant = services.credit_grant(actor=request.user, user=obj.user, amount=int(obj.amount), reason=obj.reason)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return
+        obj.pk = grant.pk
+
+
+class EntryInline(admin.TabularInline):
+    model = LedgerEntry
+    extra = 0
+    can_delete = False
+    readonly_fields = ("account", "amount")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnlyAdmin):
+    list_display = ("idempotency_key", "kind", "memo", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("idempotency_key", "memo")
+    inlines = [EntryInline]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LedgerAccount)
+class LedgerAccountAdmin(ReadOnlyAdmin):
+    list_display = ("key", "kind", "user", "balance")
+    list_filter = ("kind",)
+    search_fields = ("key",)
+
+
+@admin.register(Settlement)
+class SettlementAdmin(ReadOnlyAdmin):
+    list_display = ("inference_id", "payer", "model_owner", "fee", "protocol_amount", "owner_amount",
+                    "contributors_amount", "policy", "created_at")
+    search_fields = ("inference_id", "model_version_hash", "receipt_id")
+
+
+@admin.register(Wallet)
+class WalletAdmin(ReadOnlyAdmin):
+    list_display = ("address", "user", "linked_at", "effective_at")
+    search_fields = ("address",)
+
+
+@admin.action(description="Close an epoch now (or resume the unfinished one)")
+def close_epoch(modeladmin, request, queryset):
+    from .tasks import chain_epoch_close
+
+    chain_epoch_close.delay_on_commit(request.user.pk)
+    messages.info(request, "The epoch close is queued on the chain queue.")
+
+
+@admin.register(Epoch)
+class EpochAdmin(ReadOnlyAdmin):
+    list_display = ("number", "state", "increase", "total_cumulative", "root", "frozen_at", "closed_at", "last_error")
+    actions = [close_epoch]
+
+    def changelist_view(self, request, extra_context=None):
+        # Let the action run with no row selected (it picks the epoch itself).
+        if request.method == "POST" and request.POST.get("action") == "close_epoch" and not request.POST.getlist(
+                admin.helpers.ACTION_CHECKBOX_NAME):
+            post = request.POST.copy()
+            post.setlist(admin.helpers.ACTION_CHECKBOX_NAME, [str(e.pk) for e in Epoch.objects.all()[:1]] or ["0"])
+            request.POST = post
+        return super().changelist_view(request, extra_context)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and request.user.is_staff
+
+
+@admin.register(ChainDeployment)
+class ChainDeploymentAdmin(ReadOnlyAdmin):
+    list_display = ("chain_id", "genesis_hash", "token_address", "distributor_address", "created_at")
+
+
+@admin.action(description="Mark resolved (after fixing the cause by hand)")
+def resolve(modeladmin, request, queryset):
+    from accounts.services import audit_record
+
+    for issue in queryset.filter(resolved_at__isnull=True):
+        issue.resolved_at = timezone.now()
+        issue.save(update_fields=["resolved_at"])
+        audit_record(actor=request.user, action="rewards.issue_resolve", target=issue, details={"kind": issue.kind})
+
+
+@admin.register(ReconciliationIssue)
+class ReconciliationIssueAdmin(ReadOnlyAdmin):
+    list_display = ("kind", "detail", "epoch", "created_at", "resolved_at")
+    list_filter = ("kind", ("resolved_at", admin.EmptyFieldListFilter))
+    actions = [resolve]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and request.user.is_staff
+
+

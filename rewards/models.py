@@ -1,1 +1,411 @@
-# Models arrive with the issue that builds this capability.
+"""Rewards: the OPEN ledger (double entry, append-only), fee settlements, wallets, epochs and the chain.
+
+Every amount is an `AmountField` (exact int base units, 18 decimals). Ledger rows are never updated or
+deleted; balances are sums of entries (`rewards.ledger`). The one cached figure, `LedgerAccount.balance`
+of user *credit* accounts, exists so `fee_settle` can refuse an overdraft under a row lock without
+summing a payer's whole history; `ledger_check` proves it equals the sum of its entries.
+"""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from .fields import AmountField
+
+USER = settings.AUTH_USER_MODEL
+
+
+class AppendOnly(models.Model):
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise ValidationError(f"{self._meta.verbose_name} rows are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError(f"{self._meta.verbose_name} rows are append-only.")
+
+
+# --- Fee policy -----------------------------------------------------------------------------------------
+
+class Fallback(models.TextChoices):
+    OWNER = "owner", "the model owner"
+    PROTOCOL = "protocol", "the protocol treasury"
+
+
+class FeePolicy(models.Model):
+    """The current split (a singleton, pk=1), edited in the admin. Saving goes through
+    `services.fee_policy_set`, which appends a `FeePolicyVersion`: settlements point at the version."""
+
+    protocol_bps = models.PositiveIntegerField(default=1_000, help_text="Protocol treasury, basis points.")
+    owner_bps = models.PositiveIntegerField(default=3_000, help_text="Model owner, basis points.")
+    contributors_bps = models.PositiveIntegerField(default=6_000, help_text="Data contributors, basis points.")
+    fallback = models.CharField(
+        max_length=16, choices=Fallback.choices, default=Fallback.OWNER,
+        help_text="Who receives the contributors' share when a receipt names no contributors.",
+    )
+    version = models.PositiveIntegerField(default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "fee policy"
+        verbose_name_plural = "fee policy"
+
+    def __str__(self):
+        return f"Fee policy v{self.version}: {self.protocol_bps}/{self.owner_bps}/{self.contributors_bps} bps"
+
+    def clean(self):
+        if self.protocol_bps + self.owner_bps + self.contributors_bps != 10_000:
+            raise ValidationError("The three shares must add up to 10,000 basis points (100%).")
+
+
+class FeePolicyVersion(AppendOnly):
+    version = models.PositiveIntegerField(unique=True)
+    protocol_bps = models.PositiveIntegerField()
+    owner_bps = models.PositiveIntegerField()
+    contributors_bps = models.PositiveIntegerField()
+    fallback = models.CharField(max_length=16, choices=Fallback.choices)
+    created_by = models.ForeignKey(USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+
+    def __str__(self):
+        return f"v{self.version} ({self.protocol_bps}/{self.owner_bps}/{self.contributors_bps} bps)"
+
+
+# --- Ledger ---------------------------------------------------------------------------------------------
+
+class AccountKind(models.TextChoices):
+    CREDIT = "credit", "user credit"
+    EARNINGS = "earnings", "user earnings"
+    OWNER_EARNINGS = "owner_earnings", "model owner earnings"
+    PENDING = "pending", "pending payouts"
+    PAID_OUT = "paid_out", "paid out"
+    TREASURY = "treasury", "protocol treasury"
+    DEPOSITS = "deposits", "on-chain deposits"
+    GRANTS = "grants", "admin grants"
+
+
+USER_KINDS = (AccountKind.CREDIT, AccountKind.EARNINGS, AccountKind.OWNER_EARNINGS, AccountKind.PENDING,
+              AccountKind.PAID_OUT)
+
+
+class LedgerAccount(models.Model):
+    """One account per (kind, user) for user kinds, one per kind for system accounts; `key` is
+    `"credit:42"` or `"treasury"` so a unique index covers both."""
+
+    key = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=20, choices=AccountKind.choices)
+    user = models.ForeignKey(USER, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts")
+    balance = AmountField(default=0, help_text="Cached sum of entries; kept for credit accounts only.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "user"])]
+
+    def __str__(self):
+        return self.key
+
+
+class LedgerTransaction(AppendOnly):
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit"
+        GRANT = "grant"
+        FEE = "fee"
+        FREEZE = "freeze"
+        CLAIM = "claim"
+
+    idempotency_key = models.CharField(max_length=160, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    memo = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return self.idempotency_key
+
+
+class LedgerEntry(AppendOnly):
+    """A signed movement on one account; the entries of a transaction sum to zero."""
+
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    amount = AmountField()
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+
+    def __str__(self):
+        return f"{self.account.key} {self.amount:+d}"
+
+
+# --- Settlements ----------------------------------------------------------------------------------------
+
+class Settlement(AppendOnly):
+    """One inference's fee, split and booked; `inference_id` is its idempotency key."""
+
+    inference_id = models.CharField(max_length=120, unique=True)
+    payer = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    model_owner = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    model_version_hash = models.CharField(max_length=80, db_index=True)
+    receipt_id = models.CharField(max_length=120, blank=True)
+    fee = AmountField()
+    policy = models.ForeignKey(FeePolicyVersion, on_delete=models.PROTECT, related_name="settlements")
+    protocol_amount = AmountField()
+    owner_amount = AmountField()
+    contributors_amount = AmountField(help_text="After the fallback: 0 when the receipt named nobody.")
+    fallback_used = models.BooleanField(default=False)
+    transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="settlement")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"settlement {self.inference_id}"
+
+
+class ShareRole(models.TextChoices):
+    OWNER = "owner"
+    CONTRIBUTOR = "contributor"
+
+
+class SettlementShare(models.Model):
+    """What one user earned from one settlement; `epoch` is set when an epoch close freezes it (the
+    only field ever updated)."""
+
+    settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="shares")
+    user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="reward_shares")
+    role = models.CharField(max_length=16, choices=ShareRole.choices)
+    ppm = models.PositiveIntegerField(default=0, help_text="Contributor share in parts per million.")
+    amount = AmountField()
+    rows = models.JSONField(default=list, blank=True, help_text="The receipt's top row ids for this contributor.")
+    epoch = models.ForeignKey("Epoch", null=True, blank=True, on_delete=models.PROTECT, related_name="shares")
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "epoch"])]
+
+
+# --- Wallets --------------------------------------------------------------------------------------------
+
+    def __str__(self):
+        return f"{self.user_id} {self.role} {self.amount}"
+
+
+class Wallet(models.Model):
+    """A wallet linked by SIWE. An address belongs to one account forever (unique). A user's payout
+    address at time t is their wallet with the latest `effective_at <= t`."""
+
+    user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="wallets")
+    address = models.CharField(max_length=42, unique=True)
+    linked_at = models.DateTimeField(default=timezone.now)
+    effective_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-effective_at"]
+
+    def __str__(self):
+        return self.address
+
+
+class WalletNonce(models.Model):
+    user = models.ForeignKey(USER, on_delete=models.CASCADE, related_name="+")
+    nonce = models.CharField(max_length=40, unique=True)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+
+# --- Chain ----------------------------------------------------------------------------------------------
+
+    def __str__(self):
+        return self.nonce
+
+
+class ChainDeployment(models.Model):
+    """Token + distributor on one chain. Keyed by chain id and genesis hash: a restarted ephemeral chain
+    has a new genesis, so it gets a new row (and the old one's epochs are reported as lost)."""
+
+    chain_id = models.BigIntegerField()
+    genesis_hash = models.CharField(max_length=66)
+    token_address = models.CharField(max_length=42)
+    distributor_address = models.CharField(max_length=42)
+    treasury_address = models.CharField(max_length=42)
+    deposit_address = models.CharField(max_length=42)
+    deployed_at_block = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain_id", "genesis_hash"], name="rewards_deployment_chain")]
+
+    def __str__(self):
+        return f"chain {self.chain_id} distributor {self.distributor_address}"
+
+
+class ChainCursor(models.Model):
+    deployment = models.ForeignKey(ChainDeployment, on_delete=models.CASCADE, related_name="cursors")
+    name = models.CharField(max_length=32)
+    next_block = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "name"], name="rewards_cursor_unique")]
+
+    def __str__(self):
+        return f"{self.name} @ {self.next_block}"
+
+
+class ChainDeposit(AppendOnly):
+    deployment = models.ForeignKey(ChainDeployment, on_delete=models.PROTECT, related_name="deposits")
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    block_number = models.PositiveBigIntegerField()
+    sender = models.CharField(max_length=42)
+    amount = AmountField()
+    user = models.ForeignKey(USER, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    transaction = models.OneToOneField(LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "tx_hash", "log_index"],
+                                               name="rewards_deposit_once")]
+
+    def __str__(self):
+        return f"deposit {self.tx_hash}:{self.log_index}"
+
+
+class EpochState(models.TextChoices):
+    FROZEN = "frozen"
+    TREE_BUILT = "tree_built"
+    FUNDED = "funded"
+    ROOT_POSTED = "root_posted"
+    RELAYED = "relayed"
+    CLOSED = "closed"
+
+
+EPOCH_ORDER = [state.value for state in EpochState]
+
+
+class Epoch(models.Model):
+    """A payout epoch, closed by a persisted state machine (see `services.epoch_close`)."""
+
+    number = models.PositiveIntegerField(unique=True)
+    deployment = models.ForeignKey(ChainDeployment, on_delete=models.PROTECT, related_name="epochs")
+    state = models.CharField(max_length=16, choices=EpochState.choices, default=EpochState.FROZEN)
+    frozen_at = models.DateTimeField(default=timezone.now)
+    increase = AmountField(default=0, help_text="Frozen this epoch: what the distributor must receive.")
+    total_cumulative = AmountField(default=0)
+    root = models.CharField(max_length=66, blank=True)
+    tree_hash = models.CharField(max_length=66, blank=True)
+    tree_dump = models.TextField(blank=True)
+    funding_tx_hash = models.CharField(max_length=66, blank=True)
+    funded_amount = AmountField(default=0)
+    root_tx_hash = models.CharField(max_length=66, blank=True)
+    relay_tx_hash = models.CharField(max_length=66, blank=True)
+    relayed_accounts = models.PositiveIntegerField(default=0)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    lease_owner = models.CharField(max_length=40, blank=True, help_text="Who is running the close now.")
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+
+    def __str__(self):
+        return f"epoch {self.number} ({self.state})"
+
+    def reached(self, state: str) -> bool:
+        return EPOCH_ORDER.index(self.state) >= EPOCH_ORDER.index(state)
+
+
+class PayoutAllocation(AppendOnly):
+    """What an epoch froze for one user, and the address it is paid to."""
+
+    epoch = models.ForeignKey(Epoch, on_delete=models.PROTECT, related_name="allocations")
+    user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="payout_allocations")
+    address = models.CharField(max_length=42, db_index=True)
+    amount = AmountField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["epoch", "user"], name="rewards_allocation_once")]
+
+    def __str__(self):
+        return f"epoch {self.epoch_id} user {self.user_id}: {self.amount}"
+
+
+class PayoutLeaf(AppendOnly):
+    """One leaf of an epoch's tree with its proof (hex), served to claimants."""
+
+    epoch = models.ForeignKey(Epoch, on_delete=models.PROTECT, related_name="leaves")
+    address = models.CharField(max_length=42)
+    user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    cumulative_amount = AmountField()
+    proof = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["epoch", "address"], name="rewards_leaf_once")]
+
+    def __str__(self):
+        return f"{self.address} {self.cumulative_amount}"
+
+
+class ChainClaim(AppendOnly):
+    """A `Claimed` event, booked once (pending → paid out)."""
+
+    deployment = models.ForeignKey(ChainDeployment, on_delete=models.PROTECT, related_name="claims")
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    block_number = models.PositiveBigIntegerField()
+    address = models.CharField(max_length=42, db_index=True)
+    amount = AmountField()
+    cumulative = AmountField()
+    user = models.ForeignKey(USER, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    transaction = models.OneToOneField(LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "tx_hash", "log_index"],
+                                               name="rewards_claim_once")]
+
+    def __str__(self):
+        return f"claim {self.tx_hash}:{self.log_index}"
+
+
+class CreditGrant(AppendOnly):
+    """An admin's grant of OPEN credit (adding one in the admin calls `services.credit_grant`)."""
+
+    user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    amount = AmountField(help_text="Base units (1 OPEN = 10**18).")
+    reason = models.CharField(max_length=200)
+    granted_by = models.ForeignKey(USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"grant {self.amount} to {self.user}"
+
+
+class ReconciliationIssue(models.Model):
+    """A disagreement between the database and the chain. Reported, never patched: a person resolves it."""
+
+    kind = models.CharField(max_length=40, db_index=True)
+    fingerprint = models.CharField(max_length=200, db_index=True, help_text="Same open issue is not repeated.")
+    detail = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    deployment = models.ForeignKey(ChainDeployment, null=True, blank=True, on_delete=models.SET_NULL)
+    epoch = models.ForeignKey(Epoch, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.kind}: {self.detail[:80]}"

@@ -3,4 +3,10 @@ from django.urls import path
 from . import views
 
 app_name = "rewards"
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("claim/", views.claim, name="claim"),
+    path("wallet/", views.wallet, name="wallet"),
+    path("fees/", views.fees, name="fees"),
+    path("admin/", views.admin_overview, name="admin"),
+]

@@ -1,0 +1,15 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from rewards.services import chain_reconcile
+
+
+class Command(BaseCommand):
+    help = "Compare the database with the chain (roots, funding, claims); report disagreements, never patch."
+
+    def handle(self, *args, **options):
+        issues = chain_reconcile()
+        for issue in issues:
+            self.stderr.write(f"{issue.kind}: {issue.detail}")
+        if issues:
+            raise CommandError(f"{len(issues)} open reconciliation issue(s); see /rewards/admin/")
+        self.stdout.write(self.style.SUCCESS("The database and the chain agree."))

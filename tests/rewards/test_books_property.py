@@ -1,0 +1,98 @@
+"""Property: after any sequence of deposits, grants, inferences, epoch closes and claims, the books
+balance and the ledger agrees with the chain."""
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rewards import ledger, services
+from rewards.models import AccountKind, Epoch, EpochState
+from rewards.selectors import claims_for
+
+OPEN = 10**18
+USERS = 5  # users 0-3 get wallets; user 4 never links one
+
+deposits = st.tuples(st.just("deposit"), st.integers(0, 3), st.integers(1, 50 * OPEN))
+grants = st.tuples(st.just("grant"), st.integers(0, USERS - 1), st.integers(1, 50 * OPEN))
+inferences = st.tuples(
+    st.just("infer"), st.integers(0, USERS - 1), st.integers(0, USERS - 1), st.integers(1, 20 * OPEN),
+    st.dictionaries(st.integers(0, USERS - 1), st.integers(1, 1000), max_size=4),
+)
+closes = st.tuples(st.just("close"))
+claims = st.tuples(st.just("claim"), st.integers(0, 3))
+operations = st.lists(st.one_of(deposits, grants, inferences, closes, claims), min_size=1, max_size=14)
+
+
+def _ppm(weights: dict, users) -> dict:
+    if not weights:
+        return {}
+    total = sum(weights.values())
+    shares = {users[i].pk: w * 1_000_000 // total for i, w in weights.items()}
+    first = min(shares)
+    shares[first] += 1_000_000 - sum(shares.values())
+    return shares
+
+
+@pytest.fixture
+def world(chain, make_user, link_wallet):
+    """Five users, four with linked wallets holding 200 OPEN each (set up once for all examples)."""
+    users = [make_user(f"user{i}") for i in range(USERS)]
+    for user, account in zip(users, chain.wallets[:4]):
+        link_wallet(user, account)
+        chain.token.transfer(account.address, 200 * OPEN, sender=chain.treasury)
+    return users
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations)
+def test_books_balance_and_agree_with_the_chain(chain, world, ops):
+    # Each example starts from the same world: the chain reverts to a snapshot, the database rolls back.
+    snapshot = chain.client.snapshot()
+    try:
+        with transaction.atomic():
+            _run(chain, world, ops)
+            transaction.set_rollback(True)
+    finally:
+        chain.client.revert_to_snapshot(snapshot)
+
+
+def _run(chain, users, ops):
+    tag = "p"
+    wallets = chain.wallets[:4]
+    for n, op in enumerate(ops):
+        kind = op[0]
+        if kind == "deposit":
+            chain.token.transfer(chain.deployment.deposit_address, op[2], sender=wallets[op[1]])
+            services.deposits_index()
+        elif kind == "grant":
+            services.credit_grant(actor=None, user=users[op[1]], amount=op[2], reason="property test")
+        elif kind == "infer":
+            payer, owner, fee, weights = users[op[1]], users[op[2]], op[3], op[4]
+            before = ledger.ledger_check().totals
+            try:
+                services.fee_settle(inference_id=f"{tag}-{n}", payer=payer, model_owner=owner, fee=fee,
+                                    contributor_shares=_ppm(weights, users), model_version_hash="ff" * 32,
+                                    receipt_id=None)
+            except services.InsufficientCredit:
+                assert ledger.ledger_check().totals == before
+        elif kind == "close":
+            services.epoch_close()
+        elif kind == "claim":
+            for claim in claims_for(user=users[op[1]]):
+                if claim["claimable"]:
+                    chain.distributor.claim(claim["address"], claim["cumulative_amount"],
+                                            [bytes.fromhex(p[2:]) for p in claim["proof"]], sender=wallets[op[1]])
+            services.claims_index()
+
+    check = ledger.ledger_check()
+    assert check.ok, check.problems
+    services.claims_index()
+    funded = Epoch.objects.filter(deployment=chain.deployment).exclude(
+        state__in=[EpochState.FROZEN, EpochState.TREE_BUILT]).order_by("-number").first()
+    funded_total = funded.total_cumulative if funded else 0
+    distributor_balance = chain.token.balance_of(chain.distributor.address)
+    assert distributor_balance + chain.distributor.total_claimed() == funded_total
+    for user, account in zip(users, wallets):
+        assert chain.distributor.claimed(account.address) == ledger.balance(kind=AccountKind.PAID_OUT, user=user)
+    assert services.chain_reconcile() == []

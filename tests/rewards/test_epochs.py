@@ -1,0 +1,166 @@
+"""Epoch close against the real in-process chain: freeze, tree, funding, root, claims, crash and resume."""
+
+import pytest
+
+from rewards import ledger, services
+from rewards.chain import verify_proof
+from rewards.models import AccountKind, Epoch, EpochState, ReconciliationIssue
+from rewards.selectors import claims_for
+
+OPEN = 10**18
+MODEL = "cd" * 32
+
+
+@pytest.fixture
+def earners(chain, alice, bob, charlie, staff, grant, link_wallet):
+    """Charlie pays; bob owns the model; alice and staff contributed. Alice and bob have wallets."""
+    grant(charlie, 100 * OPEN)
+    link_wallet(alice, chain.wallets[0])
+    link_wallet(bob, chain.wallets[1])
+    for n in range(3):
+        services.fee_settle(inference_id=f"inf-{n}", payer=charlie, model_owner=bob, fee=7 * OPEN + n,
+                            contributor_shares={alice.pk: 700_001, staff.pk: 299_999}, model_version_hash=MODEL,
+                            receipt_id=f"r{n}")
+    return alice, bob, staff
+
+
+def _claim(chain, user, account):
+    [claim] = claims_for(user=user)
+    chain.distributor.claim(claim["address"], claim["cumulative_amount"],
+                            [bytes.fromhex(p[2:]) for p in claim["proof"]], sender=account)
+    return claim
+
+
+def test_epoch_close_publishes_and_claims_move_pending_to_paid(chain, earners):
+    alice, bob, staff = earners
+    epoch = services.epoch_close()
+    assert epoch.state == EpochState.CLOSED and epoch.number == 1
+    # Staff has no wallet: their earnings keep accruing for a later epoch.
+    assert ledger.balance(kind=AccountKind.EARNINGS, user=staff) > 0
+    alice_pending = ledger.balance(kind=AccountKind.PENDING, user=alice)
+    assert alice_pending > 0 and ledger.balance(kind=AccountKind.EARNINGS, user=alice) == 0
+    assert chain.distributor.epoch() == 1 and "0x" + chain.distributor.merkle_root().hex() == epoch.root
+    assert chain.token.balance_of(chain.distributor.address) == epoch.total_cumulative == epoch.increase
+    claim = _claim(chain, alice, chain.wallets[0])
+    assert verify_proof(epoch.root, claim["address"], claim["cumulative_amount"], claim["proof"])
+    assert chain.token.balance_of(chain.wallets[0].address) == alice_pending
+    assert services.claims_index() == 1
+    assert services.claims_index() == 0  # exactly once
+    assert ledger.balance(kind=AccountKind.PENDING, user=alice) == 0
+    assert ledger.balance(kind=AccountKind.PAID_OUT, user=alice) == alice_pending
+    assert ledger.ledger_check().ok
+    assert services.chain_reconcile() == []
+    assert services.epoch_close() is None  # nothing new to pay
+
+
+def test_second_epoch_pays_only_the_increase(chain, earners, charlie):
+    alice, bob, _ = earners
+    services.epoch_close()
+    _claim(chain, alice, chain.wallets[0])
+    first_paid = chain.token.balance_of(chain.wallets[0].address)
+    services.fee_settle(inference_id="inf-later", payer=charlie, model_owner=bob, fee=OPEN,
+                        contributor_shares={alice.pk: 10**6}, model_version_hash=MODEL, receipt_id=None)
+    epoch = services.epoch_close()
+    assert epoch.number == 2
+    _claim(chain, alice, chain.wallets[0])
+    assert chain.token.balance_of(chain.wallets[0].address) - first_paid == 6 * OPEN // 10
+    services.claims_index()
+    assert ledger.ledger_check().ok and services.chain_reconcile() == []
+
+
+def test_close_killed_between_funding_and_root_resumes_and_pays_once(chain, earners, monkeypatch):
+    alice, bob, _ = earners
+    real_post_root = services.EPOCH_STEPS[EpochState.FUNDED]
+
+    def crash(epoch, client):
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setitem(services.EPOCH_STEPS, EpochState.FUNDED, crash)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        services.epoch_close()
+    epoch = Epoch.objects.get()
+    assert epoch.state == EpochState.FUNDED and "worker killed" in epoch.last_error
+    funded = chain.token.balance_of(chain.distributor.address)
+    assert funded == epoch.total_cumulative and chain.distributor.epoch() == 0
+
+    monkeypatch.setitem(services.EPOCH_STEPS, EpochState.FUNDED, real_post_root)
+    epoch = services.epoch_close()
+    assert epoch.state == EpochState.CLOSED
+    assert chain.token.balance_of(chain.distributor.address) == funded  # not funded twice
+    assert chain.distributor.epoch() == 1
+
+    treasury_before = chain.token.balance_of(chain.treasury.address)
+    assert services.epoch_close() is None  # a second run is a no-op
+    assert chain.token.balance_of(chain.treasury.address) == treasury_before
+    assert Epoch.objects.count() == 1
+
+    for user, account in ((alice, chain.wallets[0]), (bob, chain.wallets[1])):
+        pending = ledger.balance(kind=AccountKind.PENDING, user=user)
+        _claim(chain, user, account)
+        assert chain.token.balance_of(account.address) == pending
+    services.claims_index()
+    assert chain.token.balance_of(chain.distributor.address) == 0
+    assert ledger.ledger_check().ok and services.chain_reconcile() == []
+
+
+def test_crash_after_the_funding_transfer_before_recording_does_not_fund_twice(chain, earners, monkeypatch):
+    real_fund = services.EPOCH_STEPS[EpochState.TREE_BUILT]
+
+    def fund_then_die(epoch, client):
+        real_fund(epoch, client)
+        Epoch.objects.filter(pk=epoch.pk).update(state=EpochState.TREE_BUILT, funding_tx_hash="")
+        raise RuntimeError("died before recording")
+
+    monkeypatch.setitem(services.EPOCH_STEPS, EpochState.TREE_BUILT, fund_then_die)
+    with pytest.raises(RuntimeError):
+        services.epoch_close()
+    monkeypatch.setitem(services.EPOCH_STEPS, EpochState.TREE_BUILT, real_fund)
+    epoch = services.epoch_close()
+    assert chain.token.balance_of(chain.distributor.address) == epoch.total_cumulative
+    assert services.chain_reconcile() == []
+
+
+def test_relay_pays_accounts_above_the_threshold(chain, earners, settings):
+    alice, bob, _ = earners
+    settings.REWARDS_RELAY_THRESHOLD = 8 * OPEN
+    epoch = services.epoch_close()
+    assert epoch.relayed_accounts == 1  # alice (about 8.8 OPEN); bob (about 6.3 OPEN) is below
+    services.claims_index()
+    assert ledger.balance(kind=AccountKind.PENDING, user=alice) == 0
+    assert chain.token.balance_of(chain.wallets[0].address) == ledger.balance(kind=AccountKind.PAID_OUT, user=alice)
+    assert ledger.balance(kind=AccountKind.PENDING, user=bob) > 0
+
+
+def test_claim_for_me_relay(chain, earners):
+    alice, _, _ = earners
+    services.epoch_close()
+    result = services.claim_relay(user=alice)
+    assert result["relayed"] == 1
+    assert chain.token.balance_of(chain.wallets[0].address) == ledger.balance(kind=AccountKind.PAID_OUT, user=alice) > 0
+
+
+def test_reconcile_reports_disagreements_without_patching(chain, earners):
+    services.epoch_close()
+    chain.token.transfer(chain.distributor.address, 5)  # someone funds the distributor behind our back
+    before = ledger.ledger_check()
+    issues = services.chain_reconcile()
+    assert [issue.kind for issue in issues] == ["funding_mismatch"]
+    assert services.chain_reconcile()[0].pk == issues[0].pk  # reported once while open
+    assert ReconciliationIssue.objects.count() == 1
+    assert ledger.ledger_check().totals == before.totals
+
+
+def test_restarted_chain_is_detected_and_reported(chain, earners):
+    from rewards.chain import ChainClient
+    from rewards.chainio import deployment_ensure, set_chain_client
+
+    services.epoch_close()
+    fresh = ChainClient.in_process()
+    set_chain_client(fresh)
+    try:
+        new = deployment_ensure(client=fresh)
+        assert new.pk != chain.deployment.pk
+        issue = ReconciliationIssue.objects.get(kind="chain_reset")
+        assert "Nothing was re-posted" in issue.detail
+    finally:
+        set_chain_client(chain.client)
