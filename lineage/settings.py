@@ -5,6 +5,7 @@ Set `DATABASE_URL`, `CELERY_BROKER_URL`, `CACHE_URL`, `AWS_STORAGE_BUCKET_NAME` 
 to scale out. `DEBUG=0` switches on the production security settings that `check --deploy` wants.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -98,6 +99,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
+    # A file, not memory, so worker processes started by tests see the test database; one per test run.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://lineage")}
@@ -210,7 +213,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+    # A message whose worker died unacked is redelivered after this long; it must outlast the longest
+    # task (training runs hours), which is why a dead worker's job resumes late rather than twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=6 * 3600)}
 _default_backend = (
     CELERY_BROKER_URL
     if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
@@ -258,6 +263,7 @@ DATANETS_NEAR_DUP_NUM_PERM = env.int("DATANETS_NEAR_DUP_NUM_PERM", default=128)
 DATANETS_CACHE_DIR = VAR_DIR / "cache" / "datanets"
 TRAINING_TIME_LIMIT_S = env.int("TRAINING_TIME_LIMIT_S", default=6 * 3600)
 TRAINING_MAX_DELIVERIES = env.int("TRAINING_MAX_DELIVERIES", default=3)
+TRAINING_CHECKPOINT_EVERY_STEPS = env.int("TRAINING_CHECKPOINT_EVERY_STEPS", default=50)
 TRAINING_WORK_DIR = Path(env.str("TRAINING_WORK_DIR", default=str(VAR_DIR / "training")))
 # Uploads past this size stream to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * MB
@@ -295,6 +301,46 @@ CELERY_BEAT_SCHEDULE.update({
     "rewards-index-claims": {"task": "rewards.tasks.chain_index_claims", "schedule": timedelta(minutes=1)},
     "rewards-reconcile": {"task": "rewards.tasks.chain_reconcile", "schedule": crontab(minute=17)},
 })
+
+# --- Attribution
+# Index builds run on the gpu queue when a model version registers; receipts are scored in-process.
+ATTRIBUTION_K = env.int("ATTRIBUTION_K", default=1024)  # projected gradient dimensions
+ATTRIBUTION_TOP_K = env.int("ATTRIBUTION_TOP_K", default=10)  # rows named in a receipt
+ATTRIBUTION_SHARE_CAP = env.float("ATTRIBUTION_SHARE_CAP", default=0.5)  # most any contributor gets
+ATTRIBUTION_TOP_CONTRIBUTORS = env.int("ATTRIBUTION_TOP_CONTRIBUTORS", default=50)
+ATTRIBUTION_NOISE_FLOOR_MULTIPLIER = env.float("ATTRIBUTION_NOISE_FLOOR_MULTIPLIER", default=2.0)
+ATTRIBUTION_CURVATURE = env.str("ATTRIBUTION_CURVATURE", default="fisher")  # or empirical_fisher
+# λ = ratio × mean curvature eigenvalue. 0.01 (the engine measured 0.01..0.1 as good): at 0.1 an exact copy of a
+# MiniLM training row scored only ~2× a same-label row, so class-level mass swamped row-level credit.
+ATTRIBUTION_DAMPING_RATIO = env.float("ATTRIBUTION_DAMPING_RATIO", default=0.01)
+ATTRIBUTION_PROJECTION = env.str("ATTRIBUTION_PROJECTION", default="gaussian")  # or rademacher
+ATTRIBUTION_BATCH_SIZE = env.int("ATTRIBUTION_BATCH_SIZE", default=16)
+ATTRIBUTION_SHARD_ROWS = env.int("ATTRIBUTION_SHARD_ROWS", default=65536)
+ATTRIBUTION_ROWS_PER_CONTRIBUTOR = env.int("ATTRIBUTION_ROWS_PER_CONTRIBUTOR", default=10)  # contributor_rows
+ATTRIBUTION_MISLABEL_Z = env.float("ATTRIBUTION_MISLABEL_Z", default=3.0)  # robust z for "likely mislabeled"
+ATTRIBUTION_VALUATION_TOP_N = env.int("ATTRIBUTION_VALUATION_TOP_N", default=20)
+ATTRIBUTION_MAX_NEW_TOKENS = env.int("ATTRIBUTION_MAX_NEW_TOKENS", default=32)  # when the API generates the output
+ATTRIBUTION_CACHE_MODELS = env.int("ATTRIBUTION_CACHE_MODELS", default=4)  # models + indexes held per process (LRU)
+ATTRIBUTION_DEVICE = env.str("ATTRIBUTION_DEVICE", default="auto")  # auto, cpu or cuda
+ATTRIBUTION_BUILD_ON_REGISTER = env.bool("ATTRIBUTION_BUILD_ON_REGISTER", default=True)
+ATTRIBUTION_BUILD_TIME_LIMIT_S = env.int("ATTRIBUTION_BUILD_TIME_LIMIT_S", default=6 * 3600)
+ATTRIBUTION_CACHE_DIR = Path(env.str("ATTRIBUTION_CACHE_DIR", default=str(VAR_DIR / "cache" / "attribution")))
+
+# --- Inference
+# The model server (`manage.py serve_models`) owns the models and the GPU; the web tier proxies to it.
+INFERENCE_SERVER_URL = env.str("INFERENCE_SERVER_URL", default="http://127.0.0.1:8100")
+INFERENCE_SLOTS = env.int("INFERENCE_SLOTS", default=8)  # adapters resident on device per base model
+INFERENCE_MAX_RANK = env.int("INFERENCE_MAX_RANK", default=16)
+INFERENCE_MAX_BATCH_ROWS = env.int("INFERENCE_MAX_BATCH_ROWS", default=32)
+INFERENCE_NUM_LABELS = env.int("INFERENCE_NUM_LABELS", default=16)  # shared classifier head width (padded)
+INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="")  # empty: cuda when available, else cpu
+INFERENCE_THREADS = env.int("INFERENCE_THREADS", default=0)  # torch CPU threads in the model server; 0 = torch's
+INFERENCE_POLL_S = env.float("INFERENCE_POLL_S", default=3.0)  # how often serve_models re-reads deployments
+INFERENCE_TIMEOUT_S = env.float("INFERENCE_TIMEOUT_S", default=120.0)  # web -> model server read timeout
+INFERENCE_MAX_PROMPT_CHARS = env.int("INFERENCE_MAX_PROMPT_CHARS", default=32_000)
+INFERENCE_MAX_TOKENS_DEFAULT = env.int("INFERENCE_MAX_TOKENS_DEFAULT", default=64)
+INFERENCE_MAX_TOKENS_LIMIT = env.int("INFERENCE_MAX_TOKENS_LIMIT", default=1024)
+INFERENCE_RECEIPTS_ASYNC = env.bool("INFERENCE_RECEIPTS_ASYNC", default=False)  # queue receipt + fee after answering
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

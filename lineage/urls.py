@@ -3,6 +3,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from inference import views as inference_views
+
 from . import views
 
 # Staff sign in through allauth too, so its rate limits and verification apply to the admin.
@@ -13,11 +15,15 @@ api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("datanets.api_urls")),
     path("", include("rewards.api_urls")),
+    path("", include("inference.api_urls")),
+    path("", include("attribution.api_urls")),
 ]
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("v1/", include("inference.openai_urls")),
+    path("metrics", inference_views.prometheus_metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),

@@ -231,7 +231,8 @@ def fine_tune_run(*, job_id: int) -> FineTuneJob:
         return last_cancel_check[1]
 
     try:
-        result = run_training(spec, rows, _job_work_dir(job), on_progress, should_cancel, dataset_versions=dataset_versions)
+        result = run_training(spec, rows, _job_work_dir(job), on_progress, should_cancel, dataset_versions=dataset_versions,
+                              checkpoint_every_steps=settings.TRAINING_CHECKPOINT_EVERY_STEPS)
     except TrainingCancelled:
         return _job_finish(job_id=job.pk, state=JobState.CANCELLED, message="cancelled by the owner")
     except (TrainingFailed, InvalidTrainingInput) as exc:

@@ -87,6 +87,11 @@ def _share_status(share, cumulative_by_epoch_address, booked) -> str:
     return "paid" if address and booked.get(address, 0) >= cumulative else "claimable"
 
 
+def credit_balance(*, user) -> int:
+    """The user's spendable OPEN credit, in base units (what an inference is paid from)."""
+    return ledger.balance(kind=AccountKind.CREDIT, user=user)
+
+
 def earnings_for(*, user, limit: int = 200) -> dict:
     """Totals, per-inference rows (what, from which rows, which epoch, claim status) and per-model sums."""
     shares = list(SettlementShare.objects.filter(user=user)

@@ -154,10 +154,13 @@ def _to_page_layout(
     for module, params in heads.items():
         head = model.heads[module]
         weight = params.get("weight")
-        if weight is None or weight.shape != head.weight_pool.shape[1:]:
+        out_features, in_features = head.weight_pool.shape[1:]
+        # Fewer labels than the pooled head is fine (padded and masked at install); more is not.
+        if weight is None or weight.dim() != 2 or weight.shape[1] != in_features or weight.shape[0] > out_features:
             raise AdapterIncompatibleError(
-                f"adapter {name!r}: head {module!r} weight shape does not match the base head"
-                f" {tuple(head.weight_pool.shape[1:])} (different number of labels?)"
+                f"adapter {name!r}: head {module!r} weight shape"
+                f" {None if weight is None else tuple(weight.shape)} does not fit the base head"
+                f" {(out_features, in_features)} (more labels than the engine's num_labels?)"
             )
         bias = params.get("bias")
         head_tensors[module] = (

@@ -35,6 +35,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from .cache import AdapterCache, AdapterInfo
 from .errors import (
+    AdapterIncompatibleError,
     ContextLengthExceededError,
     EngineCapacityError,
     EngineError,
@@ -70,6 +71,9 @@ class EngineConfig:
     max_batch_rows: int = 32
     host_cache_bytes: int = 256 * 2**20
     max_waiting: int = 10_000
+    # Classification: outputs of the shared head. Adapters trained on fewer labels are padded and
+    # their unused logits masked, so Datanets with different label counts share one base model.
+    num_labels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class ClassificationResult:
     label_id: int
     probabilities: dict[str, float]
     adapter: str | None
+    slot: int | None = None
+    input_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class GenerationResult:
     adapter: str | None
     seed: int
     token_ids: tuple[int, ...]  # generated ids, end-of-sequence included; what attribution scores
+    slot: int | None = None  # the device slot that served it (0 = base model)
 
 
 _DONE = object()
@@ -239,6 +246,7 @@ class ServingEngine:
         self._stopping = False
         self._closed = False
         self._step_lock = threading.Lock()
+        self._labels: dict[str, tuple[str, ...]] = {}  # per-adapter label names (classification)
         self.counters = {"steps": 0, "forwards": 0, "rows": 0, "generated_tokens": 0, "completed": 0, "failed": 0}
 
     @classmethod
@@ -249,7 +257,12 @@ class ServingEngine:
         """Load base model and tokenizer from a local directory (never from the network)."""
         task = Task(task)
         model_class = AutoModelForSequenceClassification if task is Task.CLASSIFICATION else AutoModelForCausalLM
-        kwargs = {"local_files_only": True}
+        kwargs: dict = {"local_files_only": True}
+        if task is Task.CLASSIFICATION and config.get("num_labels"):
+            # The shared head is sized for the widest adapter; per-adapter heads replace its weights.
+            num_labels = int(config["num_labels"])
+            kwargs.update(num_labels=num_labels, id2label={i: f"LABEL_{i}" for i in range(num_labels)},
+                          label2id={f"LABEL_{i}": i for i in range(num_labels)}, ignore_mismatched_sizes=True)
         if dtype is not None:
             kwargs["dtype"] = dtype
         model = model_class.from_pretrained(str(path), **kwargs)
@@ -316,13 +329,27 @@ class ServingEngine:
 
     # ------------------------------------------------------------------ adapters
     def load_adapter(
-        self, name: str, path: str | Path, sha256: str, *, wait: bool = True, pin: bool = False
+        self, name: str, path: str | Path, sha256: str, *, wait: bool = True, pin: bool = False,
+        labels: Sequence[str] | None = None,
     ) -> AdapterInfo:
         """Register an adapter directory and read it into host memory (on the loader thread).
 
         With ``wait=False`` this returns at once and requests for the adapter queue until it is
         ready. Integrity and compatibility errors surface here when waiting, else on the requests.
+        ``labels`` names a classification adapter's classes (its head's rows, in order); the head may
+        have fewer rows than the engine's ``num_labels``.
         """
+        if labels is not None:
+            labels = tuple(str(label) for label in labels)
+            if not labels:
+                raise InvalidRequestError("labels must be a non-empty list of label names", param="labels")
+            if self.task is Task.CLASSIFICATION and len(labels) > self.num_labels:
+                raise AdapterIncompatibleError(
+                    f"adapter {name!r} has {len(labels)} labels; this engine's head holds {self.num_labels}"
+                )
+            self._labels[name] = labels
+        else:
+            self._labels.pop(name, None)
         self.cache.register(name, path, sha256)
         loading = self.cache.prefetch(name)
         if wait or pin:
@@ -333,6 +360,15 @@ class ServingEngine:
 
     def unload_adapter(self, name: str) -> None:
         self.cache.unload(name)
+        self._labels.pop(name, None)
+
+    @property
+    def num_labels(self) -> int:
+        """Outputs of the classification head (0 for causal LMs)."""
+        return int(getattr(self.model.config, "num_labels", 0)) if self.task is Task.CLASSIFICATION else 0
+
+    def has_adapter(self, name: str) -> bool:
+        return self.cache.is_registered(name)
 
     def pin_adapter(self, name: str, pinned: bool = True) -> AdapterInfo:
         self.cache.pin(name, pinned)
@@ -372,14 +408,21 @@ class ServingEngine:
         return results
 
     def submit_generate(
-        self, prompt: str, adapter: str | None = None, params: GenerationParams | None = None
+        self, prompt: str, adapter: str | None = None, params: GenerationParams | None = None, *,
+        add_bos: bool = False,
     ) -> GenerationStream:
-        """Queue a generation; returns its stream handle at once."""
+        """Queue a generation; returns its stream handle at once.
+
+        ``add_bos`` prepends the tokenizer's BOS id when the tokenizer does not add it itself (the
+        training engine conditions on ``[bos] + ids(prompt)``)."""
         self._require_task(Task.CAUSAL_LM)
         params = params or GenerationParams()
         if not isinstance(prompt, str) or not prompt:
             raise InvalidRequestError("prompt must be a non-empty string", param="prompt")
         ids = self.tokenizer(prompt)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        if add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos, *ids]
         if self.max_positions is not None and len(ids) + params.max_tokens > self.max_positions:
             raise ContextLengthExceededError(
                 f"prompt is {len(ids)} tokens and max_tokens is {params.max_tokens}; the model's context is"
@@ -495,12 +538,16 @@ class ServingEngine:
             probs = torch.softmax(logits.float(), dim=-1).cpu()
             self.counters["forwards"] += 1
             self.counters["rows"] += len(batch)
-            labels = self.model.config.id2label
+            base_labels = self.model.config.id2label
             for request, row in zip(batch, probs, strict=True):
-                label_id = int(row.argmax())
+                names = self._labels.get(request.adapter) if request.adapter is not None else None
+                if names is None:
+                    names = tuple(base_labels[i] for i in range(row.shape[0]))
+                label_id = int(row[: len(names)].argmax())
                 request.future.set_result(ClassificationResult(
-                    label=labels[label_id], label_id=label_id,
-                    probabilities={labels[i]: float(p) for i, p in enumerate(row)}, adapter=request.adapter,
+                    label=names[label_id], label_id=label_id,
+                    probabilities={names[i]: float(row[i]) for i in range(len(names))}, adapter=request.adapter,
+                    slot=request.slot, input_tokens=len(request.input_ids),
                 ))
             self.counters["completed"] += len(batch)
         except Exception as exc:  # noqa: BLE001 - a failed batch must fail its requests, not the loop
@@ -589,6 +636,7 @@ class ServingEngine:
                 text=request.tracker.text, finish_reason=reason or request.finish_reason,
                 prompt_tokens=len(request.prompt_ids), completion_tokens=request.completion_tokens,
                 adapter=request.adapter, seed=request.sampler.seed, token_ids=tuple(request.generated_ids),
+                slot=request.slot,
             ))
         self.counters["completed"] += len(finished)
         self._release(finished)

@@ -100,6 +100,11 @@ class SlotHeadLinear(nn.Module):
 
     Slot 0 and adapters that ship no head hold a copy of the base head, so rows without their own
     head behave exactly like the base model.
+
+    Adapters trained on fewer labels than the head has outputs (classifiers of Datanets with
+    different label counts sharing one base) are installed zero-padded, and a per-slot additive mask
+    sets their unused logits to ``-inf``: softmax gives those labels probability 0 and argmax never
+    picks them.
     """
 
     def __init__(self, base: nn.Linear, num_slots: int, routing: RoutingState) -> None:
@@ -113,6 +118,13 @@ class SlotHeadLinear(nn.Module):
             self.register_buffer("bias_pool", base.bias.detach().unsqueeze(0).repeat(num_slots, 1))
         else:
             self.bias_pool = None
+        self.register_buffer(
+            "mask_pool", torch.zeros(num_slots, base.out_features, dtype=base.weight.dtype, device=base.weight.device)
+        )
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         routing = self.routing.current
@@ -126,16 +138,32 @@ class SlotHeadLinear(nn.Module):
             out = torch.baddbmm(bias, x_rows, weights.transpose(1, 2))
         else:
             out = torch.bmm(x_rows, weights.transpose(1, 2))
+        out = out + self.mask_pool.index_select(0, routing.slot_ids).unsqueeze(1)
         return out.view(*x.shape[:-1], weights.shape[1])
 
     def write_slot(self, slot: int, weight: torch.Tensor | None, bias: torch.Tensor | None) -> None:
-        """Install a head into ``slot``; ``weight=None`` restores the base head."""
-        self.weight_pool[slot].copy_(self.base.weight if weight is None else weight)
+        """Install a head into ``slot``; ``weight=None`` restores the base head.
+
+        A ``weight`` with fewer rows than the head's outputs is zero-padded and its extra logits are
+        masked to ``-inf`` for rows routed to ``slot``."""
+        rows = self.out_features if weight is None else weight.shape[0]
+        if rows > self.out_features:
+            raise ValueError(f"head has {rows} outputs; the pool holds at most {self.out_features}")
+        if weight is None:
+            self.weight_pool[slot].copy_(self.base.weight)
+        else:
+            self.weight_pool[slot, :rows].copy_(weight)
+            self.weight_pool[slot, rows:].zero_()
         if self.bias_pool is not None:
             if bias is None and weight is not None:
                 self.bias_pool[slot].zero_()
+            elif bias is None:
+                self.bias_pool[slot].copy_(self.base.bias)
             else:
-                self.bias_pool[slot].copy_(self.base.bias if bias is None else bias)
+                self.bias_pool[slot, :rows].copy_(bias)
+                self.bias_pool[slot, rows:].zero_()
+        self.mask_pool[slot].zero_()
+        self.mask_pool[slot, rows:] = float("-inf")
 
 
 def _matches_suffix(name: str, suffixes: Sequence[str]) -> bool:
@@ -282,6 +310,8 @@ class SlotLoraModel:
         """Free ``slot`` and its pages. Page contents are overwritten on the next install."""
         self._free_pages.extend(self._slot_page_lists[slot])
         self._slot_page_lists[slot] = []
+        for head in self.heads.values():
+            head.mask_pool[slot].zero_()
         self.slot_pages[slot].zero_()
         self.slot_rank[slot] = 0
 

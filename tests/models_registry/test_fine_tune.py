@@ -149,7 +149,9 @@ def test_a_job_whose_worker_keeps_dying_ends_failed_not_stuck(intent_rows, alice
     assert job.state == JobState.FAILED and "out of memory" in job.error
 
 
-def test_paid_deploy_waits_for_the_attribution_index(intent_rows, alice, publish, django_capture_on_commit_callbacks):
+def test_paid_deploy_waits_for_the_attribution_index(intent_rows, alice, publish, settings,
+                                                     django_capture_on_commit_callbacks):
+    settings.ATTRIBUTION_BUILD_ON_REGISTER = False  # the index is not built yet when the owner deploys
     version = publish(alice, intent_rows(1))
     job = run_job(django_capture_on_commit_callbacks, owner=alice, name="deploy me",
                   base_model=services.base_model_ensure_default(), datanet_versions=[version], **FAST)

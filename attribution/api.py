@@ -1,0 +1,109 @@
+"""Attribution REST API: `POST /api/v1/attributions/` (scope `infer`) attributes one answer and returns its
+receipt; `GET /api/v1/attributions/<receipt_id>/` (scope `read`) returns a stored receipt.
+
+The input and output are returned only to whoever asked, the model's owner and staff; everything else
+in a receipt (rows, contributors, shares, hashes) is readable by anyone holding its id."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from lineage.api import ApiError
+from models_registry import selectors as model_selectors
+
+from . import selectors, services
+from .models import AttributionReceipt
+
+TAGS = ["attribution"]
+ERROR_RESPONSE = inline_serializer("AttributionError", {
+    "code": serializers.CharField(), "detail": serializers.CharField(),
+    "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
+})
+
+
+class AttributionRequestSerializer(serializers.Serializer):
+    model = serializers.SlugField(help_text="The model version's slug (its `model` name).")
+    input = serializers.CharField(max_length=20_000, trim_whitespace=False)
+    output = serializers.CharField(required=False, allow_blank=False, max_length=20_000, trim_whitespace=False,
+                                   help_text="The answer to attribute; omitted: the model answers first.")
+    inference_id = serializers.CharField(required=False, max_length=128)
+
+
+class RowSerializer(serializers.Serializer):
+    row_id = serializers.CharField()
+    contributor_id = serializers.CharField()
+    score = serializers.FloatField()
+
+
+class ReceiptSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model_version.slug")
+    url = serializers.SerializerMethodField()
+    top_rows = RowSerializer(many=True)
+    input = serializers.SerializerMethodField()
+    output = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AttributionReceipt
+        fields = ["receipt_id", "url", "model", "model_version_hash", "index_hash", "method", "inference_id",
+                  "input", "output", "query_digest", "top_rows", "contributor_scores", "contributor_shares_ppm",
+                  "contributor_rows", "negative_influence", "empty_reason", "receipt_digest", "latency_ms",
+                  "created_at"]
+
+    def _shows_query(self, receipt) -> bool:
+        return selectors.receipt_shows_query(receipt=receipt, user=self.context["request"].user)
+
+    def get_url(self, receipt) -> str:
+        return self.context["request"].build_absolute_uri(receipt.get_absolute_url())
+
+    def get_input(self, receipt) -> str | None:
+        return receipt.input_text if self._shows_query(receipt) else None
+
+    def get_output(self, receipt) -> str | None:
+        return receipt.output if self._shows_query(receipt) else None
+
+
+def _api_error(exc: DjangoValidationError) -> ApiError:
+    fields = {k: [str(m) for m in v] for k, v in exc.message_dict.items()} if hasattr(exc, "error_dict") else {}
+    detail = " ".join(m for messages in fields.values() for m in messages) if fields else " ".join(exc.messages)
+    return ApiError(detail, code="invalid", fields=fields)
+
+
+class AttributionCreateView(APIView):
+    required_scopes = {"POST": "infer"}
+
+    @extend_schema(tags=TAGS, request=AttributionRequestSerializer, responses={
+        201: ReceiptSerializer, 400: OpenApiResponse(ERROR_RESPONSE), 404: OpenApiResponse(ERROR_RESPONSE),
+        409: OpenApiResponse(ERROR_RESPONSE, description="The model's attribution index is not ready."),
+        503: OpenApiResponse(ERROR_RESPONSE, description="The index failed verification."),
+    }, summary="Attribute an answer to training rows and contributors")
+    def post(self, request):
+        data = AttributionRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = model_selectors.model_version_get_visible(slug=data.validated_data["model"], user=request.user)
+        text = data.validated_data["input"]
+        try:
+            output = data.validated_data.get("output")
+            if output is None:
+                output = services.model_output(model_version=version, input_text=text)
+            receipt = services.receipt_create(model_version=version, input_text=text, output=output,
+                                              inference_id=data.validated_data.get("inference_id"),
+                                              requester=request.user)
+        except services.IndexCorrupt as exc:
+            raise ApiError(str(exc), code="index_corrupt", status_code=status.HTTP_503_SERVICE_UNAVAILABLE) from exc
+        except services.IndexNotReady as exc:
+            raise ApiError(str(exc), code="index_not_ready", status_code=status.HTTP_409_CONFLICT) from exc
+        except DjangoValidationError as exc:
+            raise _api_error(exc) from exc
+        return Response(ReceiptSerializer(receipt, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class AttributionDetailView(APIView):
+    required_scopes = {"GET": "read"}
+
+    @extend_schema(tags=TAGS, responses={200: ReceiptSerializer, 404: OpenApiResponse(ERROR_RESPONSE)},
+                   summary="A stored attribution receipt")
+    def get(self, request, receipt_id: str):
+        receipt = selectors.receipt_get(receipt_id=receipt_id)
+        return Response(ReceiptSerializer(receipt, context={"request": request}).data)

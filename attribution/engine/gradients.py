@@ -1,0 +1,313 @@
+"""Per-example gradients of the training loss with respect to a model's trainable Linear layers.
+
+Why hooks and not a per-example loop: for a Linear layer ``y = x Wᵀ + b`` the gradient of example
+``i``'s loss is ``Σ_t g_it ⊗ x_it`` (``g`` = gradient w.r.t. the layer output, summed over sequence
+positions ``t``), because examples in a batch never mix (eval mode, no batch norm). So one forward
+and one backward over a whole batch give exact per-example gradients: a forward hook keeps each
+layer's input and output, and ``torch.autograd.grad`` with respect to those outputs returns the
+``g`` tensors. Asking autograd for output gradients (instead of backpropagating into ``.grad``)
+leaves the parameters' ``.grad`` untouched and skips the batch-summed weight-gradient GEMMs that
+would be thrown away anyway.
+
+Which parameters: every ``nn.Linear`` whose weight requires grad. On a peft LoRA model those are
+exactly the ``lora_A`` / ``lora_B`` layers plus a trained head in ``modules_to_save`` (the frozen
+base layers are skipped); on a plain model (the logistic-regression harness) it is the model's own
+Linear layer. Any other trainable parameter (e.g. LoRA on embeddings) is rejected up front rather
+than silently left out of attribution.
+
+Loss convention: the per-example loss is the negative log-likelihood of the example's labelled
+tokens. ``labels`` of shape ``[B]`` mean sequence classification (one class id per row); ``[B, T]``
+mean a causal LM, where labels are shifted by one position and ``-100`` marks prompt and padding
+tokens, so only response tokens count. ``token_reduction="sum"`` (default) sums over response
+tokens, which makes a query's loss exactly ``-log p(response)``; ``"mean"`` divides by each row's
+response length so long rows do not get proportionally larger gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+from torch import nn
+
+from .canonical import derived_seed
+
+TokenReduction = Literal["sum", "mean"]
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class GradientBlock:
+    """One trainable Linear layer: its gradient is flattened as ``weight`` (row-major) then ``bias``."""
+
+    name: str
+    out_features: int
+    in_features: int
+    has_bias: bool
+
+    @property
+    def size(self) -> int:
+        return self.out_features * self.in_features + (self.out_features if self.has_bias else 0)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "out_features": self.out_features,
+            "in_features": self.in_features,
+            "has_bias": self.has_bias,
+        }
+
+
+def trainable_linear_layers(model: nn.Module) -> list[tuple[GradientBlock, nn.Linear]]:
+    """The model's trainable Linear layers in ``named_modules`` order, with their gradient layout.
+
+    Raises ``ValueError`` if a trainable parameter lives outside a Linear layer, because attribution
+    that ignores part of what was trained would under-credit the rows that shaped it.
+    """
+    layers: list[tuple[GradientBlock, nn.Linear]] = []
+    covered: set[int] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and module.weight.requires_grad:
+            has_bias = module.bias is not None and module.bias.requires_grad
+            layers.append((GradientBlock(name, module.out_features, module.in_features, has_bias), module))
+            covered.add(id(module.weight))
+            if has_bias:
+                covered.add(id(module.bias))
+    uncovered = [name for name, p in model.named_parameters() if p.requires_grad and id(p) not in covered]
+    if uncovered:
+        raise ValueError(f"trainable parameters outside nn.Linear layers cannot be attributed: {uncovered}")
+    if not layers:
+        raise ValueError("model has no trainable nn.Linear layer to attribute")
+    return layers
+
+
+class Projector(Protocol):
+    """Maps per-layer per-example gradients ``{name: [B, d_m]}`` to features ``[B, k]``."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def project(self, gradients: Mapping[str, torch.Tensor]) -> torch.Tensor: ...
+
+
+class ConcatProjector:
+    """No projection: the full flattened gradient (exact mode, and tests of the hooks)."""
+
+    def __init__(self, blocks: Sequence[GradientBlock]):
+        self.blocks = list(blocks)
+
+    @property
+    def dim(self) -> int:
+        return sum(block.size for block in self.blocks)
+
+    def project(self, gradients: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([gradients[block.name] for block in self.blocks], dim=1)
+
+
+def _token_log_likelihood_terms(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token negative log-likelihoods ``[B, T']`` and the mask of tokens that count."""
+    if labels.dim() == 1:
+        losses = nn.functional.cross_entropy(logits, labels, reduction="none")
+        return losses.unsqueeze(1), torch.ones_like(losses, dtype=torch.bool).unsqueeze(1)
+    shifted_logits = logits[:, :-1, :]
+    shifted_labels = labels[:, 1:]
+    mask = shifted_labels != IGNORE_INDEX
+    losses = nn.functional.cross_entropy(
+        shifted_logits.reshape(-1, shifted_logits.shape[-1]),
+        shifted_labels.reshape(-1).clamp_min(0),
+        reduction="none",
+    ).view_as(shifted_labels)
+    return losses * mask, mask
+
+
+def per_example_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    token_reduction: TokenReduction = "sum",
+    token_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-example negative log-likelihood ``[B]`` (module docstring: labels, shifting, reduction).
+
+    ``token_weights`` (broadcastable to ``[B, T']``) scale individual tokens; the true-Fisher label
+    draws use it to weight each drawn label by its probability.
+    """
+    token_losses, mask = _token_log_likelihood_terms(logits, labels)
+    weights = mask.to(token_losses.dtype)
+    if token_reduction == "mean":
+        weights = weights / mask.sum(dim=1, keepdim=True).clamp_min(1)
+    elif token_reduction != "sum":
+        raise ValueError(f"unknown token_reduction {token_reduction!r}")
+    if token_weights is not None:
+        weights = weights * token_weights
+    return (token_losses * weights).sum(dim=1)
+
+
+def model_logits(output) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output
+
+
+class GradientFeaturizer:
+    """Turns batches of tokenised rows into per-example gradient features.
+
+    ``inputs`` is a dict of tensors: ``labels`` plus whatever the model's forward takes
+    (``input_ids``, ``attention_mask``, or ``features`` for a plain model). Gradients are taken in
+    eval mode so dropout (LoRA dropout included) cannot make a row's features random.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        projector: Projector | None = None,
+        token_reduction: TokenReduction = "sum",
+    ):
+        self.model = model
+        self._layers = trainable_linear_layers(model)
+        self.blocks = [block for block, _ in self._layers]
+        self.projector: Projector = projector if projector is not None else ConcatProjector(self.blocks)
+        self.token_reduction = token_reduction
+
+    @property
+    def dim(self) -> int:
+        return self.projector.dim
+
+    @property
+    def device(self) -> torch.device:
+        return self._layers[0][1].weight.device
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters in gradient-layout order (each layer's weight, then its bias)."""
+        params = []
+        for block, module in self._layers:
+            params.append(module.weight)
+            if block.has_bias:
+                params.append(module.bias)
+        return params
+
+    def per_example_gradients(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Unprojected per-example gradients ``{layer name: [B, d_m]}`` of the labelled loss."""
+        labels = inputs["labels"].to(self.device)
+        return self._gradients(inputs, [(labels, None)])[0]
+
+    def features(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Projected per-example gradients ``[B, k]`` of the labelled loss (train rows and queries)."""
+        return self.projector.project(self.per_example_gradients(inputs))
+
+    def fisher_features(self, inputs: Mapping[str, torch.Tensor], samples: int = 1, seed: int = 0) -> torch.Tensor:
+        """Rows ``[B, R, k]`` whose outer products sum to each example's true-Fisher contribution.
+
+        The true Fisher (equal to the Gauss-Newton matrix for softmax cross-entropy) takes the
+        expectation of ``g gᵀ`` over labels drawn from the model's own predictive distribution
+        instead of the observed label (the empirical Fisher). For a classifier the expectation is
+        exact: ``Σ_c p_c g_c g_cᵀ``, i.e. one row per class weighted by ``√p_c``. For a causal LM the
+        vocabulary is too large, so ``samples`` label sequences are drawn (deterministically from
+        ``seed``) at the response positions, each weighted by ``1/√samples``.
+        """
+        labels = inputs["labels"].to(self.device)
+        with torch.no_grad(), eval_mode(self.model):
+            logits = model_logits(self.model(**model_inputs(inputs, self.device)))
+        probs = torch.softmax(logits.double(), dim=-1)
+        draws: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if labels.dim() == 1:
+            for cls in range(probs.shape[-1]):
+                weight = probs[:, cls].sqrt().to(logits.dtype).unsqueeze(1)
+                draws.append((torch.full_like(labels, cls), weight))
+        else:
+            generator = torch.Generator(device="cpu").manual_seed(derived_seed(seed, "fisher"))
+            predictive = probs[:, :-1, :].reshape(-1, probs.shape[-1]).cpu()
+            weight = torch.full(labels[:, 1:].shape, samples ** -0.5, dtype=logits.dtype, device=self.device)
+            for _ in range(samples):
+                sampled = torch.multinomial(predictive.float(), 1, generator=generator).view(labels.shape[0], -1)
+                draw = labels.clone()
+                draw[:, 1:] = torch.where(labels[:, 1:] == IGNORE_INDEX, labels[:, 1:], sampled.to(self.device))
+                draws.append((draw, weight))
+        grads = self._gradients(inputs, draws)
+        return torch.stack([self.projector.project(g) for g in grads], dim=1)
+
+    def _gradients(
+        self, inputs: Mapping[str, torch.Tensor], draws: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
+    ) -> list[dict[str, torch.Tensor]]:
+        """One forward, one backward per label draw; each draw's optional weights scale its tokens."""
+        capture = _LinearCapture(self._layers)
+        with eval_mode(self.model), torch.enable_grad(), capture:
+            logits = model_logits(self.model(**model_inputs(inputs, self.device)))
+            outputs = capture.outputs_requiring_grad()
+            results = []
+            for position, (labels, extra_weights) in enumerate(draws):
+                loss = per_example_loss(logits, labels, self.token_reduction, extra_weights).sum()
+                output_grads = torch.autograd.grad(
+                    loss, outputs, retain_graph=position < len(draws) - 1, allow_unused=True
+                )
+                results.append(capture.per_example_gradients(output_grads, batch_size=labels.shape[0]))
+        return results
+
+
+def model_inputs(inputs: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Everything but ``labels``, on the model's device: what the model's forward receives."""
+    return {key: value.to(device) for key, value in inputs.items() if key != "labels"}
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside (no dropout), the caller's train/eval state restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+class _LinearCapture:
+    """Forward hooks that keep each trainable Linear layer's inputs and outputs for one forward."""
+
+    def __init__(self, layers: Sequence[tuple[GradientBlock, nn.Linear]]):
+        self.layers = layers
+        self.calls: list[tuple[GradientBlock, torch.Tensor, torch.Tensor]] = []
+        self._handles: list = []
+
+    def __enter__(self):
+        for block, module in self.layers:
+            self._handles.append(module.register_forward_hook(self._hook(block)))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, block: GradientBlock):
+        def keep(module, args, output):
+            # Outputs computed without grad (e.g. under no_grad) take no part in the loss gradient.
+            if output.requires_grad:
+                self.calls.append((block, args[0].detach(), output))
+
+        return keep
+
+    def outputs_requiring_grad(self) -> list[torch.Tensor]:
+        if not self.calls:
+            raise RuntimeError("no trainable Linear layer produced a differentiable output")
+        return [output for _, _, output in self.calls]
+
+    def per_example_gradients(
+        self, output_grads: Sequence[torch.Tensor | None], batch_size: int
+    ) -> dict[str, torch.Tensor]:
+        # A layer called several times in one forward (weight sharing) sums its calls' gradients.
+        result: dict[str, torch.Tensor] = {}
+        for (block, layer_input, _output), grad_output in zip(self.calls, output_grads):
+            if grad_output is None:
+                continue
+            x = layer_input.reshape(batch_size, -1, block.in_features).to(grad_output.dtype)
+            g = grad_output.reshape(batch_size, -1, block.out_features)
+            parts = [torch.einsum("bto,bti->boi", g, x).reshape(batch_size, -1)]
+            if block.has_bias:
+                parts.append(g.sum(dim=1))
+            flat = torch.cat(parts, dim=1)
+            result[block.name] = result[block.name] + flat if block.name in result else flat
+        for block, module in self.layers:
+            if block.name not in result:
+                result[block.name] = torch.zeros(batch_size, block.size, dtype=module.weight.dtype,
+                                                 device=module.weight.device)
+        return result

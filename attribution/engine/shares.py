@@ -1,0 +1,147 @@
+"""Turning per-contributor attribution scores into fee shares.
+
+Policy (``contributor_shares``), applied to each contributor's *net* score (the contributor matrix
+already nets helpful and harmful rows, cluster-weighted):
+
+1. Noise floor: ``floor = noise_floor_multiplier × median(|net score|)`` over all contributors in
+   the index. With many contributors most of them are unrelated to any given output, so the median
+   absolute score measures how large pure projection/estimation noise is. The floor is subtracted
+   from every score (not just used as a cut-off) so barely-above-noise contributors get barely any
+   share.
+2. Clip at zero: negative influence is never charged. Each contributor's net negative score is
+   reported separately (``negative_influence``) so it can be accumulated and shown.
+3. Keep the ``top_contributors`` largest remaining scores (small payouts cost more gas than they are
+   worth and are dominated by noise).
+4. Normalise to 1, then cap every share at ``cap`` by iterative redistribution: contributors over
+   the cap are fixed at it and the excess is spread over the rest in proportion to their scores,
+   repeated until nobody exceeds it, so the cap holds after normalisation. If fewer than
+   ``1 / cap`` contributors remain the cap cannot hold with shares summing to 1; it is then relaxed
+   to ``1 / (number remaining)`` (equal split among the capped) and ``effective_cap`` says so.
+5. Shares are also given as integer parts per million summing to exactly 1,000,000 (largest
+   remainder), so downstream integer accounting never has to round again. Rounding can move a
+   share by at most 1 ppm, possibly 1 ppm past the cap.
+
+If no contributor is left above the floor the result is empty (``is_empty``) with a ``reason``.
+Documented fallback for the caller: route that contributor fee pool pro rata to cluster-weighted
+row counts, which ``row_count_shares`` computes with the same cap and ppm rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PPM = 1_000_000
+
+
+@dataclass(frozen=True)
+class SharePolicy:
+    noise_floor_multiplier: float = 2.0
+    top_contributors: int = 50
+    cap: float = 0.5
+
+    def __post_init__(self):
+        if not 0 < self.cap <= 1:
+            raise ValueError("cap must be in (0, 1]")
+        if self.top_contributors < 1:
+            raise ValueError("top_contributors must be at least 1")
+        if self.noise_floor_multiplier < 0:
+            raise ValueError("noise_floor_multiplier must be non-negative")
+
+
+@dataclass(frozen=True)
+class ContributorShares:
+    shares: dict[str, float]
+    shares_ppm: dict[str, int]
+    negative_influence: dict[str, float]
+    noise_floor: float
+    effective_cap: float
+    reason: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.shares
+
+
+def largest_remainder_ppm(weights: np.ndarray) -> np.ndarray:
+    """Integer parts per million proportional to non-negative ``weights``, summing to ``PPM``."""
+    exact = weights / weights.sum() * PPM
+    floors = np.floor(exact).astype(np.int64)
+    short = PPM - int(floors.sum())
+    # Ties go to the earlier position (stable sort), so the result is deterministic.
+    order = np.argsort(-(exact - floors), kind="stable")
+    floors[order[:short]] += 1
+    return floors
+
+
+def capped_normalise(weights: np.ndarray, cap: float) -> tuple[np.ndarray, float]:
+    """Normalise positive ``weights`` to sum 1 with no entry above ``cap`` (iterative redistribution).
+
+    Returns the shares and the cap actually enforced (relaxed to ``1/len`` if ``cap`` is infeasible).
+    """
+    effective_cap = max(cap, 1.0 / len(weights))
+    shares = weights / weights.sum()
+    fixed = np.zeros(len(weights), dtype=bool)
+    while True:
+        over = (shares > effective_cap * (1 + 1e-12)) & ~fixed
+        if not over.any():
+            return shares, effective_cap
+        fixed |= over
+        remaining_mass = 1.0 - effective_cap * fixed.sum()
+        free = ~fixed
+        shares = np.where(fixed, effective_cap, 0.0)
+        if free.any() and remaining_mass > 0:
+            shares[free] = weights[free] / weights[free].sum() * remaining_mass
+
+
+def _finish(ids: Sequence[str], weights: np.ndarray, cap: float, floor: float, negative: dict[str, float],
+            scores: dict[str, float]) -> ContributorShares:
+    shares, effective_cap = capped_normalise(weights, cap)
+    ppm = largest_remainder_ppm(shares)
+    return ContributorShares(
+        shares={c: float(s) for c, s in zip(ids, shares)},
+        shares_ppm={c: int(p) for c, p in zip(ids, ppm)},
+        negative_influence=negative,
+        noise_floor=floor,
+        effective_cap=effective_cap,
+        scores=scores,
+    )
+
+
+def contributor_shares(
+    contributor_ids: Sequence[str], scores: np.ndarray | Sequence[float], policy: SharePolicy = SharePolicy()
+) -> ContributorShares:
+    """Apply the share policy (module docstring) to net per-contributor scores of one query."""
+    values = np.asarray(scores, dtype=np.float64)
+    if values.shape != (len(contributor_ids),):
+        raise ValueError("need exactly one score per contributor")
+    negative_positions = np.flatnonzero(values < 0)
+    negative = dict(zip([contributor_ids[i] for i in negative_positions], (-values[negative_positions]).tolist()))
+    floor = policy.noise_floor_multiplier * float(np.median(np.abs(values))) if len(values) else 0.0
+    above = values - floor
+    candidates = np.flatnonzero(above > 0)
+    if candidates.size == 0:
+        return ContributorShares({}, {}, negative, floor, policy.cap,
+                                 reason="no contributor scored above the noise floor")
+    if candidates.size > policy.top_contributors:
+        keep = np.argpartition(-above[candidates], policy.top_contributors - 1)[: policy.top_contributors]
+        candidates = candidates[keep]
+    # Deterministic order: by descending score, then contributor id.
+    candidates = sorted(candidates.tolist(), key=lambda i: (-above[i], contributor_ids[i]))
+    ids = [contributor_ids[i] for i in candidates]
+    return _finish(ids, above[candidates], policy.cap, floor, negative,
+                   {contributor_ids[i]: float(values[i]) for i in candidates})
+
+
+def row_count_shares(row_counts: Mapping[str, float], cap: float = SharePolicy.cap) -> ContributorShares:
+    """Fallback shares pro rata to (cluster-weighted) row counts, with the same cap and ppm rules."""
+    ids = sorted(c for c, n in row_counts.items() if n > 0)
+    if not ids:
+        return ContributorShares({}, {}, {}, 0.0, cap, reason="no rows")
+    weights = np.array([row_counts[c] for c in ids], dtype=np.float64)
+    result = _finish(ids, weights, cap, 0.0, {}, {})
+    return ContributorShares(result.shares, result.shares_ppm, {}, 0.0, result.effective_cap,
+                             reason="fallback: pro rata to row counts")

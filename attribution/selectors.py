@@ -1,0 +1,120 @@
+"""Reads for Proof of Attribution, and how receipts and valuations are explained to a person.
+
+Rows are explained through `datanets.selectors`: a row's text is shown only to someone who may view
+its Datanet (a private Datanet's rows appear as "a row of a private Datanet").
+"""
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.http import Http404
+
+from datanets import selectors as datanet_selectors
+from models_registry import selectors as model_selectors
+
+from .models import AttributionIndex, AttributionReceipt, ValuationReport
+
+PPM = 1_000_000
+
+
+def index_for(*, model_version) -> AttributionIndex | None:
+    return AttributionIndex.objects.filter(model_version_id=model_version.pk).first()
+
+
+def indexes_for_visible_models(*, user) -> list[tuple]:
+    """(model version, its index or None) for every model the user may see, newest first."""
+    versions = list(model_selectors.model_versions_visible_to(user=user))
+    indexes = {i.model_version_id: i for i in AttributionIndex.objects.filter(model_version__in=versions)}
+    return [(version, indexes.get(version.pk)) for version in versions]
+
+
+def receipt_get(*, receipt_id: str) -> AttributionReceipt:
+    """Receipts are capability links (random uuids): whoever holds the id may read the attribution."""
+    receipt = AttributionReceipt.objects.select_related("model_version", "model_version__owner").filter(
+        receipt_id=str(receipt_id)).first()
+    if receipt is None:
+        raise Http404("No such receipt.")
+    return receipt
+
+
+def receipt_shows_query(*, receipt: AttributionReceipt, user) -> bool:
+    """The input and output are private to whoever asked, the model's owner and staff."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return user.is_staff or user.pk in (receipt.requester_id, receipt.model_version.owner_id)
+
+
+def valuation_for(*, model_version) -> ValuationReport | None:
+    return ValuationReport.objects.filter(model_version_id=model_version.pk).first()
+
+
+@dataclass(frozen=True)
+class ExplainedRow:
+    row_id: str
+    score: float
+    contributor_id: str
+    contributor_name: str
+    visible: bool
+    excerpt: str
+    label: str
+    datanet_name: str
+    datanet_slug: str
+    version_number: int | None
+
+
+@dataclass(frozen=True)
+class ExplainedShare:
+    contributor_id: str
+    name: str
+    ppm: int
+    rows: list
+
+    @property
+    def percent(self) -> float:
+        return round(100 * self.ppm / PPM, 2)
+
+
+def _names(ids) -> dict[str, str]:
+    users = get_user_model().objects.filter(pk__in=[int(i) for i in ids if str(i).isdigit()])
+    return {str(u.pk): u.public_name for u in users}
+
+
+def explain_rows(*, rows: list[dict], model_version, user) -> list[ExplainedRow]:
+    """Receipt/valuation rows (`{row_id, contributor_id, score}`) with text, Datanet, version, contributor."""
+    records = datanet_selectors.records_by_uid(uids=[r["row_id"] for r in rows])
+    names = _names({r["contributor_id"] for r in rows})
+    versions = {d["datanet"]: d["version"] for d in (model_version.lineage or {}).get("datanets", [])}
+    explained = []
+    for row in rows:
+        record = records.get(row["row_id"])
+        visible = record is not None and datanet_selectors.datanet_permissions(datanet=record.datanet, user=user).can_view
+        explained.append(ExplainedRow(
+            row_id=row["row_id"], score=row["score"], contributor_id=row["contributor_id"],
+            contributor_name=names.get(str(row["contributor_id"]), f"user {row['contributor_id']}"), visible=visible,
+            excerpt=record.excerpt if visible else "",
+            label=record.label if visible else "",
+            datanet_name=record.datanet.name if visible else ("a private Datanet" if record else "a deleted row"),
+            datanet_slug=record.datanet.slug if visible else "",
+            version_number=versions.get(record.datanet.slug) if visible else None,
+        ))
+    return explained
+
+
+def explain_shares(*, receipt: AttributionReceipt) -> list[ExplainedShare]:
+    shares = receipt.contributor_shares_ppm or {}
+    names = _names(shares)
+    ordered = sorted(shares.items(), key=lambda item: (-item[1], item[0]))
+    return [ExplainedShare(c, names.get(c, f"user {c}"), int(ppm), receipt.contributor_rows.get(c, []))
+            for c, ppm in ordered]
+
+
+def explain_negative(*, receipt: AttributionReceipt) -> list[tuple[str, float]]:
+    negative = receipt.negative_influence or {}
+    names = _names(negative)
+    return [(names.get(c, f"user {c}"), value) for c, value in sorted(negative.items(), key=lambda i: -i[1])]
+
+
+def explain_contributor_values(*, report: ValuationReport) -> list[tuple[str, float]]:
+    values = report.contributor_values or {}
+    names = _names(values)
+    return [(names.get(c, f"user {c}"), v) for c, v in sorted(values.items(), key=lambda i: -i[1])]

@@ -1,0 +1,174 @@
+"""Attribution cost, each figure as a ratio to a baseline measured in the same run.
+
+* e2e_ratio: one MiniLM-LoRA inference attributed end to end (query gradient, projection, index
+  scan, contributor scores, shares) ÷ the model's own forward+backward on that input. Target ≤ 2.
+* scan_ratio_100k / scan_ratio_1m: scoring one query against a synthetic fp16 Ψ of 100k / 1M rows
+  at k=1024 ÷ the time to read the same bytes (the faster of an fp16 sum and an int64-view sum,
+  i.e. this machine's memory-bandwidth bound). Target ≤ 1.5. Batched queries are shown per query.
+* contributor_shares_ms: 10,000 contributors, one query: contributor scores (fp16 matrix-vector
+  product with the contributor matrix, as the index does) + share policy. Target ≤ 1 ms. The two
+  parts are shown separately.
+* build_ratio: building the index over N rows ÷ one training epoch over the same rows. Target ≤ 1.5.
+
+Usage: .venv/bin/python bench/attribution_latency.py [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from attribution_lora import (  # noqa: E402
+    minilm_lora,
+    rows,
+    support_sentences,
+    tokenise,
+    train_lora,
+    training_batches,
+)
+
+from attribution.engine import (  # noqa: E402
+    Attributor,
+    IndexConfig,
+    ProjectionSpec,
+    SharePolicy,
+    build_index,
+    contributor_shares,
+    per_example_loss,
+    scan_scores,
+)
+
+K = 1024
+
+
+def median_ms(function, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def bandwidth_bound_ms(psi: torch.Tensor, repeats: int) -> float:
+    fp16_sum = median_ms(lambda: psi.sum(), repeats)
+    int_sum = median_ms(lambda: psi.view(torch.int64).sum(), repeats)
+    return min(fp16_sum, int_sum)
+
+
+def scan_figures(rows_count: int, repeats: int) -> dict:
+    psi = torch.empty(rows_count, K, dtype=torch.float16).normal_(generator=torch.Generator().manual_seed(0))
+    query = torch.randn(1, K)
+    batch = torch.randn(32, K)
+    # Interleave bound and scan so load from other jobs on the machine hits both alike.
+    bounds, singles = [], []
+    for _ in range(repeats):
+        bounds.append(bandwidth_bound_ms(psi, 1))
+        singles.append(median_ms(lambda: scan_scores(psi, query), 1, warmup=0))
+    bound, single = statistics.median(bounds), statistics.median(singles)
+    batched = median_ms(lambda: scan_scores(psi, batch), max(1, repeats // 2)) / 32
+    gigabytes = psi.numel() * 2 / 1e9
+    return {"rows": rows_count, "bound_ms": bound, "scan_ms": single, "ratio": single / bound,
+            "batched_per_query_ms": batched, "bandwidth_gb_s": gigabytes / (bound / 1000)}
+
+
+def contributor_figures(contributors: int, repeats: int) -> dict:
+    """The same kernel and fp16 storage the index uses for its contributor matrix."""
+    generator = torch.Generator().manual_seed(1)
+    matrix = torch.randn(contributors, K, generator=generator).to(torch.float16)
+    query = torch.randn(1, K, generator=generator)
+    ids = [f"contributor-{i}" for i in range(contributors)]
+    policy = SharePolicy()
+    scores = scan_scores(matrix, query)[0].numpy()
+    matvec_ms = median_ms(lambda: scan_scores(matrix, query), repeats)
+    policy_ms = median_ms(lambda: contributor_shares(ids, scores, policy), repeats)
+    total_ms = median_ms(lambda: contributor_shares(ids, scan_scores(matrix, query)[0].numpy(), policy), repeats)
+    return {"contributors": contributors, "matvec_ms": matvec_ms, "policy_ms": policy_ms, "total_ms": total_ms}
+
+
+def model_figures(n_rows: int, seq: int, repeats: int) -> dict:
+    texts, labels = support_sentences(n_rows + 1, seed=0)
+    model, tokenizer = minilm_lora(seed=0)
+    data = tokenise(tokenizer, texts, labels, seq)
+    train_data = rows(data, slice(0, n_rows))
+    query = rows(data, slice(n_rows, n_rows + 1))
+
+    # One training epoch (the build baseline); it also makes LoRA B non-zero like a real adapter.
+    started = time.perf_counter()
+    train_lora(model, train_data, epochs=1, seed=1)
+    epoch_s = time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory() as directory:
+        started = time.perf_counter()
+        index = build_index(model, training_batches(train_data), Path(directory) / "index",
+                            IndexConfig(ProjectionSpec(seed=5, k=K)), model_hash="minilm-lora")
+        build_s = time.perf_counter() - started
+        index = type(index)(index.directory, keep_in_memory=True)  # a serving process keeps shards in RAM
+        attributor = Attributor(model, index)
+
+        def forward_backward():
+            model.zero_grad(set_to_none=True)
+            logits = model(input_ids=query["input_ids"], attention_mask=query["attention_mask"]).logits
+            per_example_loss(logits, logits.argmax(-1)).sum().backward()
+
+        model.eval()
+        query_with_output = {**query, "labels": torch.tensor([0])}
+        # Interleave the two measurements so machine noise hits both alike.
+        baseline, attribution = [], []
+        for _ in range(repeats):
+            baseline.append(median_ms(forward_backward, 3, warmup=1))
+            attribution.append(median_ms(lambda: attributor.attribute(query_with_output), 3, warmup=1))
+        model.zero_grad(set_to_none=True)
+    forward_backward_ms, e2e_ms = statistics.median(baseline), statistics.median(attribution)
+    return {"rows": n_rows, "seq_len": seq, "epoch_s": epoch_s, "build_s": build_s, "build_ratio": build_s / epoch_s,
+            "forward_backward_ms": forward_backward_ms, "e2e_ms": e2e_ms, "e2e_ratio": e2e_ms / forward_backward_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, choices=(1, 2),
+                        help="torch threads (default 1: on this shared 2-core machine, 2 OpenMP threads "
+                             "measured 7x slower than 1 whenever other jobs held the cores)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    repeats = 5 if args.quick else 15
+    n_rows, seq = (256, 64) if args.quick else (2000, 64)
+
+    model = model_figures(n_rows, seq, repeats)
+    scans = [scan_figures(100_000, repeats), scan_figures(1_000_000, max(3, repeats // 2))]
+    contributors = contributor_figures(10_000, 50)
+
+    print(f"MiniLM LoRA, seq {seq}, k={K}")
+    print(f"  forward+backward {model['forward_backward_ms']:.1f} ms, attribution end to end {model['e2e_ms']:.1f} ms"
+          f"  -> e2e ratio {model['e2e_ratio']:.2f} (target <= 2)")
+    print(f"  index build {model['build_s']:.1f} s vs one training epoch {model['epoch_s']:.1f} s over {n_rows} rows"
+          f"  -> build ratio {model['build_ratio']:.2f} (target <= 1.5)")
+    for scan in scans:
+        print(f"  scan {scan['rows']:>9,} rows fp16: {scan['scan_ms']:.1f} ms/query vs read bound {scan['bound_ms']:.1f} ms"
+              f" ({scan['bandwidth_gb_s']:.1f} GB/s) -> ratio {scan['ratio']:.2f} (target <= 1.5);"
+              f" batched x32: {scan['batched_per_query_ms']:.2f} ms/query")
+    print(f"  10,000 contributors: scores {contributors['matvec_ms']:.3f} ms + policy {contributors['policy_ms']:.3f} ms"
+          f" = {contributors['total_ms']:.3f} ms (target <= 1)")
+    if args.json:
+        print(json.dumps({"e2e_ratio": model["e2e_ratio"], "scan_ratio_100k": scans[0]["ratio"],
+                          "scan_ratio_1m": scans[1]["ratio"], "contributor_shares_ms": contributors["total_ms"],
+                          "build_ratio": model["build_ratio"], "details": {"model": model, "scans": scans,
+                                                                           "contributors": contributors}},
+                         default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Reads for OpenLoRA serving."""
+
+from django.conf import settings
+
+from models_registry import selectors as registry_selectors
+
+from .models import InferenceRecord
+
+
+def inference_records_for(*, user):
+    return InferenceRecord.objects.filter(user=user).order_by("-created_at")
+
+
+def inference_record_get(*, inference_id) -> InferenceRecord | None:
+    return InferenceRecord.objects.filter(pk=inference_id).first()
+
+
+def deployed_models():
+    return registry_selectors.deployed_model_versions().order_by("name")
+
+
+def model_server_stats() -> dict | None:
+    """The model server's `/v1/stats`, or None when it does not answer."""
+    from .client import ModelServerClient, ModelServerError
+
+    client = ModelServerClient(settings.INFERENCE_SERVER_URL, timeout=3.0, connect_timeout=1.0)
+    try:
+        return client.stats()
+    except ModelServerError:
+        return None
+    finally:
+        client.close()
+
+
+def operator_overview() -> dict:
+    """Per base: loaded adapters by tier, hit rates, queue depth, and per-adapter request counts."""
+    stats = model_server_stats()
+    if stats is None:
+        return {"up": False, "bases": []}
+    bases = []
+    for name, engine in (stats.get("bases") or {}).items():
+        cache = engine.get("cache", {})
+        device, host = cache.get("device", {}), cache.get("host", {})
+        tiers: dict[str, list] = {}
+        adapters = sorted(cache.get("adapters", {}).values(), key=lambda a: (-a.get("requests", 0), a["name"]))
+        for adapter in adapters:
+            tiers.setdefault(adapter["tier"], []).append(adapter["name"])
+        bases.append({
+            "name": name, "task": engine.get("task"), "path": engine.get("path"),
+            "waiting": engine.get("waiting", 0), "running": engine.get("running", 0),
+            "completed": engine.get("completed", 0), "failed": engine.get("failed", 0),
+            "device": device, "host": host, "disk": cache.get("disk", {}),
+            "device_hit_rate": _rate(device), "host_hit_rate": _rate(host),
+            "tiers": tiers, "adapters": adapters,
+        })
+    return {"up": True, "bases": bases}
+
+
+def _rate(counters: dict) -> float | None:
+    total = counters.get("hits", 0) + counters.get("misses", 0)
+    return None if not total else counters.get("hits", 0) / total

@@ -1,0 +1,232 @@
+"""Writes for OpenLoRA serving: run one inference end to end and record it.
+
+Per request (`inference_begin` → answer → `inference_complete` / `inference_fail`):
+
+1. an `InferenceRecord` is written (status `running`); its uuid is the inference id;
+2. the model slug must name a deployed model version (404 `model_not_found` / `model_not_deployed`);
+3. the payer's credit must cover the model's `price_per_inference` (402 `insufficient_credit`);
+4. the model server answers (errors come back OpenAI-shaped; a failed answer is never charged);
+5. the attribution receipt is created (`attribution.services.receipt_create`; synchronous unless
+   `INFERENCE_RECEIPTS_ASYNC`, which queues receipt and fee on commit), then the fee is settled with
+   the receipt's contributor shares (`rewards.services.fee_settle`, idempotent per inference id).
+
+A model version whose attribution index is not built yet (free models may be deployed before it is)
+answers without a receipt (`receipt_id` null).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import ApiKey
+from models_registry import selectors as registry_selectors
+
+from . import integrations, metrics
+from .errors import OpenAIError
+from .models import InferenceRecord, InferenceStatus
+
+logger = logging.getLogger("inference")
+
+CLASSIFICATION_TASKS = {"text-classification"}
+
+
+def is_classifier(version) -> bool:
+    return version.task in CLASSIFICATION_TASKS
+
+
+def adapter_name(version) -> str:
+    """The adapter's name on the model server (serve_models loads each deployed version under it)."""
+    return version.slug
+
+
+@dataclass
+class Inference:
+    """One request in flight: its record, the model version and what it will cost."""
+
+    record: InferenceRecord
+    version: object
+    fee: int
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def inference_id(self) -> str:
+        return str(self.record.pk)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What the answer carries in its `lineage` extension."""
+
+    inference_id: str
+    receipt_id: str | None
+    receipt_url: str | None
+    fee: int
+    model_version_hash: str
+    receipt_status: str  # "ready", "queued" or "unavailable"
+    contributors: list[dict] = field(default_factory=list)
+    top_rows: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "inference_id": self.inference_id, "receipt_id": self.receipt_id, "receipt_url": self.receipt_url,
+            "fee": str(self.fee), "model_version_hash": self.model_version_hash,
+            "receipt_status": self.receipt_status, "contributors": self.contributors, "top_rows": self.top_rows,
+        }
+
+
+def _model_resolve(*, slug: str, user):
+    version = registry_selectors.deployed_model_versions().filter(slug=slug).first()
+    if version is not None:
+        return version
+    # Undeployed versions are private to their owner: only the owner learns that it exists.
+    if registry_selectors.model_versions_visible_to(user=user).filter(slug=slug).exists():
+        raise OpenAIError(f"The model '{slug}' is not deployed; deploy it on its model page before calling it.",
+                          status=404, param="model", code="model_not_deployed")
+    raise OpenAIError(f"The model '{slug}' does not exist or is not deployed. GET /v1/models lists the deployed "
+                      "models.", status=404, param="model", code="model_not_found")
+
+
+def inference_begin(*, user, api_key, endpoint: str, model: str, stream: bool = False, task: str | None = None
+                    ) -> Inference:
+    """Record the request, then check the model and the payer's credit (raises `OpenAIError`)."""
+    record = InferenceRecord.objects.create(
+        user=user, api_key=api_key if isinstance(api_key, ApiKey) else None, endpoint=endpoint,
+        model_slug=str(model)[:100], stream=stream,
+    )
+    inference = Inference(record=record, version=None, fee=0)
+    try:
+        version = _model_resolve(slug=model, user=user)
+        inference.version = version
+        record.model_version_hash, record.adapter = version.version_hash, adapter_name(version)
+        record.save(update_fields=["model_version_hash", "adapter"])
+        if task == "classification" and not is_classifier(version):
+            raise OpenAIError(f"The model '{model}' generates text; use /v1/chat/completions or /v1/completions.",
+                              status=400, param="model", code="model_not_classifier")
+        inference.fee = int(version.price_per_inference)
+        if inference.fee > 0:
+            balance = integrations.credit_balance(user=user)
+            if balance < inference.fee:
+                raise OpenAIError(
+                    f"Insufficient credit: one answer from '{model}' costs {inference.fee} base units of OPEN and "
+                    f"your credit is {balance}. Deposit OPEN or ask an admin for a grant.",
+                    status=402, type="insufficient_quota", code="insufficient_credit")
+    except OpenAIError as exc:
+        inference_fail(inference=inference, error=exc)
+        raise
+    return inference
+
+
+def inference_fail(*, inference: Inference, error: OpenAIError, status: str = InferenceStatus.FAILED) -> None:
+    """Finish a request that produced no (paid) answer: nothing is charged."""
+    record = inference.record
+    record.status, record.error_code, record.error = status, error.code or error.type, error.message[:4000]
+    record.latency_ms = (time.perf_counter() - inference.started) * 1e3
+    record.fee, record.finished_at = 0, timezone.now()
+    record.save(update_fields=["status", "error_code", "error", "latency_ms", "fee", "finished_at"])
+    metrics.observe(record)
+
+
+def inference_complete(*, inference: Inference, input_text: str, output: str, tokens_in: int, tokens_out: int,
+                       slot: int | None) -> Settled:
+    """Receipt, fee and record for an answer that was produced. Raises `OpenAIError` (402) if the credit
+    ran out between the check and the settlement: the answer is then refused and nothing is charged."""
+    record, version = inference.record, inference.version
+    record.tokens_in, record.tokens_out, record.adapter_slot = tokens_in, tokens_out, slot
+    record.latency_ms = (time.perf_counter() - inference.started) * 1e3
+    if settings.INFERENCE_RECEIPTS_ASYNC:
+        from .tasks import inference_settle_task
+
+        with transaction.atomic():
+            record.status = InferenceStatus.SUCCEEDED
+            record.save(update_fields=["tokens_in", "tokens_out", "adapter_slot", "latency_ms", "status"])
+            inference_settle_task.delay_on_commit(str(record.pk), input_text, output)
+        metrics.observe(record)
+        return Settled(inference_id=inference.inference_id, receipt_id=None, receipt_url=None, fee=inference.fee,
+                       model_version_hash=version.version_hash, receipt_status="queued")
+    receipt = _receipt(inference=inference, input_text=input_text, output=output)
+    try:
+        with transaction.atomic():
+            if inference.fee > 0:
+                integrations.fee_settle(inference_id=inference.inference_id, payer=record.user,
+                                        model_version=version, fee=inference.fee, receipt=receipt)
+            record.fee = inference.fee
+            record.receipt_id = receipt.receipt_id if receipt else ""
+            record.status, record.finished_at = InferenceStatus.SUCCEEDED, timezone.now()
+            record.save()
+    except integrations.CreditShort as exc:
+        inference_fail(inference=inference, error=OpenAIError(str(exc), status=402, type="insufficient_quota",
+                                                              code="insufficient_credit"))
+        raise OpenAIError(str(exc), status=402, type="insufficient_quota", code="insufficient_credit") from exc
+    metrics.observe(record)
+    return _settled(inference, receipt)
+
+
+def _receipt(*, inference: Inference, input_text: str, output: str):
+    try:
+        return integrations.receipt_create(model_version=inference.version, input_text=input_text, output=output,
+                                           inference_id=inference.inference_id)
+    except integrations.ReceiptUnavailable as exc:
+        logger.info("no receipt for inference %s: %s", inference.inference_id, exc)
+    except Exception:  # noqa: BLE001 - an attribution failure must not lose the answer
+        logger.exception("receipt creation failed for inference %s", inference.inference_id)
+    return None
+
+
+def _settled(inference: Inference, receipt) -> Settled:
+    contributors = []
+    if receipt is not None:
+        from django.contrib.auth import get_user_model
+
+        names = dict(get_user_model().objects.filter(pk__in=list(receipt.shares_ppm))
+                     .values_list("pk", "display_name"))
+        contributors = [
+            {"user_id": uid, "name": names.get(uid) or f"user {uid}", "share_ppm": ppm,
+             "rows": receipt.rows.get(str(uid), [])[:10]}
+            for uid, ppm in sorted(receipt.shares_ppm.items(), key=lambda item: -item[1])
+        ]
+    return Settled(
+        inference_id=inference.inference_id, receipt_id=receipt.receipt_id if receipt else None,
+        receipt_url=receipt.url if receipt else None, fee=inference.fee,
+        model_version_hash=inference.version.version_hash, receipt_status="ready" if receipt else "unavailable",
+        contributors=contributors, top_rows=receipt.top_rows[:10] if receipt else [],
+    )
+
+
+def inference_settle_queued(*, inference_id: str, input_text: str, output: str) -> InferenceRecord:
+    """The queued half of an answer under `INFERENCE_RECEIPTS_ASYNC`: receipt, then fee. Idempotent."""
+    record = InferenceRecord.objects.select_related("user").get(pk=inference_id)
+    if record.finished_at is not None:
+        return record
+    version = registry_selectors.model_version_by_hash(version_hash=record.model_version_hash)
+    fee = int(version.price_per_inference)
+    inference = Inference(record=record, version=version, fee=fee)
+    receipt = _receipt(inference=inference, input_text=input_text, output=output)
+    try:
+        with transaction.atomic():
+            if fee > 0:
+                integrations.fee_settle(inference_id=inference_id, payer=record.user, model_version=version, fee=fee,
+                                        receipt=receipt)
+            record.fee, record.receipt_id = fee, receipt.receipt_id if receipt else ""
+            record.finished_at = timezone.now()
+            record.save(update_fields=["fee", "receipt_id", "finished_at"])
+    except integrations.CreditShort as exc:
+        record.error_code, record.error, record.finished_at = "insufficient_credit", str(exc), timezone.now()
+        record.save(update_fields=["error_code", "error", "finished_at"])
+    return record
+
+
+def receipt_url_absolute(path: str | None, request=None) -> str | None:
+    if not path:
+        return None
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+def playground_url() -> str:
+    return reverse("inference:playground")

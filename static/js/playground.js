@@ -1,0 +1,121 @@
+// Playground: streams a chat completion over the session (cookie + CSRF token) with fetch and a
+// ReadableStream, then shows the attribution receipt carried in the last chunk's `lineage` field.
+(function () {
+  "use strict";
+  const form = document.getElementById("playground-form");
+  if (!form) return;
+  const $ = (id) => document.getElementById(id);
+  const answer = $("pg-answer"), error = $("pg-error"), meta = $("pg-meta");
+  const send = $("pg-send"), stop = $("pg-stop");
+  let controller = null;
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function showError(message) {
+    error.textContent = message;
+    error.hidden = false;
+  }
+
+  function showReceipt(lineage) {
+    $("pg-receipt-empty").hidden = true;
+    $("pg-receipt-body").hidden = false;
+    $("pg-fee").textContent = lineage.fee;
+    const link = $("pg-receipt-link");
+    if (lineage.receipt_url) {
+      link.href = lineage.receipt_url;
+      link.textContent = lineage.receipt_id.slice(0, 8);
+    } else {
+      link.removeAttribute("href");
+      link.textContent = lineage.receipt_status === "queued" ? "being computed" : "not available (index not built)";
+    }
+    const bars = $("pg-contributors"), rows = $("pg-rows");
+    bars.replaceChildren();
+    rows.replaceChildren();
+    for (const c of lineage.contributors || []) {
+      const row = document.createElement("div");
+      row.className = "bar-row";
+      const name = document.createElement("span");
+      name.textContent = c.name;
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      bar.style.width = (c.share_ppm / 10000).toFixed(1) + "%";
+      const value = document.createElement("span");
+      value.className = "bar-value";
+      value.textContent = (c.share_ppm / 10000).toFixed(1) + "%";
+      row.append(name, bar, value);
+      bars.append(row);
+    }
+    for (const r of lineage.top_rows || []) {
+      const li = document.createElement("li");
+      li.textContent = typeof r === "string" ? r : [r.row_id || r.uid || r.row, r.score !== undefined ? "score " + Number(r.score).toFixed(3) : "", r.text || ""].filter(Boolean).join(" · ");
+      rows.append(li);
+    }
+  }
+
+  async function run(event) {
+    event.preventDefault();
+    answer.textContent = "";
+    error.hidden = true;
+    meta.textContent = "";
+    $("pg-receipt-empty").hidden = false;
+    $("pg-receipt-body").hidden = true;
+    controller = new AbortController();
+    send.disabled = true;
+    stop.disabled = false;
+    const body = {
+      model: $("pg-model").value,
+      messages: [{ role: "user", content: $("pg-prompt").value }],
+      max_tokens: Number($("pg-max-tokens").value),
+      temperature: Number($("pg-temperature").value),
+      stream: true,
+    };
+    try {
+      const response = await fetch(form.dataset.endpoint, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
+      if (!response.ok) {
+        const payload = await response.json().catch(() => ({}));
+        showError((payload.error && payload.error.message) || payload.detail || "HTTP " + response.status);
+        return;
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const line = buffer.slice(0, cut).trim();
+          buffer = buffer.slice(cut + 2);
+          if (!line.startsWith("data: ")) continue;
+          const data = line.slice(6);
+          if (data === "[DONE]") continue;
+          const chunk = JSON.parse(data);
+          if (chunk.error) { showError(chunk.error.message); continue; }
+          const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+          if (delta && delta.content) answer.textContent += delta.content;
+          if (chunk.usage) meta.textContent = chunk.usage.prompt_tokens + " tokens in, " + chunk.usage.completion_tokens + " out";
+          if (chunk.lineage) showReceipt(chunk.lineage);
+        }
+      }
+    } catch (err) {
+      if (err.name !== "AbortError") showError(String(err));
+    } finally {
+      send.disabled = false;
+      stop.disabled = true;
+      controller = null;
+    }
+  }
+
+  form.addEventListener("submit", run);
+  stop.addEventListener("click", () => controller && controller.abort());
+})();

@@ -1,0 +1,229 @@
+"""Proof of Attribution on a real fine-tuned MiniLM LoRA model version (built once: see conftest.py):
+index build through the registration signal, receipts, reproducibility, tampering, API, pages,
+failed builds and mislabeled flags."""
+
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import default_storage
+from django.urls import reverse
+
+from accounts.models import AuditEvent
+from attribution import selectors, services
+from attribution.engine import AttributionIndex as EngineIndex
+from attribution.models import AttributionIndex, AttributionReceipt, IndexState, ValuationReport
+from datanets import selectors as datanet_selectors
+from models_registry.models import FineTuneJob, ModelVersion
+from models_registry.training import load_trained, predict_labels
+
+pytestmark = pytest.mark.django_db
+
+PPM = 1_000_000
+
+
+def index_of(world) -> AttributionIndex:
+    return AttributionIndex.objects.get(model_version=world.model)
+
+
+def index_dir(world) -> Path:
+    return Path(default_storage.path(f"{index_of(world).storage_prefix}/manifest.json")).parent
+
+
+@pytest.fixture(scope="module")
+def well_predicted(world):
+    """Training rows (uid, fields) the model labels as their own label, outside near-duplicate clusters."""
+    from models_registry.services import model_version_local_dir
+
+    content = world.model.manifest["content"]
+    train = content["data"]["train_row_ids"]
+    clustered = set(world.version.manifest["meta"]["near_duplicate_clusters"])
+    clustered |= {f"{root}" for root in world.version.manifest["meta"]["near_duplicate_clusters"].values()}
+    records = datanet_selectors.records_by_uid(uids=train)
+    candidates = [uid for uid in train if uid[1:] not in clustered and uid not in world.flipped]
+    loaded = load_trained(model_version_local_dir(version=world.model))
+    texts = [records[uid].fields["text"] for uid in candidates]
+    predicted = predict_labels(loaded.model, loaded.tokenizer, texts, max_length=32)
+    return [(uid, records[uid]) for uid, label in zip(candidates, predicted) if label == records[uid].fields["label"]]
+
+
+def test_registration_builds_a_ready_index_with_a_verified_hash(world):
+    index = index_of(world)
+    assert index.state == IndexState.READY, index.error
+    world.model.refresh_from_db()
+    assert world.model.attribution_status == "ready"
+    assert len(index.index_hash) == 64 and index.built_at and index.build_seconds > 0
+    data = world.model.manifest["content"]["data"]
+    assert index.row_count == len(data["train_row_ids"]) and index.contributor_count == 6
+    engine = EngineIndex(index_dir(world))
+    report = engine.verify(expected_index_hash=index.index_hash)
+    assert report.ok, report.problems
+    # Rows are indexed in the last epoch's order, each with the contributor the manifest names.
+    assert engine.row_ids == data["epoch_row_ids"][-1]
+    assert engine.row_contributor_ids == [data["row_contributors"][r] for r in engine.row_ids]
+    assert engine.manifest["model_hash"] == world.model.version_hash
+    assert index.method["curvature"] == "fisher" and index.method["damping_ratio"] == 0.01 and index.k == 1024
+    actions = set(AuditEvent.objects.filter(object_id=str(index.pk)).values_list("action", flat=True))
+    assert {"attribution.index_queue", "attribution.index_build_start", "attribution.index_ready"} <= actions
+    # Idempotent: a redelivered task finds it ready and builds nothing.
+    again = services.index_build(model_version_id=world.model.pk)
+    assert again.index_hash == index.index_hash and again.attempts == index.attempts == 1
+
+
+def test_a_training_row_fed_back_ranks_itself_first(world, well_predicted):
+    uid, record = well_predicted[0]
+    receipt = services.receipt_create(model_version=world.model, input_text=record.fields["text"],
+                                      output=record.fields["label"])
+    top = receipt.top_rows[0]["row_id"]
+    same_text = {u for u, r in datanet_selectors.records_by_uid(uids=[top]).items() if r.fields["text"] == record.fields["text"]}
+    assert top == uid or same_text
+    assert receipt.top_rows[0]["score"] > 0
+    assert len(receipt.top_rows) == 10
+
+
+def test_an_exact_copy_of_one_contributors_row_gives_them_the_largest_share(world, well_predicted):
+    charlie = str(world.charlie.pk)
+    uid, record = next((u, r) for u, r in well_predicted if str(r.contributor_id) == charlie)
+    receipt = services.receipt_create(model_version=world.model, input_text=record.fields["text"],
+                                      output=record.fields["label"], inference_id="inf-copy-1")
+    shares = receipt.contributor_shares_ppm
+    assert sum(shares.values()) == PPM
+    assert shares[charlie] == max(shares.values())  # the cap can tie the top two at 50%
+    assert max(receipt.contributor_scores, key=receipt.contributor_scores.get) == charlie
+    assert uid in receipt.contributor_rows[charlie]
+    assert set(receipt.contributor_rows) <= set(shares)
+    # Idempotent per inference id.
+    again = services.receipt_create(model_version=world.model, input_text="anything", output="billing",
+                                    inference_id="inf-copy-1")
+    assert again.pk == receipt.pk and AttributionReceipt.objects.count() == 1
+
+
+def test_receipts_reproduce_bit_for_bit(world, well_predicted):
+    _, record = well_predicted[1]
+    first = services.receipt_create(model_version=world.model, input_text=record.fields["text"], output="shipping")
+    second = services.receipt_create(model_version=world.model, input_text=record.fields["text"], output="shipping")
+    assert first.receipt_id != second.receipt_id
+    assert first.receipt_digest == second.receipt_digest and first.payload["top_rows"] == second.payload["top_rows"]
+    check = services.receipt_verify(receipt=first)
+    assert check.ok, check.problems
+    assert check.recomputed_digest == first.receipt_digest
+    # A stored receipt that was edited no longer verifies.
+    AttributionReceipt.objects.filter(pk=first.pk).update(output="billing")
+    first.refresh_from_db()
+    assert not services.receipt_verify(receipt=first).ok
+
+
+def test_a_tampered_shard_fails_verification_and_receipts_refuse(world, well_predicted, key_client):
+    _, record = well_predicted[0]
+    services.receipt_create(model_version=world.model, input_text=record.fields["text"], output="billing")  # cached
+    shard = index_dir(world) / "shard_00000.safetensors"
+    original = shard.read_bytes()
+    try:
+        tampered = bytearray(original)
+        tampered[-3] ^= 0x55
+        shard.write_bytes(bytes(tampered))
+        with pytest.raises(services.IndexCorrupt, match="failed verification"):
+            services.receipt_create(model_version=world.model, input_text=record.fields["text"], output="billing")
+        response = key_client(world.alice, "infer").post(
+            "/api/v1/attributions/", {"model": world.model.slug, "input": "refund me", "output": "billing"}, format="json")
+        assert response.status_code == 503 and response.json()["code"] == "index_corrupt"
+        with pytest.raises(services.IndexCorrupt):
+            services.index_verify(model_version=world.model)
+        index = index_of(world)
+        assert index.state == IndexState.FAILED and "shard_00000.safetensors: sha256 mismatch" in index.error
+        world.model.refresh_from_db()
+        assert world.model.attribution_status == "failed"
+        with pytest.raises(services.IndexNotReady, match="failed"):
+            services.receipt_create(model_version=world.model, input_text="refund me", output="billing")
+    finally:
+        shard.write_bytes(original)
+        services.cache_clear()
+
+
+def test_api_round_trip_with_api_keys_and_scopes(world, key_client):
+    body = {"model": world.model.slug, "input": "I was charged $49 twice for my team plan"}
+    denied = key_client(world.alice, "read").post("/api/v1/attributions/", body, format="json")
+    assert denied.status_code == 403 and "infer" in denied.json()["detail"]
+    created = key_client(world.alice, "infer").post("/api/v1/attributions/", body, format="json")
+    assert created.status_code == 201, created.content
+    receipt = created.json()
+    assert receipt["output"] == "billing"  # the model answered first, then its answer was attributed
+    assert receipt["model"] == world.model.slug and receipt["index_hash"] == index_of(world).index_hash
+    assert sum(receipt["contributor_shares_ppm"].values()) in (0, PPM)
+    assert receipt["url"].endswith(reverse("attribution:receipt", args=[receipt["receipt_id"]]))
+    assert "seed" not in str(receipt["method"])
+
+    fetched = key_client(world.alice, "read").get(f"/api/v1/attributions/{receipt['receipt_id']}/")
+    assert fetched.status_code == 200 and fetched.json()["receipt_digest"] == receipt["receipt_digest"]
+    assert fetched.json()["input"] == body["input"]
+    stranger = key_client(world.charlie, "read").get(f"/api/v1/attributions/{receipt['receipt_id']}/")
+    assert stranger.status_code == 200 and stranger.json()["input"] is None  # the question stays private
+    assert key_client(world.alice, "infer").get(f"/api/v1/attributions/{receipt['receipt_id']}/").status_code == 403
+    assert key_client(world.alice, "read").get("/api/v1/attributions/no-such-receipt/").status_code == 404
+
+    bad = key_client(world.alice, "infer").post("/api/v1/attributions/", {**body, "output": "weather"}, format="json")
+    assert bad.status_code == 400 and "output" in bad.json()["fields"]
+    hidden = key_client(world.charlie, "infer").post("/api/v1/attributions/", body, format="json")
+    assert hidden.status_code == 404  # an undeployed model is visible to its owner only
+
+
+def test_receipt_page_explains_rows_shares_and_method(world, well_predicted, client):
+    _, record = well_predicted[0]
+    receipt = services.receipt_create(model_version=world.model, input_text=record.fields["text"],
+                                      output=record.fields["label"])
+    page = client.get(reverse("attribution:receipt", args=[receipt.receipt_id]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert record.fields["text"] in html  # the top row's excerpt
+    assert "Support intents" in html and 'data-contributor="' in html and 'class="bar"' in html
+    assert receipt.index_hash in html and "fisher" in html and " ms" in html
+    assert "Negative influence" in html
+    assert str(index_of(world).seed) not in html
+    assert 'data-testid="input"' not in html  # anonymous visitors do not see the question
+    client.force_login(world.alice)
+    assert 'data-testid="input"' in client.get(reverse("attribution:receipt", args=[receipt.receipt_id])).content.decode()
+    listing = client.get(reverse("attribution:index")).content.decode()
+    assert world.model.slug in listing and "Ready" in listing and str(index_of(world).seed) not in listing
+
+
+def test_a_version_whose_index_failed_shows_the_reason(world, client):
+    job = FineTuneJob.objects.create(owner=world.alice, name="broken", base_model=world.model.base_model,
+                                     task=world.model.task, hyperparameters={})
+    broken = ModelVersion.objects.create(
+        job=job, owner=world.alice, base_model=world.model.base_model, name="Broken", slug="broken-model",
+        version_hash="f" * 64, task=world.model.task, label_names=world.model.label_names,
+        storage_prefix="models/" + "f" * 64, manifest=world.model.manifest, lineage=world.model.lineage,
+    )
+    index = services.index_build(model_version_id=broken.pk)
+    assert index.state == IndexState.FAILED and "cannot be loaded" in index.error
+    broken.refresh_from_db()
+    assert broken.attribution_status == "failed"
+    with pytest.raises(services.IndexNotReady, match="cannot be loaded"):
+        services.receipt_create(model_version=broken, input_text="refund me", output="billing")
+    client.force_login(world.alice)
+    listing = client.get(reverse("attribution:index")).content.decode()
+    assert "Failed" in listing and "cannot be loaded" in listing
+    valuation = client.get(reverse("attribution:valuation", args=[broken.slug])).content.decode()
+    assert 'data-testid="index-error"' in valuation and "cannot be loaded" in valuation
+
+
+def test_valuation_flags_mislabeled_rows_into_the_review_queue(world, client):
+    report = ValuationReport.objects.get(model_version=world.model)
+    assert report.eval_rows == len(world.model.manifest["content"]["data"]["eval_row_ids"]) and not report.error
+    assert len(report.row_values) == index_of(world).row_count
+    assert set(report.contributor_values) == {str(u.pk) for u in (world.alice, world.bob, world.charlie, *world.others)}
+    flagged = {row["row_id"] for row in report.likely_mislabeled}
+    assert flagged, "no row stood out as mislabeled"
+    # The planted wrong labels hurt the eval split more than the other rows, on average.
+    harm = {row_id: -value for row_id, value in report.row_values.items()}
+    planted = [harm[r] for r in world.flipped if r in harm]
+    others = [h for r, h in harm.items() if r not in world.flipped]
+    assert planted and sum(planted) / len(planted) > sum(others) / len(others)
+    queue = datanet_selectors.review_queue(datanet=world.datanet, status="accepted", flag="mislabeled")
+    assert {r.row_uid for r in queue} == flagged
+    assert all(r.quality["mislabel_score"] > 0 for r in queue)
+    client.force_login(world.alice)
+    page = client.get(reverse("attribution:valuation", args=[world.model.slug]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Likely mislabeled" in html and all(f'data-row="{uid}"' in html for uid in flagged)
+    assert selectors.valuation_for(model_version=world.model) == report

@@ -1,0 +1,207 @@
+"""Index build, scoring, storage integrity, receipts and the attribution properties payouts rely on."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from attr_tiny_models import (
+    causal_inputs,
+    random_classification_inputs,
+    slice_inputs,
+    tiny_causal_lm,
+    tiny_classifier,
+    topical_classification_inputs,
+    train,
+    training_batches,
+)
+from scipy.stats import spearmanr
+
+from attribution.engine import (
+    AttributionIndex,
+    Attributor,
+    BlockProjector,
+    GradientFeaturizer,
+    IndexConfig,
+    ProjectionSpec,
+    SharePolicy,
+    build_index,
+    build_receipt,
+    merge_top_rows,
+    receipt_digest,
+)
+
+N_ROWS = 48
+CONTRIBUTORS = 12
+
+
+def contributor_of(i):
+    return f"c{i % CONTRIBUTORS}"
+
+
+@pytest.fixture(scope="module")
+def trained_classifier():
+    model = tiny_classifier(seed=1)
+    data = topical_classification_inputs(N_ROWS, CONTRIBUTORS, seed=5)
+    return train(model, data, epochs=4), data
+
+
+def build(model, data, path, k=256, seed=7, curvature="empirical_fisher", cluster_of=None, shard_rows=20, n=None):
+    batches = training_batches(data if n is None else slice_inputs(data, slice(0, n)), contributor_of,
+                               cluster_of=cluster_of)
+    config = IndexConfig(ProjectionSpec(seed=seed, k=k), curvature=curvature, shard_rows=shard_rows)
+    return build_index(model, batches, path, config, model_hash="sha256:tiny")
+
+
+def test_each_training_row_ranks_itself_first(trained_classifier, tmp_path):
+    model, data = trained_classifier
+    index = build(model, data, tmp_path / "idx")
+    assert index.num_shards == 3  # 48 rows in shards of 20: scoring crosses shard boundaries
+    top = Attributor(model, index).index.top_rows(Attributor(model, index).query_features(data), top_k=3)
+    assert top.positions[:, 0].tolist() == list(range(N_ROWS))
+
+
+@pytest.mark.parametrize("k", [32, 128])  # 48 rows: k=32 factorises F, k=128 goes through the Gram matrix
+def test_index_scores_equal_dense_damped_fisher_influence(trained_classifier, tmp_path, k):
+    model, data = trained_classifier
+    index = build(model, data, tmp_path / "idx", k=k)
+    featurizer = GradientFeaturizer(model)
+    featurizer.projector = BlockProjector(featurizer.blocks, index.projection)
+    phi = featurizer.features(data).double()
+    fisher = phi.T @ phi / N_ROWS
+    damping = 0.1 * torch.trace(fisher) / k
+    assert index.method["damping"] == pytest.approx(float(damping), rel=1e-9)
+    queries = featurizer.features(random_classification_inputs(4, seed=9)).double()
+    expected = queries @ torch.linalg.solve(fisher + damping * torch.eye(k, dtype=torch.float64), phi.T)
+    actual = index.all_scores(queries.float()).double()
+    assert float((actual - expected).abs().max() / expected.abs().max()) < 5e-3  # fp16 storage
+
+
+def test_shard_ranges_scored_separately_merge_to_the_full_top_k(trained_classifier, tmp_path):
+    model, data = trained_classifier
+    index = build(model, data, tmp_path / "idx")
+    queries = Attributor(model, index).query_features(random_classification_inputs(5, seed=11))
+    full = index.top_rows(queries, top_k=7)
+    parts = [index.score_shard_range(queries, s, s + 1, top_k=7) for s in range(index.num_shards)]
+    merged = merge_top_rows(parts, top_k=7)
+    assert torch.equal(merged.positions, full.positions)
+    assert torch.equal(merged.scores, full.scores)
+    dense = index.all_scores(queries)
+    assert torch.equal(dense.topk(7, dim=1).indices, full.positions)
+
+
+def test_planted_copy_of_a_row_gives_its_contributor_the_largest_share(trained_classifier, tmp_path):
+    model, data = trained_classifier
+    index = build(model, data, tmp_path / "idx")
+    attributor = Attributor(model, index, SharePolicy(cap=1.0))
+    planted_row = 13
+    query = slice_inputs(data, slice(planted_row, planted_row + 1))
+    (result,) = attributor.attribute(query)
+    assert result.top_rows[0].row_id == f"row{planted_row}"
+    winner = max(result.shares.shares, key=result.shares.shares.get)
+    assert winner == contributor_of(planted_row)
+
+
+def test_duplicating_a_row_in_one_cluster_does_not_increase_its_contributors_share(trained_classifier, tmp_path):
+    model, data = trained_classifier
+    duplicated = {key: torch.cat([value, value[13:14]]) for key, value in data.items()}
+
+    def shares_for(inputs, cluster_of, path):
+        batches = training_batches(inputs, lambda i: contributor_of(13 if i == N_ROWS else i), cluster_of=cluster_of)
+        config = IndexConfig(ProjectionSpec(seed=7, k=256), shard_rows=20)
+        index = build_index(model, batches, path, config, model_hash="m")
+        (result,) = Attributor(model, index, SharePolicy(cap=1.0, noise_floor_multiplier=0.0)).attribute(
+            slice_inputs(data, slice(13, 14))
+        )
+        return result.shares.shares.get(contributor_of(13), 0.0)
+
+    def cluster(i):
+        return "dup13" if i in (13, N_ROWS) else f"u{i}"
+
+    original = shares_for(data, cluster, tmp_path / "a")
+    with_duplicate = shares_for(duplicated, cluster, tmp_path / "b")
+    # Equal up to fp16 storage rounding (the duplicate changes one shard's fp16 scale).
+    assert with_duplicate <= original + 1e-4
+    assert with_duplicate == pytest.approx(original, abs=1e-4)
+    # Without a cluster id the copy would double-count: the cluster rule is what prevents it.
+    without_clusters = shares_for(duplicated, None, tmp_path / "c")
+    assert without_clusters > original + 1e-3
+
+
+def test_contributor_scores_are_stable_across_projection_seeds(trained_classifier, tmp_path):
+    # k is large for this model (d=1,123): its classification-head block carries most of the
+    # gradient norm but gets only k·99/1123 projected dims, so at k=1024 the mean per-query Spearman
+    # across seeds measured 0.82-0.85 and it passes 0.9 from k≈4096 (see the engine report).
+    model, data = trained_classifier
+    queries = topical_classification_inputs(24, CONTRIBUTORS, seed=21)
+    scores_by_seed = []
+    for seed in (1, 2):
+        index = build(model, data, tmp_path / f"s{seed}", k=4096, seed=seed)
+        attributor = Attributor(model, index)
+        scores_by_seed.append(index.contributor_scores(attributor.query_features(queries)).numpy())
+    correlations = [spearmanr(scores_by_seed[0][q], scores_by_seed[1][q]).statistic for q in range(24)]
+    assert np.mean(correlations) >= 0.9
+    # The top contributor of each query agrees across seeds.
+    assert (scores_by_seed[0].argmax(1) == scores_by_seed[1].argmax(1)).mean() >= 0.9
+
+
+def test_receipts_reproduce_bit_for_bit_from_the_index(trained_classifier, tmp_path):
+    model, data = trained_classifier
+    index = build(model, data, tmp_path / "a")
+    rebuilt = build(model, data, tmp_path / "b")
+    assert rebuilt.index_hash == index.index_hash
+    query = random_classification_inputs(2, seed=31)
+    receipts = [build_receipt(r, index, "inf-1") for r in Attributor(model, index).attribute(query)]
+    reopened = AttributionIndex(tmp_path / "a")
+    again = [build_receipt(r, reopened, "inf-1") for r in Attributor(model, reopened).attribute(query)]
+    for first, second in zip(receipts, again):
+        assert json.loads(json.dumps(first)) == first  # plain JSON
+        assert receipt_digest(first) == receipt_digest(second)
+        assert first["index_hash"] == index.index_hash and first["model_hash"] == "sha256:tiny"
+        assert sum(first["shares_ppm"].values()) in (0, 1_000_000)
+    assert receipt_digest(receipts[0]) != receipt_digest(receipts[1])
+
+
+def test_verify_detects_a_tampered_shard_and_manifest(trained_classifier, tmp_path):
+    model, data = trained_classifier
+    index = build(model, data, tmp_path / "idx")
+    report = index.verify(expected_index_hash=index.index_hash)
+    assert report.ok and report.problems == []
+    shard = tmp_path / "idx" / "shard_00001.safetensors"
+    raw = bytearray(shard.read_bytes())
+    raw[-3] ^= 0x01
+    shard.write_bytes(bytes(raw))
+    report = index.verify()
+    assert not report.ok and report.problems == ["shard_00001.safetensors: sha256 mismatch"]
+
+    other = build(model, data, tmp_path / "idx2")
+    manifest_path = tmp_path / "idx2" / "manifest.json"
+    manifest = json.loads(manifest_path.read_bytes())
+    manifest["row_contributor_ids"][0] = "c5"
+    manifest_path.write_text(json.dumps(manifest))
+    assert not AttributionIndex(tmp_path / "idx2").verify(expected_index_hash=other.index_hash).ok
+
+
+def test_an_index_only_accepts_the_adapter_layout_it_was_built_on(trained_classifier, tmp_path):
+    model, data = trained_classifier
+    index = build(model, data, tmp_path / "idx", n=16)
+    with pytest.raises(ValueError, match="differ"):
+        Attributor(tiny_classifier(rank=2), index)
+
+
+def test_causal_lm_training_rows_rank_themselves_first_and_fisher_sampling_is_reproducible(tmp_path):
+    model = tiny_causal_lm(seed=3)
+    prompts = [f"Q{i}: what is {i}+{i}? A:" for i in range(12)]
+    responses = [f" {2 * i} is the sum" for i in range(12)]
+    data = causal_inputs(prompts, responses, length=32)
+    batches = training_batches(data, contributor_of, batch_size=6)
+    index = build_index(model, batches, tmp_path / "lm", IndexConfig(ProjectionSpec(seed=3, k=128)), model_hash="lm")
+    results = Attributor(model, index).attribute(data, top_k_rows=1)
+    assert [r.top_rows[0].row_id for r in results] == [f"row{i}" for i in range(12)]
+
+    # True-Fisher curvature samples labels from the model; the draws derive from the recorded seed.
+    fisher = IndexConfig(ProjectionSpec(seed=3, k=128), curvature="fisher", fisher_samples=2)
+    first = build_index(model, batches, tmp_path / "f1", fisher, model_hash="lm")
+    second = build_index(model, batches, tmp_path / "f2", fisher, model_hash="lm")
+    assert first.method["curvature"] == "fisher" and first.index_hash == second.index_hash
+    assert first.method["damping"] != index.method["damping"]
