@@ -11,7 +11,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
-from kombu import Queue
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -236,7 +236,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=2 *
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = (Queue("default"), Queue("gpu"), Queue("chain"))
+CELERY_TASK_DEFAULT_EXCHANGE = "default"
+CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
+# Each queue has its own exchange and routing key: queues declared by name alone all bind to the default
+# key, and every task would then be delivered to all three queues.
+CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ("default", "gpu", "chain"))
 CELERY_TASK_ROUTES = {
     "models_registry.tasks.*": {"queue": "gpu"},
     "attribution.tasks.*": {"queue": "gpu"},

@@ -49,3 +49,17 @@ def test_task_round_trip_through_a_real_worker(worker, settings):
     assert value["worker_pid"] == process.pid  # ran in the worker, not in this process
     broker = settings.CELERY_BROKER_URL.split("://")[0]
     assert broker in log.read_text()
+
+
+def test_each_task_goes_to_exactly_its_own_queue():
+    """A queue declared by name alone binds to the default routing key, so a gpu task would also land
+    in the default and chain queues and run three times. Each queue must have its own key."""
+    from lineage.celery import app
+
+    queues = {q.name: q for q in app.amqp.queues.values()}
+    assert set(queues) == {"default", "gpu", "chain"}
+    assert len({(q.exchange.name, q.routing_key) for q in queues.values()}) == 3
+    route = app.amqp.router.route({}, "models_registry.tasks.fine_tune_run_task")
+    assert route["queue"].name == "gpu" and route["queue"].routing_key == "gpu"
+    assert app.amqp.router.route({}, "rewards.tasks.chain_epoch_close")["queue"].name == "chain"
+    assert app.amqp.router.route({}, "datanets.tasks.contribution_validate_task")["queue"].name == "default"
