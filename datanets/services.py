@@ -419,7 +419,7 @@ def near_dup_index_load(*, datanet: Datanet) -> NearDupIndex:
 def near_dup_index_save(*, datanet: Datanet, index: NearDupIndex) -> None:
     path = _near_dup_cache_path(datanet)
     path.parent.mkdir(parents=True, exist_ok=True)
-    high_water = max((pk for pk in index._positions if isinstance(pk, int)), default=0)
+    high_water = max((pk for pk in index.row_ids if isinstance(pk, int)), default=0)
     tmp = path.with_suffix(".tmp.npz")
     index.save(tmp)
     tmp.replace(path)  # atomic: a reader never sees half a file

@@ -133,6 +133,11 @@ class NearDupIndex:
     def __contains__(self, row_id: object) -> bool:
         return row_id in self._positions
 
+    @property
+    def row_ids(self) -> tuple[RowId, ...]:
+        """Every indexed row id, in insertion order."""
+        return tuple(self._ids)
+
     # --- signatures -------------------------------------------------------------------------------
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
