@@ -73,25 +73,6 @@ def sync(serving):
 
 
 @pytest.fixture
-def publish(django_capture_on_commit_callbacks):
-    from datanets import services as datanet_services
-
-    def make(owner, rows, *, task_type="text-classification", labels=("billing", "shipping"), name="Intents",
-             contributor=None):
-        datanet = datanet_services.datanet_create(
-            owner=owner, name=name, task_type=task_type, visibility="public",
-            label_set=list(labels) if task_type == "text-classification" else [],
-        )
-        with django_capture_on_commit_callbacks(execute=True):
-            datanet_services.contribution_create_from_rows(datanet=datanet, contributor=contributor or owner, rows=rows)
-        datanet_services.records_review(datanet=datanet, reviewer=owner,
-                                        record_ids=datanet.records.values_list("pk", flat=True), decision="accept")
-        return datanet_services.version_publish(datanet=datanet, actor=owner)
-
-    return make
-
-
-@pytest.fixture
 def fine_tune(django_capture_on_commit_callbacks):
     from models_registry import services
 

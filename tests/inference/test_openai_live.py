@@ -18,17 +18,6 @@ from models_registry.training import build_tiny_causal_model
 from rewards import services as rewards_services
 
 FAST = {"epochs": 4, "batch_size": 8, "max_seq_length": 32, "eval_fraction": 0.25, "learning_rate": 2e-3}
-BILLING = ["I was charged twice", "refund my payment", "my invoice is wrong", "the card payment failed",
-           "why was I billed again", "cancel the charge on my card"]
-SHIPPING = ["where is my parcel", "the courier lost my package", "delivery is late", "tracking number does not work",
-            "parcel arrived damaged", "change my delivery address"]
-
-
-def intent_rows(repeat=4):
-    rows = [{"text": f"{t} please help {i}", "label": "billing"} for i, t in enumerate(BILLING * repeat)]
-    rows += [{"text": f"{t} please help {i}", "label": "shipping"} for i, t in enumerate(SHIPPING * repeat)]
-    return rows
-
 PRICE = 10**15
 GRANT = 10**16
 
@@ -68,7 +57,8 @@ def test_errors_are_openai_shaped_before_any_model_runs(openai_client, charlie, 
 
 
 def test_classifier_chat_stream_receipt_fee_and_records(openai_client, alice, bob, charlie, staff, serving, sync,
-                                                         publish, fine_tune, live_server, client, key_client):
+                                                         publish, intent_rows, fine_tune, live_server, client,
+                                                         key_client):
     datanet_version = publish(alice, intent_rows(), contributor=bob)
     model = fine_tune(owner=alice, name="Support intents", base_model=registry_services.base_model_ensure_default(),
                       datanet_versions=[datanet_version], **FAST)
