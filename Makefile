@@ -27,7 +27,7 @@ seed: migrate
 
 ## Run the platform on its embedded defaults (SQLite, filesystem broker, in-process chain, bundled model).
 run: seed
-	@echo "Lineage on http://127.0.0.1:8000 (web + worker + beat + model server); Ctrl-C stops everything."
+	@echo "Lineage on http://127.0.0.1:8000 (web, worker, beat, model server, chain); Ctrl-C stops everything."
 	HF_HUB_OFFLINE=1 $(VENV)/bin/honcho start -f Procfile.dev
 
 lint: install

@@ -4,7 +4,6 @@ receipt; `GET /api/v1/attributions/<receipt_id>/` (scope `read`) returns a store
 The input and output are returned only to whoever asked, the model's owner and staff; everything else
 in a receipt (rows, contributors, shares, hashes) is readable by anyone holding its id."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -64,12 +63,6 @@ class ReceiptSerializer(serializers.ModelSerializer):
         return receipt.output if self._shows_query(receipt) else None
 
 
-def _api_error(exc: DjangoValidationError) -> ApiError:
-    fields = {k: [str(m) for m in v] for k, v in exc.message_dict.items()} if hasattr(exc, "error_dict") else {}
-    detail = " ".join(m for messages in fields.values() for m in messages) if fields else " ".join(exc.messages)
-    return ApiError(detail, code="invalid", fields=fields)
-
-
 class AttributionCreateView(APIView):
     required_scopes = {"POST": "infer"}
 
@@ -94,8 +87,6 @@ class AttributionCreateView(APIView):
             raise ApiError(str(exc), code="index_corrupt", status_code=status.HTTP_503_SERVICE_UNAVAILABLE) from exc
         except services.IndexNotReady as exc:
             raise ApiError(str(exc), code="index_not_ready", status_code=status.HTTP_409_CONFLICT) from exc
-        except DjangoValidationError as exc:
-            raise _api_error(exc) from exc
         return Response(ReceiptSerializer(receipt, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 

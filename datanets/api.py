@@ -9,8 +9,6 @@ import csv
 import io
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -72,18 +70,6 @@ VERSION_NUMBER = OpenApiParameter("number", OpenApiTypes.INT, OpenApiParameter.P
 
 
 # --- Helpers -----------------------------------------------------------------------------------------
-
-def call_service(function, **kwargs):
-    """Run a service and translate Django's exceptions into the API's error shape."""
-    try:
-        return function(**kwargs)
-    except DjangoValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            raise exceptions.ValidationError(exc.message_dict) from exc
-        raise exceptions.ValidationError(exc.messages) from exc
-    except DjangoPermissionDenied as exc:
-        raise exceptions.PermissionDenied(str(exc) or None) from exc
-
 
 def _csv_cell_stream(header, rows):
     """CSV as byte chunks, every cell passed through the ingest engine's formula neutraliser."""
@@ -188,7 +174,7 @@ class DatanetListView(DatanetsView):
         incoming = DatanetCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = dict(incoming.validated_data)
-        datanet = call_service(services.datanet_create, owner=request.user, **data)
+        datanet = services.datanet_create(owner=request.user, **data)
         return Response(self.ser(DatanetSerializer, datanet), status=status.HTTP_201_CREATED)
 
 
@@ -209,7 +195,7 @@ class DatanetDetailView(DatanetsView):
         if not self.perms.can_manage:  # say "not yours" before "bad input"
             raise exceptions.PermissionDenied("Only the owner changes a Datanet's settings.")
         incoming.is_valid(raise_exception=True)
-        datanet = call_service(services.datanet_update, datanet=self.datanet, actor=request.user, **incoming.validated_data)
+        datanet = services.datanet_update(datanet=self.datanet, actor=request.user, **incoming.validated_data)
         return Response(self.ser(DatanetSerializer, datanet))
 
 
@@ -264,8 +250,7 @@ class MemberListView(DatanetsView):
         incoming = MemberSetSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         user = _user_by(user_id=incoming.validated_data.get("user_id"), username=incoming.validated_data.get("username"))
-        membership = call_service(
-            services.membership_set, datanet=self.datanet, actor=request.user, user=user,
+        membership = services.membership_set(datanet=self.datanet, actor=request.user, user=user,
             role=incoming.validated_data["role"],
         )
         return Response(self.ser(MemberSerializer, membership))
@@ -285,7 +270,7 @@ class MemberDetailView(DatanetsView):
             raise Http404("No such member.")
         if membership.user_id == self.datanet.owner_id:
             raise exceptions.ValidationError({"user_id": "The owner cannot be removed from their own Datanet."})
-        call_service(services.membership_remove, datanet=self.datanet, actor=request.user, user=membership.user)
+        services.membership_remove(datanet=self.datanet, actor=request.user, user=membership.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -327,13 +312,11 @@ class ContributionListView(SignedInView):
         incoming = ContributionRowsSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         if "file" in incoming.validated_data:
-            contribution = call_service(
-                services.contribution_create_from_file, datanet=self.datanet, contributor=request.user,
+            contribution = services.contribution_create_from_file(datanet=self.datanet, contributor=request.user,
                 uploaded_file=incoming.validated_data["file"], source=ContributionSource.API_FILE,
             )
         else:
-            contribution = call_service(
-                services.contribution_create_from_rows, datanet=self.datanet, contributor=request.user,
+            contribution = services.contribution_create_from_rows(datanet=self.datanet, contributor=request.user,
                 rows=incoming.validated_data["rows"], source=ContributionSource.API_ROWS,
             )
         body = self.ser(ContributionSerializer, contribution)
@@ -455,8 +438,7 @@ class RecordReviewView(DatanetsView):
             )
         else:
             record_ids = data["record_ids"]
-        changed = call_service(
-            services.records_review, datanet=self.datanet, reviewer=request.user, record_ids=record_ids,
+        changed = services.records_review(datanet=self.datanet, reviewer=request.user, record_ids=record_ids,
             decision=data["decision"], reason=data["reason"],
         )
         return Response({"changed": changed})
@@ -482,8 +464,7 @@ class VersionListView(DatanetsView):
             raise exceptions.PermissionDenied("Only this Datanet's curators and owner publish versions.")
         incoming = PublishSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        version = call_service(
-            services.version_publish, datanet=self.datanet, actor=request.user, notes=incoming.validated_data["notes"]
+        version = services.version_publish(datanet=self.datanet, actor=request.user, notes=incoming.validated_data["notes"]
         )
         return Response(self.ser(VersionDetailSerializer, version), status=status.HTTP_201_CREATED)
 
@@ -505,7 +486,7 @@ class VersionVerifyView(DatanetsView):
     )
     def get(self, request, slug, number):
         version = selectors.version_get(datanet=self.datanet, number=number)
-        result = call_service(services.version_verify, version=version, actor=request.user)
+        result = services.version_verify(version=version, actor=request.user)
         return Response(VerifySerializer(_verify_result(result)).data)
 
 
@@ -546,7 +527,7 @@ class VersionDiffView(DatanetsView):
         incoming.is_valid(raise_exception=True)
         a = selectors.version_get(datanet=self.datanet, number=incoming.validated_data["from"])
         b = selectors.version_get(datanet=self.datanet, number=incoming.validated_data["to"])
-        diff = call_service(services.version_diff, a=a, b=b)
+        diff = services.version_diff(a=a, b=b)
         return Response({"from": a.number, "to": b.number, **_jsonable(diff)} if isinstance(diff, dict)
                         else {"from": a.number, "to": b.number, "diff": _jsonable(diff)})
 
@@ -572,8 +553,7 @@ class VersionDownloadView(DatanetsView):
             )
         incoming = DownloadQuerySerializer(data=request.query_params)
         incoming.is_valid(raise_exception=True)
-        content_type, filename, chunks = call_service(
-            services.version_export, version=version, fmt=incoming.validated_data["format"]
+        content_type, filename, chunks = services.version_export(version=version, fmt=incoming.validated_data["format"]
         )
         response = StreamingHttpResponse(chunks, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -602,8 +582,7 @@ class AccessRequestListView(SignedInView):
     def post(self, request, slug):
         incoming = AccessRequestCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        access_request = call_service(
-            services.access_request_create, datanet=self.datanet, requester=request.user,
+        access_request = services.access_request_create(datanet=self.datanet, requester=request.user,
             message=incoming.validated_data["message"],
         )
         return Response(self.ser(AccessRequestSerializer, access_request), status=status.HTTP_201_CREATED)
@@ -623,8 +602,7 @@ class AccessRequestDecideView(SignedInView):
             raise Http404("No such access request.")
         incoming = AccessDecideSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        decided = call_service(
-            services.access_request_decide, access_request=access_request, actor=request.user,
+        decided = services.access_request_decide(access_request=access_request, actor=request.user,
             approve=incoming.validated_data["approve"],
         )
         return Response(self.ser(AccessRequestSerializer, decided))

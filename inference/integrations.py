@@ -49,10 +49,10 @@ def receipt_create(*, model_version, input_text: str, output: str, inference_id:
     except attribution_services.IndexNotReady as exc:
         raise ReceiptUnavailable(str(exc) or "The attribution index of this model is not built yet.") from exc
     shares = {int(k): int(v) for k, v in (receipt.contributor_shares_ppm or {}).items()}
-    rows = {str(k): list(v) for k, v in (getattr(receipt, "contributor_rows", None) or {}).items()}
+    rows = {str(k): list(v) for k, v in receipt.contributor_rows.items()}
     return Receipt(receipt_id=str(receipt.receipt_id),
                    url=reverse("attribution:receipt", args=[str(receipt.receipt_id)]),
-                   shares_ppm=shares, rows=rows, top_rows=list(getattr(receipt, "top_rows", None) or []))
+                   shares_ppm=shares, rows=rows, top_rows=list(receipt.top_rows))
 
 
 def fee_settle(*, inference_id: str, payer, model_version, fee: int, receipt: Receipt | None) -> None:

@@ -4,7 +4,8 @@ Every error is `{"code": <stable machine code>, "detail": <sentence for a person
 so clients can branch on `code` and show `detail`; `fields` maps a field name to its messages.
 """
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
@@ -39,11 +40,22 @@ def error_body(*, code, detail, fields=None):
     return {"code": code, "detail": detail, "fields": fields or {}}
 
 
+def _from_django_validation_error(exc: DjangoValidationError) -> ApiError:
+    """Services raise Django's ValidationError; its field messages become `fields`, and `detail` repeats
+    them as one sentence so a client that shows only `detail` still tells the person what to fix."""
+    fields = _flatten_fields(exc.message_dict) if hasattr(exc, "error_dict") else {}
+    non_field = fields.pop(NON_FIELD_ERRORS, [])
+    messages = non_field + [m for ms in fields.values() for m in ms] if fields or non_field else exc.messages
+    return ApiError(" ".join(messages), code="invalid", fields=fields)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied()
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, DjangoValidationError):
+        exc = _from_django_validation_error(exc)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

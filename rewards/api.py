@@ -1,12 +1,9 @@
 """Rewards REST API: earnings, claims (proofs), the fee policy, and wallet linking by SIWE."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
-
-from lineage.api import ApiError
 
 from . import selectors, services
 
@@ -25,15 +22,6 @@ def _money(value):
 
 MONEY_KEYS = {"amount", "earned", "accruing", "pending", "paid_out", "credit", "cumulative_amount", "claimed",
               "claimable"}
-
-
-def _call(function, **kwargs):
-    try:
-        return function(**kwargs)
-    except DjangoValidationError as exc:
-        fields = exc.message_dict if hasattr(exc, "error_dict") else {}
-        detail = " ".join(m for ms in fields.values() for m in ms) if fields else " ".join(exc.messages)
-        raise ApiError(detail, code="invalid", fields=fields) from exc
 
 
 class EarningsView(APIView):
@@ -86,7 +74,7 @@ class WalletNonceView(APIView):
     def post(self, request):
         data = WalletNonceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        issued = _call(services.wallet_nonce_issue, user=request.user, address=data.validated_data["address"])
+        issued = services.wallet_nonce_issue(user=request.user, address=data.validated_data["address"])
         return Response({"nonce": issued.nonce, "message": issued.message, "expires_at": issued.expires_at.isoformat()},
                         status=201)
 
@@ -101,6 +89,6 @@ class WalletLinkView(APIView):
     def post(self, request):
         data = WalletLinkSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        wallet = _call(services.wallet_link, user=request.user, **data.validated_data)
+        wallet = services.wallet_link(user=request.user, **data.validated_data)
         return Response({"address": wallet.address, "effective_at": wallet.effective_at.isoformat(),
                          "linked_at": wallet.linked_at.isoformat()}, status=201)
