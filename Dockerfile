@@ -7,6 +7,8 @@ COPY constraints.txt pyproject.toml ./
 RUN pip install torch==2.13.0
 COPY . .
 RUN pip install -c constraints.txt . && npm ci --prefix contracts --no-audit --no-fund \
-    && DEBUG=1 python manage.py collectstatic --noinput
+    && DEBUG=0 SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput
+# collectstatic runs with the production storage (DEBUG=0) so the hashed manifest the web process
+# needs is written; the key above is a build-time placeholder and never reaches a running container.
 EXPOSE 8000
 CMD ["gunicorn", "lineage.wsgi", "--bind", "0.0.0.0:8000"]

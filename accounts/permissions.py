@@ -1,9 +1,14 @@
+from django.dispatch import Signal
 from rest_framework import permissions
 
 from .models import ApiKey
 
 # What each HTTP method needs by default; views narrow it with `required_scopes`.
 DEFAULT_METHOD_SCOPES = {"GET": "read", "HEAD": "read", "OPTIONS": "read"}
+
+# Sent (api_key=, scope=) once per request made with an API key whose scope check passed; insights counts
+# API calls by scope from it. Receivers must be cheap: they run inside the request.
+api_key_call = Signal()
 
 
 def required_scope(view, request):
@@ -36,4 +41,5 @@ class HasScope(permissions.BasePermission):
             if not request.auth.has_scope(scope):
                 self.message = f"This API key lacks the '{scope}' scope needed here."
                 return False
+            api_key_call.send(sender=HasScope, api_key=request.auth, scope=scope)
         return True

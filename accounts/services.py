@@ -109,6 +109,7 @@ DEMO_USERS = (
     ("curator", "curator@lineage.local", "Cleo Curator", False),
     ("contributor", "alice@lineage.local", "Alice Contributor", False),
     ("contributor2", "bob@lineage.local", "Bob Contributor", False),
+    ("contributor3", "carol@lineage.local", "Carol Contributor", False),
     ("user", "user@lineage.local", "Uma User", False),
 )
 

@@ -14,9 +14,11 @@ What runs is the production path, not a model of it:
    (`services.near_dup_index_load`, the engine's `NearDupIndex`) and queried with fresh texts, half of
    them edits of stored rows: ms/row for single queries (what screening does per row) and batched.
 
-Usage: `python bench/ingest.py [--quick] [--rows N] [--json] [--keep]`. `--quick` is 10,000 rows; the
-default is 100,000. `--json` prints one JSON object as the last line. Targets: >= 5,000 rows/s end to
-end, < 1 ms/row near-duplicate lookup. Figures are whatever this machine gives; nothing is asserted.
+Usage: `python bench/ingest.py [--quick] [--rows N] [--json] [--keep] [--database-name NAME]`. `--quick`
+is 10,000 rows; the default is 100,000. `--json` prints one JSON object as the last line. The throwaway
+database is dropped and re-created: give each concurrent run its own `--database-name`. Targets:
+>= 5,000 rows/s end to end, < 1 ms/row near-duplicate lookup. Figures are whatever this machine gives;
+nothing is asserted. `rows_per_cpu_s` (this process's CPU time) is the steadier figure on a shared machine.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import os
 import platform
 import random
+import re
 import sys
 import tempfile
 import time
@@ -34,7 +37,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
-BENCH_DB = "lineage_bench"
+# The throwaway database's name; --database-name (or INGEST_BENCH_DB) picks another so that two runs
+# on one server do not drop each other's database.
+BENCH_DB = os.environ.get("INGEST_BENCH_DB", "lineage_bench")
 TARGET_ROWS_PER_S = 5000
 TARGET_NEAR_DUP_MS = 1.0
 
@@ -151,6 +156,16 @@ def drop_database(admin_url: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
+def backend_cpu_s(pid: int) -> float | None:
+    """CPU seconds used so far by a PostgreSQL backend process, when the server runs on this machine."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0], utime/stime [11]/[12]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def setup_django(bench_url: str, var_dir: str) -> None:
     os.environ["DATABASE_URL"] = bench_url
     os.environ["LINEAGE_VAR_DIR"] = var_dir  # media, the near-dup cache and the Celery folders: all throwaway
@@ -218,6 +233,12 @@ def _ingest_and_query(n: int, args) -> dict:
     )
 
     # End to end: upload (hash, content-addressed storage, contribution row) + the validation task body.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend_pid = cursor.fetchone()[0]
+    db_cpu0 = backend_cpu_s(backend_pid)
     t0, cpu0 = time.perf_counter(), time.process_time()
     contribution = services.contribution_create_from_file(
         datanet=datanet, contributor=owner, uploaded_file=ContentFile(payload, name="feedback.jsonl"),
@@ -226,6 +247,11 @@ def _ingest_and_query(n: int, args) -> dict:
     t1 = time.perf_counter()
     contribution_validate_task(contribution.pk)
     t2, cpu2 = time.perf_counter(), time.process_time()
+    db_cpu2 = backend_cpu_s(backend_pid)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        same_backend = cursor.fetchone()[0] == backend_pid
+    db_cpu = db_cpu2 - db_cpu0 if same_backend and db_cpu0 is not None and db_cpu2 is not None else None
     contribution = Contribution.objects.get(pk=contribution.pk)
     stored = Record.objects.filter(datanet=datanet).count()
     out.update(
@@ -237,6 +263,10 @@ def _ingest_and_query(n: int, args) -> dict:
         # this shows what the code costs apart from waiting for a CPU.
         ingest_cpu_s=round(cpu2 - cpu0, 3),
         rows_per_cpu_s=round(n / max(cpu2 - cpu0, 1e-9), 1),
+        # The database's share, when the server is local: the CPU of this session's backend process
+        # (COPY, index updates, foreign-key checks at commit; not the server's background writers).
+        db_backend_cpu_s=None if db_cpu is None else round(db_cpu, 3),
+        rows_per_total_cpu_s=None if db_cpu is None else round(n / max(cpu2 - cpu0 + db_cpu, 1e-9), 1),
         state=contribution.state,
         rows_total=contribution.rows_total,
         rows_accepted=contribution.rows_accepted,
@@ -247,7 +277,10 @@ def _ingest_and_query(n: int, args) -> dict:
     )
     log(f"ingest: {n:,} rows end to end in {out['end_to_end_s']:.2f} s = {out['rows_per_s']:,.0f} rows/s "
         f"(store {out['store_s']:.2f} s, validate {out['validate_s']:.2f} s; this process used "
-        f"{out['ingest_cpu_s']:.1f} CPU s = {out['rows_per_cpu_s']:,.0f} rows per CPU second) -> state {contribution.state}; "
+        f"{out['ingest_cpu_s']:.1f} CPU s = {out['rows_per_cpu_s']:,.0f} rows per CPU second"
+        + (f"; with PostgreSQL's {db_cpu:.1f} CPU s, {out['rows_per_total_cpu_s']:,.0f} rows per CPU second"
+           if db_cpu is not None else "")
+        + f") -> state {contribution.state}; "
         f"accepted {contribution.rows_accepted:,}, exact duplicates {contribution.rows_duplicate:,}, "
         f"near duplicates flagged {contribution.rows_near_duplicate:,}, rejected {contribution.rows_rejected:,}")
 
@@ -286,13 +319,18 @@ def _ingest_and_query(n: int, args) -> dict:
 
 
 def main(argv=None) -> int:
+    global BENCH_DB
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10,000 rows (default 100,000)")
     parser.add_argument("--rows", type=int, default=0, help="override the number of rows")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database afterwards")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--database-name", default="", help=f"name of the throwaway database (default {BENCH_DB})")
     args = parser.parse_args(argv)
+    BENCH_DB = args.database_name or BENCH_DB
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", BENCH_DB):  # it is written into DROP/CREATE DATABASE
+        parser.error("the database name takes lower-case letters, digits and underscores")
     started = time.perf_counter()
     figures = run(args)
     figures["total_s"] = round(time.perf_counter() - started, 2)

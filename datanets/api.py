@@ -14,11 +14,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lineage.api import Pagination
+from lineage.api import JSONParser, Pagination
 
 from . import selectors, services
 from .ingest import neutralise_formula
@@ -98,6 +98,9 @@ class DatanetsView(APIView):
 
     public_read = True
     required_scopes = {"GET": "read", "POST": "contribute", "PATCH": "contribute", "DELETE": "contribute"}
+    # JSON bodies only (file uploads add multipart where they take one): a form-encoded blank would
+    # silently mean "use the default" to DRF, where the documented JSON body says "invalid".
+    parser_classes = [JSONParser]
     datanet = None
 
     def check_permissions(self, request):
@@ -378,8 +381,9 @@ class RecordListView(DatanetsView):
         "`accepted` gives an empty page).",
         parameters=[
             SLUG,
-            OpenApiParameter("status", OpenApiTypes.STR, enum=["pending", "accepted", "rejected", "all"]),
-            OpenApiParameter("flag", OpenApiTypes.STR, enum=["near_duplicate", "mislabeled"]),
+            # Blank means "not given" (an HTML filter form sends blanks), as the view reads it.
+            OpenApiParameter("status", OpenApiTypes.STR, enum=["", "pending", "accepted", "rejected", "all"]),
+            OpenApiParameter("flag", OpenApiTypes.STR, enum=["", "near_duplicate", "mislabeled", "label_conflict"]),
             OpenApiParameter("contributor", OpenApiTypes.STR, description="A username."),
             OpenApiParameter("label", OpenApiTypes.STR),
             OpenApiParameter("q", OpenApiTypes.STR, description="Text anywhere in the row's fields."),
@@ -391,8 +395,8 @@ class RecordListView(DatanetsView):
     def get(self, request, slug):
         params = request.query_params
         flag = params.get("flag", "").strip()
-        if flag not in ("", "near_duplicate", "mislabeled"):
-            raise exceptions.ValidationError({"flag": "Use near_duplicate or mislabeled."})
+        if flag not in ("", "near_duplicate", "mislabeled", "label_conflict"):
+            raise exceptions.ValidationError({"flag": "Use near_duplicate, mislabeled or label_conflict."})
         row_status = params.get("status", "").strip()
         if row_status not in ("", "all", *RecordStatus.values):
             raise exceptions.ValidationError({"status": "Use pending, accepted, rejected or all."})
@@ -405,7 +409,7 @@ class RecordListView(DatanetsView):
             )
         else:
             queryset = selectors.rows_for_viewer(datanet=self.datanet, query=query, user=None)
-            if row_status not in ("", "all", RecordStatus.ACCEPTED) or flag == "mislabeled":
+            if row_status not in ("", "all", RecordStatus.ACCEPTED) or flag in ("mislabeled", "label_conflict"):
                 queryset = queryset.none()
             if flag == "near_duplicate":
                 queryset = queryset.filter(near_duplicate_of__isnull=False)
@@ -532,6 +536,9 @@ class VersionDiffView(DatanetsView):
                         else {"from": a.number, "to": b.number, "diff": _jsonable(diff)})
 
 
+DOWNLOAD_DESCRIPTION = "The version's rows as CSV, JSON Lines or Parquet, as `format` asks."
+
+
 class VersionDownloadView(DatanetsView):
     content_negotiation_class = IgnoreFormatNegotiation
 
@@ -541,7 +548,12 @@ class VersionDownloadView(DatanetsView):
             SLUG, VERSION_NUMBER,
             OpenApiParameter("format", OpenApiTypes.STR, enum=["csv", "jsonl", "parquet"], default="csv"),
         ],
-        responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY), **ERRORS},
+        # One media type per export format (`services.EXPORT_TYPES`), so clients know what each answer is.
+        responses={
+            **{(200, media_type): OpenApiResponse(OpenApiTypes.BINARY, description=DOWNLOAD_DESCRIPTION)
+               for media_type in ("text/csv", "application/x-ndjson", "application/vnd.apache.parquet")},
+            **ERRORS,
+        },
     )
     def get(self, request, slug, number):
         version = selectors.version_get(datanet=self.datanet, number=number)

@@ -156,6 +156,8 @@ def review_queue(*, datanet: Datanet, status: str = RecordStatus.PENDING, flag: 
         queryset = queryset.filter(near_duplicate_of__isnull=False)
     elif flag == "mislabeled":
         queryset = queryset.filter(quality__has_key="mislabel_score")
+    elif flag == "label_conflict":
+        queryset = queryset.filter(quality__has_key="label_conflict")
     if contributor:
         queryset = queryset.filter(contributor__username=contributor)
     if label:
@@ -266,3 +268,53 @@ def records_by_uid(*, uids) -> dict:
     """Records for `r<pk>` row ids (attribution receipts name rows this way)."""
     pks = [int(uid[1:]) for uid in uids if isinstance(uid, str) and uid.startswith("r") and uid[1:].isdigit()]
     return {f"r{r.pk}": r for r in Record.objects.filter(pk__in=pks).select_related("datanet", "contributor")}
+
+
+# --- Reads for insights' daily summaries: plain rows grouped by UTC day, for [start, end) datetimes.
+
+def contribution_daily_totals(*, start, end) -> list[dict]:
+    """Per (day, datanet id): uploads made in [start, end) and their validation outcome."""
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDate
+
+    return list(
+        Contribution.objects.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(day=TruncDate("created_at")).values("day", "datanet_id")
+        .annotate(contributions=Count("id"), submitted=Sum("rows_total"), invalid=Sum("rows_rejected"),
+                  duplicate=Sum("rows_duplicate"), near_duplicate=Sum("rows_near_duplicate"))
+        .order_by()
+    )
+
+
+def review_daily_totals(*, start, end) -> list[dict]:
+    """Per (day, datanet id, status): rows whose curator decision (accepted/rejected) fell in [start, end)."""
+    from django.db.models.functions import TruncDate
+
+    return list(
+        Record.objects.filter(reviewed_at__gte=start, reviewed_at__lt=end,
+                              status__in=[RecordStatus.ACCEPTED, RecordStatus.REJECTED])
+        .annotate(day=TruncDate("reviewed_at")).values("day", "datanet_id", "status")
+        .annotate(n=Count("id")).order_by()
+    )
+
+
+def contributor_first_contributions() -> list[tuple]:
+    """(contributor id, datanet id, time of their first upload there) for every pair that ever contributed."""
+    from django.db.models import Min
+
+    return list(Contribution.objects.values("contributor_id", "datanet_id").annotate(first=Min("created_at"))
+                .order_by().values_list("contributor_id", "datanet_id", "first"))
+
+
+def contributor_activity(*, start, end) -> list[tuple]:
+    """Distinct (day, datanet id, contributor id) of uploads made in [start, end)."""
+    from django.db.models.functions import TruncDate
+
+    return list(Contribution.objects.filter(created_at__gte=start, created_at__lt=end)
+                .annotate(day=TruncDate("created_at")).values_list("day", "datanet_id", "contributor_id")
+                .distinct().order_by())
+
+
+def datanet_ids_visible_to(*, user) -> dict[int, dict]:
+    """{id: {slug, name}} of the Datanets this user may see (the insights pages list only these)."""
+    return {d["id"]: d for d in datanets_visible_to(user=user).values("id", "slug", "name")}

@@ -254,7 +254,8 @@ class RecordSerializer(serializers.Serializer):
 
 class ReviewFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=RecordStatus.choices, required=False, default=RecordStatus.PENDING)
-    flag = serializers.ChoiceField(choices=["", "near_duplicate", "mislabeled"], required=False, default="")
+    flag = serializers.ChoiceField(choices=["", "near_duplicate", "mislabeled", "label_conflict"], required=False,
+                                   default="")
     contributor = serializers.CharField(required=False, allow_blank=True, default="")
     label = serializers.CharField(required=False, allow_blank=True, default="")
     q = serializers.CharField(required=False, allow_blank=True, default="")

@@ -41,19 +41,29 @@ class GenerationEvents:
     final: dict = field(default_factory=dict)
 
     def deltas(self) -> Iterator[str]:
-        for line in self.response.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            data = line.removeprefix("data: ")
-            if data == "[DONE]":
-                return
-            event = json.loads(data)
-            if "error" in event:
-                raise ModelServerError.from_response(500, event)
-            if "delta" in event:
-                yield event["delta"]
-            else:
-                self.final = event
+        # The server streams with `Connection: close` and no length, so a server that dies mid-answer looks
+        # like a body that simply ended: only `[DONE]` after the final event proves the answer is complete.
+        try:
+            for line in self.response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = line.removeprefix("data: ")
+                if data == "[DONE]":
+                    if not self.final:
+                        break
+                    return
+                event = json.loads(data)
+                if "error" in event:
+                    raise ModelServerError.from_response(500, event)
+                if "delta" in event:
+                    yield event["delta"]
+                else:
+                    self.final = event
+        except httpx.HTTPError as exc:
+            raise ModelServerError(status=503, message=f"The model server connection broke mid-answer "
+                                   f"({type(exc).__name__}).", code="model_server_unavailable") from exc
+        raise ModelServerError(status=503, message="The model server stopped before the answer was complete.",
+                               code="model_server_unavailable")
 
     def close(self) -> None:
         self.response.close()  # the server cancels the generation and frees its slot

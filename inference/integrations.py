@@ -2,7 +2,8 @@
 
 - credit: `rewards.selectors` (the payer's OPEN credit balance, base units);
 - receipts: `attribution.services.receipt_create` (raises `attribution.services.IndexNotReady`);
-- fees: `rewards.services.fee_settle` (raises `rewards.services.InsufficientCredit`).
+- fees: `rewards.services.fee_record` (holds the fee on the payer's credit in the request's transaction;
+  rewards books it in a batch seconds later; raises `rewards.services.InsufficientCredit`).
 
 Keeping the calls here keeps the inference services readable and gives one place to adapt when a
 contract moves.
@@ -38,14 +39,16 @@ def credit_balance(*, user) -> int:
     return selectors.credit_balance(user=user)
 
 
-def receipt_create(*, model_version, input_text: str, output: str, inference_id: str) -> Receipt:
+def receipt_create(*, model_version, input_text: str, output: str, inference_id: str, requester=None) -> Receipt:
+    """``requester`` (who asked) may read the receipt's input and output; others see only the rows."""
     from django.urls import reverse
 
     from attribution import services as attribution_services
 
     try:
         receipt = attribution_services.receipt_create(
-            model_version=model_version, input_text=input_text, output=output, inference_id=inference_id)
+            model_version=model_version, input_text=input_text, output=output, inference_id=inference_id,
+            requester=requester)
     except attribution_services.IndexNotReady as exc:
         raise ReceiptUnavailable(str(exc) or "The attribution index of this model is not built yet.") from exc
     shares = {int(k): int(v) for k, v in (receipt.contributor_shares_ppm or {}).items()}
@@ -59,7 +62,7 @@ def fee_settle(*, inference_id: str, payer, model_version, fee: int, receipt: Re
     from rewards import services as rewards_services
 
     try:
-        rewards_services.fee_settle(
+        rewards_services.fee_record(
             inference_id=inference_id, payer=payer, model_owner=model_version.owner, fee=int(fee),
             contributor_shares=dict(receipt.shares_ppm) if receipt else {},
             model_version_hash=model_version.version_hash, receipt_id=receipt.receipt_id if receipt else None,

@@ -1,19 +1,31 @@
-"""Prometheus metrics of the serving tier, labelled by model (= adapter name on the model server).
+"""Prometheus metrics of the serving tier, labelled by adapter (= the model version's slug, which is
+the adapter's name on the model server).
 
 Request counters and latency are recorded by the web process as requests finish; the model server's
 own counters (per-adapter requests, tiers, hit rates, queue depth) are read from its `/v1/stats`
-when `/metrics` is scraped. With several gunicorn workers, set `PROMETHEUS_MULTIPROC_DIR` as
-prometheus-client documents to aggregate the web counters across workers.
+when `/metrics` is scraped.
+
+Several web processes (gunicorn workers): each worker counts only the requests it served, so a
+scrape answered by one worker would see a fraction of the traffic. When `PROMETHEUS_MULTIPROC_DIR`
+is set (the repository's `gunicorn.conf.py` sets and wipes it for multi-worker runs), prometheus-client
+keeps every worker's values in files there and a scrape sums them (`MultiProcessCollector`). Without
+it, one process's default registry is exposed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
 logger = logging.getLogger("inference")
+
+# prometheus-client picks its value storage when it is first imported, so the mode is fixed per process.
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+if MULTIPROCESS_DIR:
+    os.makedirs(MULTIPROCESS_DIR, exist_ok=True)  # each process writes its file there on first use
 
 REQUESTS = Counter("lineage_inference_requests", "Inference requests by model, endpoint and outcome.",
                    ["adapter", "endpoint", "status"])
@@ -86,3 +98,15 @@ def register_collector() -> None:
     if not _collector_registered:
         REGISTRY.register(ModelServerCollector())
         _collector_registered = True
+
+
+def scrape_registry() -> CollectorRegistry:
+    """The registry a scrape reads: all web processes' values in multiprocess mode, else this process's."""
+    if MULTIPROCESS_DIR:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIR)
+        registry.register(ModelServerCollector())
+        return registry
+    register_collector()
+    return REGISTRY
+

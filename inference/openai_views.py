@@ -25,10 +25,10 @@ from django.http import JsonResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
-from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
+from lineage.api import JSONParser
 from models_registry import selectors as registry_selectors
 
 from . import answering, services, validation

@@ -59,3 +59,26 @@ def operator_overview() -> dict:
 def _rate(counters: dict) -> float | None:
     total = counters.get("hits", 0) + counters.get("misses", 0)
     return None if not total else counters.get("hits", 0) / total
+
+
+# --- Reads for insights' daily summaries: plain rows grouped by UTC day, for [start, end) datetimes.
+
+def inference_daily_totals(*, start, end) -> list[dict]:
+    """Per (day, model version hash, status): requests and tokens of requests made in [start, end)."""
+    from django.db.models import Count, Sum
+    from django.db.models.functions import TruncDate
+
+    return list(
+        InferenceRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(day=TruncDate("created_at")).values("day", "model_version_hash", "status")
+        .annotate(n=Count("pk"), tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out")).order_by()
+    )
+
+
+def inference_latencies(*, start, end):
+    """(created_at, model version hash, latency ms) of answered requests made in [start, end), streamed."""
+    from .models import InferenceStatus
+
+    return (InferenceRecord.objects.filter(created_at__gte=start, created_at__lt=end, status=InferenceStatus.SUCCEEDED,
+                                           latency_ms__isnull=False)
+            .order_by().values_list("created_at", "model_version_hash", "latency_ms").iterator(chunk_size=5000))

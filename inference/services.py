@@ -171,7 +171,7 @@ def inference_complete(*, inference: Inference, input_text: str, output: str, to
 def _receipt(*, inference: Inference, input_text: str, output: str):
     try:
         return integrations.receipt_create(model_version=inference.version, input_text=input_text, output=output,
-                                           inference_id=inference.inference_id)
+                                           inference_id=inference.inference_id, requester=inference.record.user)
     except integrations.ReceiptUnavailable as exc:
         logger.info("no receipt for inference %s: %s", inference.inference_id, exc)
     except Exception:  # noqa: BLE001 - an attribution failure must not lose the answer

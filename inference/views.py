@@ -18,8 +18,12 @@ def operator(request):
 
 
 def prometheus_metrics(request):
-    """Prometheus exposition: web-tier request metrics plus the model server's per-adapter gauges."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+    """Prometheus exposition: web-tier request metrics (summed over web processes in multiprocess
+    mode) plus the model server's per-adapter gauges."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    metrics.register_collector()
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    from insights.metrics import register_collectors
+
+    registry = metrics.scrape_registry()
+    register_collectors(registry)  # operator metrics: broker queue depth (HTTP and task metrics are in the registry)
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -6,7 +6,7 @@ NAVIGATION = (
     ("Models", "models_registry:index", "models"),
     ("Playground", "inference:playground", "playground"),
     ("Rewards", "rewards:index", "rewards"),
-    ("Dashboard", "insights:index", "dashboard"),
+    ("Dashboard", "insights:index", "insights"),
 )
 
 

@@ -53,9 +53,11 @@ INSTALLED_APPS = [
     "inference",
     "rewards",
     "insights",
+    "lineage.demo",
 ]
 
 MIDDLEWARE = [
+    "insights.metrics.RequestMetricsMiddleware",  # first, so it times everything below it
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -94,6 +96,9 @@ TEMPLATES = [
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'lineage.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# A pooled connection is pinged before a request reuses it: after a database restart the first request
+# on each thread would otherwise fail on a dead connection (tests/hardening/test_faults_database_restart.py).
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let web, worker and beat share one SQLite file without "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -184,6 +189,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "lineage.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    # lineage.api.JSONParser bounds a JSON body's size and nesting before parsing it.
+    "DEFAULT_PARSER_CLASSES": ["lineage.api.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lineage API",
@@ -195,6 +203,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation documents the errors any request can meet (401, 403, 404, 429, ...) in its error shape.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "lineage.api.document_standard_errors"],
 }
 API_KEY_SCOPES = ("read", "contribute", "train", "infer")
 
@@ -264,6 +274,8 @@ DATANETS_MAX_LINE_BYTES = env.int("DATANETS_MAX_LINE_BYTES", default=1 * MB)
 DATANETS_DAILY_CONTRIBUTIONS = env.int("DATANETS_DAILY_CONTRIBUTIONS", default=200)
 DATANETS_DAILY_UPLOAD_BYTES = env.int("DATANETS_DAILY_UPLOAD_BYTES", default=1024 * MB)
 DATANETS_NEAR_DUP_NUM_PERM = env.int("DATANETS_NEAR_DUP_NUM_PERM", default=128)
+# Characters per near-duplicate shingle (the threshold is set per Datanet); changing either rebuilds indexes.
+DATANETS_NEAR_DUP_SHINGLE_SIZE = env.int("DATANETS_NEAR_DUP_SHINGLE_SIZE", default=5)
 DATANETS_CACHE_DIR = VAR_DIR / "cache" / "datanets"
 TRAINING_TIME_LIMIT_S = env.int("TRAINING_TIME_LIMIT_S", default=6 * 3600)
 TRAINING_MAX_DELIVERIES = env.int("TRAINING_MAX_DELIVERIES", default=3)
@@ -300,10 +312,18 @@ REWARDS_RELAY_CLAIMS = env.bool("REWARDS_RELAY_CLAIMS", default=True)  # the "cl
 REWARDS_RELAY_BATCH = env.int("REWARDS_RELAY_BATCH", default=50)
 REWARDS_EPOCH_LEASE_S = env.int("REWARDS_EPOCH_LEASE_S", default=900)
 REWARDS_ROWS_PER_CONTRIBUTOR = env.int("REWARDS_ROWS_PER_CONTRIBUTOR", default=10)
+# Fees are held per inference and booked in batches (`rewards.services.fee_settle_batch`): by beat every
+# REWARDS_SETTLE_EVERY_S, and on demand (at most one queued run per REWARDS_SETTLE_DEBOUNCE_S).
+REWARDS_SETTLE_BATCH = env.int("REWARDS_SETTLE_BATCH", default=500)
+REWARDS_SETTLE_EVERY_S = env.float("REWARDS_SETTLE_EVERY_S", default=5.0)
+REWARDS_SETTLE_DEBOUNCE_S = env.int("REWARDS_SETTLE_DEBOUNCE_S", default=1)
+REWARDS_SETTLE_MAX_S = env.float("REWARDS_SETTLE_MAX_S", default=30.0)
 CELERY_BEAT_SCHEDULE.update({
     "rewards-index-deposits": {"task": "rewards.tasks.chain_index_deposits", "schedule": timedelta(minutes=1)},
     "rewards-index-claims": {"task": "rewards.tasks.chain_index_claims", "schedule": timedelta(minutes=1)},
     "rewards-reconcile": {"task": "rewards.tasks.chain_reconcile", "schedule": crontab(minute=17)},
+    "rewards-settle-fees": {"task": "rewards.tasks.fees_settle", "schedule": timedelta(seconds=REWARDS_SETTLE_EVERY_S),
+                            "options": {"expires": 2 * REWARDS_SETTLE_EVERY_S}},  # no pile-up while workers are down
 })
 
 # --- Attribution
@@ -317,7 +337,9 @@ ATTRIBUTION_CURVATURE = env.str("ATTRIBUTION_CURVATURE", default="fisher")  # or
 # λ = ratio × mean curvature eigenvalue. 0.01 (the engine measured 0.01..0.1 as good): at 0.1 an exact copy of a
 # MiniLM training row scored only ~2× a same-label row, so class-level mass swamped row-level credit.
 ATTRIBUTION_DAMPING_RATIO = env.float("ATTRIBUTION_DAMPING_RATIO", default=0.01)
-ATTRIBUTION_PROJECTION = env.str("ATTRIBUTION_PROJECTION", default="gaussian")  # or rademacher
+# Orthogonalised per-module blocks: unbiased like Gaussian ones, with lower variance, so shares agree
+# across projection seeds (tests/engine_attribution). Indexes record their kind and reproduce either way.
+ATTRIBUTION_PROJECTION = env.str("ATTRIBUTION_PROJECTION", default="orthogonal")  # or gaussian, rademacher
 ATTRIBUTION_BATCH_SIZE = env.int("ATTRIBUTION_BATCH_SIZE", default=16)
 ATTRIBUTION_SHARD_ROWS = env.int("ATTRIBUTION_SHARD_ROWS", default=65536)
 ATTRIBUTION_ROWS_PER_CONTRIBUTOR = env.int("ATTRIBUTION_ROWS_PER_CONTRIBUTOR", default=10)  # contributor_rows
@@ -345,6 +367,20 @@ INFERENCE_MAX_PROMPT_CHARS = env.int("INFERENCE_MAX_PROMPT_CHARS", default=32_00
 INFERENCE_MAX_TOKENS_DEFAULT = env.int("INFERENCE_MAX_TOKENS_DEFAULT", default=64)
 INFERENCE_MAX_TOKENS_LIMIT = env.int("INFERENCE_MAX_TOKENS_LIMIT", default=1024)
 INFERENCE_RECEIPTS_ASYNC = env.bool("INFERENCE_RECEIPTS_ASYNC", default=False)  # queue receipt + fee after answering
+
+# --- Insights
+# The dashboards read summary tables that beat refreshes every INSIGHTS_REFRESH_EVERY_S for the last
+# INSIGHTS_REFRESH_DAYS days (a full rebuild: `insights.services.summaries_refresh(since=None)`).
+INSIGHTS_REFRESH_EVERY_S = env.int("INSIGHTS_REFRESH_EVERY_S", default=300)
+INSIGHTS_REFRESH_DAYS = env.int("INSIGHTS_REFRESH_DAYS", default=2)
+INSIGHTS_COHORT_WEEKS = env.int("INSIGHTS_COHORT_WEEKS", default=12)  # retention cohorts kept
+INSIGHTS_API_CALLS_FLUSH_S = env.float("INSIGHTS_API_CALLS_FLUSH_S", default=10.0)  # API-call counters per process
+INSIGHTS_CACHE_S = env.int("INSIGHTS_CACHE_S", default=60)  # chart data per range; keyed by the last refresh too
+CELERY_BEAT_SCHEDULE["insights-summaries-refresh"] = {
+    "task": "insights.tasks.summaries_refresh_recent",
+    "schedule": timedelta(seconds=INSIGHTS_REFRESH_EVERY_S),
+    "options": {"expires": INSIGHTS_REFRESH_EVERY_S},  # a refresh missed while workers are down is not worth queuing
+}
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("rewards.api_urls")),
     path("", include("inference.api_urls")),
     path("", include("attribution.api_urls")),
+    path("", include("insights.api_urls")),
 ]
 
 urlpatterns = [
@@ -32,12 +33,13 @@ urlpatterns = [
     path("attribution/", include("attribution.urls")),
     path("playground/", include("inference.urls")),
     path("rewards/", include("rewards.urls")),
-    path("dashboard/", include("insights.urls")),
+    path("insights/", include("insights.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]
 
+handler400 = "lineage.views.bad_request"
 handler404 = "lineage.views.api_not_found"
 handler500 = "lineage.views.server_error"

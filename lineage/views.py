@@ -2,11 +2,13 @@ import time
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 
 from .api import json_error
@@ -58,6 +60,23 @@ def healthz(request):
     checks = {"database": _timed(_check_database), "broker": _timed(_check_broker), "storage": _timed(_check_storage)}
     healthy = all(c["ok"] for c in checks.values())
     return JsonResponse({"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
+
+
+def bad_request(request, exception=None):
+    """Django's own 400s (a body past DATA_UPLOAD_MAX_MEMORY_SIZE, too many fields, a bad Host) are JSON
+    on the API, in the same shape as every other API error."""
+    if request.path.startswith(("/api/", "/v1/")):
+        if isinstance(exception, RequestDataTooBig):
+            limit_mb = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+            detail = f"The request body is larger than {limit_mb} MB; send less per request."
+            code = "request_too_large"
+        else:
+            detail, code = "The request could not be read.", "bad_request"
+        if request.path.startswith("/v1/"):  # the OpenAI-compatible routes answer OpenAI's shape
+            return JsonResponse({"error": {"message": detail, "type": "invalid_request_error", "param": None,
+                                           "code": code}}, status=400)
+        return json_error(status_code=400, code=code, detail=detail)
+    return defaults.bad_request(request, exception)
 
 
 def api_not_found(request, exception=None):

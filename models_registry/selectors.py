@@ -44,3 +44,26 @@ def base_models():
 
 def active_job_count(*, user) -> int:
     return FineTuneJob.objects.filter(owner=user, state__in=[JobState.QUEUED, JobState.RUNNING]).count()
+
+
+# --- Reads for insights' daily summaries: plain rows grouped by UTC day, for [start, end) datetimes.
+
+def fine_tune_daily_totals(*, start, end) -> dict[str, list[dict]]:
+    """Jobs launched per day, jobs finished per (day, final state), versions registered per day."""
+    from django.db.models import Count
+    from django.db.models.functions import TruncDate
+
+    def per_day(queryset, field, *extra):
+        return list(queryset.annotate(day=TruncDate(field)).values("day", *extra).annotate(n=Count("id")).order_by())
+
+    return {
+        "launched": per_day(FineTuneJob.objects.filter(created_at__gte=start, created_at__lt=end), "created_at"),
+        "finished": per_day(FineTuneJob.objects.filter(finished_at__gte=start, finished_at__lt=end), "finished_at",
+                            "state"),
+        "registered": per_day(ModelVersion.objects.filter(created_at__gte=start, created_at__lt=end), "created_at"),
+    }
+
+
+def model_versions_index() -> dict[str, dict]:
+    """{version hash: {id, slug, name, deployed}} of every model version."""
+    return {v["version_hash"]: v for v in ModelVersion.objects.values("id", "version_hash", "slug", "name", "deployed")}

@@ -16,6 +16,7 @@ from .models import (
     LedgerAccount,
     LedgerEntry,
     LedgerTransaction,
+    PendingFee,
     ReconciliationIssue,
     Settlement,
     Wallet,
@@ -100,7 +101,7 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerAccount)
 class LedgerAccountAdmin(ReadOnlyAdmin):
-    list_display = ("key", "kind", "user", "balance")
+    list_display = ("key", "kind", "user", "balance", "held")
     list_filter = ("kind",)
     search_fields = ("key",)
 
@@ -109,6 +110,14 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
 class SettlementAdmin(ReadOnlyAdmin):
     list_display = ("inference_id", "payer", "model_owner", "fee", "protocol_amount", "owner_amount",
                     "contributors_amount", "policy", "created_at")
+    search_fields = ("inference_id", "model_version_hash", "receipt_id")
+
+
+@admin.register(PendingFee)
+class PendingFeeAdmin(ReadOnlyAdmin):
+    """Fees held on payers' credit and waiting for the next settlement batch (normally seconds)."""
+
+    list_display = ("inference_id", "payer", "model_owner", "fee", "policy", "created_at")
     search_fields = ("inference_id", "model_version_hash", "receipt_id")
 
 
@@ -130,6 +139,9 @@ def close_epoch(modeladmin, request, queryset):
 class EpochAdmin(ReadOnlyAdmin):
     list_display = ("number", "state", "increase", "total_cumulative", "root", "frozen_at", "closed_at", "last_error")
     actions = [close_epoch]
+    # Django hides the action bar on an empty changelist unless the full count is switched off; the first
+    # epoch must be closable before any epoch row exists.
+    show_full_result_count = False
 
     def changelist_view(self, request, extra_context=None):
         # Let the action run with no row selected (it picks the epoch itself).

@@ -2,14 +2,13 @@
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
 
 TAGS = ["rewards"]
-
-
 
 
 def _money(value):
@@ -20,8 +19,8 @@ def _money(value):
     return value
 
 
-MONEY_KEYS = {"amount", "earned", "accruing", "pending", "paid_out", "credit", "cumulative_amount", "claimed",
-              "claimable"}
+MONEY_KEYS = {"amount", "earned", "accruing", "pending", "paid_out", "credit", "credit_held", "cumulative_amount",
+              "claimed", "claimable", "fee", "protocol", "owner"}
 
 
 class EarningsView(APIView):
@@ -33,6 +32,22 @@ class EarningsView(APIView):
         data = selectors.earnings_for(user=request.user)
         for item in data["items"]:
             item["created_at"] = item["created_at"].isoformat()
+        return Response(_money(data))
+
+
+class FeeView(APIView):
+    """One inference's fee and its split (for its payer, the model's owner or staff). `status` is
+    `pending` while the fee is held and waiting for the next settlement batch (the split shown is the one
+    it will be booked with), then `settled`."""
+
+    @extend_schema(tags=TAGS, responses=inline_serializer("Fee", {"status": serializers.CharField(),
+                                                                  "fee": serializers.CharField()}))
+    def get(self, request, inference_id: str):
+        data = selectors.fee_for(inference_id=inference_id, user=request.user)
+        if data is None:
+            raise NotFound("No fee of yours has this inference id.")
+        for key in ("recorded_at", "settled_at"):
+            data[key] = data[key].isoformat() if data[key] else None
         return Response(_money(data))
 
 

@@ -3,15 +3,19 @@
 Conventions: an entry's amount is signed; the entries of one transaction sum to zero; a user account's
 balance is the sum of its entries and never negative; system accounts (deposits, grants) go negative by
 what they brought in. Only credit accounts keep a cached `balance`, updated with a compare-and-set in
-the posting transaction (under `select_for_update` on PostgreSQL), so an overdraft check costs one row.
+the posting transaction (under `select_for_update` on PostgreSQL), and a cached `held`: the fees
+recorded against it and not settled yet. A fee is held with one conditional update (`credit_hold`:
+refused unless `balance - held` covers it) and later charged in a batch (`post_settled_fees`: balance
+and held drop together), so `held <= balance` always and a settlement can never overdraw.
 """
 
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import F, Sum, Value
 
+from .fields import AmountField
 from .models import (
     AccountKind,
     ChainClaim,
@@ -19,6 +23,8 @@ from .models import (
     LedgerEntry,
     LedgerTransaction,
     PayoutAllocation,
+    PendingFee,
+    Settlement,
     SettlementShare,
     ShareRole,
 )
@@ -67,10 +73,7 @@ def accounts_get(pairs) -> dict[str, LedgerAccount]:
     return found
 
 
-def post(*, idempotency_key: str, kind: str, lines, memo: str = "") -> LedgerTransaction:
-    """Book one balanced transaction. `lines` are (LedgerAccount, signed int); zero lines are dropped.
-    Call inside `transaction.atomic`; credit accounts named here must already be locked by the caller
-    when the amount is negative (fee_settle does). Raises IntegrityError on a reused idempotency key."""
+def _merge(idempotency_key: str, lines) -> tuple[dict[int, int], dict[int, LedgerAccount]]:
     merged: dict[int, int] = defaultdict(int)
     by_id = {}
     for account, amount in lines:
@@ -80,9 +83,26 @@ def post(*, idempotency_key: str, kind: str, lines, memo: str = "") -> LedgerTra
         by_id[account.pk] = account
     if sum(merged.values()) != 0:
         raise LedgerError(f"unbalanced transaction {idempotency_key}: entries sum to {sum(merged.values())}")
+    return merged, by_id
+
+
+def _create(idempotency_key: str, kind: str, merged: dict[int, int], memo: str) -> LedgerTransaction:
     txn = LedgerTransaction.objects.create(idempotency_key=idempotency_key, kind=kind, memo=memo[:200])
-    entries = [LedgerEntry(transaction=txn, account_id=pk, amount=amount) for pk, amount in merged.items() if amount]
-    LedgerEntry.objects.bulk_create(entries)
+    LedgerEntry.objects.bulk_create([LedgerEntry(transaction=txn, account_id=pk, amount=amount)
+                                     for pk, amount in merged.items() if amount])
+    return txn
+
+
+def post(*, idempotency_key: str, kind: str, lines, memo: str = "") -> LedgerTransaction:
+    """Book one balanced transaction. `lines` are (LedgerAccount, signed int); zero lines are dropped.
+    Call inside `transaction.atomic`. A credit account may only be credited here (deposits, grants):
+    fees are charged through `credit_hold` and `post_settled_fees`. Raises IntegrityError on a reused
+    idempotency key."""
+    merged, by_id = _merge(idempotency_key, lines)
+    for pk, amount in merged.items():
+        if amount < 0 and by_id[pk].kind == AccountKind.CREDIT:
+            raise LedgerError(f"{by_id[pk].key}: credit is charged by holding a fee and settling it, not by post()")
+    txn = _create(idempotency_key, kind, merged, memo)
     for pk, amount in merged.items():
         account = by_id[pk]
         if amount and account.kind == AccountKind.CREDIT:
@@ -91,18 +111,93 @@ def post(*, idempotency_key: str, kind: str, lines, memo: str = "") -> LedgerTra
 
 
 def _credit_balance_add(account: LedgerAccount, amount: int) -> None:
-    # A row the caller read with select_for_update is current; otherwise read it (the CAS below guards).
-    if getattr(account, "locked", False):
-        current = account.balance
-    else:
-        current = LedgerAccount.objects.filter(pk=account.pk).values_list("balance", flat=True).get()
-    new = current + amount
-    if new < 0:
-        raise InsufficientCredit(needed=-amount, available=current)
+    current = LedgerAccount.objects.filter(pk=account.pk).values_list("balance", flat=True).get()
     # Compare-and-set: on SQLite (no row locks) a concurrent writer makes this match nothing.
-    if not LedgerAccount.objects.filter(pk=account.pk, balance=current).update(balance=new):
+    if not LedgerAccount.objects.filter(pk=account.pk, balance=current).update(balance=current + amount):
         raise LedgerError(f"credit balance of {account.key} changed concurrently; retry")
-    account.balance = new
+    account.balance = current + amount
+
+
+def _amount(value: int) -> Value:
+    return Value(value, output_field=AmountField())
+
+
+def credit_available(*, user_id: int) -> int:
+    """Spendable credit: the cached balance less the fees held for settlement (0 without an account)."""
+    row = LedgerAccount.objects.filter(key=account_key(AccountKind.CREDIT, user_id)).values_list("balance", "held").first()
+    return row[0] - row[1] if row else 0
+
+
+def credit_hold(*, user_id: int, amount: int) -> None:
+    """Hold `amount` of the user's credit for a fee recorded now and settled later, or raise
+    `InsufficientCredit` (and change nothing) when `balance - held` does not cover it. Call inside the
+    transaction that records the fee. On PostgreSQL one conditional UPDATE (its row lock serialises a
+    payer's concurrent holds); SQLite cannot add its text amounts, so there it is read + compare-and-set."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise LedgerError(f"a hold is a positive int, got {amount!r}")
+    accounts = LedgerAccount.objects.filter(key=account_key(AccountKind.CREDIT, user_id))
+    if connection.vendor != "sqlite":
+        if accounts.filter(balance__gte=F("held") + _amount(amount)).update(held=F("held") + _amount(amount)):
+            return
+        raise InsufficientCredit(needed=amount, available=credit_available(user_id=user_id))
+    row = accounts.values_list("balance", "held").first()
+    if row is None or row[0] - row[1] < amount:
+        raise InsufficientCredit(needed=amount, available=row[0] - row[1] if row else 0)
+    if not accounts.filter(balance=row[0], held=row[1]).update(held=row[1] + amount):
+        raise LedgerError(f"credit of user {user_id} changed concurrently; retry")
+
+
+def post_settled_fees(*, idempotency_key: str, lines, held_released: dict[int, int], memo: str = "",
+                      before_charge=None) -> LedgerTransaction | None:
+    """Book a batch of held fees as one balanced transaction. `lines` are (LedgerAccount, signed int) as
+    for `post`; a credit account's line is minus the fees charged to it, and `held_released` maps each
+    credit account id to what its `held` drops by (those fees, plus any fee released without a charge).
+    `before_charge(txn)` runs after the entries are written and before the credit rows are touched (the
+    caller's own inserts go there): the credit rows are locked in id order and updated last, so a
+    concurrent hold waits only for the commit, and two settling batches cannot deadlock."""
+    merged, by_id = _merge(idempotency_key, lines)
+    deltas = {pk: (merged.get(pk, 0), held_released.get(pk, 0)) for pk in set(held_released) | {
+        pk for pk, account in by_id.items() if account.kind == AccountKind.CREDIT}}
+    for pk, (charge, release) in deltas.items():
+        if charge > 0 or release < -charge:
+            raise LedgerError(f"credit account {pk}: a settlement charges at most what it releases from held")
+    txn = _create(idempotency_key, LedgerTransaction.Kind.FEE, merged, memo) if any(merged.values()) else None
+    if before_charge is not None:
+        before_charge(txn)
+    _credit_settle(deltas)
+    return txn
+
+
+def _credit_settle(deltas: dict[int, tuple[int, int]]) -> None:
+    deltas = {pk: d for pk, d in deltas.items() if d != (0, 0)}
+    if not deltas:
+        return
+    ids = sorted(deltas)
+    if connection.vendor != "sqlite":
+        from .bulk import execute_bound
+
+        list(LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+        table = LedgerAccount._meta.db_table
+        # The holds make an overdraft impossible; the WHERE checks it anyway (at no extra round trip),
+        # because the alternative would be a silent one.
+        updated = execute_bound(
+            f"UPDATE {table} AS a SET balance = a.balance + d.charge, held = a.held - d.release "
+            f"FROM unnest(%s::bigint[], %s::text[]::numeric[], %s::text[]::numeric[]) AS d(id, charge, release) "
+            f"WHERE a.id = d.id AND a.held >= d.release AND a.balance + d.charge >= a.held - d.release "
+            f"RETURNING a.id",
+            [ids, [str(deltas[pk][0]) for pk in ids], [str(deltas[pk][1]) for pk in ids]], fetch=True)
+        if len(updated) != len(ids):
+            raise LedgerError("a fee settlement would overdraw a credit account; nothing was booked")
+        return
+    for pk in ids:
+        charge, release = deltas[pk]
+        balance_now, held_now = LedgerAccount.objects.filter(pk=pk).values_list("balance", "held").get()
+        balance_new, held_new = balance_now + charge, held_now - release
+        if held_new < 0 or balance_new < held_new:
+            raise LedgerError("a fee settlement would overdraw a credit account; nothing was booked")
+        if not LedgerAccount.objects.filter(pk=pk, balance=balance_now, held=held_now).update(
+                balance=balance_new, held=held_new):
+            raise LedgerError(f"credit account {pk} changed concurrently; retry")
 
 
 def sum_amounts(queryset, field_name: str = "amount") -> int:
@@ -112,15 +207,17 @@ def sum_amounts(queryset, field_name: str = "amount") -> int:
     return int(queryset.aggregate(total=Sum(field_name))["total"] or 0)
 
 
-def grouped_sums(queryset, group_field: str, field_name: str = "amount") -> dict:
-    """{group value: exact sum} for an AmountField."""
+def grouped_sums(queryset, group_field: str | tuple, field_name: str = "amount") -> dict:
+    """{group value: exact sum} for an AmountField; a tuple of fields groups by (value, value, ...)."""
+    fields = group_field if isinstance(group_field, tuple) else (group_field,)
+    key = (lambda row: tuple(row[:-1])) if isinstance(group_field, tuple) else (lambda row: row[0])
     if connection.vendor == "sqlite":
         totals: dict = defaultdict(int)
-        for group, value in queryset.values_list(group_field, field_name):
-            totals[group] += int(value)
+        for row in queryset.values_list(*fields, field_name):
+            totals[key(row)] += int(row[-1])
         return dict(totals)
-    rows = queryset.order_by().values(group_field).annotate(total=Sum(field_name)).values_list(group_field, "total")
-    return {group: int(total) for group, total in rows}
+    rows = queryset.order_by().values(*fields).annotate(total=Sum(field_name)).values_list(*fields, "total")
+    return {key(row): int(row[-1]) for row in rows}
 
 
 def balance(*, kind: str, user=None) -> int:
@@ -148,8 +245,10 @@ class LedgerCheck:
 
 def ledger_check() -> LedgerCheck:
     """Prove the books balance: every transaction and the whole ledger sum to zero, no user account is
-    negative, cached credit balances equal their entries, unfrozen earnings equal unfrozen settlement
-    shares, pending payouts equal allocations minus booked claims, paid out equals booked claims."""
+    negative, cached credit balances equal their entries, held credit equals the payer's pending fees
+    and never exceeds the balance, every fee transaction's entries equal the splits of its settlements
+    and every settlement's split sums to its fee, unfrozen earnings equal unfrozen settlement shares,
+    pending payouts equal allocations minus booked claims, paid out equals booked claims."""
     problems: list[str] = []
     with transaction.atomic():
         by_txn = grouped_sums(LedgerEntry.objects.all(), "transaction_id")
@@ -160,14 +259,25 @@ def ledger_check() -> LedgerCheck:
         if grand != 0:
             problems.append(f"all entries sum to {grand}, not 0")
         by_account = grouped_sums(LedgerEntry.objects.all(), "account_id")
+        held_expected = grouped_sums(PendingFee.objects.all(), "payer_id", "fee")
         totals: dict[str, int] = defaultdict(int)
+        accounts = {}
         for account in LedgerAccount.objects.all():
+            accounts[account.pk] = account
             derived = by_account.get(account.pk, 0)
             totals[account.kind] += derived
             if account.kind not in SYSTEM_KINDS and derived < 0:
                 problems.append(f"{account.key} is negative: {derived}")
-            if account.kind == AccountKind.CREDIT and account.balance != derived:
-                problems.append(f"{account.key} cached balance {account.balance} != sum of entries {derived}")
+            if account.kind == AccountKind.CREDIT:
+                if account.balance != derived:
+                    problems.append(f"{account.key} cached balance {account.balance} != sum of entries {derived}")
+                if account.held != held_expected.pop(account.user_id, 0):
+                    problems.append(f"{account.key} holds {account.held} for fees, not the sum of its pending fees")
+                if not 0 <= account.held <= account.balance:
+                    problems.append(f"{account.key} holds {account.held} of a balance of {account.balance}")
+        for user_id, amount in held_expected.items():
+            problems.append(f"user {user_id} has {amount} in pending fees and no credit account holding them")
+        problems += _fee_transaction_problems(accounts)
         unfrozen = SettlementShare.objects.filter(epoch__isnull=True)
         expected = {
             AccountKind.EARNINGS: grouped_sums(unfrozen.filter(role=ShareRole.CONTRIBUTOR), "user_id"),
@@ -186,3 +296,37 @@ def ledger_check() -> LedgerCheck:
         count = LedgerTransaction.objects.count()
         entries = LedgerEntry.objects.count()
     return LedgerCheck(ok=not problems, problems=problems, transactions=count, entries=entries, totals=dict(totals))
+
+
+def _fee_transaction_problems(accounts: dict[int, LedgerAccount]) -> list[str]:
+    """Each fee transaction books a batch of settlements: its entry on each account must equal what those
+    settlements' splits put there, and each settlement's split must add up to its fee."""
+    problems = []
+    by_key = {account.key: pk for pk, account in accounts.items()}
+    expected: dict[tuple, int] = defaultdict(int)
+
+    def add(txn_id, key, amount):
+        expected[(txn_id, by_key.get(key, key))] += amount
+
+    settlements = Settlement.objects.all()
+    for (txn_id, payer_id), fees in grouped_sums(settlements, ("transaction_id", "payer_id"), "fee").items():
+        add(txn_id, account_key(AccountKind.CREDIT, payer_id), -fees)
+    for txn_id, protocol in grouped_sums(settlements, "transaction_id", "protocol_amount").items():
+        add(txn_id, account_key(AccountKind.TREASURY), protocol)
+    role_kind = {ShareRole.OWNER: AccountKind.OWNER_EARNINGS, ShareRole.CONTRIBUTOR: AccountKind.EARNINGS}
+    shares = SettlementShare.objects.all()
+    for (txn_id, role, user_id), amount in grouped_sums(
+            shares, ("settlement__transaction_id", "role", "user_id")).items():
+        add(txn_id, account_key(role_kind[role], user_id), amount)
+    actual = grouped_sums(LedgerEntry.objects.filter(transaction__kind=LedgerTransaction.Kind.FEE),
+                          ("transaction_id", "account_id"))
+    for key in sorted(set(expected) | set(actual), key=str):
+        if expected.get(key, 0) != actual.get(key, 0):
+            problems.append(f"fee transaction {key[0]}: account {key[1]} has {actual.get(key, 0)}, its settlements "
+                            f"put {expected.get(key, 0)} there")
+    shared = grouped_sums(shares, "settlement_id")
+    for pk, fee, protocol, owner, contributors in settlements.values_list(
+            "pk", "fee", "protocol_amount", "owner_amount", "contributors_amount"):
+        if protocol + owner + contributors != fee or owner + contributors != shared.get(pk, 0):
+            problems.append(f"settlement {pk}: the split does not add up to its fee {fee}")
+    return problems[:50]

@@ -1,9 +1,10 @@
 """Rewards: the OPEN ledger (double entry, append-only), fee settlements, wallets, epochs and the chain.
 
 Every amount is an `AmountField` (exact int base units, 18 decimals). Ledger rows are never updated or
-deleted; balances are sums of entries (`rewards.ledger`). The one cached figure, `LedgerAccount.balance`
-of user *credit* accounts, exists so `fee_settle` can refuse an overdraft under a row lock without
-summing a payer's whole history; `ledger_check` proves it equals the sum of its entries.
+deleted; balances are sums of entries (`rewards.ledger`). The cached figures of user *credit* accounts,
+`LedgerAccount.balance` and `held`, exist so an inference's fee can be held (refused when short) with one
+conditional row update instead of summing a payer's whole history; `ledger_check` proves `balance`
+equals the sum of the account's entries and `held` the sum of the payer's `PendingFee` rows.
 """
 
 from django.conf import settings
@@ -103,6 +104,8 @@ class LedgerAccount(models.Model):
     kind = models.CharField(max_length=20, choices=AccountKind.choices)
     user = models.ForeignKey(USER, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts")
     balance = AmountField(default=0, help_text="Cached sum of entries; kept for credit accounts only.")
+    held = AmountField(default=0, help_text="Credit accounts: fees recorded but not settled yet (the payer's "
+                                            "pending fees). Spendable credit is balance - held.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -148,8 +151,36 @@ class LedgerEntry(AppendOnly):
 
 # --- Settlements ----------------------------------------------------------------------------------------
 
+class PendingFee(models.Model):
+    """An inference's fee, recorded in the request's transaction while its amount is held on the payer's
+    credit (`services.fee_record`), and settled in batches (`services.fee_settle_batch`), which deletes
+    the row in the same transaction that books its `Settlement`. The split is computed at settlement from
+    the stored inputs and the policy version in force when the fee was recorded."""
+
+    # A queue whose rows live for seconds, read by inference id or in id order: the foreign keys get no
+    # index of their own, so recording a fee (once per inference) maintains only two.
+    inference_id = models.CharField(max_length=120, unique=True)
+    payer = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+", db_index=False)
+    model_owner = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+", db_index=False)
+    model_version_hash = models.CharField(max_length=80)
+    receipt_id = models.CharField(max_length=120, blank=True)
+    fee = AmountField()
+    policy = models.ForeignKey(FeePolicyVersion, on_delete=models.PROTECT, related_name="+", db_index=False)
+    contributor_shares = models.JSONField(default=dict, blank=True, help_text="{user id: ppm}, summing to 10**6.")
+    contributor_rows = models.JSONField(default=dict, blank=True, help_text="{user id: [row ids]}")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"pending fee {self.inference_id}"
+
+
 class Settlement(AppendOnly):
-    """One inference's fee, split and booked; `inference_id` is its idempotency key."""
+    """One inference's fee, split and booked; `inference_id` is its idempotency key. Fees are booked in
+    batches: the ledger transaction holds the batch's entries per account, and `ledger_check` proves
+    they equal the sum of its settlements' splits. `created_at` is when the fee was recorded."""
 
     inference_id = models.CharField(max_length=120, unique=True)
     payer = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
@@ -162,7 +193,7 @@ class Settlement(AppendOnly):
     owner_amount = AmountField()
     contributors_amount = AmountField(help_text="After the fallback: 0 when the receipt named nobody.")
     fallback_used = models.BooleanField(default=False)
-    transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="settlement")
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="settlements")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -182,7 +213,9 @@ class SettlementShare(models.Model):
     only field ever updated)."""
 
     settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="shares")
-    user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="reward_shares")
+    # No index of its own: the (user, epoch) index below serves every lookup by user, and each index is
+    # maintained for every share a settlement batch inserts.
+    user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="reward_shares", db_index=False)
     role = models.CharField(max_length=16, choices=ShareRole.choices)
     ppm = models.PositiveIntegerField(default=0, help_text="Contributor share in parts per million.")
     amount = AmountField()
@@ -192,11 +225,11 @@ class SettlementShare(models.Model):
     class Meta:
         indexes = [models.Index(fields=["user", "epoch"])]
 
-
-# --- Wallets --------------------------------------------------------------------------------------------
-
     def __str__(self):
         return f"{self.user_id} {self.role} {self.amount}"
+
+
+# --- Wallets --------------------------------------------------------------------------------------------
 
 
 class Wallet(models.Model):
@@ -223,11 +256,11 @@ class WalletNonce(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
 
-
-# --- Chain ----------------------------------------------------------------------------------------------
-
     def __str__(self):
         return self.nonce
+
+
+# --- Chain ----------------------------------------------------------------------------------------------
 
 
 class ChainDeployment(models.Model):

@@ -12,7 +12,9 @@ from .models import (
     EpochState,
     FeePolicyVersion,
     PayoutLeaf,
+    PendingFee,
     ReconciliationIssue,
+    Settlement,
     SettlementShare,
     ShareRole,
     Wallet,
@@ -88,8 +90,39 @@ def _share_status(share, cumulative_by_epoch_address, booked) -> str:
 
 
 def credit_balance(*, user) -> int:
-    """The user's spendable OPEN credit, in base units (what an inference is paid from)."""
-    return ledger.balance(kind=AccountKind.CREDIT, user=user)
+    """The user's spendable OPEN credit, in base units (what an inference is paid from): the balance
+    less the fees of inferences recorded and not settled yet."""
+    return ledger.credit_available(user_id=user.pk)
+
+
+def fee_for(*, inference_id: str, user) -> dict | None:
+    """One inference's fee and its split, for its payer, the model's owner or staff (None otherwise, or
+    when there is no such fee). `status` is "pending" (held, booked by the next batch: the split shown
+    is the one it will be booked with) or "settled"."""
+    from .services import fee_split
+
+    settlement = Settlement.objects.filter(inference_id=str(inference_id)).select_related(
+        "policy", "transaction").first()
+    pending = None if settlement else PendingFee.objects.filter(inference_id=str(inference_id)).select_related(
+        "policy").first()
+    charge = settlement or pending
+    if charge is None or not (user.is_staff or user.pk in (charge.payer_id, charge.model_owner_id)):
+        return None
+    if settlement is not None:
+        contributors = dict(settlement.shares.filter(role=ShareRole.CONTRIBUTOR).values_list("user_id", "amount"))
+        protocol, owner = settlement.protocol_amount, settlement.owner_amount
+    else:
+        split = fee_split(fee=pending.fee, policy=pending.policy,
+                          contributor_shares={int(k): v for k, v in pending.contributor_shares.items()})
+        protocol, owner, contributors = split.protocol, split.owner, split.contributors
+    return {
+        "inference_id": charge.inference_id, "status": "settled" if settlement else "pending", "fee": charge.fee,
+        "protocol": protocol, "owner": owner,
+        "contributors": [{"user_id": uid, "amount": amount} for uid, amount in sorted(contributors.items())],
+        "policy_version": charge.policy.version, "model_version_hash": charge.model_version_hash,
+        "recorded_at": charge.created_at,
+        "settled_at": settlement.transaction.created_at if settlement else None,
+    }
 
 
 def earnings_for(*, user, limit: int = 200) -> dict:
@@ -116,6 +149,7 @@ def earnings_for(*, user, limit: int = 200) -> dict:
         "paid_out": ledger.balance(kind=AccountKind.PAID_OUT, user=user),
         "credit": ledger.balance(kind=AccountKind.CREDIT, user=user),
     }
+    totals["credit_held"] = totals["credit"] - ledger.credit_available(user_id=user.pk)
     return {
         "totals": totals,
         "totals_open": {k: ledger.format_open(v) for k, v in totals.items()},
@@ -142,12 +176,83 @@ def admin_overview() -> dict:
     accruing = ledger.sum_amounts(ledger.LedgerEntry.objects.filter(
         account__kind__in=[AccountKind.EARNINGS, AccountKind.OWNER_EARNINGS]))
     credit = ledger.sum_amounts(ledger.LedgerEntry.objects.filter(account__kind=AccountKind.CREDIT))
+    fees_pending = ledger.sum_amounts(PendingFee.objects.all(), "fee")
     figures = {"treasury": system["treasury"], "deposits": -system["deposits"], "grants": -system["grants"],
-               "credit": credit, "accruing": accruing, "pending": pending, "paid_out": paid}
+               "credit": credit, "accruing": accruing, "pending": pending, "paid_out": paid,
+               "fees_pending": fees_pending}
     return {
         "figures": figures,
         "figures_open": {k: ledger.format_open(v) for k, v in figures.items()},
         "epochs": list(Epoch.objects.select_related("deployment")[:20]),
         "issues": list(ReconciliationIssue.objects.filter(resolved_at__isnull=True)[:50]),
         "relay_threshold": settings.REWARDS_RELAY_THRESHOLD,
+        "fees_pending_count": PendingFee.objects.count(),
     }
+
+
+# --- Reads for insights' daily summaries, for [start, end) datetimes. Amounts are exact int base units,
+# summed in Python (on SQLite the column is text: see `rewards.fields`).
+
+def settlement_daily_totals(*, start, end) -> list[dict]:
+    """Per (UTC day, model version hash): settled answers, fees and their split."""
+    from .models import Settlement
+
+    totals: dict = {}
+    rows = (Settlement.objects.filter(created_at__gte=start, created_at__lt=end).order_by()
+            .values_list("created_at", "model_version_hash", "fee", "contributors_amount", "owner_amount",
+                         "protocol_amount").iterator(chunk_size=5000))
+    for created, model_hash, fee, contributors, owner, protocol in rows:
+        entry = totals.setdefault((created.date(), model_hash), {
+            "day": created.date(), "model_version_hash": model_hash, "settlements": 0, "fee": 0,
+            "contributors": 0, "owner": 0, "protocol": 0})
+        entry["settlements"] += 1
+        entry["fee"] += int(fee)
+        entry["contributors"] += int(contributors)
+        entry["owner"] += int(owner)
+        entry["protocol"] += int(protocol)
+    return list(totals.values())
+
+
+def contributor_earnings_daily(*, start, end) -> list[dict]:
+    """Per (UTC day, user id): what contributors earned from answers settled in [start, end)."""
+    totals: dict = defaultdict(int)
+    rows = (SettlementShare.objects.filter(role=ShareRole.CONTRIBUTOR, settlement__created_at__gte=start,
+                                           settlement__created_at__lt=end).order_by()
+            .values_list("settlement__created_at", "user_id", "amount").iterator(chunk_size=5000))
+    for created, user_id, amount in rows:
+        totals[(created.date(), user_id)] += int(amount)
+    return [{"day": day, "user_id": user_id, "amount": amount} for (day, user_id), amount in totals.items()]
+
+
+def claims_daily_totals(*, start, end) -> list[dict]:
+    """Per UTC day: OPEN claimed on chain (claims booked in the ledger) in [start, end)."""
+    totals: dict = defaultdict(int)
+    rows = (ChainClaim.objects.filter(created_at__gte=start, created_at__lt=end, transaction__isnull=False)
+            .order_by().values_list("created_at", "amount"))
+    for created, amount in rows:
+        totals[created.date()] += int(amount)
+    return [{"day": day, "amount": amount} for day, amount in totals.items()]
+
+
+def epochs_overview() -> list[dict]:
+    """Every epoch, oldest first: what it froze (accrued), funded, its recipients, and what was claimed on
+    chain between its freeze and the next epoch's."""
+    from django.db.models import Count
+
+    from .models import PayoutAllocation
+
+    epochs = list(Epoch.objects.order_by("frozen_at", "number"))
+    recipients = dict(PayoutAllocation.objects.values_list("epoch_id").annotate(n=Count("id"))
+                      .values_list("epoch_id", "n"))
+    claims = list(ChainClaim.objects.filter(transaction__isnull=False).values_list("created_at", "amount"))
+    overview = []
+    for position, epoch in enumerate(epochs):
+        until = epochs[position + 1].frozen_at if position + 1 < len(epochs) else None
+        claimed = sum(int(amount) for created, amount in claims
+                      if created >= epoch.frozen_at and (until is None or created < until))
+        overview.append({
+            "number": epoch.number, "state": epoch.state, "frozen_at": epoch.frozen_at, "closed_at": epoch.closed_at,
+            "accrued": int(epoch.increase), "funded": int(epoch.funded_amount), "claimed": claimed,
+            "recipients": recipients.get(epoch.pk, 0),
+        })
+    return overview

@@ -4,20 +4,39 @@
 from celery import shared_task
 
 
+@shared_task(name="rewards.tasks.fees_settle", acks_late=True)
+def fees_settle() -> int:
+    """Book the recorded fees in batches (beat every few seconds, and queued on demand after inferences)."""
+    from .services import fees_settle_pending
+
+    return fees_settle_pending()
+
+
 @shared_task(name="rewards.tasks.epoch_close_scheduled")
 def epoch_close_scheduled() -> None:
     """Beat entry point: queue the close on the chain queue."""
     chain_epoch_close.delay()
 
 
-@shared_task(name="rewards.tasks.chain_epoch_close", acks_late=True)
-def chain_epoch_close(actor_id: int | None = None) -> dict:
+@shared_task(name="rewards.tasks.chain_epoch_close", acks_late=True, bind=True, max_retries=8)
+def chain_epoch_close(self, actor_id: int | None = None) -> dict:
     from django.contrib.auth import get_user_model
+    from django.utils import timezone
 
-    from .services import epoch_close
+    from .models import Epoch, EpochState
+    from .services import EpochBlocked, epoch_close
 
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
-    epoch = epoch_close(actor=actor)
+    try:
+        epoch = epoch_close(actor=actor)
+    except EpochBlocked:
+        # A worker killed mid-close keeps its lease until it lapses. The redelivered task must try again
+        # then; failing now would leave the epoch half-published until next week's beat.
+        lease_until = (Epoch.objects.exclude(state=EpochState.CLOSED).filter(lease_until__gt=timezone.now())
+                       .values_list("lease_until", flat=True).first())
+        if lease_until is None:
+            raise  # a disagreement with the chain: a person has to look (reconciliation issues)
+        raise self.retry(countdown=(lease_until - timezone.now()).total_seconds() + 1) from None
     return {"epoch": epoch.number if epoch else None, "state": epoch.state if epoch else None}
 
 

@@ -188,3 +188,37 @@ def publish(django_capture_on_commit_callbacks):
         return datanet_services.version_publish(datanet=datanet, actor=owner)
 
     return make
+
+
+# --- The chain: one real in-process py-evm chain per session, token and distributor deployed, reverted to
+# its snapshot after each test (used by the rewards, insights and story suites).
+
+
+@pytest.fixture(scope="session")
+def _chain_world():
+    from rewards.chain import ChainClient, deploy_rewards
+
+    client = ChainClient.in_process()
+    deployed = deploy_rewards(client, supply=10**9 * 10**18)
+    return client, deployed
+
+
+@pytest.fixture
+def chain(db, _chain_world, settings):
+    from types import SimpleNamespace
+
+    from rewards.chainio import deployment_record, set_chain_client
+
+    client, deployed = _chain_world
+    snapshot = client.snapshot()
+    set_chain_client(client)
+    settings.CHAIN_ID = client.chain_id
+    settings.REWARDS_RELAY_THRESHOLD = 0
+    deployment = deployment_record(client=client, token_address=deployed.token.address,
+                                   distributor_address=deployed.distributor.address,
+                                   deployed_at_block=deployed.deployed_at_block)
+    accounts = client.local_chain.accounts
+    yield SimpleNamespace(client=client, deployment=deployment, token=deployed.token,
+                          distributor=deployed.distributor, treasury=accounts[0], wallets=accounts[2:9])
+    set_chain_client(None)
+    client.revert_to_snapshot(snapshot)

@@ -20,14 +20,15 @@ from .index import (
     VerificationReport,
     build_index,
     merge_top_rows,
-    scan_scores,
 )
 from .projection import BlockProjector, ProjectionSpec, allocate_block_dims
 from .query import Attribution, Attributor, with_predicted_labels
 from .receipt import build_receipt, receipt_digest
+from .scan import compiled_kernel_failure, scan_scores
 from .shares import (
     PPM,
     ContributorShares,
+    ScoreMap,
     SharePolicy,
     capped_normalise,
     contributor_shares,
@@ -51,6 +52,7 @@ __all__ = [
     "IndexConfig",
     "ProjectionSpec",
     "RowScore",
+    "ScoreMap",
     "SharePolicy",
     "TopRows",
     "TrainingBatch",
@@ -60,6 +62,7 @@ __all__ = [
     "build_receipt",
     "canonical_json",
     "canonical_sha256",
+    "compiled_kernel_failure",
     "capped_normalise",
     "contributor_shares",
     "largest_remainder_ppm",

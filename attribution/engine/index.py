@@ -25,8 +25,9 @@ Storage: ``manifest.json`` + ``shard_00000.safetensors``... + ``contributors.saf
 index hash is the sha256 of the canonical manifest JSON, which itself lists every file's sha256,
 so it pins every byte. ``verify()`` recomputes all of it.
 
-Scoring streams shards (``score_shard_range`` is a pure function of the index files and the
-queries), so several workers can each score a shard range and ``merge_top_rows`` their results.
+Scoring memory-maps the shards and scans them in place (``scan.py``: one fused fp16 pass per query),
+and ``score_shard_range`` is a pure function of the index files and the queries, so several
+workers can each score a shard range and ``merge_top_rows`` their results.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -46,16 +48,13 @@ from safetensors.torch import save_file
 from .canonical import canonical_json, canonical_sha256, file_sha256
 from .gradients import GradientBlock, GradientFeaturizer, TokenReduction
 from .projection import BlockProjector, ProjectionSpec
+from .scan import scan_scores
 
 CurvatureKind = Literal["empirical_fisher", "fisher"]
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 CONTRIBUTORS_NAME = "contributors.safetensors"
 _SPILL_DIR = ".build"
-# Below this many queries torch's fp16 matrix-vector kernel (memory-bound) is fastest; above it,
-# converting cache-sized chunks to fp32 and using one GEMM amortises the read over the queries.
-_BATCHED_SCAN_MIN_QUERIES = 8
-_SCAN_CHUNK_ROWS = 2048
 
 
 @dataclass(frozen=True)
@@ -281,6 +280,30 @@ class IndexBuilder:
         return AttributionIndex(self.directory)
 
 
+_SAFETENSORS_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
+
+
+def memory_mapped_tensor(path: Path, key: str) -> torch.Tensor:
+    """Tensor ``key`` of a safetensors file as a copy-on-write memory map (no read, no copy).
+
+    The safetensors layout is an 8-byte little-endian header length, a JSON header giving each
+    tensor's dtype, shape and byte range, then the data. Writes to the tensor (none are made)
+    would stay private to this process.
+    """
+    with open(path, "rb") as handle:
+        header_size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(header_size))
+    entry = header.get(key)
+    if entry is None or entry.get("dtype") not in _SAFETENSORS_DTYPES:
+        raise ValueError(f"{path.name}: no memory-mappable tensor {key!r}")
+    dtype = np.dtype(_SAFETENSORS_DTYPES[entry["dtype"]])
+    shape = tuple(entry["shape"])
+    begin, end = entry["data_offsets"]
+    if end - begin != math.prod(shape) * dtype.itemsize:
+        raise ValueError(f"{path.name}: tensor {key!r} has a byte range that does not match its shape")
+    return torch.from_numpy(np.memmap(path, dtype=dtype, mode="c", offset=8 + header_size + begin, shape=shape))
+
+
 def _power_of_two_scale(values: torch.Tensor) -> float:
     """Scale that brings ``values`` to max-abs ≤ 1 for fp16 storage. A power of two is exact in
     floating point, so a row's stored value does not depend on which other rows share its shard
@@ -313,30 +336,6 @@ def build_index(
             raise ValueError(f"unknown curvature {config.curvature!r}")
         builder.add(features, batch.row_ids, batch.contributor_ids, batch.cluster_ids, curvature_rows)
     return builder.finalize()
-
-
-def scan_scores(psi: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-    """``psi [n, k] fp16 · queries [Q, k]`` → ``[Q, n]`` float32 scores.
-
-    Queries are scaled to max-abs 1 before the fp16 kernel (gradients can be far below fp16's
-    normal range) and the scale is restored after. One or a few queries use torch's fp16
-    matrix-vector kernel, which runs at memory bandwidth; larger batches convert cache-sized chunks
-    to fp32 and share one GEMM, so the index is read once for all of them.
-    """
-    queries = queries.float()
-    scale = queries.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    normalised = queries / scale
-    if queries.shape[0] < _BATCHED_SCAN_MIN_QUERIES:
-        rows = [torch.mv(psi, q.to(torch.float16).contiguous()).float() for q in normalised]
-        return torch.stack(rows) * scale
-    out = torch.empty(queries.shape[0], psi.shape[0])
-    buffer = torch.empty(min(_SCAN_CHUNK_ROWS, psi.shape[0]), psi.shape[1])
-    transposed = normalised.to(torch.float16).float().T.contiguous()
-    for start in range(0, psi.shape[0], _SCAN_CHUNK_ROWS):
-        chunk = buffer[: min(_SCAN_CHUNK_ROWS, psi.shape[0] - start)]
-        chunk.copy_(psi[start : start + chunk.shape[0]])
-        out[:, start : start + chunk.shape[0]] = (chunk @ transposed).T
-    return out * scale
 
 
 def _top_rows(scores: torch.Tensor, offset: int, top_k: int) -> TopRows:
@@ -410,14 +409,19 @@ class AttributionIndex:
         return len(self.manifest["shards"])
 
     def shard(self, number: int) -> tuple[torch.Tensor, float]:
-        """Shard ``number`` as (fp16 Ψ rows, scale); true Ψ = rows × scale."""
+        """Shard ``number`` as (fp16 Ψ rows, scale); true Ψ = rows × scale.
+
+        The rows are a copy-on-write memory map of the shard file (no copy: scanning reads the page
+        cache directly, and an index larger than RAM pages in and out as it is scanned), or with
+        ``keep_in_memory`` a private copy that stays resident.
+        """
         cached = self._shard_cache.get(number)
         if cached is not None:
             return cached
-        with safe_open(str(self.directory / self.manifest["shards"][number]["file"]), framework="pt") as handle:
-            loaded = (handle.get_tensor("psi"), float(handle.get_tensor("scale")[0]))
-        if self.keep_in_memory:
-            self._shard_cache[number] = loaded
+        path = self.directory / self.manifest["shards"][number]["file"]
+        psi = memory_mapped_tensor(path, "psi")
+        loaded = (psi.clone() if self.keep_in_memory else psi, float(memory_mapped_tensor(path, "scale")[0]))
+        self._shard_cache[number] = loaded
         return loaded
 
     def score_shard_range(self, queries: torch.Tensor, first_shard: int, stop_shard: int, top_k: int) -> TopRows:
@@ -425,7 +429,8 @@ class AttributionIndex:
         parts = []
         for number in range(first_shard, stop_shard):
             psi, scale = self.shard(number)
-            parts.append(_top_rows(scan_scores(psi, queries) * scale, self.manifest["shards"][number]["start"], top_k))
+            # The scale is a power of two, so folding it into the queries is exact and saves a pass.
+            parts.append(_top_rows(scan_scores(psi, queries * scale), self.manifest["shards"][number]["start"], top_k))
         return merge_top_rows(parts, top_k)
 
     def top_rows(self, queries: torch.Tensor, top_k: int) -> TopRows:
@@ -436,7 +441,7 @@ class AttributionIndex:
         parts = []
         for number in range(self.num_shards):
             psi, scale = self.shard(number)
-            parts.append(scan_scores(psi, queries) * scale)
+            parts.append(scan_scores(psi, queries * scale))
         return torch.cat(parts, dim=1)
 
     def contributor_matrix(self) -> tuple[torch.Tensor, float]:
@@ -449,7 +454,7 @@ class AttributionIndex:
     def contributor_scores(self, queries: torch.Tensor) -> torch.Tensor:
         """Net cluster-weighted score per contributor ``[Q, n_contributors]`` (order: ``contributors``)."""
         matrix, scale = self.contributor_matrix()
-        return scan_scores(matrix, queries) * scale
+        return scan_scores(matrix, queries * scale)
 
     def row_score(self, position: int, score: float) -> RowScore:
         return RowScore(self.row_ids[position], self.row_contributor_ids[position], score)

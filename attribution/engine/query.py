@@ -13,14 +13,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from .gradients import GradientFeaturizer, eval_mode, model_inputs, model_logits
 from .index import AttributionIndex, RowScore
 from .projection import BlockProjector
-from .shares import ContributorShares, SharePolicy, contributor_shares
+from .shares import ContributorShares, ScoreMap, SharePolicy, contributor_shares
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class Attribution:
     """One inference's attribution."""
 
     top_rows: list[RowScore]
-    contributor_scores: dict[str, float]
+    contributor_scores: Mapping[str, float]  # every contributor's net score (a lazy ScoreMap)
     shares: ContributorShares
     latency_ms: float
 
@@ -56,6 +55,9 @@ class Attributor:
             raise ValueError("model's trainable layers differ from the layers the index was built on")
         self.featurizer.projector = BlockProjector(self.featurizer.blocks, index.projection,
                                                    device=self.featurizer.device)
+        # Load the contributor matrix and compile the scan kernel now (seconds, once per process)
+        # rather than inside the first inference's latency.
+        index.contributor_scores(torch.zeros(1, index.k))
 
     def query_features(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Projected query gradients ``[Q, k]`` on the CPU, where the index is scored."""
@@ -77,10 +79,6 @@ class Attributor:
             results.append((rows, scores, shares))
         latency_ms = (time.perf_counter() - started) * 1000 / max(1, queries.shape[0])
         return [
-            Attribution(rows, _score_dict(contributors, scores), shares, latency_ms)
+            Attribution(rows, ScoreMap.full(contributors, scores), shares, latency_ms)
             for rows, scores, shares in results
         ]
-
-
-def _score_dict(contributors: list[str], scores: np.ndarray) -> dict[str, float]:
-    return {c: float(s) for c, s in zip(contributors, scores)}

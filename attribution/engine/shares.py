@@ -9,7 +9,8 @@ already nets helpful and harmful rows, cluster-weighted):
    from every score (not just used as a cut-off) so barely-above-noise contributors get barely any
    share.
 2. Clip at zero: negative influence is never charged. Each contributor's net negative score is
-   reported separately (``negative_influence``) so it can be accumulated and shown.
+   reported separately (``negative_influence``, in contributor order) so it can be accumulated
+   and shown.
 3. Keep the ``top_contributors`` largest remaining scores (small payouts cost more gas than they are
    worth and are dominated by noise).
 4. Normalise to 1, then cap every share at ``cap`` by iterative redistribution: contributors over
@@ -22,13 +23,20 @@ already nets helpful and harmful rows, cluster-weighted):
    share by at most 1 ppm, possibly 1 ppm past the cap.
 
 If no contributor is left above the floor the result is empty (``is_empty``) with a ``reason``.
+
 Documented fallback for the caller: route that contributor fee pool pro rata to cluster-weighted
 row counts, which ``row_count_shares`` computes with the same cap and ppm rules.
+
+Cost: everything over all contributors is vectorised (one median, one comparison, one
+``argpartition``); per-contributor Python objects are made only for the ``top_contributors``
+kept. ``negative_influence`` (typically half of all contributors) and ``Attribution``'s full
+score map are ``ScoreMap`` views over the score vector that build Python entries only when read,
+so a query against 10,000 contributors stays well under a millisecond.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,11 +59,69 @@ class SharePolicy:
             raise ValueError("noise_floor_multiplier must be non-negative")
 
 
+class ScoreMap(Mapping[str, float]):
+    """Read-only ``{contributor id: value}`` over a numpy vector, materialised only when read.
+
+    ``positions`` picks the entries (in that order) of ``ids``; ``values[j]`` belongs to
+    ``ids[positions[j]]``. Compares equal to any mapping with the same items, like a dict.
+    """
+
+    __slots__ = ("_ids", "_positions", "_values", "_lookup")
+
+    def __init__(self, ids: Sequence[str], positions: np.ndarray, values: np.ndarray):
+        if positions.shape != values.shape:
+            raise ValueError("positions and values must have the same shape")
+        self._ids = ids
+        self._positions = positions
+        self._values = values
+        self._lookup: dict[str, int] | None = None
+
+    @classmethod
+    def full(cls, ids: Sequence[str], values: np.ndarray) -> ScoreMap:
+        return cls(ids, np.arange(len(ids)), np.asarray(values))
+
+    @property
+    def values_array(self) -> np.ndarray:
+        return self._values
+
+    def total(self) -> float:
+        return float(self._values.sum())
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    def __iter__(self) -> Iterator[str]:
+        ids = self._ids
+        return (ids[p] for p in self._positions.tolist())
+
+    def __getitem__(self, contributor_id: str) -> float:
+        if self._lookup is None:
+            self._lookup = {self._ids[p]: j for j, p in enumerate(self._positions.tolist())}
+        return float(self._values[self._lookup[contributor_id]])
+
+    def items(self) -> ItemsView[str, float]:
+        return _ScoreMapItems(self)
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.items())
+
+    def __repr__(self) -> str:
+        return f"ScoreMap({len(self)} entries)"
+
+
+class _ScoreMapItems(ItemsView):
+    """``items()`` that pairs ids with values in one pass (no per-key lookups)."""
+
+    def __iter__(self):
+        mapping = self._mapping
+        return zip(mapping, mapping.values_array.tolist())
+
+
 @dataclass(frozen=True)
 class ContributorShares:
     shares: dict[str, float]
     shares_ppm: dict[str, int]
-    negative_influence: dict[str, float]
+    negative_influence: Mapping[str, float]
     noise_floor: float
     effective_cap: float
     reason: str | None = None
@@ -97,13 +163,13 @@ def capped_normalise(weights: np.ndarray, cap: float) -> tuple[np.ndarray, float
             shares[free] = weights[free] / weights[free].sum() * remaining_mass
 
 
-def _finish(ids: Sequence[str], weights: np.ndarray, cap: float, floor: float, negative: dict[str, float],
-            scores: dict[str, float]) -> ContributorShares:
+def _finish(ids: Sequence[str], weights: np.ndarray, cap: float, floor: float,
+            negative: Mapping[str, float], scores: dict[str, float]) -> ContributorShares:
     shares, effective_cap = capped_normalise(weights, cap)
     ppm = largest_remainder_ppm(shares)
     return ContributorShares(
-        shares={c: float(s) for c, s in zip(ids, shares)},
-        shares_ppm={c: int(p) for c, p in zip(ids, ppm)},
+        shares=dict(zip(ids, shares.tolist())),
+        shares_ppm=dict(zip(ids, ppm.tolist())),
         negative_influence=negative,
         noise_floor=floor,
         effective_cap=effective_cap,
@@ -119,21 +185,21 @@ def contributor_shares(
     if values.shape != (len(contributor_ids),):
         raise ValueError("need exactly one score per contributor")
     negative_positions = np.flatnonzero(values < 0)
-    negative = dict(zip([contributor_ids[i] for i in negative_positions], (-values[negative_positions]).tolist()))
+    negative = ScoreMap(contributor_ids, negative_positions, -values[negative_positions])
     floor = policy.noise_floor_multiplier * float(np.median(np.abs(values))) if len(values) else 0.0
-    above = values - floor
-    candidates = np.flatnonzero(above > 0)
+    candidates = np.flatnonzero(values - floor > 0)
     if candidates.size == 0:
         return ContributorShares({}, {}, negative, floor, policy.cap,
                                  reason="no contributor scored above the noise floor")
+    above = values[candidates] - floor
     if candidates.size > policy.top_contributors:
-        keep = np.argpartition(-above[candidates], policy.top_contributors - 1)[: policy.top_contributors]
-        candidates = candidates[keep]
+        keep = np.argpartition(-above, policy.top_contributors - 1)[: policy.top_contributors]
+        candidates, above = candidates[keep], above[keep]
     # Deterministic order: by descending score, then contributor id.
-    candidates = sorted(candidates.tolist(), key=lambda i: (-above[i], contributor_ids[i]))
-    ids = [contributor_ids[i] for i in candidates]
-    return _finish(ids, above[candidates], policy.cap, floor, negative,
-                   {contributor_ids[i]: float(values[i]) for i in candidates})
+    order = sorted(range(candidates.size), key=lambda j: (-above[j], contributor_ids[candidates[j]]))
+    candidates, above = candidates[order], above[order]
+    ids = [contributor_ids[i] for i in candidates.tolist()]
+    return _finish(ids, above, policy.cap, floor, negative, dict(zip(ids, values[candidates].tolist())))
 
 
 def row_count_shares(row_counts: Mapping[str, float], cap: float = SharePolicy.cap) -> ContributorShares:

@@ -46,7 +46,11 @@ class RejectionCode(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A row-level refusal: a stable code plus a message that names the line and the fix."""
+    """A row-level refusal: a stable code plus a message that names the line and the fix.
+
+    A ``duplicate`` of an earlier row of the same upload names that row in ``duplicate_of_upload_row``,
+    so that whoever stores the upload can link the two."""
 
     code: RejectionCode
     message: str
+    duplicate_of_upload_row: int | None = None

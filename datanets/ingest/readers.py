@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -212,6 +213,30 @@ def _read_header(reader: Iterator[list[str]], feeder: _CsvLineFeeder, ctx: ReadC
             return header
 
 
+# A JSON string (skipped whole, escapes included) or one bracket: what nesting depth is made of.
+_JSON_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def json_text_depth_exceeds(text: str, max_depth: int) -> bool:
+    """Whether JSON text nests deeper than ``max_depth``, found by scanning, before any parsing.
+
+    ``json.loads`` recurses in C once per level and relies on the interpreter's recursion limit to stop:
+    where a library has raised that limit (pytest plugins, some ML stacks do), a line of a million
+    brackets overflows the C stack and kills the worker instead of raising. Scanning first never recurses."""
+    if text.count("{") + text.count("[") <= max_depth:
+        return False
+    depth = 0
+    for match in _JSON_STRUCTURE.finditer(text):
+        token = match.group()
+        if token in ("{", "["):
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif token in ("}", "]"):
+            depth -= 1
+    return False
+
+
 def json_depth_exceeds(value: Any, max_depth: int) -> bool:
     """Whether nesting goes deeper than ``max_depth`` (a flat object has depth 1); iterative, so safe."""
     stack = [(value, 1)]
@@ -273,6 +298,13 @@ def read_jsonl(lines: Iterator[bytes | None], ctx: ReadContext) -> Iterator[RawR
         if line_number == 1:
             text = text.removeprefix("\ufeff")
         if not text.strip():
+            continue
+        if json_text_depth_exceeds(text, max_depth):
+            yield RawRecord(
+                line_number,
+                rejection_code=RejectionCode.TOO_DEEP,
+                detail=f"JSON nested deeper than {max_depth} levels",
+            )
             continue
         try:
             obj = json.loads(text)

@@ -61,6 +61,8 @@ class DatanetSchema:
     max_field_length: int = 10_000
     max_rows_per_contribution: int = 100_000
     _lookup: dict[str, str] = field(init=False, repr=False, compare=False, hash=False)
+    # Derived once: content_columns is read twice per uploaded row (hashing, near-duplicate text).
+    _content_columns: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         try:
@@ -88,6 +90,8 @@ class DatanetSchema:
                 raise SchemaError(f"Column {name!r} is declared twice (names are case-insensitive)")
             lookup[key] = name
         object.__setattr__(self, "_lookup", lookup)
+        required, optional = TASK_COLUMNS[task_type]
+        object.__setattr__(self, "_content_columns", tuple(c for c in required + optional if c != "label"))
 
     def _check_labels(self) -> None:
         if self.task_type is not TaskType.TEXT_CLASSIFICATION:
@@ -122,8 +126,7 @@ class DatanetSchema:
         The label is deliberately excluded: the same text submitted with another label is the same
         content, and must surface as a label conflict rather than slip in as a "new" row.
         """
-        required, optional = TASK_COLUMNS[self.task_type]
-        return tuple(c for c in required + optional if c != "label")
+        return self._content_columns
 
     def resolve_column(self, name: str) -> str | None:
         """Canonical declared name for a header/key as found in a file, or None if undeclared."""
@@ -131,7 +134,7 @@ class DatanetSchema:
 
     def comparison_text(self, fields: Mapping[str, Any]) -> str:
         """The text compared for near-duplicates: all content columns joined in declared order."""
-        return "\n".join(str(fields.get(c) or "") for c in self.content_columns)
+        return "\n".join(str(fields.get(c) or "") for c in self._content_columns)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -22,8 +22,8 @@ from .neardup import NearDupIndex
 from .rows import RowFlag, RowId, RowResult
 from .schema import DatanetSchema
 
-# Rows whose MinHash signatures are computed together: large enough to vectorise, small enough to stream.
-SCREEN_CHUNK = 1024
+# Rows screened together: large enough that per-chunk numpy calls are amortised, small enough to stream.
+SCREEN_CHUNK = 2048
 LABEL_CONFLICT = "label_conflict"
 NEAR_DUPLICATE = "near_duplicate"
 
@@ -59,6 +59,10 @@ class UploadScreener:
     modified, because rows of an upload are not yet accepted by a curator. With
     ``near_dups_within_upload`` rows are also compared with earlier rows of the same upload (a private
     index with the same parameters).
+
+    Rows are screened a chunk at a time (:meth:`screen_all`): the exact checks are dictionary look-ups
+    per row; the near-duplicate work (signatures, band keys, bucket look-ups, similarity estimates, and
+    the within-upload index update) is a handful of numpy operations over the whole chunk.
     """
 
     def __init__(
@@ -72,10 +76,9 @@ class UploadScreener:
         self._existing = _lookup(existing)
         self._index = near_dup_index
         self._seen: dict[str, RowResult] = {}
-        self._precomputed: tuple[np.ndarray, np.ndarray] | None = None
-        # Row number -> (signature, band keys) of every row that reached near-duplicate screening, so
-        # the caller can index the stored rows without hashing their text again (signatures_of).
-        self._computed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # (row numbers, signatures, band keys) of each chunk's rows that reached near-duplicate
+        # screening, so the caller can index the stored rows without hashing their text again.
+        self._computed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._upload_index: NearDupIndex | None = None
         if near_dups_within_upload:
             reference = near_dup_index or NearDupIndex()
@@ -85,90 +88,10 @@ class UploadScreener:
 
     def screen(self, row: RowResult) -> RowResult:
         """The row with a ``duplicate`` rejection or extra flags; rejected rows pass through unchanged."""
-        if not row.accepted or row.fields is None or row.content_hash is None:
-            return row
-        label = row.fields.get("label")
-        where = f"Line {row.line_number}" if row.line_number is not None else f"Row {row.row_number}"
-        earlier = self._seen.get(row.content_hash)
-        if earlier is not None:
-            if earlier.fields is not None and earlier.fields.get("label") != label:
-                flag = RowFlag(
-                    LABEL_CONFLICT,
-                    f"{where}: the same text appears in row {earlier.row_number} of this upload with the label "
-                    f"'{earlier.fields.get('label')}'",
-                    upload_row_number=earlier.row_number,
-                )
-                return replace(row, flags=row.flags + (flag,))
-            return self._duplicate(
-                row, f"{where}: exact duplicate of row {earlier.row_number} of this upload"
-            )
-        self._seen[row.content_hash] = row
-        known = self._existing(row.content_hash)
-        if known is not None:
-            other = f"row {known.row_id}" if known.row_id is not None else "a row"
-            if known.label is not None and label is not None and known.label != label:
-                flag = RowFlag(
-                    LABEL_CONFLICT,
-                    f"{where}: the same text is already in this Datanet ({other}) with the label '{known.label}'",
-                    existing_row_id=known.row_id,
-                )
-                return replace(row, flags=row.flags + (flag,))
-            return self._duplicate(row, f"{where}: exact duplicate of {other} already in this Datanet")
-        return replace(row, flags=row.flags + self._near_duplicate_flags(row.fields, row.row_number, where))
-
-    def _duplicate(self, row: RowResult, message: str) -> RowResult:
-        return replace(row, fields=None, rejection=Rejection(RejectionCode.DUPLICATE, message))
-
-    def _near_duplicate_flags(
-        self, fields: Mapping[str, object], row_number: int, where: str
-    ) -> tuple[RowFlag, ...]:
-        indexes = [index for index in (self._index, self._upload_index) if index is not None]
-        if not indexes:
-            return ()
-        # One signature and one set of band keys serve both indexes (the upload index copies the Datanet
-        # index's parameters); screen_all computes them for a whole chunk in one vectorised call.
-        if self._precomputed is not None:
-            signature, keys = self._precomputed
-        else:
-            signature = indexes[0].signatures([self._schema.comparison_text(fields)])
-            keys = indexes[0].band_keys(signature)
-        self._computed[row_number] = (signature, keys)
-        flags = []
-        if self._index is not None and (match := self._index.query_signature(signature[0], keys[0])) is not None:
-            flags.append(
-                RowFlag(
-                    NEAR_DUPLICATE,
-                    f"{where}: {match.estimated_jaccard:.0%} similar to row {match.row_id} already in this Datanet",
-                    existing_row_id=match.row_id,
-                    similarity=match.estimated_jaccard,
-                )
-            )
-        if self._upload_index is not None:
-            if (match := self._upload_index.query_signature(signature[0], keys[0])) is not None:
-                flags.append(
-                    RowFlag(
-                        NEAR_DUPLICATE,
-                        f"{where}: {match.estimated_jaccard:.0%} similar to row {match.row_id} of this upload",
-                        upload_row_number=int(match.row_id),
-                        similarity=match.estimated_jaccard,
-                    )
-                )
-            self._upload_index.add_signatures([row_number], signature, keys)
-        return tuple(flags)
-
-    def signatures_of(self, row_numbers: Iterable[int]) -> tuple[list[int], np.ndarray, np.ndarray] | None:
-        """(row numbers, signatures, band keys) already computed for these rows, for
-        :meth:`NearDupIndex.add_signatures`; None when screening computed none."""
-        found = [n for n in row_numbers if n in self._computed]
-        if not found:
-            return None
-        signatures = np.concatenate([self._computed[n][0] for n in found])
-        keys = np.concatenate([self._computed[n][1] for n in found])
-        return found, signatures, keys
+        return self._screen_chunk([row])[0]
 
     def screen_all(self, rows: Iterable[RowResult]) -> Iterator[RowResult]:
-        """The same results as :meth:`screen` row by row, with MinHash signatures and band keys computed
-        for a chunk of rows at once: per-row numpy calls, not the hashing, dominated the cost."""
+        """:meth:`screen` for every row, in order, computed a chunk of rows at a time."""
         chunk: list[RowResult] = []
         for row in rows:
             chunk.append(row)
@@ -178,19 +101,118 @@ class UploadScreener:
         if chunk:
             yield from self._screen_chunk(chunk)
 
-    def _screen_chunk(self, chunk: list[RowResult]) -> Iterator[RowResult]:
+    def signatures_of(self, row_numbers: Iterable[int]) -> tuple[list[int], np.ndarray, np.ndarray] | None:
+        """(row numbers, signatures, band keys) already computed for those of these rows that reached
+        near-duplicate screening, in screening order, for :meth:`NearDupIndex.add_signatures`; None
+        when screening computed none of them."""
+        if not self._computed:
+            return None
+        wanted = np.fromiter(row_numbers, dtype=np.int64)
+        numbers = np.concatenate([numbers for numbers, _, _ in self._computed])
+        found = np.isin(numbers, wanted)
+        if not found.any():
+            return None
+        signatures = np.concatenate([signatures for _, signatures, _ in self._computed])[found]
+        keys = np.concatenate([keys for _, _, keys in self._computed])[found]
+        return numbers[found].tolist(), signatures, keys
+
+    # --- exact ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _where(row: RowResult) -> str:
+        return f"Line {row.line_number}" if row.line_number is not None else f"Row {row.row_number}"
+
+    def _screen_exact(self, row: RowResult) -> RowResult | None:
+        """The row's result when exact identity decides it (a duplicate, a label conflict), or None
+        when it goes on to near-duplicate screening."""
+        label = row.fields.get("label")
+        earlier = self._seen.get(row.content_hash)
+        if earlier is not None:
+            if earlier.fields is not None and earlier.fields.get("label") != label:
+                flag = RowFlag(
+                    LABEL_CONFLICT,
+                    f"{self._where(row)}: the same text appears in row {earlier.row_number} of this upload with "
+                    f"the label '{earlier.fields.get('label')}'",
+                    upload_row_number=earlier.row_number,
+                )
+                return replace(row, flags=row.flags + (flag,))
+            return self._duplicate(
+                row,
+                f"{self._where(row)}: exact duplicate of row {earlier.row_number} of this upload",
+                upload_row=earlier.row_number,
+            )
+        self._seen[row.content_hash] = row
+        known = self._existing(row.content_hash)
+        if known is not None:
+            other = f"row {known.row_id}" if known.row_id is not None else "a row"
+            if known.label is not None and label is not None and known.label != label:
+                flag = RowFlag(
+                    LABEL_CONFLICT,
+                    f"{self._where(row)}: the same text is already in this Datanet ({other}) with the label "
+                    f"'{known.label}'",
+                    existing_row_id=known.row_id,
+                )
+                return replace(row, flags=row.flags + (flag,))
+            return self._duplicate(row, f"{self._where(row)}: exact duplicate of {other} already in this Datanet")
+        return None
+
+    def _duplicate(self, row: RowResult, message: str, upload_row: int | None = None) -> RowResult:
+        return replace(row, fields=None, rejection=Rejection(RejectionCode.DUPLICATE, message, upload_row))
+
+    # --- chunks -----------------------------------------------------------------------------------
+
+    def _screen_chunk(self, chunk: list[RowResult]) -> list[RowResult]:
+        results = list(chunk)
+        pending: list[int] = []  # positions of rows that go on to near-duplicate screening
+        for i, row in enumerate(chunk):
+            if not row.accepted or row.fields is None or row.content_hash is None:
+                continue
+            decided = self._screen_exact(row)
+            if decided is None:
+                pending.append(i)
+            else:
+                results[i] = decided
         reference = self._index if self._index is not None else self._upload_index
-        candidates = [i for i, row in enumerate(chunk) if row.accepted and row.fields is not None]
-        if reference is None or not candidates:
-            yield from map(self.screen, chunk)
-            return
-        signatures = reference.signatures([self._schema.comparison_text(chunk[i].fields) for i in candidates])
+        if reference is None or not pending:
+            return results
+        # One set of signatures and band keys serves both indexes (the upload index copies the Datanet
+        # index's parameters).
+        signatures = reference.signatures([self._schema.comparison_text(chunk[i].fields) for i in pending])
         keys = reference.band_keys(signatures)
-        position = {i: n for n, i in enumerate(candidates)}
-        try:
-            for i, row in enumerate(chunk):
-                n = position.get(i)
-                self._precomputed = None if n is None else (signatures[n : n + 1], keys[n : n + 1])
-                yield self.screen(row)
-        finally:
-            self._precomputed = None
+        row_numbers = [chunk[i].row_number for i in pending]
+        self._computed.append((np.asarray(row_numbers, dtype=np.int64), signatures, keys))
+        in_datanet = self._index.query_signatures(signatures, keys) if self._index is not None else None
+        in_upload = None
+        if self._upload_index is not None:
+            # Index the chunk first, then let each row match only rows indexed before it: earlier rows
+            # of this chunk and of earlier chunks, exactly as if rows were screened one by one.
+            first = len(self._upload_index)
+            self._upload_index.add_signatures(row_numbers, signatures, keys)
+            in_upload = self._upload_index.query_signatures(
+                signatures, keys, before=np.arange(first, first + len(pending))
+            )
+        for n, i in enumerate(pending):
+            flags = []
+            if in_datanet is not None and (match := in_datanet[n]) is not None:
+                flags.append(
+                    RowFlag(
+                        NEAR_DUPLICATE,
+                        f"{self._where(chunk[i])}: {match.estimated_jaccard:.0%} similar to row {match.row_id} "
+                        "already in this Datanet",
+                        existing_row_id=match.row_id,
+                        similarity=match.estimated_jaccard,
+                    )
+                )
+            if in_upload is not None and (match := in_upload[n]) is not None:
+                flags.append(
+                    RowFlag(
+                        NEAR_DUPLICATE,
+                        f"{self._where(chunk[i])}: {match.estimated_jaccard:.0%} similar to row {match.row_id} "
+                        "of this upload",
+                        upload_row_number=int(match.row_id),
+                        similarity=match.estimated_jaccard,
+                    )
+                )
+            if flags:
+                results[i] = replace(chunk[i], flags=chunk[i].flags + tuple(flags))
+        return results

@@ -12,10 +12,18 @@ rank, not by the largest rank the pool accepts. Page 0 is all zeros and never wr
 
 A *slot* is the unit the scheduler reasons about (one resident adapter): ``slot_pages[slot, r_max]``
 lists its pages (0-padded) and slot 0 is "base model only". Per forward, one gather of the slot
-table gives each row its page ids; each wrapped layer then does two ``index_select`` and two batched
-matmuls (BGMV-style gather + bmm). A padded row is one contiguous segment of one adapter's tokens,
-so the same code is the SGMV prompt path without sorting. The op count per forward does not depend
-on how many distinct adapters a batch mixes, and there is no Python loop over adapters.
+table gives each row its page ids, shared by every wrapped layer. Each layer then runs a fixed
+sequence of ops whatever the number of distinct adapters, with no Python loop over adapters:
+
+- prompts (several tokens per row): gather the row's ``A`` and ``B`` pages into a scratch buffer
+  shared by all layers, ``bmm`` down and ``baddbmm_`` up into the base output in place. A padded row
+  is one contiguous segment of one adapter's tokens, so this is the SGMV prompt path without sorting;
+- decoding (one token per row): gather ``A`` and ``bmm`` down as above, then the up-projection is an
+  ``embedding_bag`` over the row's ``B`` pages weighted by its down-projection (BGMV): it reads each
+  page once instead of copying ``B`` into a gathered tensor first.
+
+Per decoding step the unavoidable cost is reading every row's adapter pages once; the rest is a
+constant number of ops per layer.
 
 Per-adapter classification heads (peft ``modules_to_save``) use :class:`SlotHeadLinear`, a pool of
 full head weights per slot gathered the same way.
@@ -28,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -48,10 +57,29 @@ class RoutingState:
 
     Only one forward runs at a time per model (the engine's step loop), so a plain attribute is
     enough; ``None`` means "no routing set", in which case layers behave as the bare base model.
+
+    It also owns the scratch buffer the layers gather adapter pages into. Layers run one after the
+    other and each consumes its gathered pages before returning, so one buffer serves all of them
+    and no forward allocates gathered pages again once the buffer has grown to the batch's size.
     """
 
     def __init__(self) -> None:
         self.current: BatchRouting | None = None
+        self._scratch: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def scratch(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """A flat buffer of ``numel`` elements to gather into, or ``None`` when autograd records
+        the forward (a reused buffer would be overwritten before the backward pass reads it)."""
+        if torch.is_grad_enabled():
+            return None
+        key = (dtype, device)
+        buffer = self._scratch.get(key)
+        if buffer is None or buffer.numel() < numel:
+            # A plain (not inference-mode) tensor, so forwards under no_grad may write it as well.
+            with torch.inference_mode(False):
+                buffer = torch.empty(numel, dtype=dtype, device=device)
+            self._scratch[key] = buffer
+        return buffer[:numel]
 
 
 class SlotLoraLinear(nn.Module):
@@ -79,20 +107,34 @@ class SlotLoraLinear(nn.Module):
     def out_features(self) -> int:
         return self.base.out_features
 
+    def _gather(self, pages: torch.Tensor, page_ids: torch.Tensor) -> torch.Tensor:
+        """``pages[page_ids]`` as ``[rows, width, features]``, written into the shared scratch."""
+        rows, width = page_ids.shape
+        features = pages.shape[1]
+        buffer = self.routing.scratch(rows * width * features, pages.dtype, pages.device)
+        if buffer is None:
+            gathered = pages.index_select(0, page_ids.reshape(-1))
+        else:
+            gathered = torch.index_select(pages, 0, page_ids.reshape(-1), out=buffer.view(rows * width, features))
+        return gathered.view(rows, width, features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         routing = self.routing.current
         if routing is None or routing.rank_width == 0:
             return out
-        rows = routing.page_ids.shape[0]
-        flat_pages = routing.page_ids.reshape(-1)
-        a = self.a_pages.index_select(0, flat_pages).view(rows, routing.rank_width, self.in_features)
-        b = self.b_pages.index_select(0, flat_pages).view(rows, routing.rank_width, self.out_features)
+        page_ids = routing.page_ids
+        rows, width = page_ids.shape
         x_rows = x.reshape(rows, -1, self.in_features)
-        # [rows, tokens, r] then accumulate into the base output in place of a separate add.
-        down = torch.bmm(x_rows, a.transpose(1, 2))
-        out_rows = torch.baddbmm(out.reshape(rows, -1, self.out_features), down, b)
-        return out_rows.view(out.shape)
+        down = torch.bmm(x_rows, self._gather(self.a_pages, page_ids).transpose(1, 2))  # [rows, tokens, width]
+        out_rows = out.view(rows, -1, self.out_features)  # the base output is fresh: accumulate in place
+        if x_rows.shape[1] == 1:
+            # Decoding: sum_r down[row, r] * B[page[row, r]] reads each B page once, with no gathered copy.
+            out_rows.squeeze(1).add_(
+                F.embedding_bag(page_ids, self.b_pages, per_sample_weights=down.view(rows, width), mode="sum"))
+        else:
+            out_rows.baddbmm_(down, self._gather(self.b_pages, page_ids))
+        return out
 
 
 class SlotHeadLinear(nn.Module):

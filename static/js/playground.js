@@ -48,6 +48,14 @@
       row.append(name, bar, value);
       bars.append(row);
     }
+    if (!(lineage.contributors || []).length) {
+      const none = document.createElement("p");
+      none.className = "muted";
+      none.textContent = lineage.receipt_id
+        ? "No contributor's influence rose above the noise floor; the contributors' part of the fee is split pro rata to rows."
+        : "No receipt for this answer.";
+      bars.append(none);
+    }
     for (const r of lineage.top_rows || []) {
       const li = document.createElement("li");
       li.textContent = typeof r === "string" ? r : [r.row_id || r.uid || r.row, r.score !== undefined ? "score " + Number(r.score).toFixed(3) : "", r.text || ""].filter(Boolean).join(" · ");

@@ -67,7 +67,10 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
     app.conf.task_always_eager = True
     with django_db_blocker.unblock(), override_settings(
         MEDIA_ROOT=root / "media", DATANETS_CACHE_DIR=root / "cache", TRAINING_WORK_DIR=root / "training",
-        ATTRIBUTION_MISLABEL_Z=2.0,  # 47 training rows: a looser outlier rule than the production 3.0
+        # 47 training rows, 8 of them flipped: the flips inflate the MAD, so at z=2 whether any row clears
+        # the rule depended on the (secret, random) projection seed. z=1 always flags some rows; the test
+        # checks the queue wiring with them and that the planted rows carry more harm on average.
+        ATTRIBUTION_MISLABEL_Z=1.0,
     ):
         with transaction.atomic():
             users = {}

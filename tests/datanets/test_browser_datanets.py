@@ -1,9 +1,9 @@
 """In a real browser: a contributor uploads a CSV with bad rows and a duplicate and sees the per-row
 errors; a curator accepts in the queue; the owner publishes; the diff shows the new rows."""
 
-import re
 
 import pytest
+from browser_support import login, logout
 from playwright.sync_api import expect
 
 from datanets import services
@@ -11,7 +11,6 @@ from datanets.models import Role
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct-horse-battery-staple"
 
 UPLOAD = (
     "text,label\n"
@@ -21,19 +20,6 @@ UPLOAD = (
     "Please reset my password,refunds\n"
     "My invoice shows the wrong amount,billing\n"
 )
-
-
-def login(page, live_server, user):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password:", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name=re.compile("Sign In", re.I)).click()
-    expect(page.locator(".account-menu summary")).to_be_visible()
-
-
-def logout(page):
-    page.locator(".account-menu summary").click()
-    page.get_by_role("button", name="Log out").click()
 
 
 def test_upload_review_publish_diff(live_server, page, alice, bob, charlie, tmp_path, screenshot,

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from matrix_support import datanet_request_bodies
 from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
@@ -170,26 +171,7 @@ def _kwargs(route, name, state, users):
 
 def _body(name, method, state, users, counter):
     """A valid request body (or query) for each URL that takes one."""
-    text = {"text": f"A freshly typed review number {counter}", "label": "positive"}
-    bodies = {
-        ("datanets:members", "POST"): {"email": users["stranger"].email, "role": "contributor"},
-        ("datanets:contribute", "POST"): {"row-0-text": text["text"], "row-0-label": "positive"},
-        ("datanets:review_decide", "POST"): {"decision": "accept", "record_ids": [str(pk) for pk in state["pending"]]},
-        ("datanets:versions", "POST"): {"notes": "matrix"},
-        ("datanets:version_diff", "GET"): {"from": 1, "to": 2},
-        ("datanets:access_request", "POST"): {"message": "please"},
-        ("datanets:access_decide", "POST"): {"approve": "1"},
-        ("datanets-api-list", "POST"): {"name": f"Matrix {counter}", "task_type": "text"},
-        ("datanets-api-detail", "PATCH"): {"summary": "changed"},
-        ("datanets-api-members", "POST"): {"user_id": users["stranger"].pk, "role": "contributor"},
-        ("datanets-api-contributions", "POST"): {"rows": [text]},
-        ("datanets-api-records-review", "POST"): {"decision": "accept", "record_ids": state["pending"]},
-        ("datanets-api-versions", "POST"): {"notes": "matrix"},
-        ("datanets-api-versions-diff", "GET"): {"from": 1, "to": 2},
-        ("datanets-api-version-download", "GET"): {"format": "csv"},
-        ("datanets-api-access-requests", "POST"): {"message": "please"},
-        ("datanets-api-access-request-decide", "POST"): {"approve": True},
-    }
+    bodies = datanet_request_bodies(users=users, pending=state["pending"], counter=counter)
     return bodies.get((name, method), {})
 
 

@@ -91,6 +91,62 @@ def test_near_duplicates_are_flagged_with_the_row_they_match(datanet, bob, charl
     assert near.rows_near_duplicate == 1
 
 
+def test_label_conflicts_are_accepted_flagged_and_filterable_in_the_review_queue(datanet, bob, charlie, send):
+    send(datanet, bob, GOOD_CSV.encode())
+    # Same ticket, another label: one of the two labels is wrong, so the curator must see both.
+    contribution = send(datanet, charlie, b"text,label\nI was charged twice for my order,shipping\nA new question,account\n")
+    conflict, fresh = contribution.records.order_by("row_number")
+    assert conflict.quality["label_conflict"] is True and "label_conflict" not in fresh.quality
+    assert [f["kind"] for f in conflict.quality["flags"]] == ["label_conflict"]
+    assert list(selectors.review_queue(datanet=datanet, flag="label_conflict")) == [conflict]
+    assert fresh in selectors.review_queue(datanet=datanet, flag="")
+
+
+def test_near_duplicates_within_one_upload_link_to_the_stored_earlier_row(datanet, bob, charlie, send):
+    send(datanet, bob, GOOD_CSV.encode())
+    body = (
+        "text,label\n"
+        "My replacement card was never delivered to my home address,billing\n"
+        "Please close my account and delete all of my personal data,account\n"
+        "My replacement card was never delivered to my home address!,billing\n"
+        "I was charged twice for my order!!,billing\n"
+        "my replacement card was never  delivered to my home address,billing\n"
+    )
+    contribution = send(datanet, charlie, body.encode())
+    first, unrelated, edit, of_existing = contribution.records.order_by("row_number")
+    assert contribution.row_errors.get().duplicate_of == first  # an exact copy links to the stored row
+    assert edit.near_duplicate_of == first and edit.near_duplicate_score >= 0.8
+    assert of_existing.near_duplicate_of.contribution.contributor == bob  # a Datanet row wins
+    assert first.near_duplicate_of is None and unrelated.near_duplicate_of is None
+    assert contribution.rows_near_duplicate == 2
+    assert [f["kind"] for f in edit.quality["flags"]] == ["near_duplicate"]
+    assert edit.quality["length"] == len(edit.fields["text"]) + len("billing")
+    # The stored rows joined the Datanet's index: a later upload finds them.
+    later = send(datanet, bob, b"text,label\nPlease close my account and delete all of my personal data.,account\n")
+    assert later.records.get().near_duplicate_of == unrelated
+
+
+def test_near_dup_index_cache_follows_settings_and_never_misses_rows(datanet, alice, bob, charlie, send, settings):
+    send(datanet, bob, GOOD_CSV.encode())
+    index = services.near_dup_index_load(datanet=datanet)
+    assert (len(index), index.threshold, index.shingle_size) == (3, 0.8, 5)
+    settings.DATANETS_NEAR_DUP_SHINGLE_SIZE = 4
+    assert services.near_dup_index_load(datanet=datanet).shingle_size == 4  # rebuilt from the rows
+    services.datanet_update(datanet=datanet, actor=alice, near_dup_threshold=0.9)
+    datanet.refresh_from_db()
+    index = services.near_dup_index_load(datanet=datanet)
+    assert (len(index), index.threshold, index.shingle_size) == (3, 0.9, 4)
+
+    # Two validations of one Datanet at once: the later save carries a high-water mark past rows the
+    # earlier one stored, which its cache never saw. The next load notices and rebuilds.
+    stale = services.near_dup_index_load(datanet=datanet)
+    send(datanet, charlie, b"text,label\nThe courier left my parcel at the wrong house again,shipping\n")
+    services.near_dup_index_save(datanet=datanet, index=stale)
+    services._near_dup_cache_path(datanet).with_suffix(".hwm").write_text(str(Record.objects.latest("pk").pk))
+    later = send(datanet, bob, b"text,label\nThe courier left my parcel at the wrong house again!,shipping\n")
+    assert later.records.get().near_duplicate_of.contributor == charlie
+
+
 @pytest.mark.parametrize(
     "content,name,code",
     [

@@ -128,21 +128,34 @@ def test_duplicating_a_row_in_one_cluster_does_not_increase_its_contributors_sha
     assert without_clusters > original + 1e-3
 
 
-def test_contributor_scores_are_stable_across_projection_seeds(trained_classifier, tmp_path):
-    # k is large for this model (d=1,123): its classification-head block carries most of the
-    # gradient norm but gets only k·99/1123 projected dims, so at k=1024 the mean per-query Spearman
-    # across seeds measured 0.82-0.85 and it passes 0.9 from k≈4096 (see the engine report).
-    model, data = trained_classifier
-    queries = topical_classification_inputs(24, CONTRIBUTORS, seed=21)
-    scores_by_seed = []
-    for seed in (1, 2):
-        index = build(model, data, tmp_path / f"s{seed}", k=4096, seed=seed)
-        attributor = Attributor(model, index)
-        scores_by_seed.append(index.contributor_scores(attributor.query_features(queries)).numpy())
-    correlations = [spearmanr(scores_by_seed[0][q], scores_by_seed[1][q]).statistic for q in range(24)]
+@pytest.fixture(scope="module")
+def topical_contributors():
+    """12 contributors, each uploading rows on their own topic (80% topical tokens), and 48 queries
+    that are each about one topic: every query has contributors that clearly matter to it."""
+    data = topical_classification_inputs(N_ROWS, CONTRIBUTORS, seed=5, topic_fraction=0.8)
+    queries = topical_classification_inputs(48, CONTRIBUTORS, seed=21, topic_fraction=0.8)
+    return train(tiny_classifier(seed=1), data, epochs=4), data, queries
+
+
+@pytest.mark.parametrize("seeds", [(1, 2), (3, 4)])
+def test_contributor_scores_and_shares_are_stable_across_projection_seeds(topical_contributors, tmp_path, seeds):
+    # Default k=1024 against d=1,123 trainable parameters, so each block keeps ~91% of its
+    # dimensions: the orthogonal projection (the default) makes that nearly exact, where i.i.d.
+    # Gaussian blocks measured a mean Spearman of only 0.77-0.84 here (see projection.py).
+    model, data, queries = topical_contributors
+    results = []
+    for seed in seeds:
+        index = build(model, data, tmp_path / f"s{seed}", k=1024, seed=seed)
+        assert index.projection.kind == "orthogonal"
+        results.append(Attributor(model, index).attribute(queries))
+    first, second = ([[r.contributor_scores[c] for c in index.contributors] for r in rs] for rs in results)
+    correlations = [spearmanr(a, b).statistic for a, b in zip(first, second)]
     assert np.mean(correlations) >= 0.9
-    # The top contributor of each query agrees across seeds.
-    assert (scores_by_seed[0].argmax(1) == scores_by_seed[1].argmax(1)).mean() >= 0.9
+    # What gets paid agrees: the top contributor of almost every query, and the share vectors.
+    assert (np.argmax(first, axis=1) == np.argmax(second, axis=1)).mean() >= 0.9
+    shares = [[[r.shares.shares.get(c, 0.0) for c in index.contributors] for r in rs] for rs in results]
+    total_variation = 0.5 * np.abs(np.array(shares[0]) - np.array(shares[1])).sum(axis=1)
+    assert total_variation.mean() <= 0.2
 
 
 def test_receipts_reproduce_bit_for_bit_from_the_index(trained_classifier, tmp_path):

@@ -5,6 +5,7 @@ import pytest
 
 from attribution.engine import (
     PPM,
+    ScoreMap,
     SharePolicy,
     capped_normalise,
     contributor_shares,
@@ -72,3 +73,56 @@ def test_row_count_fallback_uses_the_same_cap_and_ppm_rules():
     assert result.shares == pytest.approx({"a": 0.5, "b": 0.375, "c": 0.125})
     assert sum(result.shares_ppm.values()) == PPM
     assert result.reason.startswith("fallback")
+
+
+def reference_shares(ids, scores, policy):
+    """The policy written out contributor by contributor, as the module docstring states it."""
+    floor = policy.noise_floor_multiplier * float(np.median(np.abs(scores)))
+    above = {c: s - floor for c, s in zip(ids, scores) if s - floor > 0}
+    kept = sorted(above, key=lambda c: (-above[c], c))[: policy.top_contributors]
+    negative = {c: -s for c, s in zip(ids, scores) if s < 0}
+    return kept, floor, negative
+
+
+@pytest.mark.parametrize("n", [1, 7, 10_000])
+def test_vectorised_policy_agrees_with_the_policy_written_out(n):
+    rng = np.random.default_rng(n)
+    scores = rng.standard_normal(n)
+    scores[rng.choice(n, min(n, 5), replace=False)] += 6.0
+    scores[: n // 3] = np.round(scores[: n // 3], 1)  # ties: order falls back to the contributor id
+    ids = [f"u{rng.integers(10**6)}-{i}" for i in range(n)]
+    policy = SharePolicy(top_contributors=20, cap=0.2)
+    result = contributor_shares(ids, scores, policy)
+    kept, floor, negative = reference_shares(ids, scores, policy)
+    assert result.noise_floor == floor
+    assert list(result.shares) == kept == list(result.scores)
+    assert result.scores == {c: float(scores[ids.index(c)]) for c in kept}
+    assert len(result.negative_influence) == len(negative)
+    assert result.negative_influence == negative  # a lazy map, equal to the dict it stands for
+    assert list(result.negative_influence) == list(negative)  # contributor order
+    if negative:
+        some = next(iter(negative))
+        assert result.negative_influence[some] == negative[some]
+        assert result.negative_influence.total() == pytest.approx(sum(negative.values()))
+
+
+def test_score_map_reads_like_a_dict_and_rejects_unknown_ids():
+    ids = ["a", "b", "c", "d"]
+    full = ScoreMap.full(ids, np.array([0.5, -1.0, 2.0, 0.0], dtype=np.float32))
+    assert dict(full) == {"a": 0.5, "b": -1.0, "c": 2.0, "d": 0.0} == full
+    assert "c" in full and "z" not in full and len(full) == 4
+    with pytest.raises(KeyError):
+        full["z"]
+    picked = ScoreMap(ids, np.array([3, 1]), np.array([7.0, 9.0]))
+    assert list(picked.items()) == [("d", 7.0), ("b", 9.0)] and picked.to_dict() == {"d": 7.0, "b": 9.0}
+    assert picked != {"d": 7.0} and picked != ["d", "b"]
+    with pytest.raises(ValueError, match="same shape"):
+        ScoreMap(ids, np.array([0, 1]), np.array([1.0]))
+    with pytest.raises(ValueError, match="one score per contributor"):
+        contributor_shares(ids, [1.0, 2.0])
+
+
+def test_score_map_items_behave_like_dict_items():
+    picked = ScoreMap(["a", "b", "c"], np.array([2, 0]), np.array([1.5, -2.0]))
+    assert len(picked.items()) == 2 and ("c", 1.5) in picked.items() and ("a", 1.5) not in picked.items()
+    assert list(picked.values()) == [1.5, -2.0] and list(picked.keys()) == ["c", "a"]

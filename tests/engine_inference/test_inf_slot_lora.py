@@ -123,17 +123,51 @@ def test_op_count_does_not_grow_with_distinct_adapters(llama):
     tensors = read_adapter(source, slots).tensors
     for slot in range(1, 9):
         slots.install(slot, tensors)
-    ids = torch.randint(2, 300, (8, 6), generator=torch.Generator().manual_seed(2))
+    prompt = torch.randint(2, 300, (8, 6), generator=torch.Generator().manual_seed(2))
 
-    def count(slot_ids):
+    def count(slot_ids, **inputs):
         counter = _OpCounter()
         with torch.no_grad(), slots.route(slot_ids), counter:
-            model(input_ids=ids)
+            model(**inputs)
         return counter.ops
 
-    one_adapter, eight_adapters = count([1] * 8), count(list(range(1, 9)))
+    # Prompts (several tokens per row): gather + bmm down, gather + baddbmm up, in every wrapped layer.
+    count(list(range(1, 9)), input_ids=prompt)  # first forward sizes the shared gather buffer
+    one_adapter, eight_adapters = count([1] * 8, input_ids=prompt), count(list(range(1, 9)), input_ids=prompt)
     assert one_adapter == eight_adapters
-    assert one_adapter["aten.bmm.default"] >= 4 * 2  # the LoRA path really ran in every wrapped layer
+    assert one_adapter["aten.bmm.default"] == 2 * 4  # the LoRA path really ran in every wrapped layer
+    assert one_adapter["aten.baddbmm_.default"] == 2 * 4
+
+    # Decoding steps (one token per row over a KV cache): bmm down, embedding_bag up.
+    with torch.no_grad(), slots.route(list(range(1, 9))):
+        cache = model(input_ids=prompt, use_cache=True).past_key_values
+    step = prompt[:, :1]
+    one_adapter = count([1] * 8, input_ids=step, past_key_values=cache)
+    cache.crop(-1)
+    eight_adapters = count(list(range(1, 9)), input_ids=step, past_key_values=cache)
+    assert one_adapter == eight_adapters
+    assert one_adapter["aten._embedding_bag.default"] + one_adapter["aten._embedding_bag_forward_only.default"] == 2 * 4
+
+
+def test_llama_decode_steps_match_peft_per_row(llama):
+    """The decoding path (one token per row, KV cache) agrees with peft per row, mixed ranks and targets."""
+    base_dir, sources = llama
+    model = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+    slots, slot_of = _install_all(model, LLAMA_TARGETS, [], sources, num_slots=4)
+    ids = torch.randint(2, 300, (5, 8), generator=torch.Generator().manual_seed(3))
+    row_adapters = ["l1", None, "l0", "l2", "l1"]
+    route = [slot_of.get(a, 0) for a in row_adapters]
+    with torch.no_grad():
+        with slots.route(route):
+            cache = model(input_ids=ids[:, :6], use_cache=True).past_key_values
+        steps = []
+        for position in (6, 7):  # two decoding steps
+            with slots.route(route):
+                steps.append(model(input_ids=ids[:, position:position + 1], past_key_values=cache).logits[:, -1])
+    for row, name in enumerate(row_adapters):
+        reference = _peft_logits(AutoModelForCausalLM, base_dir, sources.get(name), {"input_ids": ids[row:row + 1]})
+        for step, position in zip(steps, (6, 7), strict=True):
+            torch.testing.assert_close(step[row], reference[0, position], atol=1e-5, rtol=1e-5)
 
 
 def test_slot_pages_are_sized_by_rank_and_freed(bert):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from django.db import connection
+from process_support import test_database_url
 
 from lineage.celery import app as celery_app
 from models_registry import services
@@ -24,11 +24,7 @@ BROKER = "redis://127.0.0.1:6379/14"  # its own database, emptied first: nothing
 
 
 def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return test_database_url()
 
 
 def start_worker(env, log: Path):

@@ -1,13 +1,14 @@
-"""Property: after any sequence of deposits, grants, inferences, epoch closes and claims, the books
-balance and the ledger agrees with the chain."""
+"""Property: after any sequence of deposits, grants, inferences (settled at once, or recorded and held
+for a later batch), settlement batches, epoch closes and claims, the books balance and the ledger agrees
+with the chain."""
 
 import pytest
 from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rewards import ledger, services
-from rewards.models import AccountKind, Epoch, EpochState
+from rewards import ledger, selectors, services
+from rewards.models import AccountKind, Epoch, EpochState, Settlement
 from rewards.selectors import claims_for
 
 OPEN = 10**18
@@ -16,12 +17,15 @@ USERS = 5  # users 0-3 get wallets; user 4 never links one
 deposits = st.tuples(st.just("deposit"), st.integers(0, 3), st.integers(1, 50 * OPEN))
 grants = st.tuples(st.just("grant"), st.integers(0, USERS - 1), st.integers(1, 50 * OPEN))
 inferences = st.tuples(
-    st.just("infer"), st.integers(0, USERS - 1), st.integers(0, USERS - 1), st.integers(1, 20 * OPEN),
-    st.dictionaries(st.integers(0, USERS - 1), st.integers(1, 1000), max_size=4),
+    st.sampled_from(["infer", "record"]), st.integers(0, USERS - 1), st.integers(0, USERS - 1),
+    st.integers(1, 20 * OPEN), st.dictionaries(st.integers(0, USERS - 1), st.integers(1, 1000), max_size=4),
 )
+settles = st.tuples(st.just("settle"), st.integers(1, 4))
+retries = st.tuples(st.just("retry"), st.integers(0, 13))  # the same inference id again
 closes = st.tuples(st.just("close"))
 claims = st.tuples(st.just("claim"), st.integers(0, 3))
-operations = st.lists(st.one_of(deposits, grants, inferences, closes, claims), min_size=1, max_size=14)
+operations = st.lists(st.one_of(deposits, grants, inferences, settles, retries, closes, claims), min_size=1,
+                      max_size=16)
 
 
 def _ppm(weights: dict, users) -> dict:
@@ -60,6 +64,7 @@ def test_books_balance_and_agree_with_the_chain(chain, world, ops):
 def _run(chain, users, ops):
     tag = "p"
     wallets = chain.wallets[:4]
+    charged = {}  # inference id -> the call that charged it
     for n, op in enumerate(ops):
         kind = op[0]
         if kind == "deposit":
@@ -67,15 +72,27 @@ def _run(chain, users, ops):
             services.deposits_index()
         elif kind == "grant":
             services.credit_grant(actor=None, user=users[op[1]], amount=op[2], reason="property test")
-        elif kind == "infer":
+        elif kind in ("infer", "record"):
             payer, owner, fee, weights = users[op[1]], users[op[2]], op[3], op[4]
-            before = ledger.ledger_check().totals
+            call = dict(inference_id=f"{tag}-{n}", payer=payer, model_owner=owner, fee=fee,
+                        contributor_shares=_ppm(weights, users), model_version_hash="ff" * 32, receipt_id=None)
+            before = (ledger.ledger_check().totals, selectors.credit_balance(user=payer))
             try:
-                services.fee_settle(inference_id=f"{tag}-{n}", payer=payer, model_owner=owner, fee=fee,
-                                    contributor_shares=_ppm(weights, users), model_version_hash="ff" * 32,
-                                    receipt_id=None)
+                if kind == "infer":
+                    services.fee_settle(**call)
+                else:
+                    services.fee_record(**call, settle_soon=False)
+                charged[call["inference_id"]] = call
             except services.InsufficientCredit:
-                assert ledger.ledger_check().totals == before
+                assert (ledger.ledger_check().totals, selectors.credit_balance(user=payer)) == before
+        elif kind == "settle":
+            services.fee_settle_batch(limit=op[1])
+        elif kind == "retry":
+            call = charged.get(f"{tag}-{op[1]}")
+            if call is not None:
+                before = (ledger.ledger_check().totals, selectors.credit_balance(user=call["payer"]))
+                services.fee_record(**call, settle_soon=False)
+                assert (ledger.ledger_check().totals, selectors.credit_balance(user=call["payer"])) == before
         elif kind == "close":
             services.epoch_close()
         elif kind == "claim":
@@ -85,6 +102,10 @@ def _run(chain, users, ops):
                                             [bytes.fromhex(p[2:]) for p in claim["proof"]], sender=wallets[op[1]])
             services.claims_index()
 
+    check = ledger.ledger_check()
+    assert check.ok, check.problems
+    services.fees_settle_pending()
+    assert Settlement.objects.count() == len(charged)  # every fee recorded is booked, each once
     check = ledger.ledger_check()
     assert check.ok, check.problems
     services.claims_index()

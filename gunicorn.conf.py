@@ -1,0 +1,39 @@
+"""gunicorn settings, read from the working directory by `gunicorn lineage.wsgi` (Procfile, compose, Dockerfile).
+
+Prometheus across workers: each gunicorn worker is its own process with its own counters, so `/metrics`
+answered by one worker would show only the requests that worker served. prometheus-client's multiprocess
+mode keeps every worker's values in files under `PROMETHEUS_MULTIPROC_DIR` and sums them at scrape time
+(`inference.metrics.scrape_registry`). The variable must be set before any worker imports
+prometheus-client, which is why it is set here, at configuration time in the master, and not by the app.
+"""
+
+import glob
+import os
+import shutil
+import tempfile
+
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_own_multiproc_dir = None
+if not os.environ.get(_MULTIPROC_ENV):
+    _own_multiproc_dir = tempfile.mkdtemp(prefix="lineage-prometheus-")
+    os.environ[_MULTIPROC_ENV] = _own_multiproc_dir
+
+
+def on_starting(server):
+    # Values left by an earlier run would be summed into this one's (prometheus-client asks for a wipe).
+    directory = os.environ[_MULTIPROC_ENV]
+    os.makedirs(directory, exist_ok=True)
+    for path in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    # Counters and histograms of a dead worker stay in the sums; its live gauges must go.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_multiproc_dir:
+        shutil.rmtree(_own_multiproc_dir, ignore_errors=True)

@@ -1,0 +1,19 @@
+"""Thin Celery wrappers around `insights.services` (beat runs `summaries_refresh_recent`)."""
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def summaries_refresh_recent():
+    """Recompute the last few days of summaries; idempotent, so a redelivered or overlapping run is harmless."""
+    report = services.summaries_refresh_recent()
+    return {"since": report.since.isoformat(), "facts": report.facts}
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def summaries_refresh_all():
+    """Rebuild every summary from all history (after an import or a change of definitions)."""
+    report = services.summaries_refresh(since=None)
+    return {"since": report.since.isoformat(), "facts": report.facts}

@@ -1,0 +1,125 @@
+"""The scan kernels and memory-mapped shards: exact enough, deterministic, and equal to the stored data."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from attr_tiny_models import random_classification_inputs, tiny_classifier, train, training_batches
+from safetensors import safe_open
+
+from attribution.engine import (
+    AttributionIndex,
+    Attributor,
+    IndexConfig,
+    ProjectionSpec,
+    build_index,
+    compiled_kernel_failure,
+    scan_scores,
+)
+from attribution.engine.index import memory_mapped_tensor
+
+
+def fp16_rows(n, k=256, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, k, generator=generator).to(torch.float16)
+
+
+def test_compiled_kernel_matches_a_float64_product_to_float32_accuracy():
+    psi = fp16_rows(3000)
+    queries = torch.randn(3, 256, generator=torch.Generator().manual_seed(1)) * 1e-6  # far below fp16's range
+    reference = psi.double() @ queries.double().T
+    compiled = scan_scores(psi, queries, kernel="compiled")
+    assert compiled_kernel_failure() is None
+    assert compiled.dtype == torch.float32 and compiled.shape == (3, 3000)
+    assert float((compiled.T.double() - reference).abs().max() / reference.abs().max()) < 1e-5
+    # torch's fp16 kernel returns fp16-rounded scores: same numbers to fp16 precision.
+    mv = scan_scores(psi, queries, kernel="mv")
+    assert float((mv.T.double() - reference).abs().max() / reference.abs().max()) < 2e-3
+
+
+def test_a_rows_score_does_not_depend_on_the_rows_scanned_with_it():
+    psi = fp16_rows(1000)
+    query = torch.randn(1, 256, generator=torch.Generator().manual_seed(2))
+    full = scan_scores(psi, query)
+    pieces = torch.cat([scan_scores(psi[s : s + 77], query) for s in range(0, 1000, 77)], dim=1)
+    assert torch.equal(full, pieces)
+    assert torch.equal(scan_scores(psi[:1], query), full[:, :1])  # a one-row matrix too
+
+
+def test_batched_queries_score_like_single_queries():
+    psi = fp16_rows(5000)
+    queries = torch.randn(12, 256, generator=torch.Generator().manual_seed(3))
+    batched = scan_scores(psi, queries)  # one GEMM over fp32 chunks
+    singles = torch.cat([scan_scores(psi, q.unsqueeze(0)) for q in queries])
+    assert float((batched - singles).abs().max() / singles.abs().max()) < 1e-5
+
+
+def test_scan_rejects_mismatched_shapes_and_unknown_kernels():
+    psi = fp16_rows(10)
+    with pytest.raises(ValueError, match="cannot score"):
+        scan_scores(psi, torch.randn(1, 255))
+    with pytest.raises(ValueError, match="cannot score"):
+        scan_scores(psi, torch.randn(256))
+    with pytest.raises(ValueError, match="unknown scan kernel"):
+        scan_scores(psi, torch.randn(1, 256), kernel="blas")
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory):
+    model = tiny_classifier(seed=4)
+    data = random_classification_inputs(40, seed=6)
+    train(model, data, epochs=2)
+    directory = tmp_path_factory.mktemp("scan") / "idx"
+    index = build_index(model, training_batches(data, lambda i: f"c{i % 5}"), directory,
+                        IndexConfig(ProjectionSpec(seed=3, k=64), shard_rows=16), model_hash="m")
+    return model, index
+
+
+def test_memory_mapped_shards_hold_exactly_the_stored_rows(small_index):
+    _model, index = small_index
+    for number in range(index.num_shards):
+        path = index.directory / index.manifest["shards"][number]["file"]
+        with safe_open(str(path), framework="pt") as handle:
+            stored, stored_scale = handle.get_tensor("psi"), float(handle.get_tensor("scale")[0])
+        psi, scale = index.shard(number)
+        assert psi.dtype == torch.float16 and torch.equal(psi, stored) and scale == stored_scale
+        assert index.shard(number)[0] is psi  # the mapping is opened once
+
+
+def test_resident_and_memory_mapped_indexes_score_identically(small_index):
+    model, index = small_index
+    queries = Attributor(model, index).query_features(random_classification_inputs(3, seed=8))
+    resident = AttributionIndex(index.directory, keep_in_memory=True)
+    assert torch.equal(resident.all_scores(queries), index.all_scores(queries))
+    mapped, kept = index.top_rows(queries, 5), resident.top_rows(queries, 5)
+    assert torch.equal(mapped.positions, kept.positions) and torch.equal(mapped.scores, kept.scores)
+
+
+def test_memory_map_refuses_a_missing_tensor_or_a_corrupt_header(small_index, tmp_path):
+    _model, index = small_index
+    path = index.directory / index.manifest["shards"][0]["file"]
+    with pytest.raises(ValueError, match="no memory-mappable tensor 'gradients'"):
+        memory_mapped_tensor(path, "gradients")
+    raw = path.read_bytes()
+    header_size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + header_size])
+    header["psi"]["data_offsets"][1] -= 2  # a byte range one value short of the shape
+    patched = json.dumps(header, separators=(",", ":")).encode()
+    assert len(patched) <= header_size
+    patched = patched.ljust(header_size)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(raw[:8] + patched + raw[8 + header_size :])
+    with pytest.raises(ValueError, match="does not match its shape"):
+        memory_mapped_tensor(broken, "psi")
+
+
+def test_contributor_scores_are_the_cluster_weighted_sums_of_row_scores(small_index):
+    model, index = small_index
+    queries = Attributor(model, index).query_features(random_classification_inputs(2, seed=9))
+    rows = index.all_scores(queries).double().numpy()
+    owners = np.array(index.row_contributor_ids)
+    expected = np.stack([rows[:, owners == c].sum(1) for c in index.contributors], axis=1)
+    actual = index.contributor_scores(queries).double().numpy()
+    # fp16 storage of the contributor matrix (its own power-of-two scale).
+    assert np.abs(actual - expected).max() / np.abs(expected).max() < 2e-3
