@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -33,20 +34,18 @@ from datanets import selectors as datanet_selectors
 from datanets import services as datanet_services
 from models_registry import services as model_services
 
-from .engine import (
-    Attributor,
-    IndexConfig,
-    ProjectionSpec,
-    SharePolicy,
-    TrainingBatch,
-    build_index,
-    build_receipt,
-    canonical_sha256,
-    receipt_digest,
-    value_training_data,
-)
-from .engine.index import MANIFEST_NAME
-from .engine.index import AttributionIndex as EngineIndex
+# Torch-free engine modules only; the rest (``engine.build_index``, ``engine.Attributor``...) is
+# resolved on first use, in the worker or serving process that builds or queries an index.
+from . import engine
+from .engine.canonical import canonical_sha256
+from .engine.layout import MANIFEST_NAME
+from .engine.receipt import build_receipt, receipt_digest
+from .engine.shares import SharePolicy
+
+if TYPE_CHECKING:
+    from .engine.index import AttributionIndex as EngineIndex
+    from .engine.index import TrainingBatch
+    from .engine.query import Attributor
 from .models import AttributionIndex, AttributionReceipt, IndexState, ValuationReport
 
 logger = logging.getLogger(__name__)
@@ -347,20 +346,20 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
             ids = row_ids[start:start + batch_size]
             inputs = _encode_rows(task=task, tokenizer=tokenizer, fields=[records[i].fields for i in ids],
                                   label_names=label_names, max_len=max_len)
-            yield TrainingBatch(inputs, ids, [str(contributors.get(i) or records[i].contributor_id) for i in ids],
+            yield engine.TrainingBatch(inputs, ids, [str(contributors.get(i) or records[i].contributor_id) for i in ids],
                                 [clusters.get(i) for i in ids])
             if time.monotonic() - last_report[0] > PROGRESS_EVERY_S:
                 last_report[0] = time.monotonic()
                 AttributionIndex.objects.filter(pk=index.pk).update(progress=round(0.9 * (start + len(ids)) / total, 3))
 
-    config = IndexConfig(
-        projection=ProjectionSpec(seed=index.seed, k=index.k, kind=settings.ATTRIBUTION_PROJECTION),
+    config = engine.IndexConfig(
+        projection=engine.ProjectionSpec(seed=index.seed, k=index.k, kind=settings.ATTRIBUTION_PROJECTION),
         curvature=settings.ATTRIBUTION_CURVATURE, damping_ratio=settings.ATTRIBUTION_DAMPING_RATIO,
         shard_rows=settings.ATTRIBUTION_SHARD_ROWS,
     )
     local = work / "index"
     try:
-        engine_index = build_index(model, batches(), local, config, model_hash=version.version_hash)
+        engine_index = engine.build_index(model, batches(), local, config, model_hash=version.version_hash)
     except ValueError as exc:
         raise BuildError(f"The index cannot be built from this model's gradients: {exc}") from exc
     report = engine_index.verify()
@@ -374,13 +373,13 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
         valuation_error = "This model version has no held-out eval split, so its rows cannot be valued."
     else:
         try:
-            attributor = Attributor(model, engine_index, _share_policy())
+            attributor = engine.Attributor(model, engine_index, _share_policy())
             eval_batches = [
                 _encode_rows(task=task, tokenizer=tokenizer, fields=[records[i].fields for i in eval_present[s:s + batch_size]],
                              label_names=label_names, max_len=max_len)
                 for s in range(0, len(eval_present), batch_size)
             ]
-            result = value_training_data(attributor, eval_batches, top_n=settings.ATTRIBUTION_VALUATION_TOP_N,
+            result = engine.value_training_data(attributor, eval_batches, top_n=settings.ATTRIBUTION_VALUATION_TOP_N,
                                          outlier_z=settings.ATTRIBUTION_MISLABEL_Z)
             values = result.row_values.tolist()
             valuation = _Valuation(
@@ -448,7 +447,7 @@ def _index_local_dir(index: AttributionIndex) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         with default_storage.open(f"{index.storage_prefix}/{MANIFEST_NAME}", "rb") as src:
             (target / MANIFEST_NAME).write_bytes(src.read())
-        manifest = EngineIndex(target).manifest
+        manifest = engine.AttributionIndex(target).manifest
         for name in _index_file_names(manifest):
             with default_storage.open(f"{index.storage_prefix}/{name}", "rb") as src, open(target / name, "wb") as dst:
                 shutil.copyfileobj(src, dst)
@@ -464,7 +463,7 @@ def _stamps(directory: Path) -> dict:
 def _open_verified(index: AttributionIndex) -> tuple[EngineIndex, Path]:
     try:
         directory = _index_local_dir(index)
-        engine_index = EngineIndex(directory, keep_in_memory=True)
+        engine_index = engine.AttributionIndex(directory, keep_in_memory=True)
         report = engine_index.verify(expected_index_hash=index.index_hash)
     except (OSError, ValueError, KeyError) as exc:
         raise IndexCorrupt(f"The attribution index of model {index.model_version_hash[:12]} cannot be read: {exc}") from exc
@@ -499,7 +498,7 @@ def _loaded_for(index: AttributionIndex) -> _Loaded:
     engine_index, directory = _open_verified(index)
     model, tokenizer, content = _load_model(index.model_version)
     _make_attributable(model)
-    attributor = Attributor(model, engine_index, _share_policy())
+    attributor = engine.Attributor(model, engine_index, _share_policy())
     entry = _Loaded(index.index_hash, model, tokenizer, content, engine_index, attributor, directory,
                     _stamps(directory), threading.Lock())
     with _cache_lock:

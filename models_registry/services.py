@@ -19,18 +19,15 @@ from django.utils.text import slugify
 from accounts.services import audit_record
 from datanets import selectors as datanet_selectors
 
+# Torch-free modules of the training engine only; ``training.run_training`` (torch, transformers,
+# peft) is resolved when a worker runs a job, so web processes never load those libraries.
+from . import training
 from .models import AttributionStatus, BaseModel, FineTuneJob, JobState, ModelVersion
 from .signals import model_version_registered
-from .training import (
-    BaseModelSource,
-    InvalidTrainingInput,
-    TrainingCancelled,
-    TrainingFailed,
-    TrainingRow,
-    TrainingSpec,
-    export_adapter_zip,
-    run_training,
-)
+from .training.errors import InvalidTrainingInput, TrainingCancelled, TrainingFailed
+from .training.manifest import export_adapter_zip
+from .training.sources import BaseModelSource
+from .training.spec import TrainingRow, TrainingSpec
 
 HYPERPARAMETER_DEFAULTS = {
     "lora_r": 8,
@@ -231,7 +228,7 @@ def fine_tune_run(*, job_id: int) -> FineTuneJob:
         return last_cancel_check[1]
 
     try:
-        result = run_training(spec, rows, _job_work_dir(job), on_progress, should_cancel, dataset_versions=dataset_versions,
+        result = training.run_training(spec, rows, _job_work_dir(job), on_progress, should_cancel, dataset_versions=dataset_versions,
                               checkpoint_every_steps=settings.TRAINING_CHECKPOINT_EVERY_STEPS)
     except TrainingCancelled:
         return _job_finish(job_id=job.pk, state=JobState.CANCELLED, message="cancelled by the owner")

@@ -7,35 +7,96 @@ gradient → top rows, contributor scores, shares) → ``build_receipt`` / ``rec
 full-parameter yardstick for small models. Module docstrings explain each rule.
 """
 
-from .canonical import canonical_json, canonical_sha256
-from .exact import ExactInfluence
-from .gradients import GradientBlock, GradientFeaturizer, per_example_loss, trainable_linear_layers
-from .index import (
-    AttributionIndex,
-    IndexBuilder,
-    IndexConfig,
-    RowScore,
-    TopRows,
-    TrainingBatch,
-    VerificationReport,
-    build_index,
-    merge_top_rows,
-)
-from .projection import BlockProjector, ProjectionSpec, allocate_block_dims
-from .query import Attribution, Attributor, with_predicted_labels
-from .receipt import build_receipt, receipt_digest
-from .scan import compiled_kernel_failure, scan_scores
-from .shares import (
-    PPM,
-    ContributorShares,
-    ScoreMap,
-    SharePolicy,
-    capped_normalise,
-    contributor_shares,
-    largest_remainder_ppm,
-    row_count_shares,
-)
-from .valuation import DataValuation, mean_query_features, value_training_data
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .canonical import canonical_json, canonical_sha256
+    from .exact import ExactInfluence
+    from .gradients import GradientBlock, GradientFeaturizer, per_example_loss, trainable_linear_layers
+    from .index import (
+        AttributionIndex,
+        IndexBuilder,
+        IndexConfig,
+        RowScore,
+        TopRows,
+        TrainingBatch,
+        VerificationReport,
+        build_index,
+        merge_top_rows,
+    )
+    from .projection import BlockProjector, ProjectionSpec, allocate_block_dims
+    from .query import Attribution, Attributor, with_predicted_labels
+    from .receipt import build_receipt, receipt_digest
+    from .scan import compiled_kernel_failure, scan_scores
+    from .shares import (
+        PPM,
+        ContributorShares,
+        ScoreMap,
+        SharePolicy,
+        capped_normalise,
+        contributor_shares,
+        largest_remainder_ppm,
+        row_count_shares,
+    )
+    from .valuation import DataValuation, mean_query_features, value_training_data
+
+# Re-exports resolve on first use (PEP 562), so importing the package, or a torch-free module of it,
+# does not load torch and transformers: web processes import services that name these, and only the
+# workers that train, attribute or serve pay for the libraries.
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "Attribution": ("query", "Attribution"),
+    "AttributionIndex": ("index", "AttributionIndex"),
+    "Attributor": ("query", "Attributor"),
+    "BlockProjector": ("projection", "BlockProjector"),
+    "ContributorShares": ("shares", "ContributorShares"),
+    "DataValuation": ("valuation", "DataValuation"),
+    "ExactInfluence": ("exact", "ExactInfluence"),
+    "GradientBlock": ("gradients", "GradientBlock"),
+    "GradientFeaturizer": ("gradients", "GradientFeaturizer"),
+    "IndexBuilder": ("index", "IndexBuilder"),
+    "IndexConfig": ("index", "IndexConfig"),
+    "PPM": ("shares", "PPM"),
+    "ProjectionSpec": ("projection", "ProjectionSpec"),
+    "RowScore": ("index", "RowScore"),
+    "ScoreMap": ("shares", "ScoreMap"),
+    "SharePolicy": ("shares", "SharePolicy"),
+    "TopRows": ("index", "TopRows"),
+    "TrainingBatch": ("index", "TrainingBatch"),
+    "VerificationReport": ("index", "VerificationReport"),
+    "allocate_block_dims": ("projection", "allocate_block_dims"),
+    "build_index": ("index", "build_index"),
+    "build_receipt": ("receipt", "build_receipt"),
+    "canonical_json": ("canonical", "canonical_json"),
+    "canonical_sha256": ("canonical", "canonical_sha256"),
+    "capped_normalise": ("shares", "capped_normalise"),
+    "compiled_kernel_failure": ("scan", "compiled_kernel_failure"),
+    "contributor_shares": ("shares", "contributor_shares"),
+    "largest_remainder_ppm": ("shares", "largest_remainder_ppm"),
+    "mean_query_features": ("valuation", "mean_query_features"),
+    "merge_top_rows": ("index", "merge_top_rows"),
+    "per_example_loss": ("gradients", "per_example_loss"),
+    "receipt_digest": ("receipt", "receipt_digest"),
+    "row_count_shares": ("shares", "row_count_shares"),
+    "scan_scores": ("scan", "scan_scores"),
+    "trainable_linear_layers": ("gradients", "trainable_linear_layers"),
+    "value_training_data": ("valuation", "value_training_data"),
+    "with_predicted_labels": ("query", "with_predicted_labels"),
+}
+
+
+def __getattr__(name: str):
+    try:
+        module, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(import_module(f".{module}", __name__), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
 
 __all__ = [
     "PPM",

@@ -47,13 +47,11 @@ from safetensors.torch import save_file
 
 from .canonical import canonical_json, canonical_sha256, file_sha256
 from .gradients import GradientBlock, GradientFeaturizer, TokenReduction
+from .layout import CONTRIBUTORS_NAME, FORMAT_VERSION, MANIFEST_NAME
 from .projection import BlockProjector, ProjectionSpec
 from .scan import scan_scores
 
 CurvatureKind = Literal["empirical_fisher", "fisher"]
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-CONTRIBUTORS_NAME = "contributors.safetensors"
 _SPILL_DIR = ".build"
 
 

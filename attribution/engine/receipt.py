@@ -9,11 +9,13 @@ precision) so last-bit differences between BLAS thread schedules cannot change t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .canonical import canonical_sha256
-from .index import AttributionIndex
-from .query import Attribution
+
+if TYPE_CHECKING:
+    from .index import AttributionIndex
+    from .query import Attribution
 
 RECEIPT_VERSION = 1
 _UNDIGESTED_FIELDS = ("latency_ms",)

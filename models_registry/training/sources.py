@@ -12,19 +12,13 @@ import hashlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from typing import TYPE_CHECKING, Literal
 
 from .errors import ModelSourceError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 SourceKind = Literal["package", "path", "hub"]
 SOURCE_KINDS: tuple[str, ...] = ("package", "path", "hub")
@@ -45,7 +39,14 @@ DEFAULT_LORA_TARGET_MODULES: dict[str, tuple[str, ...]] = {
     "gpt2": ("c_attn",),
 }
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# Names, not torch dtypes: specs are validated in web processes that never load torch.
+DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def config_sha256(model_path: Path) -> str:
 
 
 def model_type_of(model_path: Path) -> str:
+    from transformers import AutoConfig
+
     return AutoConfig.from_pretrained(model_path).model_type
 
 
@@ -129,6 +132,8 @@ def default_lora_target_modules(model_type: str) -> tuple[str, ...]:
 
 def load_tokenizer(model_path: Path) -> PreTrainedTokenizerBase:
     """Load the tokenizer; causal tokenizers without a pad token pad with EOS (labels mask padding)."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -139,12 +144,14 @@ def load_classification_model(
     model_path: Path, label_names: tuple[str, ...], pad_token_id: int | None, dtype: str = "float32"
 ) -> PreTrainedModel:
     """Base model with a fresh classification head sized for ``label_names`` (head weights: seeded RNG)."""
+    from transformers import AutoModelForSequenceClassification
+
     model = AutoModelForSequenceClassification.from_pretrained(
         model_path,
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
-        dtype=DTYPES[dtype],
+        dtype=torch_dtype(dtype),
     )
     # Decoder-style classifiers (Llama, GPT-2) find the last real token through pad_token_id.
     if model.config.pad_token_id is None and pad_token_id is not None:
@@ -153,4 +160,6 @@ def load_classification_model(
 
 
 def load_causal_model(model_path: Path, dtype: str = "float32") -> PreTrainedModel:
-    return AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[dtype])
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype))

@@ -107,7 +107,7 @@ class TrainingSpec:
         ):
             problems.append("lora_target_modules must be None (architecture default) or non-empty names")
         if self.base_dtype not in DTYPES:
-            problems.append(f"base_dtype must be one of {tuple(DTYPES)}, got {self.base_dtype!r}")
+            problems.append(f"base_dtype must be one of {DTYPES}, got {self.base_dtype!r}")
         if self.device not in DEVICES:
             problems.append(f"device must be one of {DEVICES}, got {self.device!r}")
         if problems:

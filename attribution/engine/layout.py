@@ -1,0 +1,6 @@
+"""File layout of an attribution index directory: names that readers without torch need too
+(the Django app copies index files to and from storage in web processes)."""
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+CONTRIBUTORS_NAME = "contributors.safetensors"
