@@ -169,13 +169,15 @@ class RecordStatus(models.TextChoices):
 class Record(models.Model):
     """One row. Keeps its contributor, contribution and content hash forever."""
 
-    datanet = models.ForeignKey(Datanet, on_delete=models.PROTECT, related_name="records")
+    # No single-column index on datanet: every composite index below leads with it, and each index
+    # costs every ingested row an insert (rows arrive by the hundred thousand).
+    datanet = models.ForeignKey(Datanet, on_delete=models.PROTECT, related_name="records", db_index=False)
     contribution = models.ForeignKey(Contribution, on_delete=models.PROTECT, related_name="records")
     contributor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="records")
     row_number = models.PositiveIntegerField()
     line_number = models.PositiveIntegerField(null=True, blank=True)
     fields = models.JSONField()
-    label = models.CharField(max_length=120, blank=True, db_index=True)
+    label = models.CharField(max_length=120, blank=True)
     content_hash = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=RecordStatus.choices, default=RecordStatus.PENDING)
     reason = models.CharField(max_length=500, blank=True)
@@ -192,6 +194,7 @@ class Record(models.Model):
             models.Index(fields=["datanet", "status"]),
             models.Index(fields=["datanet", "contributor"]),
             models.Index(fields=["datanet", "content_hash"]),
+            models.Index(fields=["datanet", "label"]),  # label filters and distributions are per Datanet
         ]
 
     def __str__(self):
