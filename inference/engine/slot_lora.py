@@ -46,10 +46,11 @@ class BatchRouting:
 
     slot_ids: torch.Tensor  # [rows] int64, slot per row (0 = no adapter)
     page_ids: torch.Tensor  # [rows, rank_width] int64, page per rank column (0 = zero page)
-
-    @property
-    def rank_width(self) -> int:
-        return self.page_ids.shape[1]
+    # Derived once per forward rather than in each of the dozens of wrapped layers: in a decoding
+    # step of a small model the per-layer Python work is a visible share of the step.
+    flat_page_ids: torch.Tensor  # page_ids.reshape(-1), contiguous
+    rows: int
+    rank_width: int
 
 
 class RoutingState:
@@ -66,6 +67,9 @@ class RoutingState:
     def __init__(self) -> None:
         self.current: BatchRouting | None = None
         self._scratch: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+        # Ready-shaped views of the scratch buffers, so a layer's gather costs no slicing or reshaping
+        # (a few microseconds each, paid by every wrapped layer of every decoding step otherwise).
+        self._views: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
 
     def scratch(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
         """A flat buffer of ``numel`` elements to gather into, or ``None`` when autograd records
@@ -79,7 +83,19 @@ class RoutingState:
             with torch.inference_mode(False):
                 buffer = torch.empty(numel, dtype=dtype, device=device)
             self._scratch[key] = buffer
+            self._views.clear()  # views of the old, smaller buffer
         return buffer[:numel]
+
+    def scratch_matrix(self, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """``scratch`` shaped ``[rows, cols]``; the same view object for the same shape."""
+        if torch.is_grad_enabled():
+            return None
+        key = (rows, cols, dtype, device)
+        view = self._views.get(key)
+        if view is None:
+            view = self.scratch(rows * cols, dtype, device).view(rows, cols)
+            self._views[key] = view
+        return view
 
 
 class SlotLoraLinear(nn.Module):
@@ -107,15 +123,15 @@ class SlotLoraLinear(nn.Module):
     def out_features(self) -> int:
         return self.base.out_features
 
-    def _gather(self, pages: torch.Tensor, page_ids: torch.Tensor) -> torch.Tensor:
+    def _gather(self, pages: torch.Tensor, routing: BatchRouting) -> torch.Tensor:
         """``pages[page_ids]`` as ``[rows, width, features]``, written into the shared scratch."""
-        rows, width = page_ids.shape
+        rows, width = routing.rows, routing.rank_width
         features = pages.shape[1]
-        buffer = self.routing.scratch(rows * width * features, pages.dtype, pages.device)
+        buffer = self.routing.scratch_matrix(rows * width, features, pages.dtype, pages.device)
         if buffer is None:
-            gathered = pages.index_select(0, page_ids.reshape(-1))
+            gathered = pages.index_select(0, routing.flat_page_ids)
         else:
-            gathered = torch.index_select(pages, 0, page_ids.reshape(-1), out=buffer.view(rows * width, features))
+            gathered = torch.index_select(pages, 0, routing.flat_page_ids, out=buffer)
         return gathered.view(rows, width, features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,17 +139,16 @@ class SlotLoraLinear(nn.Module):
         routing = self.routing.current
         if routing is None or routing.rank_width == 0:
             return out
-        page_ids = routing.page_ids
-        rows, width = page_ids.shape
-        x_rows = x.reshape(rows, -1, self.in_features)
-        down = torch.bmm(x_rows, self._gather(self.a_pages, page_ids).transpose(1, 2))  # [rows, tokens, width]
-        out_rows = out.view(rows, -1, self.out_features)  # the base output is fresh: accumulate in place
+        rows = routing.rows
+        x_rows = x.reshape(rows, -1, x.shape[-1])
+        down = torch.bmm(x_rows, self._gather(self.a_pages, routing).transpose(1, 2))  # [rows, tokens, width]
         if x_rows.shape[1] == 1:
-            # Decoding: sum_r down[row, r] * B[page[row, r]] reads each B page once, with no gathered copy.
-            out_rows.squeeze(1).add_(
-                F.embedding_bag(page_ids, self.b_pages, per_sample_weights=down.view(rows, width), mode="sum"))
+            # Decoding: sum_r down[row, r] * B[page[row, r]] reads each B page once, with no gathered copy;
+            # the base output is fresh, so accumulate into it in place.
+            out.view(rows, -1).add_(F.embedding_bag(routing.page_ids, self.b_pages,
+                                                    per_sample_weights=down.view(rows, -1), mode="sum"))
         else:
-            out_rows.baddbmm_(down, self._gather(self.b_pages, page_ids))
+            out.view(rows, x_rows.shape[1], -1).baddbmm_(down, self._gather(self.b_pages, routing))
         return out
 
 
@@ -277,7 +292,9 @@ class SlotLoraModel:
         width = max((self.slot_rank[s] for s in slot_ids), default=0)
         slots = torch.tensor(list(slot_ids), dtype=torch.long, device=self.device)
         pages = self.slot_pages.index_select(0, slots)[:, :width]
-        return BatchRouting(slot_ids=slots, page_ids=pages)
+        pages = pages.contiguous()
+        return BatchRouting(slot_ids=slots, page_ids=pages, flat_page_ids=pages.view(-1), rows=pages.shape[0],
+                            rank_width=width)
 
     @contextlib.contextmanager
     def route(self, slot_ids: Sequence[int]) -> Iterator[BatchRouting]:

@@ -34,13 +34,13 @@ for config in apps.get_app_configs():
         except ModuleNotFoundError as exc:
             if exc.name != f"{config.name}.{part}":
                 raise
-heavy = [name for name in %(heavy)r if name in sys.modules]
+heavy = [name for name in HEAVY_NAMES if name in sys.modules]
 print("HEAVY", *heavy)
 # The engines still export everything, on first use.
 from models_registry.training import run_training
 from attribution.engine import Attributor, build_index
 print("RESOLVED", run_training.__module__, Attributor.__module__, build_index.__module__, "torch" in sys.modules)
-""" % {"heavy": HEAVY}
+""".replace("HEAVY_NAMES", repr(HEAVY))
 
 
 def test_web_process_imports_no_ml_libraries_and_engines_resolve_on_first_use():
