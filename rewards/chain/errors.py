@@ -26,7 +26,7 @@ _BUILTIN_ERRORS: list[dict[str, Any]] = [
     {"type": "error", "name": "Error", "inputs": [{"name": "message", "type": "string"}]},
     {"type": "error", "name": "Panic", "inputs": [{"name": "code", "type": "uint256"}]},
 ]
-_ETH_TESTER_PREFIX = "execution reverted: "
+ETH_TESTER_REVERT_PREFIX = "execution reverted: "
 
 
 class ChainError(Exception):
@@ -101,10 +101,10 @@ class RevertDecoder:
         """Decode a backend's revert exception; None when ``error`` is not a revert at all."""
         if isinstance(error, TransactionFailed):
             message = str(error.args[0]) if error.args else ""
-            if not message.startswith(_ETH_TESTER_PREFIX):
+            if not message.startswith(ETH_TESTER_REVERT_PREFIX):
                 # Not a REVERT opcode (out of gas, invalid opcode): there is no data to decode.
                 return ChainRevert("Revert", {"reason": message}, tx_hash=tx_hash)
-            return self.decode(_eth_tester_revert_data(message), tx_hash=tx_hash)
+            return self.decode(eth_tester_revert_data(message), tx_hash=tx_hash)
         if isinstance(error, ContractLogicError):
             return self.decode(_rpc_revert_data(error.data), tx_hash=tx_hash)
         return None
@@ -118,10 +118,10 @@ def _canonical_type(param: dict[str, Any]) -> str:
     return kind
 
 
-def _eth_tester_revert_data(message: str) -> bytes:
+def eth_tester_revert_data(message: str) -> bytes:
     # eth-tester formats the revert as "execution reverted: b'...'" (a Python bytes literal), except
     # Error(string), which it decodes to the bare reason: re-encode that so both paths agree.
-    body = message.removeprefix(_ETH_TESTER_PREFIX)
+    body = message.removeprefix(ETH_TESTER_REVERT_PREFIX)
     if body.startswith(("b'", 'b"')):
         return ast.literal_eval(body)
     return bytes.fromhex("08c379a0") + eth_abi.encode(["string"], [body])

@@ -151,10 +151,11 @@ def test_relayed_claims_revert_on_chain_then_resume_pays_each_account_once(rpc, 
                            hook=lambda: rpc.distributor.pause(sender=rpc.owner)))
     with pytest.raises(ChainRevert) as reverted:
         services.epoch_close()
-    # Mined and reverted (the dev node's JSON-RPC errors carry no revert data, so the name is not decoded).
+    # Mined and reverted; replayed for its reason, which the node returns as revert data like geth does.
     assert rpc.node.client.w3.eth.get_transaction_receipt(reverted.value.tx_hash)["status"] == 0
+    assert reverted.value.error_name == "EnforcedPause"
     epoch = Epoch.objects.get()
-    assert epoch.state == EpochState.ROOT_POSTED and "Revert" in epoch.last_error
+    assert epoch.state == EpochState.ROOT_POSTED and "EnforcedPause" in epoch.last_error
     assert rpc.token.balance_of(rpc.wallets[alice.pk].address) == 0
 
     # The owner unpauses; alice does not wait and claims herself in the meantime.

@@ -2,7 +2,9 @@
 
 import threading
 
-from rewards.chain import ChainClient, CumulativeRewardsTree, DistributorContract, TokenContract
+import pytest
+
+from rewards.chain import ChainClient, ChainRevert, CumulativeRewardsTree, DistributorContract, TokenContract
 from rewards.models import ChainDeployment
 
 OPEN = 10**18
@@ -28,6 +30,16 @@ def test_chain_node_serves_json_rpc_and_records_its_deployment(db, settings):
         distributor.claim(account, 5 * OPEN, tree.proof(account))
         [event] = distributor.claimed_events(deployment.deployed_at_block).events
         assert event.amount == 5 * OPEN and token.balance_of(account) == 5 * OPEN
+        # Reverts reach the caller with their data, as from geth: the Solidity error by name and arguments.
+        with pytest.raises(ChainRevert) as again:
+            distributor.claim(account, 5 * OPEN, tree.proof(account))
+        assert again.value.error_name == "NothingToClaim"
+        assert again.value.error_args["cumulativeAmount"] == 5 * OPEN
+        assert again.value.error_args["alreadyClaimed"] == 5 * OPEN
+        with pytest.raises(ChainRevert) as forged:
+            distributor.claim(account, 6 * OPEN, tree.proof(account))
+        assert forged.value.error_name == "InvalidProof" and forged.value.error_args["cumulativeAmount"] == 6 * OPEN
+        assert token.balance_of(account) == 5 * OPEN
     finally:
         server.shutdown()
         server.server_close()

@@ -15,10 +15,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from eth_tester.exceptions import TransactionFailed
 from web3._utils.encoding import Web3JsonEncoder
 
 from rewards.chain import ChainClient, InProcessChain
+from rewards.chain.errors import ETH_TESTER_REVERT_PREFIX, eth_tester_revert_data
 from rewards.chainio import deployment_ensure, policy_from_settings, set_chain_client
+
+
+def rpc_error(error: Exception) -> dict:
+    """The JSON-RPC error object for a failed call, shaped as geth shapes it.
+
+    A revert carries its ABI-encoded data (code 3, ``data`` = ``0x...``): web3 then raises
+    ``ContractLogicError``/``ContractCustomError`` with that data, and callers see the Solidity
+    error's name and arguments (``NothingToClaim``), exactly as against a real node."""
+    message = str(error.args[0]) if isinstance(error, TransactionFailed) and error.args else ""
+    if message.startswith(ETH_TESTER_REVERT_PREFIX):
+        data = eth_tester_revert_data(message)
+        return {"code": 3, "message": "execution reverted", "data": "0x" + data.hex()}
+    return {"code": -32000, "message": str(error)}
 
 
 def make_handler(client: ChainClient):
@@ -31,7 +46,7 @@ def make_handler(client: ChainClient):
             with lock:  # py-evm is not thread-safe
                 response = call(request["method"], request.get("params") or [])
         except Exception as error:  # every failure goes back to the caller as a JSON-RPC error
-            return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32000, "message": str(error)}}
+            return {"jsonrpc": "2.0", "id": request_id, "error": rpc_error(error)}
         return {**dict(response), "jsonrpc": "2.0", "id": request_id}
 
     class Handler(BaseHTTPRequestHandler):
