@@ -80,10 +80,16 @@ def send_task(task, *args, queue: str) -> None:
         task.apply_async(args=list(args), connection=conn, queue=queue)
 
 
+# Redis redelivers an unacknowledged message once it is this old. A worker sweeps for such messages as
+# soon as it starts polling, then only about every 100 s (kombu throttles the sweep), so a test starts
+# the second worker after the kill and after this timeout: its first sweep takes the message at once.
+VISIBILITY_TIMEOUT_S = 3
+
+
 def worker_env(settings, tmp_path: Path, **extra: str) -> dict:
     env = {
         **os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": BROKER, "CELERY_RESULT_BACKEND": BROKER,
-        "CELERY_TASK_ALWAYS_EAGER": "0", "CELERY_VISIBILITY_TIMEOUT_S": "3",
+        "CELERY_TASK_ALWAYS_EAGER": "0", "CELERY_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT), "TRAINING_WORK_DIR": str(settings.TRAINING_WORK_DIR),
         "LINEAGE_VAR_DIR": str(tmp_path / "worker-var"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
@@ -112,6 +118,11 @@ class CeleryWorker:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
         assert self.process.returncode == -signal.SIGKILL
+
+    @staticmethod
+    def wait_until_redeliverable() -> None:
+        """Sleep until the killed worker's unacknowledged message is visible to a new worker's first sweep."""
+        time.sleep(VISIBILITY_TIMEOUT_S + 1)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -6,9 +6,8 @@ Covered here: contribution validation, attribution index build, epoch close (wit
 transactions). Training is covered by tests/models_registry/test_worker_kill.py (same approach: the job
 resumes from its last checkpoint and registers one model version).
 
-The second worker is started while the first is still busy (it takes ~15 s to boot on this machine);
-its first sweep of unacknowledged messages finds the killed worker's message once the visibility timeout
-has passed.
+The second worker is started after the kill, once the visibility timeout has passed: its first sweep of
+unacknowledged messages finds the killed worker's message (kombu sweeps again only about every 100 s).
 """
 
 import json
@@ -94,11 +93,12 @@ def test_worker_killed_mid_validation_redelivers_and_writes_every_row_once(alice
 
     wait_for(lambda: Contribution.objects.get(pk=contribution.pk).state == ContributionState.VALIDATING, 120,
              "validation to be under way", log, interval=0.05)
-    workers(env, log, "default")  # boots while the first one works
     first.kill9()
     killed_at = Contribution.objects.get(pk=contribution.pk)
     assert killed_at.state == ContributionState.VALIDATING and killed_at.progress_done < killed_at.progress_total
     assert not Record.objects.filter(contribution=contribution).exists()  # nothing half-written
+    first.wait_until_redeliverable()
+    workers(env, log, "default")
 
     wait_for(lambda: Contribution.objects.get(pk=contribution.pk).state != ContributionState.VALIDATING, 150,
              "the redelivered validation to finish", log)
@@ -137,10 +137,11 @@ def test_worker_killed_mid_index_build_rebuilds_once_and_scores(alice, bob, inte
     send_task(index_build_task, model.pk, queue="gpu")
     wait_for(lambda: AttributionIndex.objects.filter(model_version=model, state=IndexState.BUILDING).exists(), 120,
              "the index build to start", log, interval=0.05)
-    workers(env, log, "gpu")
     first.kill9()
     index = AttributionIndex.objects.get(model_version=model)
     assert index.state == IndexState.BUILDING and index.attempts == 1 and not index.index_hash
+    first.wait_until_redeliverable()
+    workers(env, log, "gpu")
 
     wait_for(lambda: AttributionIndex.objects.get(model_version=model).state != IndexState.BUILDING, 150,
              "the redelivered build to finish", log)
@@ -203,11 +204,12 @@ def test_worker_killed_mid_epoch_close_resumes_and_pays_once(alice, bob, charlie
         first = workers(env, log, "chain")
         send_task(chain_epoch_close, None, queue="chain")
         wait_for(held.hit.is_set, 120, "the root transaction to be sent", log, interval=0.05)
-        workers(env, log, "chain")
         first.kill9()
         held.release.set()
         epoch = Epoch.objects.get()
         assert epoch.state == EpochState.FUNDED and distributor.epoch() == 1  # the crash window
+        first.wait_until_redeliverable()
+        workers(env, log, "chain")
 
         wait_for(lambda: Epoch.objects.get().state == EpochState.CLOSED, 150, "the redelivered close to finish", log)
         epoch = Epoch.objects.get()
