@@ -11,9 +11,3 @@ def summaries_refresh_recent():
     report = services.summaries_refresh_recent()
     return {"since": report.since.isoformat(), "facts": report.facts}
 
-
-@shared_task(acks_late=True, ignore_result=True)
-def summaries_refresh_all():
-    """Rebuild every summary from all history (after an import or a change of definitions)."""
-    report = services.summaries_refresh(since=None)
-    return {"since": report.since.isoformat(), "facts": report.facts}

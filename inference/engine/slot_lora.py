@@ -71,30 +71,24 @@ class RoutingState:
         # (a few microseconds each, paid by every wrapped layer of every decoding step otherwise).
         self._views: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
 
-    def scratch(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-        """A flat buffer of ``numel`` elements to gather into, or ``None`` when autograd records
-        the forward (a reused buffer would be overwritten before the backward pass reads it)."""
+    def scratch(self, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """A ``[rows, cols]`` buffer to gather into (the same view object for the same shape), or ``None``
+        when autograd records the forward (a reused buffer would be overwritten before the backward
+        pass reads it)."""
         if torch.is_grad_enabled():
             return None
-        key = (dtype, device)
-        buffer = self._scratch.get(key)
-        if buffer is None or buffer.numel() < numel:
+        view = self._views.get((rows, cols, dtype, device))
+        if view is not None:
+            return view
+        buffer = self._scratch.get((dtype, device))
+        if buffer is None or buffer.numel() < rows * cols:
             # A plain (not inference-mode) tensor, so forwards under no_grad may write it as well.
             with torch.inference_mode(False):
-                buffer = torch.empty(numel, dtype=dtype, device=device)
-            self._scratch[key] = buffer
-            self._views.clear()  # views of the old, smaller buffer
-        return buffer[:numel]
-
-    def scratch_matrix(self, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-        """``scratch`` shaped ``[rows, cols]``; the same view object for the same shape."""
-        if torch.is_grad_enabled():
-            return None
-        key = (rows, cols, dtype, device)
-        view = self._views.get(key)
-        if view is None:
-            view = self.scratch(rows * cols, dtype, device).view(rows, cols)
-            self._views[key] = view
+                buffer = torch.empty(rows * cols, dtype=dtype, device=device)
+            self._scratch[(dtype, device)] = buffer
+            self._views = {key: v for key, v in self._views.items() if key[2:] != (dtype, device)}  # old buffer
+        view = buffer[:rows * cols].view(rows, cols)
+        self._views[(rows, cols, dtype, device)] = view
         return view
 
 
@@ -127,7 +121,7 @@ class SlotLoraLinear(nn.Module):
         """``pages[page_ids]`` as ``[rows, width, features]``, written into the shared scratch."""
         rows, width = routing.rows, routing.rank_width
         features = pages.shape[1]
-        buffer = self.routing.scratch_matrix(rows * width, features, pages.dtype, pages.device)
+        buffer = self.routing.scratch(rows * width, features, pages.dtype, pages.device)
         if buffer is None:
             gathered = pages.index_select(0, routing.flat_page_ids)
         else:

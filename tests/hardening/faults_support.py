@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from process_support import test_database_url
@@ -183,13 +183,15 @@ class FaultyRpcProxy:
     """An HTTP proxy in front of a `ChainNode`; every call goes through, except those a `Fault` matches."""
 
     def __init__(self, upstream: str) -> None:
+        from rewards.management.commands.chain_node import JsonHandler
+
         self.upstream = upstream.removeprefix("http://")
         self.faults: list[Fault] = []
         self.calls: list[str] = []
         self._lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 request = json.loads(body or b"null")
@@ -202,17 +204,17 @@ class FaultyRpcProxy:
                     return  # no status line at all: the caller sees the connection closed
                 if fault is not None and fault.action == "null_result":
                     # A lagging node: it does not know the transaction yet (a receipt read answers null).
-                    self._answer(json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "result": None}).encode())
+                    self.send_json(json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "result": None}).encode())
                     return
                 if fault is not None and fault.action == "rpc_error":
-                    self._answer(json.dumps({"jsonrpc": "2.0", "id": request.get("id"),
+                    self.send_json(json.dumps({"jsonrpc": "2.0", "id": request.get("id"),
                                              "error": {"code": -32603, "message": fault.message}}).encode())
                     return
                 if fault is not None and fault.action == "before":
                     fault.hook()
                 answer = proxy._forward(body)
                 if fault is None or fault.action == "before":
-                    self._answer(answer)
+                    self.send_json(answer)
                     return
                 fault.hit.set()
                 if fault.action == "stall":
@@ -221,15 +223,6 @@ class FaultyRpcProxy:
                     fault.release.wait(120)
                 self.close_connection = True  # drop_response, stall and hold: no answer ever arrives
 
-            def _answer(self, data: bytes) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format, *args):  # noqa: A002
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -36,6 +36,20 @@ def rpc_error(error: Exception) -> dict:
     return {"code": -32000, "message": str(error)}
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """An ``http.server`` handler that answers JSON bodies and does not log each request."""
+
+    def send_json(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
+        pass
+
+
 def make_handler(client: ChainClient):
     lock = threading.Lock()
     call = client.w3.provider.request_func(client.w3, client.w3.middleware_onion)
@@ -49,7 +63,7 @@ def make_handler(client: ChainClient):
             return {"jsonrpc": "2.0", "id": request_id, "error": rpc_error(error)}
         return {**dict(response), "jsonrpc": "2.0", "id": request_id}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_POST(self):  # noqa: N802 (http.server's naming)
             try:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
@@ -61,15 +75,7 @@ def make_handler(client: ChainClient):
                 payload = answer(body)
             else:
                 payload = {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
-            data = json.dumps(payload, cls=Web3JsonEncoder).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format, *args):  # noqa: A002
-            pass
+            self.send_json(json.dumps(payload, cls=Web3JsonEncoder).encode())
 
     return Handler
 
