@@ -105,6 +105,13 @@ def desired_adapters(report: SyncReport | None = None) -> dict[str, DesiredAdapt
     return desired
 
 
+def engine_defaults() -> dict:
+    """Engine options from settings: what every model server (the command, the demo's in-process one)
+    and every base it loads start from."""
+    return {"num_slots": settings.INFERENCE_SLOTS, "max_rank": settings.INFERENCE_MAX_RANK,
+            "max_batch_rows": settings.INFERENCE_MAX_BATCH_ROWS}
+
+
 class DeploymentSync:
     def __init__(self, client: ModelServerClient) -> None:
         self.client = client
@@ -124,8 +131,7 @@ class DeploymentSync:
     def _ensure_base(self, adapter: DesiredAdapter) -> None:
         if adapter.base in self.bases:
             return
-        options = {"num_slots": settings.INFERENCE_SLOTS, "max_rank": settings.INFERENCE_MAX_RANK,
-                   "max_batch_rows": settings.INFERENCE_MAX_BATCH_ROWS}
+        options = engine_defaults()
         if adapter.task == "classification":
             options["num_labels"] = max(settings.INFERENCE_NUM_LABELS, len(adapter.labels))
         self.client.load_base(name=adapter.base, path=adapter.base_path, task=adapter.task, **options)

@@ -25,12 +25,10 @@ class InProcessModelServer:
 def model_server_in_process(*, device: str = "cpu") -> Iterator[InProcessModelServer]:
     """Start a model server, point `INFERENCE_SERVER_URL` at it, and stop it on exit."""
     from inference.client import ModelServerClient
-    from inference.deployments import DeploymentSync
+    from inference.deployments import DeploymentSync, engine_defaults
     from inference.engine.server import serve
 
-    server = serve(None, "127.0.0.1", 0, device=settings.INFERENCE_DEVICE or device, engine_defaults={
-        "num_slots": settings.INFERENCE_SLOTS, "max_rank": settings.INFERENCE_MAX_RANK,
-        "max_batch_rows": settings.INFERENCE_MAX_BATCH_ROWS})
+    server = serve(None, "127.0.0.1", 0, device=settings.INFERENCE_DEVICE or device, engine_defaults=engine_defaults())
     url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, name="demo-model-server", daemon=True)
     thread.start()

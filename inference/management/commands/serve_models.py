@@ -35,14 +35,12 @@ class Command(BaseCommand):
         from inference.engine.server import serve
 
         from ...client import ModelServerClient
-        from ...deployments import DeploymentSync
+        from ...deployments import DeploymentSync, engine_defaults
 
         if settings.INFERENCE_THREADS:
             torch.set_num_threads(settings.INFERENCE_THREADS)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        server = serve(None, host, port, device=device, engine_defaults={
-            "num_slots": settings.INFERENCE_SLOTS, "max_rank": settings.INFERENCE_MAX_RANK,
-            "max_batch_rows": settings.INFERENCE_MAX_BATCH_ROWS})
+        server = serve(None, host, port, device=device, engine_defaults=engine_defaults())
         bound = f"http://{server.server_address[0]}:{server.server_address[1]}"
         thread = threading.Thread(target=server.serve_forever, name="model-server-http", daemon=True)
         thread.start()
