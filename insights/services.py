@@ -128,13 +128,16 @@ def summaries_refresh(*, since=None, sample_serving: bool = True) -> RefreshRepo
         serving_sample_take()
     facts = _Facts()
     start, end = midnight(first), midnight(today + timedelta(days=1))
-    _contribution_facts(facts, start, end)
+    # One scan of every contributor's first upload per Datanet serves both the new-contributor facts
+    # and the retention cohorts.
+    first_contributions = datanet_selectors.contributor_first_contributions()
+    _contribution_facts(facts, start, end, first_contributions)
     _model_facts(facts, start, end, first, today)
     _inference_facts(facts, start, end)
     _serving_facts(facts, start, end)
     _developer_facts(facts, start, end, first, today)
     _reward_facts(facts, start, end)
-    cohorts = _cohort_rows(today)
+    cohorts = _cohort_rows(today, first_contributions)
     epochs = _epoch_rows()
     now = timezone.now()
     rows = facts.rows(synthetic=False, now=now)
@@ -167,7 +170,7 @@ def _state_locked() -> RefreshState:
     return RefreshState.objects.select_for_update().get(pk=1)
 
 
-def _contribution_facts(facts: _Facts, start, end) -> None:
+def _contribution_facts(facts: _Facts, start, end, first_contributions: list[tuple]) -> None:
     for row in datanet_selectors.contribution_daily_totals(start=start, end=end):
         day, scopes = row["day"], (GLOBAL, (ScopeKind.DATANET, row["datanet_id"]))
         facts.add(day, "contrib.contributions", row["contributions"], *scopes)
@@ -181,7 +184,7 @@ def _contribution_facts(facts: _Facts, start, end) -> None:
         facts.add(row["day"], metric, row["n"], GLOBAL, (ScopeKind.DATANET, row["datanet_id"]))
 
     first_seen: dict[int, datetime] = {}  # a contributor is new to the platform once, and once to each Datanet
-    for user_id, datanet_id, first in datanet_selectors.contributor_first_contributions():
+    for user_id, datanet_id, first in first_contributions:
         if start <= first < end:
             facts.add(_as_date(first), "contrib.new_contributors", 1, (ScopeKind.DATANET, datanet_id))
         first_seen[user_id] = min(first, first_seen.get(user_id, first))
@@ -353,13 +356,13 @@ def _retention(first_week: dict, active_weeks: dict, kind: str, this_week: date,
     return rows
 
 
-def _cohort_rows(today: date) -> list[CohortRetention]:
+def _cohort_rows(today: date, first_contributions: list[tuple]) -> list[CohortRetention]:
     this_week = week_start(today)
     oldest = this_week - timedelta(weeks=settings.INSIGHTS_COHORT_WEEKS - 1)
     window_start, window_end = midnight(oldest), midnight(today + timedelta(days=1))
 
     first_week = {}
-    for user_id, _datanet_id, first in datanet_selectors.contributor_first_contributions():
+    for user_id, _datanet_id, first in first_contributions:
         week = week_start(_as_date(first))
         first_week[user_id] = min(week, first_week.get(user_id, week))
     first_week = {u: w for u, w in first_week.items() if w >= oldest}
