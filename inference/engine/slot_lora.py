@@ -49,6 +49,7 @@ class BatchRouting:
     # Derived once per forward rather than in each of the dozens of wrapped layers: in a decoding
     # step of a small model the per-layer Python work is a visible share of the step.
     flat_page_ids: torch.Tensor  # page_ids.reshape(-1), contiguous
+    bag_offsets: torch.Tensor  # [rows] start of each row's pages in flat_page_ids (the decode up-projection's bags)
     rows: int
     rank_width: int
 
@@ -100,6 +101,7 @@ class SlotLoraLinear(nn.Module):
         if not isinstance(base, nn.Linear):
             raise TypeError(f"SlotLoraLinear wraps nn.Linear, got {type(base).__name__}")
         self.base = base
+        self._plain_base = type(base) is nn.Linear  # subclasses (quantised layers) keep their own forward
         self.routing = routing
         weight = base.weight
         self.register_buffer(
@@ -129,7 +131,8 @@ class SlotLoraLinear(nn.Module):
         return gathered.view(rows, width, features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
+        # A plain Linear is called functionally: Module.__call__ costs microseconds per layer per step.
+        out = F.linear(x, self.base.weight, self.base.bias) if self._plain_base else self.base(x)
         routing = self.routing.current
         if routing is None or routing.rank_width == 0:
             return out
@@ -138,9 +141,12 @@ class SlotLoraLinear(nn.Module):
         down = torch.bmm(x_rows, self._gather(self.a_pages, routing).transpose(1, 2))  # [rows, tokens, width]
         if x_rows.shape[1] == 1:
             # Decoding: sum_r down[row, r] * B[page[row, r]] reads each B page once, with no gathered copy;
-            # the base output is fresh, so accumulate into it in place.
-            out.view(rows, -1).add_(F.embedding_bag(routing.page_ids, self.b_pages,
-                                                    per_sample_weights=down.view(rows, -1), mode="sum"))
+            # the base output is fresh, so accumulate into it in place. torch.embedding_bag is called
+            # directly with the routing's precomputed bag offsets: F.embedding_bag validates in Python and
+            # builds the offsets anew, which doubled this op's cost on a small model.
+            up = torch.embedding_bag(self.b_pages, routing.flat_page_ids, routing.bag_offsets, False, 0, False,
+                                     down.view(-1), False)[0]
+            out.view(rows, -1).add_(up)
         else:
             out.view(rows, x_rows.shape[1], -1).baddbmm_(down, self._gather(self.b_pages, routing))
         return out
@@ -279,16 +285,28 @@ class SlotLoraModel:
         self.slot_rank = [0] * (num_slots + 1)
         self._slot_page_lists: list[list[int]] = [[] for _ in range(num_slots + 1)]
         self._free_pages: list[int] = list(range(self.num_pages - 1, 0, -1))
+        self._last_routing: tuple[tuple[int, ...], BatchRouting] | None = None
 
     # ------------------------------------------------------------------ routing
     def routing_for(self, slot_ids: Sequence[int]) -> BatchRouting:
-        """Resolve per-row slots into page ids; the rank width is the batch's largest rank."""
-        width = max((self.slot_rank[s] for s in slot_ids), default=0)
-        slots = torch.tensor(list(slot_ids), dtype=torch.long, device=self.device)
+        """Resolve per-row slots into page ids; the rank width is the batch's largest rank.
+
+        The last resolution is kept: consecutive decoding steps of one batch route the same rows, and
+        building the tables costs tens of microseconds, a visible share of a small model's step.
+        Installing or clearing a slot drops it.
+        """
+        key = tuple(slot_ids)
+        if self._last_routing is not None and self._last_routing[0] == key:
+            return self._last_routing[1]
+        width = max((self.slot_rank[s] for s in key), default=0)
+        slots = torch.tensor(key, dtype=torch.long, device=self.device)
         pages = self.slot_pages.index_select(0, slots)[:, :width]
         pages = pages.contiguous()
-        return BatchRouting(slot_ids=slots, page_ids=pages, flat_page_ids=pages.view(-1), rows=pages.shape[0],
-                            rank_width=width)
+        offsets = torch.arange(0, pages.numel(), max(width, 1), dtype=torch.long, device=self.device)
+        routing = BatchRouting(slot_ids=slots, page_ids=pages, flat_page_ids=pages.view(-1), bag_offsets=offsets,
+                               rows=pages.shape[0], rank_width=width)
+        self._last_routing = (key, routing)
+        return routing
 
     @contextlib.contextmanager
     def route(self, slot_ids: Sequence[int]) -> Iterator[BatchRouting]:
@@ -334,6 +352,7 @@ class SlotLoraModel:
             raise ValueError(f"adapter rank {rank} exceeds the pool's max_rank {self.max_rank}")
         if rank > len(self._free_pages):
             raise ValueError(f"not enough free pages: need {rank}, have {len(self._free_pages)}")
+        self._last_routing = None  # the slot's page table changes
         pages = [self._free_pages.pop() for _ in range(rank)]
         page_index = torch.tensor(pages, dtype=torch.long, device=self.device)
         for name, layer in self.lora_layers.items():
@@ -358,15 +377,18 @@ class SlotLoraModel:
         self.slot_pages[slot, :rank] = page_index
         self.slot_rank[slot] = rank
         self._slot_page_lists[slot] = pages
+        self._last_routing = None  # again after the change, so no resolution made meanwhile survives it
 
     def clear(self, slot: int) -> None:
         """Free ``slot`` and its pages. Page contents are overwritten on the next install."""
+        self._last_routing = None
         self._free_pages.extend(self._slot_page_lists[slot])
         self._slot_page_lists[slot] = []
         for head in self.heads.values():
             head.mask_pool[slot].zero_()
         self.slot_pages[slot].zero_()
         self.slot_rank[slot] = 0
+        self._last_routing = None
 
 
 @dataclass

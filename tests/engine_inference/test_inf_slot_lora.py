@@ -186,6 +186,36 @@ def test_slot_pages_are_sized_by_rank_and_freed(bert):
     slots.install(2, read_adapter(sources["a2"], slots).tensors)
 
 
+def test_reused_routing_follows_installs_and_clears(llama):
+    """Routing tables are kept between forwards with the same slots; a slot swapped underneath must
+    never be served with the old adapter's pages."""
+    base_dir, sources = llama
+    model = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+    slots = SlotLoraModel(model, LLAMA_TARGETS, num_slots=2, max_rank=8)
+    prompt = torch.randint(2, 300, (2, 5), generator=torch.Generator().manual_seed(4))
+
+    def logits(slot_ids):
+        with torch.no_grad(), slots.route(slot_ids) as routing:
+            return routing, model(input_ids=prompt).logits
+
+    empty_routing, empty = logits([1, 2])  # both slots empty: the base model
+    assert empty_routing.rank_width == 0
+    assert logits([1, 2])[0] is empty_routing  # same slots, tables reused
+    slots.install(1, read_adapter(sources["l0"], slots).tensors)
+    slots.install(2, read_adapter(sources["l2"], slots).tensors)
+    routing, mixed = logits([1, 2])
+    assert routing is not empty_routing and routing.rank_width == 8
+    torch.testing.assert_close(mixed[0], _peft_logits(AutoModelForCausalLM, base_dir, sources["l0"], {"input_ids": prompt})[0],
+                               rtol=0, atol=1e-5)
+    slots.clear(1)
+    slots.install(1, read_adapter(sources["l1"], slots).tensors)  # another adapter in the same slot
+    routing, swapped = logits([1, 2])
+    assert int((routing.page_ids[0] != 0).sum()) == 3  # l1's rank; l0 had 1
+    torch.testing.assert_close(swapped[0], _peft_logits(AutoModelForCausalLM, base_dir, sources["l1"], {"input_ids": prompt})[0],
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(swapped[1], mixed[1], rtol=0, atol=0)
+
+
 def test_adapter_reading_refuses_bad_digest_and_foreign_modules(bert, llama):
     base_dir, sources = bert
     model = AutoModelForSequenceClassification.from_pretrained(base_dir).eval()
