@@ -355,6 +355,7 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
     config = engine.IndexConfig(
         projection=engine.ProjectionSpec(seed=index.seed, k=index.k, kind=settings.ATTRIBUTION_PROJECTION),
         curvature=settings.ATTRIBUTION_CURVATURE, damping_ratio=settings.ATTRIBUTION_DAMPING_RATIO,
+        contributor_damping_ratio=settings.ATTRIBUTION_CONTRIBUTOR_DAMPING_RATIO,
         shard_rows=settings.ATTRIBUTION_SHARD_ROWS,
     )
     local = work / "index"

@@ -9,8 +9,11 @@ Newton's method in float64 to a gradient norm of 1e-10, so retraining is exact a
 Ground truth is cached in var/bench/. Methods scored with the engine's own code paths (the
 softmax-regression weights play the role of the LoRA parameters):
   * exact: ExactInfluence (full-parameter exact Hessian of the regularised objective),
-  * production: build_index + Attributor (seeded block projection to k, damped true-Fisher
-    curvature, fp16 Ψ), plus the empirical-Fisher and smaller-k variants for context.
+  * production: build_index + Attributor with the platform's configuration (bench/platform_index.py:
+    orthogonal block projection to k=1024, damped true-Fisher curvature, fp16 Ψ), plus the
+    empirical-Fisher and smaller-k variants for context. LOO Spearman uses the receipts' row scores;
+    LDS (random half subsets = sets of rows) uses the scores payouts sum, at the contributor damping,
+    and the row scores' LDS is printed beside it.
 
 Usage: .venv/bin/python bench/attribution_truth.py [--quick] [--json]
 """
@@ -34,13 +37,10 @@ from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
 from attribution.engine import (  # noqa: E402
-    Attributor,
     ExactInfluence,
-    IndexConfig,
-    ProjectionSpec,
     TrainingBatch,
-    build_index,
 )
+from bench.platform_index import platform_config, platform_scores  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "bench"
 L2 = 1.0
@@ -182,15 +182,21 @@ def main() -> None:
                              [f"r{i}" for i in range(s, min(n_train, s + 256))],
                              [f"c{i % 20}" for i in range(s, min(n_train, s + 256))])
                for s in range(0, n_train, 256)]
-    variants = {"production": ("fisher", 1024), "fisher_k256": ("fisher", 256),
-                "empirical_fisher_k1024": ("empirical_fisher", 1024)}
-    for name, (curvature, k) in variants.items():
+    # The platform's configuration (bench/platform_index.py), then two variants of it for context. LOO
+    # is a question about one row: scored with the receipts' row scores. LDS is about sets of rows:
+    # scored the way payouts score a contributor (the contributor matrix's damping).
+    variants = {"production": {}, "fisher_k256": {"k": 256},
+                "empirical_fisher_k1024": {"curvature": "empirical_fisher"}}
+    for name, overrides in variants.items():
+        k = overrides.pop("k", 1024)
+        config = platform_config(seed=1234, k=k, **overrides)
         with tempfile.TemporaryDirectory() as directory:
-            config = IndexConfig(ProjectionSpec(seed=1234, k=k), curvature=curvature)
-            index = build_index(model, batches, Path(directory) / "index", config, model_hash="digits")
-            scores = index.all_scores(Attributor(model, index).query_features(test_inputs)).double().numpy()
-        results[name] = {"lds": lds(scores, truth["masks"], truth["subset_losses"]),
-                         "loo_spearman": loo_spearman(scores, truth["loo"]), "k": k, "curvature": curvature}
+            scores = platform_scores(model, batches, Path(directory), config, test_inputs, model_hash="digits")
+        results[name] = {"lds": lds(scores.sets, truth["masks"], truth["subset_losses"]),
+                         "lds_row_damping": lds(scores.rows, truth["masks"], truth["subset_losses"]),
+                         "loo_spearman": loo_spearman(scores.rows, truth["loo"]), "k": k, "curvature": config.curvature,
+                         "damping_ratio": config.damping_ratio,
+                         "contributor_damping_ratio": config.contributor_damping_ratio}
 
     print(f"digits softmax regression: {n_train} train rows, {n_test} test points, L2={L2}, "
           f"{LDS_SUBSETS} LDS subsets; ground truth {'cached' if truth['cached'] else 'computed'} "
@@ -198,7 +204,8 @@ def main() -> None:
     print(f"  parameters per gradient: {model.linear.weight.numel() + model.linear.bias.numel()}")
     for name, metrics in results.items():
         extra = f" (k={metrics['k']}, {metrics['curvature']})" if "k" in metrics else ""
-        print(f"  {name:<24} LOO Spearman {metrics['loo_spearman']:.3f}   LDS {metrics['lds']:.3f}{extra}")
+        row_lds = f" (row scores {metrics['lds_row_damping']:.3f})" if "lds_row_damping" in metrics else ""
+        print(f"  {name:<24} LOO Spearman {metrics['loo_spearman']:.3f}   LDS {metrics['lds']:.3f}{row_lds}{extra}")
     peers: dict[str, dict] = {}
     print("  peers: dattri / kronfluence not installed, not scored")
     if args.json:

@@ -337,6 +337,9 @@ ATTRIBUTION_CURVATURE = env.str("ATTRIBUTION_CURVATURE", default="fisher")  # or
 # λ = ratio × mean curvature eigenvalue. 0.01 (the engine measured 0.01..0.1 as good): at 0.1 an exact copy of a
 # MiniLM training row scored only ~2× a same-label row, so class-level mass swamped row-level credit.
 ATTRIBUTION_DAMPING_RATIO = env.float("ATTRIBUTION_DAMPING_RATIO", default=0.01)
+# Payout scores (the contributor matrix) are damped more: what removing a contributor's *set* of rows does is
+# predicted far better there, while a planted exact copy still tops its contributor (attribution/engine/index.py, step 5).
+ATTRIBUTION_CONTRIBUTOR_DAMPING_RATIO = env.float("ATTRIBUTION_CONTRIBUTOR_DAMPING_RATIO", default=0.1)
 # Orthogonalised per-module blocks: unbiased like Gaussian ones, with lower variance, so shares agree
 # across projection seeds (tests/engine_attribution). Indexes record their kind and reproduce either way.
 ATTRIBUTION_PROJECTION = env.str("ATTRIBUTION_PROJECTION", default="orthogonal")  # or gaussian, rademacher

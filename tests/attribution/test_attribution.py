@@ -176,6 +176,7 @@ def test_receipt_page_explains_rows_shares_and_method(world, well_predicted, cli
     assert record.fields["text"] in html  # the top row's excerpt
     assert "Support intents" in html and 'data-contributor="' in html and 'class="bar"' in html
     assert receipt.index_hash in html and "fisher" in html and " ms" in html
+    assert receipt.method["contributor_damping_ratio"] == 0.1 and "0.1 for contributor scores" in html
     assert "Negative influence" in html
     assert str(index_of(world).seed) not in html
     assert 'data-testid="input"' not in html  # anonymous visitors do not see the question
@@ -227,3 +228,17 @@ def test_valuation_flags_mislabeled_rows_into_the_review_queue(world, client):
     html = page.content.decode()
     assert "Likely mislabeled" in html and all(f'data-row="{uid}"' in html for uid in flagged)
     assert selectors.valuation_for(model_version=world.model) == report
+
+
+def test_quality_benchmarks_measure_the_platforms_index_configuration(settings):
+    """bench/attribution_truth.py and bench/attribution_lora.py report LDS for PLATFORM_INDEX: it must be
+    what index builds here use, or the published figures describe some other index."""
+    from bench.platform_index import PLATFORM_INDEX, platform_config
+
+    assert PLATFORM_INDEX == {"kind": settings.ATTRIBUTION_PROJECTION, "curvature": settings.ATTRIBUTION_CURVATURE,
+                              "damping_ratio": settings.ATTRIBUTION_DAMPING_RATIO,
+                              "contributor_damping_ratio": settings.ATTRIBUTION_CONTRIBUTOR_DAMPING_RATIO}
+    config = platform_config(seed=5, k=settings.ATTRIBUTION_K)
+    set_config = config.for_contributor_scores()
+    assert (set_config.damping_ratio, set_config.contributor_damping_ratio) == (config.contributor_damping_ratio, None)
+

@@ -114,12 +114,43 @@ def test_memory_map_refuses_a_missing_tensor_or_a_corrupt_header(small_index, tm
         memory_mapped_tensor(broken, "psi")
 
 
-def test_contributor_scores_are_the_cluster_weighted_sums_of_row_scores(small_index):
-    model, index = small_index
+def _summed_row_scores(rows_index, queries):
+    rows = rows_index.all_scores(queries).double().numpy()
+    owners = np.array(rows_index.row_contributor_ids)
+    return np.stack([rows[:, owners == c].sum(1) for c in rows_index.contributors], axis=1)
+
+
+@pytest.mark.parametrize("contributor_damping_ratio", [None, 0.1, 2.0])
+def test_contributor_scores_are_the_sums_of_row_scores_at_the_contributor_damping(tmp_path, contributor_damping_ratio):
+    """The contributor matrix sums each contributor's rows preconditioned at its own damping: with None,
+    exactly the stored Ψ rows; otherwise the Ψ rows of ``config.for_contributor_scores()``."""
+    model = tiny_classifier(seed=4)
+    data = random_classification_inputs(40, seed=6)
+    train(model, data, epochs=2)
+    batches = training_batches(data, lambda i: f"c{i % 5}")
+    config = IndexConfig(ProjectionSpec(seed=3, k=64), shard_rows=16, damping_ratio=0.1,
+                         contributor_damping_ratio=contributor_damping_ratio)
+    index = build_index(model, batches, tmp_path / "idx", config, model_hash="m")
+    set_config = config.for_contributor_scores()
+    assert set_config.damping_ratio == (contributor_damping_ratio or 0.1) and set_config.contributor_damping_ratio is None
+    rows_index = build_index(model, batches, tmp_path / "set", set_config, model_hash="m")
+    method = index.method
+    assert method["contributor_damping_ratio"] == contributor_damping_ratio
+    assert method["contributor_damping"] == pytest.approx(method["damping"] * (contributor_damping_ratio or 0.1) / 0.1)
+    assert rows_index.method["damping"] == pytest.approx(method["contributor_damping"], rel=1e-12)
     queries = Attributor(model, index).query_features(random_classification_inputs(2, seed=9))
-    rows = index.all_scores(queries).double().numpy()
-    owners = np.array(index.row_contributor_ids)
-    expected = np.stack([rows[:, owners == c].sum(1) for c in index.contributors], axis=1)
+    expected = _summed_row_scores(rows_index, queries)
     actual = index.contributor_scores(queries).double().numpy()
-    # fp16 storage of the contributor matrix (its own power-of-two scale).
+    # fp16 storage of Ψ rows and of the contributor matrix (each its own power-of-two scale).
     assert np.abs(actual - expected).max() / np.abs(expected).max() < 2e-3
+    if contributor_damping_ratio not in (None, 0.1):  # a different damping really gives different payout scores
+        own_rows = _summed_row_scores(index, queries)
+        assert np.abs(actual - own_rows).max() / np.abs(own_rows).max() > 1e-2
+
+
+@pytest.mark.parametrize("field,value", [("damping_ratio", 0.0), ("damping_ratio", -1.0),
+                                         ("contributor_damping_ratio", float("nan")),
+                                         ("contributor_damping_ratio", 0), ("damping_ratio", "0.1")])
+def test_damping_ratios_must_be_positive_numbers(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a positive number"):
+        IndexConfig(ProjectionSpec(seed=3, k=64), **{field: value})
