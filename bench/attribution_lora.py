@@ -35,7 +35,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from attribution.engine import (  # noqa: E402
@@ -45,7 +44,7 @@ from attribution.engine import (  # noqa: E402
     per_example_loss,
     value_training_data,
 )
-from bench.platform_index import PLATFORM_INDEX, platform_config, platform_scores  # noqa: E402
+from bench.platform_index import PLATFORM_INDEX, lds, platform_config, platform_scores  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "bench"
 SWEEP_CONTRIBUTOR_DAMPING = (0.03, 0.1, 0.3, 1.0)
@@ -210,11 +209,11 @@ def main() -> None:
                     p.copy_(initial_state[name])
         return model
 
-    def lds_of(scores: np.ndarray) -> float:
-        predicted = -(masks.astype(np.float64) @ scores.T)
-        return float(np.nanmean([spearmanr(predicted[:, q], subset_losses[:, q]).statistic for q in range(n_test)]))
-
     masks, subset_losses, truth_cached = retrain_ground_truth(model, reset, train_data, test_data, epochs, retrains)
+
+    def lds_of(scores: np.ndarray) -> float:
+        return lds(scores, masks, subset_losses)
+
     truth_s = time.perf_counter() - started
     train_lora(reset(model), train_data, epochs, seed=1)
     with torch.no_grad():
@@ -236,7 +235,7 @@ def main() -> None:
                                       model_hash="minilm-lora")
             sweep[ratio] = lds_of(swept_index.all_scores(Attributor(model, swept_index).query_features(test_data))
                                   .double().numpy())
-    lds, lds_rows = lds_of(scores.sets), lds_of(scores.rows)
+    lds_sets, lds_rows = lds_of(scores.sets), lds_of(scores.rows)
 
     # Flipped labels: retrain on data with 10% flipped, then rank rows by validation harm.
     flip_rng = np.random.default_rng(1)
@@ -260,7 +259,7 @@ def main() -> None:
           f"ratio {config.contributor_damping_ratio}; contributor matrix = summed set scores to {scores.contributor_agreement:.1e}")
     print(f"  ground truth: {retrains} retrains on 50% subsets, {'cached' if truth_cached else 'computed'} "
           f"in {truth_s:.0f} s")
-    print(f"  LDS ({n_test} test points), set scores at the contributor damping: {lds:.3f}   "
+    print(f"  LDS ({n_test} test points), set scores at the contributor damping: {lds_sets:.3f}   "
           f"row scores at the row damping: {lds_rows:.3f}")
     print("  LDS by contributor damping ratio: " + "   ".join(f"{r}: {v:.3f}" for r, v in sweep.items()))
     print(f"  flipped-label AUC (10% flipped): validation harm {flip_auc:.3f}   training-loss baseline {loss_auc:.3f}")
@@ -268,7 +267,7 @@ def main() -> None:
           f"{sum(flipped[int(r.row_id[1:])] for r in valuation.likely_mislabeled)} of them flipped")
     print(f"  wall time {elapsed:.0f} s")
     if args.json:
-        print(json.dumps({"lds": lds, "lds_row_damping": lds_rows,
+        print(json.dumps({"lds": lds_sets, "lds_row_damping": lds_rows,
                           "lds_by_contributor_damping": {str(r): v for r, v in sweep.items()}, "flip_auc": flip_auc, "loss_baseline_auc": loss_auc, "n_rows": n_rows,
                           "retrains": retrains, "ground_truth_cached": truth_cached, "index_config": PLATFORM_INDEX, "seq_len": seq, "epochs": epochs, "test_accuracy": accuracy}))
 

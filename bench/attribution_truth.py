@@ -40,7 +40,7 @@ from attribution.engine import (  # noqa: E402
     ExactInfluence,
     TrainingBatch,
 )
-from bench.platform_index import platform_config, platform_scores  # noqa: E402
+from bench.platform_index import lds, platform_config, platform_scores  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "bench"
 L2 = 1.0
@@ -142,12 +142,6 @@ def ground_truth(n_train: int, n_test: int) -> dict:
 def loo_spearman(scores: np.ndarray, loo: np.ndarray) -> float:
     """scores [Q, n] (positive = row lowered the query loss ⇒ removing it raises it)."""
     return float(np.mean([spearmanr(scores[q], loo[:, q]).statistic for q in range(scores.shape[0])]))
-
-
-def lds(scores: np.ndarray, masks: np.ndarray, subset_losses: np.ndarray) -> float:
-    predicted = -(masks.astype(np.float64) @ scores.T)  # [subsets, Q]: higher score sum ⇒ lower loss
-    return float(np.mean([spearmanr(predicted[:, q], subset_losses[:, q]).statistic
-                          for q in range(scores.shape[0])]))
 
 
 def main() -> None:

@@ -19,10 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from attribution.engine import Attributor, IndexConfig, ProjectionSpec, TrainingBatch, build_index
 
 PLATFORM_INDEX = {"kind": "orthogonal", "curvature": "fisher", "damping_ratio": 0.01, "contributor_damping_ratio": 0.1}
+
+
+def lds(scores: np.ndarray, masks: np.ndarray, subset_losses: np.ndarray) -> float:
+    """Linear datamodeling score: per query, Spearman between the predicted loss of each subset (minus
+    the sum of its rows' scores) and the loss actually measured after retraining on it; averaged."""
+    predicted = -(masks.astype(np.float64) @ scores.T)  # [subsets, Q]: higher score sum ⇒ lower loss
+    return float(np.nanmean([spearmanr(predicted[:, q], subset_losses[:, q]).statistic
+                             for q in range(scores.shape[0])]))
 
 
 def platform_config(seed: int, k: int = 1024, **overrides) -> IndexConfig:

@@ -249,12 +249,12 @@ class IndexBuilder:
         contributor_matrix = torch.zeros(len(contributors), k, dtype=torch.float64)
         shards = []
         for start, chunk in self._spilled_chunks():
-            psi = precondition(chunk["features"].double())
+            features = chunk["features"].double()
+            psi = precondition(features)
             if precondition_contributors is not None:
                 own = slice(start, start + psi.shape[0])
                 contributor_matrix.index_add_(0, row_contributor[own],
-                                              precondition_contributors(chunk["features"].double())
-                                              * weights[own].view(-1, 1))
+                                              precondition_contributors(features) * weights[own].view(-1, 1))
             for offset in range(0, psi.shape[0], self.config.shard_rows):
                 block = psi[offset : offset + self.config.shard_rows]
                 scale = _power_of_two_scale(block)

@@ -66,10 +66,16 @@ def test_scan_rejects_mismatched_shapes_and_unknown_kernels():
 
 
 @pytest.fixture(scope="module")
-def small_index(tmp_path_factory):
+def small_model():
     model = tiny_classifier(seed=4)
     data = random_classification_inputs(40, seed=6)
     train(model, data, epochs=2)
+    return model, data
+
+
+@pytest.fixture(scope="module")
+def small_index(small_model, tmp_path_factory):
+    model, data = small_model
     directory = tmp_path_factory.mktemp("scan") / "idx"
     index = build_index(model, training_batches(data, lambda i: f"c{i % 5}"), directory,
                         IndexConfig(ProjectionSpec(seed=3, k=64), shard_rows=16), model_hash="m")
@@ -121,12 +127,11 @@ def _summed_row_scores(rows_index, queries):
 
 
 @pytest.mark.parametrize("contributor_damping_ratio", [None, 0.1, 2.0])
-def test_contributor_scores_are_the_sums_of_row_scores_at_the_contributor_damping(tmp_path, contributor_damping_ratio):
+def test_contributor_scores_are_the_sums_of_row_scores_at_the_contributor_damping(small_model, tmp_path,
+                                                                                  contributor_damping_ratio):
     """The contributor matrix sums each contributor's rows preconditioned at its own damping: with None,
     exactly the stored Ψ rows; otherwise the Ψ rows of ``config.for_contributor_scores()``."""
-    model = tiny_classifier(seed=4)
-    data = random_classification_inputs(40, seed=6)
-    train(model, data, epochs=2)
+    model, data = small_model
     batches = training_batches(data, lambda i: f"c{i % 5}")
     config = IndexConfig(ProjectionSpec(seed=3, k=64), shard_rows=16, damping_ratio=0.1,
                          contributor_damping_ratio=contributor_damping_ratio)
