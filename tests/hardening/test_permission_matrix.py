@@ -62,6 +62,8 @@ POLICY = {
     ("account_set_password", "GET"): "login 302 302 302 302 302",
     ("account_reset_password", "GET"): PUBLIC,
     ("account_confirm_login_code", "GET"): "login 302 302 302 302 302",
+    ("account_request_reauthentication_code", "GET"): "login 200 200 200 200 200",
+    ("account_confirm_reauthentication_code", "GET"): "login 302 302 302 302 302",
     ("account_confirm_email", "GET"): PUBLIC,
     ("account_reset_password_from_key_done", "GET"): PUBLIC,
     ("account_reset_password_from_key", "GET"): PUBLIC,
