@@ -14,7 +14,9 @@ quiet moment, and is timed by process CPU time unless ``--clock wall``):
   matmuls are not, and they set the ceiling: about 12x in decoding on the tiny model, 3-4x on the h256
   one. So the headline ``vs_peft_64`` is the tiny model's decode step, the h256 figures are reported
   beside it (``vs_peft_64_h256*``), and the h256 decode comparison is repeated with adapters on all linear
-  layers (how adapters are commonly trained), where peft's per-adapter loop has more layers to run;
+  layers (how adapters are commonly trained), where peft's per-adapter loop has more layers to run.
+  Decode steps on the CPU run the native kernel (``inference/engine/kernels/bgmv_cpu.c``) when it
+  builds; the tiny decode comparison is repeated with it off (``vs_peft_64_torch_ops``);
 - adapter load latency from the host tier and from disk (rank-8 MiniLM adapter);
 - device bytes per loaded adapter versus its raw size;
 - p50/p99 latency under Poisson arrivals with Zipf adapter popularity and more adapters than slots.
@@ -50,6 +52,7 @@ from inference.engine import (  # noqa: E402
     ServingEngine,
     SlotLoraModel,
     Task,
+    cpu_kernels,
     read_adapter,
 )
 from inference.engine.adapters import CONFIG_FILE, WEIGHTS_FILE, adapter_directory_sha256  # noqa: E402
@@ -184,7 +187,7 @@ LLAMA_SIZES = {
 
 
 def bench_llama(root: Path, reps: int, rounds: int, targets=LLAMA_TARGETS, modes=("prefill", "decode"),
-                size: str = "h256") -> dict:
+                size: str = "h256", native_kernels: bool = True) -> dict:
     """Prefill (16 prompt tokens per row) and decode steps (1 token per row over a 64-token KV cache)."""
     torch.manual_seed(0)
     config = LlamaConfig(**LLAMA_SIZES[size], max_position_embeddings=512)
@@ -193,7 +196,7 @@ def bench_llama(root: Path, reps: int, rounds: int, targets=LLAMA_TARGETS, modes
     sources = write_adapters(base, root / f"llama-{size}-{len(targets)}", 100, 8, targets, None)
     peft_model = peft_with_adapters(lambda: copy.deepcopy(base), sources, 64)
     model = copy.deepcopy(base)
-    slots = SlotLoraModel(model, targets, num_slots=100, max_rank=8)
+    slots = SlotLoraModel(model, targets, num_slots=100, max_rank=8, native_kernels=native_kernels)
     install_all(slots, sources)
     prompt = torch.randint(0, vocab, (100, 16), generator=torch.Generator().manual_seed(1))
     context = torch.randint(0, vocab, (100, 64), generator=torch.Generator().manual_seed(2))
@@ -228,6 +231,8 @@ def bench_llama(root: Path, reps: int, rounds: int, targets=LLAMA_TARGETS, modes
         return run
 
     label = "q/v" if list(targets) == LLAMA_TARGETS else "all linear"
+    if not slots.native_kernels:
+        label += ", torch ops only"
     shape = f"h{config.hidden_size} L{config.num_hidden_layers}"
     result = {}
     if "prefill" in modes:
@@ -356,6 +361,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         tiny = bench_llama(root, reps, rounds, size="tiny")
+        # The same decode step with the native CPU kernel switched off: what the pure PyTorch path gives.
+        tiny_torch = bench_llama(root, reps, rounds, modes=("decode",), size="tiny", native_kernels=False)["decode"]
         llama = bench_llama(root, reps, rounds)
         all_linear = bench_llama(root, reps, rounds, LLAMA_ALL_LINEAR, modes=("decode",))["decode"]
         minilm, sources = bench_minilm(root, reps, rounds)
@@ -369,6 +376,9 @@ def main() -> None:
         # the base model's matmuls are small enough that the adapter handling is what is compared.
         "vs_peft_64": tiny["decode"]["vs_peft_64"],
         "vs_peft_64_ceiling": tiny["decode"]["vs_peft_64_ceiling"],
+        "vs_peft_64_torch_ops": tiny_torch["vs_peft_64"],
+        "vs_peft_64_torch_ops_ceiling": tiny_torch["vs_peft_64_ceiling"],
+        "native_kernels": cpu_kernels.bgmv_function() is not None,
         "vs_peft_64_prefill": tiny["prefill"]["vs_peft_64"],
         "vs_peft_64_prefill_ceiling": tiny["prefill"]["vs_peft_64_ceiling"],
         "vs_peft_64_h256": llama["decode"]["vs_peft_64"],
@@ -387,6 +397,7 @@ def main() -> None:
         "p50_ms": poisson["p50_ms"],
         "p99_ms": poisson["p99_ms"],
         "llama_tiny": tiny,
+        "llama_tiny_decode_torch_ops": tiny_torch,
         "llama": llama,
         "llama_all_linear_decode": all_linear,
         "minilm": minilm,
@@ -400,7 +411,8 @@ def main() -> None:
     log(f"headline: ratio_16 {result['ratio_16']:.3f}, ratio_100 {result['ratio_100']:.3f} (worst of q/v prefill, "
         f"q/v decode on both Llamas, MiniLM; h256 all-linear decode {result['ratio_16_all_linear']:.3f}/"
         f"{result['ratio_100_all_linear']:.3f}); vs peft at 64 adapters (ceiling in brackets): tiny decode "
-        f"{result['vs_peft_64']:.1f}x ({result['vs_peft_64_ceiling']:.1f}x), tiny prefill {result['vs_peft_64_prefill']:.1f}x "
+        f"{result['vs_peft_64']:.1f}x ({result['vs_peft_64_ceiling']:.1f}x; torch ops only "
+        f"{result['vs_peft_64_torch_ops']:.1f}x), tiny prefill {result['vs_peft_64_prefill']:.1f}x "
         f"({result['vs_peft_64_prefill_ceiling']:.1f}x), h256 decode {result['vs_peft_64_h256']:.1f}x "
         f"({result['vs_peft_64_h256_ceiling']:.1f}x), h256 prefill {result['vs_peft_64_h256_prefill']:.1f}x "
         f"({result['vs_peft_64_h256_prefill_ceiling']:.1f}x), MiniLM {result['vs_peft_64_minilm']:.1f}x "

@@ -20,7 +20,10 @@ sequence of ops whatever the number of distinct adapters, with no Python loop ov
   is one contiguous segment of one adapter's tokens, so this is the SGMV prompt path without sorting;
 - decoding (one token per row): gather ``A`` and ``bmm`` down as above, then the up-projection is an
   ``embedding_bag`` over the row's ``B`` pages weighted by its down-projection (BGMV): it reads each
-  page once instead of copying ``B`` into a gathered tensor first.
+  page once instead of copying ``B`` into a gathered tensor first. On the CPU (float32, inference)
+  the whole decoding term runs instead as one native loop per layer (``cpu_kernels``,
+  ``kernels/bgmv_cpu.c``): at a small model's sizes, dispatching those four ops costs more than
+  their arithmetic. The PyTorch ops stay the path everywhere else and wherever the kernel cannot build.
 
 Per decoding step the unavoidable cost is reading every row's adapter pages once; the rest is a
 constant number of ops per layer.
@@ -38,6 +41,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import cpu_kernels
 
 
 @dataclass(frozen=True)
@@ -96,13 +101,16 @@ class RoutingState:
 class SlotLoraLinear(nn.Module):
     """A frozen base ``nn.Linear`` plus a paged pool of LoRA factors selected per batch row."""
 
-    def __init__(self, base: nn.Linear, num_pages: int, routing: RoutingState) -> None:
+    def __init__(self, base: nn.Linear, num_pages: int, routing: RoutingState, *, native_kernels: bool = True) -> None:
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"SlotLoraLinear wraps nn.Linear, got {type(base).__name__}")
         self.base = base
         self._plain_base = type(base) is nn.Linear  # subclasses (quantised layers) keep their own forward
         self.routing = routing
+        # The fused CPU kernel for decoding steps (None: PyTorch ops only). Only behind a plain Linear,
+        # whose output is a fresh contiguous tensor of the input's dtype that the kernel may add into.
+        self._native_bgmv = cpu_kernels.bgmv_function() if native_kernels and self._plain_base else None
         weight = base.weight
         self.register_buffer(
             "a_pages", torch.zeros(num_pages, base.in_features, dtype=weight.dtype, device=weight.device)
@@ -137,6 +145,11 @@ class SlotLoraLinear(nn.Module):
         if routing is None or routing.rank_width == 0:
             return out
         rows = routing.rows
+        native = self._native_bgmv
+        if native is not None and x.numel() == rows * x.shape[-1] and cpu_kernels.bgmv_applies(x, self.a_pages):
+            # Decoding on the CPU: the whole LoRA term in one native pass (see kernels/bgmv_cpu.c).
+            return cpu_kernels.bgmv_(native, out, x, self.a_pages, self.b_pages, routing.flat_page_ids, rows, 1,
+                                     routing.rank_width)
         x_rows = x.reshape(rows, -1, x.shape[-1])
         down = torch.bmm(x_rows, self._gather(self.a_pages, routing).transpose(1, 2))  # [rows, tokens, width]
         if x_rows.shape[1] == 1:
@@ -243,12 +256,14 @@ class SlotLoraModel:
         num_slots: int,
         max_rank: int,
         num_pages: int | None = None,
+        native_kernels: bool = True,
     ) -> None:
         """Wrap ``model`` in place.
 
         ``num_slots`` counts adapter slots *besides* slot 0 (the base model). ``num_pages`` is the
         page budget shared by all slots (default: every slot at ``max_rank``); a smaller budget lets
-        many low-rank adapters stay resident without paying for the largest rank.
+        many low-rank adapters stay resident without paying for the largest rank. ``native_kernels``
+        lets CPU decoding steps use the fused native kernel when it builds here (see ``cpu_kernels``).
         """
         if num_slots < 1 or max_rank < 1:
             raise ValueError("num_slots and max_rank must be >= 1")
@@ -267,7 +282,8 @@ class SlotLoraModel:
             if isinstance(module, nn.Linear) and _matches_suffix(name, head_modules):
                 replacements.append((name, SlotHeadLinear(module, num_slots + 1, self.routing)))
             elif isinstance(module, nn.Linear) and _matches_suffix(name, target_modules):
-                replacements.append((name, SlotLoraLinear(module, self.num_pages, self.routing)))
+                replacements.append((name, SlotLoraLinear(module, self.num_pages, self.routing,
+                                                            native_kernels=native_kernels)))
         if not any(isinstance(m, SlotLoraLinear) for _, m in replacements):
             raise ValueError(f"no nn.Linear module of the model matches target_modules={list(target_modules)}")
         for name, wrapper in replacements:
@@ -286,6 +302,11 @@ class SlotLoraModel:
         self._slot_page_lists: list[list[int]] = [[] for _ in range(num_slots + 1)]
         self._free_pages: list[int] = list(range(self.num_pages - 1, 0, -1))
         self._last_routing: tuple[tuple[int, ...], BatchRouting] | None = None
+
+    @property
+    def native_kernels(self) -> bool:
+        """Whether decoding steps on the CPU run the fused native kernel."""
+        return any(layer._native_bgmv is not None for layer in self.lora_layers.values())
 
     # ------------------------------------------------------------------ routing
     def routing_for(self, slot_ids: Sequence[int]) -> BatchRouting:

@@ -55,8 +55,8 @@ def llama(tmp_path_factory):
     return base_dir, adapters
 
 
-def _install_all(model, targets, heads, sources, num_slots):
-    slots = SlotLoraModel(model, targets, heads, num_slots=num_slots, max_rank=8)
+def _install_all(model, targets, heads, sources, num_slots, native_kernels=True):
+    slots = SlotLoraModel(model, targets, heads, num_slots=num_slots, max_rank=8, native_kernels=native_kernels)
     slot_of = {}
     for slot, (name, source) in enumerate(sources.items(), start=1):
         slots.install(slot, read_adapter(source, slots).tensors)
@@ -115,10 +115,27 @@ class _OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_op_count_does_not_grow_with_distinct_adapters(llama):
+class _CountingKernel:
+    """Wraps the native kernel to count its calls (they are not torch ops, so the op counter misses them)."""
+
+    def __init__(self, function):
+        self.function, self.calls = function, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.function(*args)
+
+
+@pytest.mark.parametrize("native_kernels", [False, True], ids=["torch-ops", "native-kernel"])
+def test_op_count_does_not_grow_with_distinct_adapters(llama, native_kernels):
     base_dir, sources = llama
     model = AutoModelForCausalLM.from_pretrained(base_dir).eval()
-    slots = SlotLoraModel(model, LLAMA_TARGETS, num_slots=8, max_rank=8)
+    slots = SlotLoraModel(model, LLAMA_TARGETS, num_slots=8, max_rank=8, native_kernels=native_kernels)
+    assert slots.native_kernels is native_kernels  # the C compiler is part of the install: the kernel builds
+    kernels = {}
+    if native_kernels:
+        for name, layer in slots.lora_layers.items():
+            kernels[name] = layer._native_bgmv = _CountingKernel(layer._native_bgmv)
     source = sources["l1"]  # same rank everywhere: only the number of distinct adapters varies
     tensors = read_adapter(source, slots).tensors
     for slot in range(1, 9):
@@ -137,8 +154,10 @@ def test_op_count_does_not_grow_with_distinct_adapters(llama):
     assert one_adapter == eight_adapters
     assert one_adapter["aten.bmm.default"] == 2 * 4  # the LoRA path really ran in every wrapped layer
     assert one_adapter["aten.baddbmm_.default"] == 2 * 4
+    assert sum(kernel.calls for kernel in kernels.values()) == 0  # prompts stay on the batched torch ops
 
-    # Decoding steps (one token per row over a KV cache): bmm down, embedding_bag up.
+    # Decoding steps (one token per row over a KV cache): bmm down and embedding_bag up, or one native
+    # kernel call per wrapped layer.
     with torch.no_grad(), slots.route(list(range(1, 9))):
         cache = model(input_ids=prompt, use_cache=True).past_key_values
     step = prompt[:, :1]
@@ -146,14 +165,22 @@ def test_op_count_does_not_grow_with_distinct_adapters(llama):
     cache.crop(-1)
     eight_adapters = count(list(range(1, 9)), input_ids=step, past_key_values=cache)
     assert one_adapter == eight_adapters
-    assert one_adapter["aten._embedding_bag.default"] + one_adapter["aten._embedding_bag_forward_only.default"] == 2 * 4
+    embedding_bags = one_adapter["aten._embedding_bag.default"] + one_adapter["aten._embedding_bag_forward_only.default"]
+    if native_kernels:
+        assert embedding_bags == 0 and one_adapter["aten.bmm.default"] == 0  # no LoRA op left in torch
+        assert [kernel.calls for kernel in kernels.values()] == [2] * len(kernels) and len(kernels) == 2 * 4
+    else:
+        assert embedding_bags == 2 * 4
 
 
-def test_llama_decode_steps_match_peft_per_row(llama):
-    """The decoding path (one token per row, KV cache) agrees with peft per row, mixed ranks and targets."""
+@pytest.mark.parametrize("native_kernels", [False, True], ids=["torch-ops", "native-kernel"])
+def test_llama_decode_steps_match_peft_per_row(llama, native_kernels):
+    """The decoding path (one token per row, KV cache) agrees with peft per row, mixed ranks and targets,
+    through the torch ops and through the native CPU kernel."""
     base_dir, sources = llama
     model = AutoModelForCausalLM.from_pretrained(base_dir).eval()
-    slots, slot_of = _install_all(model, LLAMA_TARGETS, [], sources, num_slots=4)
+    slots, slot_of = _install_all(model, LLAMA_TARGETS, [], sources, num_slots=4, native_kernels=native_kernels)
+    assert slots.native_kernels is native_kernels
     ids = torch.randint(2, 300, (5, 8), generator=torch.Generator().manual_seed(3))
     row_adapters = ["l1", None, "l0", "l2", "l1"]
     route = [slot_of.get(a, 0) for a in row_adapters]
