@@ -157,7 +157,9 @@ def _load_model(version):
 
 def _share_policy() -> SharePolicy:
     return SharePolicy(noise_floor_multiplier=settings.ATTRIBUTION_NOISE_FLOOR_MULTIPLIER,
-                       top_contributors=settings.ATTRIBUTION_TOP_CONTRIBUTORS, cap=settings.ATTRIBUTION_SHARE_CAP)
+                       top_contributors=settings.ATTRIBUTION_TOP_CONTRIBUTORS, cap=settings.ATTRIBUTION_SHARE_CAP,
+                       median_floor_min_contributors=settings.ATTRIBUTION_MEDIAN_FLOOR_MIN_CONTRIBUTORS,
+                       chance_floor_multiplier=settings.ATTRIBUTION_CHANCE_FLOOR_MULTIPLIER)
 
 
 # --- Index builds ---------------------------------------------------------------------------------------

@@ -138,9 +138,18 @@ def contributor_figures(contributors: int, repeats: int) -> dict:
     ids = [f"contributor-{i}" for i in range(contributors)]
     policy = SharePolicy()
     scores = scan_scores(matrix, query)[0].numpy()
+    # The chance floor's per-contributor scale |Ψ_c| is computed once when an index loads (as
+    # AttributionIndex.contributor_norms does); per query only |q| × norms / √k is.
+    norms = torch.linalg.vector_norm(matrix.double(), dim=1).numpy()
+
+    def chance():
+        return float(torch.linalg.vector_norm(query.double())) * norms / K ** 0.5
+
+    levels = chance()
     measured = {"matvec_ms": lambda: scan_scores(matrix, query),
-                "policy_ms": lambda: contributor_shares(ids, scores, policy),
-                "total_ms": lambda: contributor_shares(ids, scan_scores(matrix, query)[0].numpy(), policy)}
+                "policy_ms": lambda: contributor_shares(ids, scores, policy, chance=levels),
+                "total_ms": lambda: contributor_shares(ids, scan_scores(matrix, query)[0].numpy(), policy,
+                                                       chance=chance())}
     times = {name: [] for name in measured}
     # Interleaved, one call at a time, so a burst of load from other jobs hits all three alike.
     for _ in range(repeats):

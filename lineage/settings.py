@@ -333,6 +333,10 @@ ATTRIBUTION_TOP_K = env.int("ATTRIBUTION_TOP_K", default=10)  # rows named in a 
 ATTRIBUTION_SHARE_CAP = env.float("ATTRIBUTION_SHARE_CAP", default=0.5)  # most any contributor gets
 ATTRIBUTION_TOP_CONTRIBUTORS = env.int("ATTRIBUTION_TOP_CONTRIBUTORS", default=50)
 ATTRIBUTION_NOISE_FLOOR_MULTIPLIER = env.float("ATTRIBUTION_NOISE_FLOOR_MULTIPLIER", default=2.0)
+# The median floor needs mostly unrelated contributors to measure noise; below this count only the chance floor
+# (score beyond what a random direction of the contributor's size gets, × the multiplier) applies.
+ATTRIBUTION_MEDIAN_FLOOR_MIN_CONTRIBUTORS = env.int("ATTRIBUTION_MEDIAN_FLOOR_MIN_CONTRIBUTORS", default=16)
+ATTRIBUTION_CHANCE_FLOOR_MULTIPLIER = env.float("ATTRIBUTION_CHANCE_FLOOR_MULTIPLIER", default=1.0)
 ATTRIBUTION_CURVATURE = env.str("ATTRIBUTION_CURVATURE", default="fisher")  # or empirical_fisher
 # λ = ratio × mean curvature eigenvalue. 0.01 (the engine measured 0.01..0.1 as good): at 0.1 an exact copy of a
 # MiniLM training row scored only ~2× a same-label row, so class-level mass swamped row-level credit.

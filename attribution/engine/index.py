@@ -414,6 +414,7 @@ class AttributionIndex:
         self.keep_in_memory = keep_in_memory
         self._shard_cache: dict[int, tuple[torch.Tensor, float]] = {}
         self._contributor_matrix: tuple[torch.Tensor, float] | None = None
+        self._contributor_norms: torch.Tensor | None = None
 
     @property
     def k(self) -> int:
@@ -494,6 +495,19 @@ class AttributionIndex:
             with safe_open(str(self.directory / CONTRIBUTORS_NAME), framework="pt") as handle:
                 self._contributor_matrix = (handle.get_tensor("matrix"), float(handle.get_tensor("scale")[0]))
         return self._contributor_matrix
+
+    def contributor_norms(self) -> torch.Tensor:
+        """``|Ψ_c|`` per contributor ``[n_contributors]`` float64 (the chance floor's scale), computed once."""
+        if self._contributor_norms is None:
+            matrix, scale = self.contributor_matrix()
+            self._contributor_norms = torch.linalg.vector_norm(matrix.double(), dim=1) * scale
+        return self._contributor_norms
+
+    def chance_scores(self, queries: torch.Tensor) -> torch.Tensor:
+        """``|q| |Ψ_c| / √k`` ``[Q, n_contributors]``: the standard deviation of the score a contributor row of
+        the same norm in a random direction would get against each query (the share policy's chance floor)."""
+        query_norms = torch.linalg.vector_norm(queries.double(), dim=1, keepdim=True)
+        return query_norms * self.contributor_norms().view(1, -1) / math.sqrt(self.k)
 
     def contributor_scores(self, queries: torch.Tensor) -> torch.Tensor:
         """Net cluster-weighted score per contributor ``[Q, n_contributors]`` (order: ``contributors``)."""

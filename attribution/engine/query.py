@@ -58,6 +58,7 @@ class Attributor:
         # Load the contributor matrix and compile the scan kernel now (seconds, once per process)
         # rather than inside the first inference's latency.
         index.contributor_scores(torch.zeros(1, index.k))
+        index.contributor_norms()
 
     def query_features(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Projected query gradients ``[Q, k]`` on the CPU, where the index is scored."""
@@ -70,11 +71,12 @@ class Attributor:
         queries = self.query_features(inputs)
         top = self.index.top_rows(queries, top_k_rows)
         contributor_scores = self.index.contributor_scores(queries).numpy()
+        chance = self.index.chance_scores(queries).numpy()
         contributors = self.index.contributors
         results = []
         for q in range(queries.shape[0]):
             scores = contributor_scores[q]
-            shares = contributor_shares(contributors, scores, self.policy)
+            shares = contributor_shares(contributors, scores, self.policy, chance=chance[q])
             rows = [self.index.row_score(int(p), float(s)) for p, s in zip(top.positions[q], top.scores[q])]
             results.append((rows, scores, shares))
         latency_ms = (time.perf_counter() - started) * 1000 / max(1, queries.shape[0])

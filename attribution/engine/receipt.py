@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .index import AttributionIndex
     from .query import Attribution
 
-RECEIPT_VERSION = 1
+RECEIPT_VERSION = 2  # 2: per-contributor floors (the chance floor) in "floors"
 _UNDIGESTED_FIELDS = ("latency_ms",)
 
 
@@ -43,6 +43,7 @@ def build_receipt(attribution: Attribution, index: AttributionIndex, inference_i
         "shares_ppm": dict(shares.shares_ppm),
         "negative_influence": {c: _rounded(s) for c, s in shares.negative_influence.items()},
         "noise_floor": _rounded(shares.noise_floor),
+        "floors": {c: _rounded(s) for c, s in shares.floors.items()},
         "effective_cap": _rounded(shares.effective_cap),
         "empty_reason": shares.reason,
         "latency_ms": round(attribution.latency_ms, 3),

@@ -3,11 +3,24 @@
 Policy (``contributor_shares``), applied to each contributor's *net* score (the contributor matrix
 already nets helpful and harmful rows, cluster-weighted):
 
-1. Noise floor: ``floor = noise_floor_multiplier × median(|net score|)`` over all contributors in
-   the index. With many contributors most of them are unrelated to any given output, so the median
-   absolute score measures how large pure projection/estimation noise is. The floor is subtracted
-   from every score (not just used as a cut-off) so barely-above-noise contributors get barely any
-   share.
+1. Noise floor, per contributor: ``floor_c = max(shared floor, chance floor_c)``, subtracted from
+   every score (not just used as a cut-off) so barely-above-noise contributors get barely any share.
+   - The shared floor is ``noise_floor_multiplier × median(|net score|)`` over all contributors in
+     the index, applied when the index has at least ``median_floor_min_contributors`` of them. With
+     many contributors most are unrelated to any given output, so the median absolute score
+     measures how large projection and estimation noise is. With a handful it measures the typical
+     *relevant* score instead (with two contributors, twice the median exceeds the larger score
+     whenever both are positive, and nobody would ever be paid), so it is not used there.
+   - The chance floor is ``chance_floor_multiplier × chance_c`` where ``chance_c = |q| |Ψ_c| / √k``
+     (the caller passes ``chance``; :class:`~attribution.engine.query.Attributor` does): the standard
+     deviation of the score that a contributor matrix row of the same norm but pointing in a random
+     direction of the k-dimensional projected space would get against the query ``q``. A
+     contributor is paid only for alignment with the output beyond what chance gives a contributor
+     of its size; it holds for any number of contributors, and large contributors (many rows, large
+     ``|Ψ_c|``) need proportionally more alignment. The null is conservative in the preconditioned
+     space (real unrelated contributors score below it), so the default multiplier is 1: on the
+     engine's topical test model (12 contributors) the contributor who owns the queried row scored
+     1.9-3.1 times its chance level and every other contributor at most 0.75 times.
 2. Clip at zero: negative influence is never charged. Each contributor's net negative score is
    reported separately (``negative_influence``, in contributor order) so it can be accumulated
    and shown.
@@ -27,7 +40,7 @@ If no contributor is left above the floor the result is empty (``is_empty``) wit
 Documented fallback for the caller: route that contributor fee pool pro rata to cluster-weighted
 row counts, which ``row_count_shares`` computes with the same cap and ppm rules.
 
-Cost: everything over all contributors is vectorised (one median, one comparison, one
+Cost: everything over all contributors is vectorised (one median, one maximum, one comparison, one
 ``argpartition``); per-contributor Python objects are made only for the ``top_contributors``
 kept. ``negative_influence`` (typically half of all contributors) and ``Attribution``'s full
 score map are ``ScoreMap`` views over the score vector that build Python entries only when read,
@@ -49,6 +62,8 @@ class SharePolicy:
     noise_floor_multiplier: float = 2.0
     top_contributors: int = 50
     cap: float = 0.5
+    median_floor_min_contributors: int = 16
+    chance_floor_multiplier: float = 1.0
 
     def __post_init__(self):
         if not 0 < self.cap <= 1:
@@ -57,6 +72,10 @@ class SharePolicy:
             raise ValueError("top_contributors must be at least 1")
         if self.noise_floor_multiplier < 0:
             raise ValueError("noise_floor_multiplier must be non-negative")
+        if self.chance_floor_multiplier < 0:
+            raise ValueError("chance_floor_multiplier must be non-negative")
+        if self.median_floor_min_contributors < 1:
+            raise ValueError("median_floor_min_contributors must be at least 1")
 
 
 class ScoreMap(Mapping[str, float]):
@@ -122,10 +141,11 @@ class ContributorShares:
     shares: dict[str, float]
     shares_ppm: dict[str, int]
     negative_influence: Mapping[str, float]
-    noise_floor: float
+    noise_floor: float  # the shared (median) floor; 0.0 when the index has too few contributors for it
     effective_cap: float
     reason: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    floors: dict[str, float] = field(default_factory=dict)  # the floor subtracted from each paid contributor
 
     @property
     def is_empty(self) -> bool:
@@ -164,7 +184,8 @@ def capped_normalise(weights: np.ndarray, cap: float) -> tuple[np.ndarray, float
 
 
 def _finish(ids: Sequence[str], weights: np.ndarray, cap: float, floor: float,
-            negative: Mapping[str, float], scores: dict[str, float]) -> ContributorShares:
+            negative: Mapping[str, float], scores: dict[str, float],
+            floors: dict[str, float] | None = None) -> ContributorShares:
     shares, effective_cap = capped_normalise(weights, cap)
     ppm = largest_remainder_ppm(shares)
     return ContributorShares(
@@ -173,25 +194,41 @@ def _finish(ids: Sequence[str], weights: np.ndarray, cap: float, floor: float,
         negative_influence=negative,
         noise_floor=floor,
         effective_cap=effective_cap,
+        floors=floors or {},
         scores=scores,
     )
 
 
 def contributor_shares(
-    contributor_ids: Sequence[str], scores: np.ndarray | Sequence[float], policy: SharePolicy = SharePolicy()
+    contributor_ids: Sequence[str],
+    scores: np.ndarray | Sequence[float],
+    policy: SharePolicy = SharePolicy(),
+    chance: np.ndarray | Sequence[float] | None = None,
 ) -> ContributorShares:
-    """Apply the share policy (module docstring) to net per-contributor scores of one query."""
+    """Apply the share policy (module docstring) to net per-contributor scores of one query.
+
+    ``chance`` (optional, one per contributor): the chance-level score magnitude ``|q| |Ψ_c| / √k`` of
+    each contributor against this query; without it only the shared floor applies."""
     values = np.asarray(scores, dtype=np.float64)
     if values.shape != (len(contributor_ids),):
         raise ValueError("need exactly one score per contributor")
     negative_positions = np.flatnonzero(values < 0)
     negative = ScoreMap(contributor_ids, negative_positions, -values[negative_positions])
-    floor = policy.noise_floor_multiplier * float(np.median(np.abs(values))) if len(values) else 0.0
-    candidates = np.flatnonzero(values - floor > 0)
+    shared = 0.0
+    if len(values) >= policy.median_floor_min_contributors:
+        shared = policy.noise_floor_multiplier * float(np.median(np.abs(values)))
+    if chance is None:
+        floors = np.full(values.shape, shared)
+    else:
+        chance_values = np.asarray(chance, dtype=np.float64)
+        if chance_values.shape != values.shape:
+            raise ValueError("need exactly one chance level per contributor")
+        floors = np.maximum(shared, policy.chance_floor_multiplier * chance_values)
+    candidates = np.flatnonzero(values - floors > 0)
     if candidates.size == 0:
-        return ContributorShares({}, {}, negative, floor, policy.cap,
+        return ContributorShares({}, {}, negative, shared, policy.cap,
                                  reason="no contributor scored above the noise floor")
-    above = values[candidates] - floor
+    above = values[candidates] - floors[candidates]
     if candidates.size > policy.top_contributors:
         keep = np.argpartition(-above, policy.top_contributors - 1)[: policy.top_contributors]
         candidates, above = candidates[keep], above[keep]
@@ -199,7 +236,8 @@ def contributor_shares(
     order = sorted(range(candidates.size), key=lambda j: (-above[j], contributor_ids[candidates[j]]))
     candidates, above = candidates[order], above[order]
     ids = [contributor_ids[i] for i in candidates.tolist()]
-    return _finish(ids, above, policy.cap, floor, negative, dict(zip(ids, values[candidates].tolist())))
+    return _finish(ids, above, policy.cap, shared, negative, dict(zip(ids, values[candidates].tolist())),
+                   dict(zip(ids, floors[candidates].tolist())))
 
 
 def row_count_shares(row_counts: Mapping[str, float], cap: float = SharePolicy.cap) -> ContributorShares:

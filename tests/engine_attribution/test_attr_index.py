@@ -110,7 +110,8 @@ def test_duplicating_a_row_in_one_cluster_does_not_increase_its_contributors_sha
         batches = training_batches(inputs, lambda i: contributor_of(13 if i == N_ROWS else i), cluster_of=cluster_of)
         config = IndexConfig(ProjectionSpec(seed=7, k=256), shard_rows=20)
         index = build_index(model, batches, path, config, model_hash="m")
-        (result,) = Attributor(model, index, SharePolicy(cap=1.0, noise_floor_multiplier=0.0)).attribute(
+        policy = SharePolicy(cap=1.0, noise_floor_multiplier=0.0, chance_floor_multiplier=0.0)  # floors off: the cluster rule alone
+        (result,) = Attributor(model, index, policy).attribute(
             slice_inputs(data, slice(13, 14))
         )
         return result.shares.shares.get(contributor_of(13), 0.0)
@@ -218,3 +219,34 @@ def test_causal_lm_training_rows_rank_themselves_first_and_fisher_sampling_is_re
     second = build_index(model, batches, tmp_path / "f2", fisher, model_hash="lm")
     assert first.method["curvature"] == "fisher" and first.index_hash == second.index_hash
     assert first.method["damping"] != index.method["damping"]
+
+
+def test_chance_floor_is_what_a_random_direction_of_the_contributors_size_scores(trained_classifier, tmp_path):
+    """The share policy's chance level |q| |Ψ_c| / √k is the spread of the score a contributor row of the same
+    norm gets in a random direction, and the attributor applies it per contributor."""
+    model, data = trained_classifier
+    index = build(model, data, tmp_path / "idx")
+    attributor = Attributor(model, index, SharePolicy(cap=1.0))
+    queries = attributor.query_features(slice_inputs(data, slice(0, 4)))
+    matrix, scale = index.contributor_matrix()
+    stored = matrix.double() * scale
+    expected = queries.double().norm(dim=1, keepdim=True) * stored.norm(dim=1).view(1, -1) / np.sqrt(index.k)
+    torch.testing.assert_close(index.chance_scores(queries), expected)
+    # The null model behind it: random directions of the same norm score with that standard deviation.
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.randn(20_000, index.k, generator=generator, dtype=torch.float64)
+    directions = directions / directions.norm(dim=1, keepdim=True) * stored[0].norm()
+    spread = (directions @ queries[0].double()).std()
+    assert float(spread) == pytest.approx(float(expected[0, 0]), rel=0.03)
+    results = attributor.attribute(slice_inputs(data, slice(0, 4)))
+    for q, result in enumerate(results):
+        for contributor, floor in result.shares.floors.items():
+            position = index.contributors.index(contributor)
+            assert floor == pytest.approx(float(expected[q, position]), rel=1e-9)  # 12 < 16: no median floor
+        assert result.shares.noise_floor == 0.0 and not result.shares.is_empty
+        paid = set(result.shares.shares)
+        assert contributor_of(q) in paid  # the queried row's own contributor
+        scores = result.contributor_scores
+        for contributor in index.contributors:
+            above_chance = scores[contributor] > float(expected[q, index.contributors.index(contributor)])
+            assert (contributor in paid) == above_chance

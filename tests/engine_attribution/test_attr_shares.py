@@ -40,15 +40,43 @@ def test_shares_are_nonnegative_sum_to_one_and_respect_the_cap(trial):
 def test_noise_floor_is_subtracted_and_only_signal_is_paid():
     ids = ["a", "b", "c", "d", "e"]
     scores = [10.0, 1.0, -1.0, 0.5, 6.0]
-    result = contributor_shares(ids, scores, SharePolicy(noise_floor_multiplier=2.0, cap=1.0))
+    policy = SharePolicy(noise_floor_multiplier=2.0, cap=1.0, median_floor_min_contributors=5)
+    result = contributor_shares(ids, scores, policy)
     assert result.noise_floor == 2.0  # 2 × median(|scores|) = 2 × 1.0
+    assert result.floors == {"a": 2.0, "e": 2.0}
     assert result.shares == pytest.approx({"a": 8 / 12, "e": 4 / 12})
     assert list(result.shares) == ["a", "e"]  # ordered by score
     assert result.negative_influence == {"c": 1.0}
 
 
+def test_few_contributors_are_not_judged_by_their_own_median():
+    # Twice the median of two positive scores always exceeds the larger one: a median floor would pay nobody.
+    result = contributor_shares(["a", "b"], [3.0, 1.0], SharePolicy(cap=1.0))
+    assert result.noise_floor == 0.0 and result.shares == pytest.approx({"a": 0.75, "b": 0.25})
+    crowded = contributor_shares(["a", "b"], [3.0, 1.0], SharePolicy(cap=1.0, median_floor_min_contributors=2))
+    assert crowded.is_empty and crowded.noise_floor == 4.0
+
+
+def test_chance_floor_is_per_contributor():
+    """A contributor is paid only beyond what a random direction of its own size would score."""
+    ids = ["big", "small", "tiny"]
+    scores = [5.0, 5.0, 0.3]
+    chance = [4.0, 0.5, 0.1]  # |q| |Ψ_c| / √k: "big" has many rows, so chance alone gives it a large score
+    result = contributor_shares(ids, scores, SharePolicy(cap=1.0, chance_floor_multiplier=2.0), chance=chance)
+    assert result.floors == {"small": 1.0, "tiny": 0.2}  # big's 2 × 4.0 = 8.0 floor exceeds its 5.0
+    assert result.shares == pytest.approx({"small": 4.0 / 4.1, "tiny": 0.1 / 4.1})
+    off = contributor_shares(ids, scores, SharePolicy(cap=1.0, chance_floor_multiplier=0.0), chance=chance)
+    assert set(off.shares) == set(ids)
+    many = [f"c{i}" for i in range(20)]
+    many_scores = np.r_[[9.0, 3.0], np.full(18, 1.0)]
+    both = contributor_shares(many, many_scores, SharePolicy(cap=1.0), chance=np.r_[[2.5, 4.0], np.zeros(18)])
+    assert both.noise_floor == 2.0 and both.floors == {"c0": 2.5}  # c0: max(2, 1×2.5); c1: 4.0 > 3, unpaid
+    with pytest.raises(ValueError, match="one chance level per contributor"):
+        contributor_shares(ids, scores, SharePolicy(), chance=[1.0])
+
+
 def test_everything_below_the_floor_gives_an_empty_share_set_with_a_reason():
-    result = contributor_shares(["a", "b", "c"], [-1.0, -2.0, 0.1], SharePolicy())
+    result = contributor_shares(["a", "b", "c"], [-1.0, -2.0, 0.1], SharePolicy(), chance=[0.5, 0.5, 0.5])
     assert result.is_empty and result.shares_ppm == {}
     assert "noise floor" in result.reason
     assert result.negative_influence == {"a": 1.0, "b": 2.0}
@@ -77,7 +105,9 @@ def test_row_count_fallback_uses_the_same_cap_and_ppm_rules():
 
 def reference_shares(ids, scores, policy):
     """The policy written out contributor by contributor, as the module docstring states it."""
-    floor = policy.noise_floor_multiplier * float(np.median(np.abs(scores)))
+    floor = 0.0
+    if len(scores) >= policy.median_floor_min_contributors:
+        floor = policy.noise_floor_multiplier * float(np.median(np.abs(scores)))
     above = {c: s - floor for c, s in zip(ids, scores) if s - floor > 0}
     kept = sorted(above, key=lambda c: (-above[c], c))[: policy.top_contributors]
     negative = {c: -s for c, s in zip(ids, scores) if s < 0}
