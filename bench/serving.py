@@ -193,7 +193,8 @@ def bench_llama(root: Path, reps: int, rounds: int, targets=LLAMA_TARGETS, modes
     config = LlamaConfig(**LLAMA_SIZES[size], max_position_embeddings=512)
     vocab = config.vocab_size
     base = LlamaForCausalLM(config).eval()
-    sources = write_adapters(base, root / f"llama-{size}-{len(targets)}", 100, 8, targets, None)
+    folder = f"llama-{size}-{len(targets)}" + ("" if native_kernels else "-torch-ops")  # one set of files per run
+    sources = write_adapters(base, root / folder, 100, 8, targets, None)
     peft_model = peft_with_adapters(lambda: copy.deepcopy(base), sources, 64)
     model = copy.deepcopy(base)
     slots = SlotLoraModel(model, targets, num_slots=100, max_rank=8, native_kernels=native_kernels)
