@@ -53,6 +53,7 @@ from attribution.engine import (  # noqa: E402
     per_example_loss,
     scan_scores,
 )
+from attribution.engine.index import chance_scores  # noqa: E402
 
 K = 1024
 SHARD_ROWS = 65536
@@ -139,11 +140,11 @@ def contributor_figures(contributors: int, repeats: int) -> dict:
     policy = SharePolicy()
     scores = scan_scores(matrix, query)[0].numpy()
     # The chance floor's per-contributor scale |Ψ_c| is computed once when an index loads (as
-    # AttributionIndex.contributor_norms does); per query only |q| × norms / √k is.
-    norms = torch.linalg.vector_norm(matrix.double(), dim=1).numpy()
+    # AttributionIndex.contributor_norms does); per query only the chance levels are.
+    norms = torch.linalg.vector_norm(matrix.double(), dim=1)
 
     def chance():
-        return float(torch.linalg.vector_norm(query.double())) * norms / K ** 0.5
+        return chance_scores(query, norms)[0].numpy()
 
     levels = chance()
     measured = {"matvec_ms": lambda: scan_scores(matrix, query),

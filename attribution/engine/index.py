@@ -382,6 +382,14 @@ def build_index(
     return builder.finalize()
 
 
+def chance_scores(queries: torch.Tensor, contributor_norms: torch.Tensor) -> torch.Tensor:
+    """``|q| |Ψ_c| / √k`` ``[Q, n_contributors]`` float64 for queries ``[Q, k]``: the standard deviation of the
+    score a contributor row of norm ``|Ψ_c|`` pointing in a random direction would get against each query (the
+    share policy's chance floor)."""
+    query_norms = torch.linalg.vector_norm(queries.double(), dim=1, keepdim=True)
+    return query_norms * contributor_norms.view(1, -1) / math.sqrt(queries.shape[1])
+
+
 def _top_rows(scores: torch.Tensor, offset: int, top_k: int) -> TopRows:
     m = min(top_k, scores.shape[1])
     values, positions = torch.topk(scores, m, dim=1)
@@ -504,10 +512,8 @@ class AttributionIndex:
         return self._contributor_norms
 
     def chance_scores(self, queries: torch.Tensor) -> torch.Tensor:
-        """``|q| |Ψ_c| / √k`` ``[Q, n_contributors]``: the standard deviation of the score a contributor row of
-        the same norm in a random direction would get against each query (the share policy's chance floor)."""
-        query_norms = torch.linalg.vector_norm(queries.double(), dim=1, keepdim=True)
-        return query_norms * self.contributor_norms().view(1, -1) / math.sqrt(self.k)
+        """The share policy's chance levels of every contributor against each query (:func:`chance_scores`)."""
+        return chance_scores(queries, self.contributor_norms())
 
     def contributor_scores(self, queries: torch.Tensor) -> torch.Tensor:
         """Net cluster-weighted score per contributor ``[Q, n_contributors]`` (order: ``contributors``)."""

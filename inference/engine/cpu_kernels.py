@@ -41,7 +41,7 @@ FLAG_SETS = (BASE_FLAGS + ("-DLINEAGE_TARGET_CLONES",), BASE_FLAGS)
 BUILD_TIMEOUT_S = 120
 
 _ARGTYPES = [
-    ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,  # x, rows, tokens, in_f
+    ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,  # x, rows, in_f
     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,  # A pages, B pages, out_f
     ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,  # page ids, rank width, out
 ]
@@ -135,11 +135,12 @@ def bgmv_applies(x: torch.Tensor, pages: torch.Tensor) -> bool:
 
 
 def bgmv_(function: Callable[..., None], out: torch.Tensor, x: torch.Tensor, a_pages: torch.Tensor,
-          b_pages: torch.Tensor, page_ids: torch.Tensor, rows: int, tokens: int, width: int) -> torch.Tensor:
-    """``out[b, t] += sum_r (x[b, t] . A[page_ids[b, r]]) * B[page_ids[b, r]]`` in place; returns ``out``.
+          b_pages: torch.Tensor, page_ids: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+    """``out[b] += sum_r (x[b] . A[page_ids[b, r]]) * B[page_ids[b, r]]`` in place, one token per row; returns
+    ``out``.
 
     The caller checks :func:`bgmv_applies`; ``page_ids`` is a contiguous int64 ``[rows, width]`` table of
     valid page indices (the slot tables guarantee both)."""
-    function(x.data_ptr(), rows, tokens, a_pages.shape[1], a_pages.data_ptr(), b_pages.data_ptr(), b_pages.shape[1],
+    function(x.data_ptr(), rows, a_pages.shape[1], a_pages.data_ptr(), b_pages.data_ptr(), b_pages.shape[1],
              page_ids.data_ptr(), width, out.data_ptr())
     return out

@@ -148,7 +148,7 @@ class SlotLoraLinear(nn.Module):
         native = self._native_bgmv
         if native is not None and x.numel() == rows * x.shape[-1] and cpu_kernels.bgmv_applies(x, self.a_pages):
             # Decoding on the CPU: the whole LoRA term in one native pass (see kernels/bgmv_cpu.c).
-            return cpu_kernels.bgmv_(native, out, x, self.a_pages, self.b_pages, routing.flat_page_ids, rows, 1,
+            return cpu_kernels.bgmv_(native, out, x, self.a_pages, self.b_pages, routing.flat_page_ids, rows,
                                      routing.rank_width)
         x_rows = x.reshape(rows, -1, x.shape[-1])
         down = torch.bmm(x_rows, self._gather(self.a_pages, routing).transpose(1, 2))  # [rows, tokens, width]

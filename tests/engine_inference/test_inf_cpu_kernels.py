@@ -108,7 +108,7 @@ def test_the_library_is_built_once_and_reused(tmp_path, monkeypatch):
     x, a, b = torch.ones(1, 1, 3), torch.zeros(3, 3), torch.zeros(3, 2)
     a[2], b[2] = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, -1.0])
     out = torch.zeros(1, 1, 2)
-    cpu_kernels.bgmv_(function, out, x, a, b, torch.tensor([[2, 0]]), 1, 1, 2)
+    cpu_kernels.bgmv_(function, out, x, a, b, torch.tensor([[2, 0]]), 1, 2)
     assert out.flatten().tolist() == [60.0, -6.0]  # (1+2+3) * B[2]; page 0 skipped
 
 
