@@ -1,6 +1,9 @@
 """Attribution REST API: `POST /api/v1/attributions/` (scope `infer`) attributes one answer and returns its
 receipt; `GET /api/v1/attributions/<receipt_id>/` (scope `read`) returns a stored receipt.
 
+Receipts made here belong to no inference (`inference_id` null): inference ids are assigned by the platform
+and their receipts are made when a model answers, so a request that names one is refused (400).
+
 The input and output are returned only to whoever asked, the model's owner and staff; everything else
 in a receipt (rows, contributors, shares, hashes) is readable by anyone holding its id."""
 
@@ -27,7 +30,15 @@ class AttributionRequestSerializer(serializers.Serializer):
     input = serializers.CharField(max_length=20_000, trim_whitespace=False)
     output = serializers.CharField(required=False, allow_blank=False, max_length=20_000, trim_whitespace=False,
                                    help_text="The answer to attribute; omitted: the model answers first.")
-    inference_id = serializers.CharField(required=False, max_length=128)
+
+    def validate(self, attrs):
+        # Receipts made here are never tied to an inference: a caller-chosen id would let anyone attach a
+        # receipt (and so the split of its fee) to someone else's inference before it is settled.
+        if "inference_id" in self.initial_data:
+            raise serializers.ValidationError({"inference_id": [
+                "Inference ids are assigned by the platform when a model answers through /v1; an inference's "
+                "receipt is made when it is served. Leave inference_id out."]})
+        return attrs
 
 
 class RowSerializer(serializers.Serializer):
@@ -81,8 +92,7 @@ class AttributionCreateView(APIView):
             if output is None:
                 output = services.model_output(model_version=version, input_text=text)
             receipt = services.receipt_create(model_version=version, input_text=text, output=output,
-                                              inference_id=data.validated_data.get("inference_id"),
-                                              requester=request.user)
+                                              inference_id=None, requester=request.user)
         except services.IndexCorrupt as exc:
             raise ApiError(str(exc), code="index_corrupt", status_code=status.HTTP_503_SERVICE_UNAVAILABLE) from exc
         except services.IndexNotReady as exc:

@@ -67,11 +67,34 @@ class ExplainedShare:
     contributor_id: str
     name: str
     ppm: int
-    rows: list
+    rows: list  # ExplainedRow of the rows that earned the share; score = the row's percent of the whole pool
 
     @property
     def percent(self) -> float:
         return round(100 * self.ppm / PPM, 2)
+
+
+@dataclass(frozen=True)
+class PayoutBasis:
+    """Why the contributor pool went where it went, for the receipt page."""
+
+    basis: str  # "attribution", "valuation" or "rows"
+    reason: str
+    fdr: float | None
+    groups_discovered: int
+    credit_groups: int | None
+
+    @property
+    def fdr_percent(self) -> str:
+        return "" if self.fdr is None else f"{100 * self.fdr:g}%"
+
+
+def payout_basis(*, receipt: AttributionReceipt) -> PayoutBasis:
+    payload = receipt.payload or {}
+    method = payload.get("method") or {}
+    return PayoutBasis(basis=payload.get("basis", "attribution"), reason=receipt.empty_reason or "",
+                       fdr=method.get("fdr"), groups_discovered=int(payload.get("groups_discovered") or 0),
+                       credit_groups=method.get("credit_groups"))
 
 
 def _names(ids) -> dict[str, str]:
@@ -100,11 +123,19 @@ def explain_rows(*, rows: list[dict], model_version, user) -> list[ExplainedRow]
     return explained
 
 
-def explain_shares(*, receipt: AttributionReceipt) -> list[ExplainedShare]:
+def explain_shares(*, receipt: AttributionReceipt, user) -> list[ExplainedShare]:
+    """Each paid contributor with the rows that earned the share (as the payout credited them)."""
     shares = receipt.contributor_shares_ppm or {}
+    paid = (receipt.payload or {}).get("paid_rows") or {}
+    listed = [{"row_id": row["row_id"], "contributor_id": c, "score": 100 * row["credit"]}
+              for c, rows in paid.items() for row in rows]
+    explained = explain_rows(rows=listed, model_version=receipt.model_version, user=user)
+    by_contributor: dict[str, list] = {}
+    for row in explained:
+        by_contributor.setdefault(str(row.contributor_id), []).append(row)
     names = _names(shares)
     ordered = sorted(shares.items(), key=lambda item: (-item[1], item[0]))
-    return [ExplainedShare(c, names.get(c, f"user {c}"), int(ppm), receipt.contributor_rows.get(c, []))
+    return [ExplainedShare(c, names.get(c, f"user {c}"), int(ppm), by_contributor.get(str(c), []))
             for c, ppm in ordered]
 
 

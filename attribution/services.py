@@ -62,6 +62,11 @@ class IndexCorrupt(IndexNotReady):
     """The stored index files no longer match the hash recorded when it was built."""
 
 
+class ReceiptMismatch(Exception):
+    """A receipt is already stored under this inference id for another model version, requester or query:
+    it is not this inference's receipt, and it is neither returned nor overwritten."""
+
+
 class BuildError(Exception):
     """A reason an index cannot be built that a person can act on."""
 
@@ -156,10 +161,19 @@ def _load_model(version):
 
 
 def _share_policy() -> SharePolicy:
-    return SharePolicy(noise_floor_multiplier=settings.ATTRIBUTION_NOISE_FLOOR_MULTIPLIER,
-                       top_contributors=settings.ATTRIBUTION_TOP_CONTRIBUTORS, cap=settings.ATTRIBUTION_SHARE_CAP,
-                       median_floor_min_contributors=settings.ATTRIBUTION_MEDIAN_FLOOR_MIN_CONTRIBUTORS,
-                       chance_floor_multiplier=settings.ATTRIBUTION_CHANCE_FLOOR_MULTIPLIER)
+    return SharePolicy(fdr=settings.ATTRIBUTION_FDR, top_groups=settings.ATTRIBUTION_TOP_GROUPS,
+                       rows_per_contributor=settings.ATTRIBUTION_ROWS_PER_CONTRIBUTOR)
+
+
+def index_config(*, seed: int, k: int):
+    """The platform's index configuration (lineage/settings.py ATTRIBUTION_*); benchmarks mirror it."""
+    return engine.IndexConfig(
+        projection=engine.ProjectionSpec(seed=seed, k=k, kind=settings.ATTRIBUTION_PROJECTION),
+        curvature=settings.ATTRIBUTION_CURVATURE, damping_ratio=settings.ATTRIBUTION_DAMPING_RATIO,
+        damping_rule=settings.ATTRIBUTION_DAMPING_RULE, shard_rows=settings.ATTRIBUTION_SHARD_ROWS,
+        group_size=settings.ATTRIBUTION_GROUP_SIZE, duplicate_cosine=settings.ATTRIBUTION_DUPLICATE_COSINE,
+        harm_outlier_z=settings.ATTRIBUTION_MISLABEL_Z,
+    )
 
 
 # --- Index builds ---------------------------------------------------------------------------------------
@@ -222,6 +236,7 @@ class _Built:
     valuation: object | None
     valuation_error: str
     eval_rows: int
+    credit: dict
 
 
 def index_build(*, model_version_id: int) -> AttributionIndex:
@@ -257,7 +272,8 @@ def _build_finish(*, index: AttributionIndex, built: _Built, seconds: float) -> 
     with transaction.atomic():
         AttributionIndex.objects.filter(pk=index.pk).update(
             state=IndexState.READY, progress=1.0, index_hash=built.index_hash, damping=built.damping,
-            method=built.method, row_count=built.row_count, contributor_count=built.contributor_count,
+            method=built.method | {"credit": {k: v for k, v in built.credit.items() if k != "harm_by_contributor"}},
+            row_count=built.row_count, contributor_count=built.contributor_count,
             built_at=timezone.now(), build_seconds=round(seconds, 3), error="",
         )
         model_services.model_version_set_attribution_status(version=index.model_version, status=IndexState.READY)
@@ -271,11 +287,28 @@ def _build_finish(*, index: AttributionIndex, built: _Built, seconds: float) -> 
         flagged = {row["row_id"]: row["score"] for row in report_fields["likely_mislabeled"]}
         if flagged:
             datanet_services.records_flag_mislabeled(scores=flagged)
+        _hold_for_harm(model_version_hash=index.model_version_hash, credit=built.credit)
         audit_record(actor=None, action="attribution.index_ready", target=index,
                      details={"index_hash": built.index_hash, "rows": built.row_count, "seconds": round(seconds, 1),
                               "flagged_mislabeled": len(flagged)})
     index.refresh_from_db()
     return index
+
+
+def _hold_for_harm(*, model_version_hash: str, credit: dict) -> None:
+    """Contributors whose rows the index flagged as harmful have their pending earnings held for review
+    (rows are flagged one by one, so spreading harmful rows over accounts does not avoid it)."""
+    from rewards.holds import earnings_hold_for_harm
+
+    threshold = credit.get("harm_threshold") or 0.0
+    for contributor, harm in credit.get("harm_by_contributor", {}).items():
+        if not str(contributor).isdigit():
+            continue  # rows credited to a non-user id (imported data): nobody's earnings to hold
+        earnings_hold_for_harm(
+            user_id=int(contributor), model_version_hash=model_version_hash, rows=harm["rows"], harm=harm["harm"],
+            threshold=threshold,
+            reason=(f"{len(harm['rows'])} of your rows made this model worse on its held-out evaluation set "
+                    "(likely mislabeled); a curator will review them before these earnings can be claimed."))
 
 
 def _row_json(row) -> dict:
@@ -321,8 +354,6 @@ def _cluster_ids(*, lineage: dict, records: dict) -> dict[str, str]:
 
 
 def _build(*, index: AttributionIndex, work: Path) -> _Built:
-    import torch
-
     version = index.model_version
     model, tokenizer, content = _load_model(version)
     _make_attributable(model)
@@ -348,21 +379,24 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
             ids = row_ids[start:start + batch_size]
             inputs = _encode_rows(task=task, tokenizer=tokenizer, fields=[records[i].fields for i in ids],
                                   label_names=label_names, max_len=max_len)
+            # First come keeps a duplicate cluster's credit: upload order is the record id's order.
             yield engine.TrainingBatch(inputs, ids, [str(contributors.get(i) or records[i].contributor_id) for i in ids],
-                                [clusters.get(i) for i in ids])
+                                       [clusters.get(i) for i in ids], [records[i].pk for i in ids])
             if time.monotonic() - last_report[0] > PROGRESS_EVERY_S:
                 last_report[0] = time.monotonic()
                 AttributionIndex.objects.filter(pk=index.pk).update(progress=round(0.9 * (start + len(ids)) / total, 3))
 
-    config = engine.IndexConfig(
-        projection=engine.ProjectionSpec(seed=index.seed, k=index.k, kind=settings.ATTRIBUTION_PROJECTION),
-        curvature=settings.ATTRIBUTION_CURVATURE, damping_ratio=settings.ATTRIBUTION_DAMPING_RATIO,
-        contributor_damping_ratio=settings.ATTRIBUTION_CONTRIBUTOR_DAMPING_RATIO,
-        shard_rows=settings.ATTRIBUTION_SHARD_ROWS,
-    )
+    eval_present = [uid for uid in eval_ids if uid in records]
+    # The held-out split values every row (harmful rows earn nothing) and measures the share policy's noise null.
+    eval_batches = [
+        _encode_rows(task=task, tokenizer=tokenizer, fields=[records[i].fields for i in eval_present[s:s + batch_size]],
+                     label_names=label_names, max_len=max_len)
+        for s in range(0, len(eval_present), batch_size)
+    ]
     local = work / "index"
     try:
-        engine_index = engine.build_index(model, batches(), local, config, model_hash=version.version_hash)
+        engine_index = engine.build_index(model, batches(), local, index_config(seed=index.seed, k=index.k),
+                                          model_hash=version.version_hash, eval_inputs=eval_batches or None)
     except ValueError as exc:
         raise BuildError(f"The index cannot be built from this model's gradients: {exc}") from exc
     report = engine_index.verify()
@@ -371,28 +405,16 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
     AttributionIndex.objects.filter(pk=index.pk).update(progress=0.92)
 
     valuation, valuation_error = None, ""
-    eval_present = [uid for uid in eval_ids if uid in records]
     if not eval_present:
         valuation_error = "This model version has no held-out eval split, so its rows cannot be valued."
     else:
-        try:
-            attributor = engine.Attributor(model, engine_index, _share_policy())
-            eval_batches = [
-                _encode_rows(task=task, tokenizer=tokenizer, fields=[records[i].fields for i in eval_present[s:s + batch_size]],
-                             label_names=label_names, max_len=max_len)
-                for s in range(0, len(eval_present), batch_size)
-            ]
-            result = engine.value_training_data(attributor, eval_batches, top_n=settings.ATTRIBUTION_VALUATION_TOP_N,
-                                         outlier_z=settings.ATTRIBUTION_MISLABEL_Z)
-            values = result.row_values.tolist()
-            valuation = _Valuation(
-                row_values_by_id={rid: float(v) for rid, v in zip(engine_index.row_ids, values)},
-                contributor_values=result.contributor_values, most_helpful=result.most_helpful,
-                most_harmful=result.most_harmful, likely_mislabeled=result.likely_mislabeled,
-                harm_threshold=result.harm_threshold,
-            )
-        except (ValueError, RuntimeError, torch.linalg.LinAlgError) as exc:
-            valuation_error = f"Valuation failed: {exc}"
+        result = engine.index_valuation(engine_index, top_n=settings.ATTRIBUTION_VALUATION_TOP_N)
+        valuation = _Valuation(
+            row_values_by_id={rid: float(v) for rid, v in zip(engine_index.row_ids, result.row_values.tolist())},
+            contributor_values=result.contributor_values, most_helpful=result.most_helpful,
+            most_harmful=result.most_harmful, likely_mislabeled=result.likely_mislabeled,
+            harm_threshold=result.harm_threshold,
+        )
 
     _store_index_files(local=local, engine_index=engine_index, prefix=index.storage_prefix)
     return _Built(
@@ -400,11 +422,29 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
         method={key: value for key, value in engine_index.method.items()} | {"projection": engine_index.projection.kind},
         row_count=engine_index.num_rows, contributor_count=len(engine_index.contributors),
         valuation=valuation, valuation_error=valuation_error, eval_rows=len(eval_present),
+        credit=_credit_summary(engine_index),
     )
 
 
+def _credit_summary(engine_index: EngineIndex) -> dict:
+    """What the index decided about credit, per contributor (harm) and overall, for the index row and holds."""
+    credit = engine_index.manifest["credit"]
+    tables = engine_index.credit()
+    harmful = set(credit["harmful_rows"])
+    harm_by_contributor: dict[str, dict] = {}
+    for position, (row_id, contributor) in enumerate(zip(engine_index.row_ids, engine_index.row_contributor_ids)):
+        if row_id in harmful:
+            entry = harm_by_contributor.setdefault(contributor, {"rows": [], "harm": 0.0})
+            entry["rows"].append(row_id)
+            entry["harm"] += -float(tables.row_values[position])
+    return {key: credit[key] for key in ("groups", "gradient_duplicate_pairs", "duplicate_rows_uncredited",
+                                          "null_queries", "null_source", "fallback_basis", "harm_threshold")} | {
+        "harmful_rows": len(harmful), "harm_by_contributor": harm_by_contributor}
+
+
 def _index_file_names(manifest: dict) -> list[str]:
-    return [*(shard["file"] for shard in manifest["shards"]), manifest["contributors_file"]["file"]]
+    return [*(shard["file"] for shard in manifest["shards"]), manifest["credit_file"]["file"],
+            manifest["contributors_file"]["file"]]
 
 
 def _store_index_files(*, local: Path, engine_index: EngineIndex, prefix: str) -> None:
@@ -534,25 +574,40 @@ def _query_digest(input_text: str, output: str) -> str:
     return canonical_sha256({"input": input_text, "output": output})
 
 
+def query_digest(input_text: str, output: str) -> str:
+    """sha256 of the canonical {input, output}: what a receipt's `query_digest` holds (inference records too)."""
+    return _query_digest(input_text, output)
+
+
+def _receipt_for_inference(existing: AttributionReceipt, *, model_version, requester, input_text: str,
+                           output: str) -> AttributionReceipt:
+    """`existing` (stored under the call's inference id) if it is this call's receipt; else `ReceiptMismatch`."""
+    requester_id = requester.pk if getattr(requester, "is_authenticated", False) else None
+    differs = [name for name, same in (
+        ("model version", existing.model_version_id == model_version.pk
+         and existing.model_version_hash == model_version.version_hash),
+        ("requester", existing.requester_id == requester_id),
+        ("query", existing.query_digest == _query_digest(input_text, output)),
+    ) if not same]
+    if differs:
+        raise ReceiptMismatch(f"Inference {existing.inference_id} already has a receipt for a different "
+                              f"{' and '.join(differs)}; it is not this inference's receipt.")
+    return existing
+
+
 def _attribute(entry: _Loaded, *, input_text: str, output: str, inference_id: str | None):
-    """(engine receipt payload, contributor rows, latency ms) for one inference."""
+    """(engine receipt payload, paid rows per contributor, latency ms) for one inference."""
     content = entry.content
     inputs = _encode_query(task=content["task"], tokenizer=entry.tokenizer, input_text=input_text, output=output,
                            label_names=content.get("label_names") or [],
                            max_len=int(content["hyperparameters"]["max_seq_length"]))
-    top_k = settings.ATTRIBUTION_TOP_K
-    wide = max(top_k, settings.ATTRIBUTION_ROWS_PER_CONTRIBUTOR * 20)
     started = time.perf_counter()
     with entry.lock:
-        attribution = entry.attributor.attribute(inputs, top_k_rows=wide)[0]
+        attribution = entry.attributor.attribute(inputs, top_k_rows=settings.ATTRIBUTION_TOP_K)[0]
     latency_ms = (time.perf_counter() - started) * 1000
-    contributor_rows: dict[str, list[str]] = {}
-    for row in attribution.top_rows:
-        if row.score > 0 and row.contributor_id in attribution.shares.shares_ppm:
-            rows = contributor_rows.setdefault(row.contributor_id, [])
-            if len(rows) < settings.ATTRIBUTION_ROWS_PER_CONTRIBUTOR:
-                rows.append(row.row_id)
-    attribution = replace(attribution, top_rows=attribution.top_rows[:top_k], latency_ms=latency_ms)
+    # The rows that earned each paid contributor's share, scored exactly as the payout scored them.
+    contributor_rows = {c: [row for row, _ in rows] for c, rows in attribution.payout.rows.items()}
+    attribution = replace(attribution, latency_ms=latency_ms)
     payload = build_receipt(attribution, entry.engine_index, inference_id=inference_id)
     return payload, contributor_rows, latency_ms
 
@@ -561,14 +616,17 @@ def receipt_create(*, model_version, input_text: str, output: str, inference_id:
                    requester=None) -> AttributionReceipt:
     """Attribute one inference (`output` = the predicted label or the generated text) and store its receipt.
 
-    Idempotent per `inference_id`. Raises `IndexNotReady` (or `IndexCorrupt`) when no trustworthy
-    index exists for the model version."""
+    Idempotent per `inference_id`: the receipt stored under it is returned only when it is this call's
+    (same model version, requester and query); otherwise `ReceiptMismatch`, and the stored one is left
+    as it is. Raises `IndexNotReady` (or `IndexCorrupt`) when no trustworthy index exists for the model
+    version."""
+    if not isinstance(input_text, str) or not input_text.strip():
+        raise ValidationError({"input": "Send the input text that the model answered."})
     if inference_id:
         existing = AttributionReceipt.objects.filter(inference_id=inference_id).first()
         if existing is not None:
-            return existing
-    if not isinstance(input_text, str) or not input_text.strip():
-        raise ValidationError({"input": "Send the input text that the model answered."})
+            return _receipt_for_inference(existing, model_version=model_version, requester=requester,
+                                          input_text=input_text, output=output)
     index = _ready_index(model_version)
     entry = _loaded_for(index)
     payload, contributor_rows, latency_ms = _attribute(entry, input_text=input_text, output=output,
@@ -586,9 +644,12 @@ def receipt_create(*, model_version, input_text: str, output: str, inference_id:
                 payload=payload, receipt_digest=receipt_digest(payload), latency_ms=round(latency_ms, 3),
             )
     except IntegrityError:
-        if inference_id:  # a concurrent request for the same inference stored it first
-            return AttributionReceipt.objects.get(inference_id=inference_id)
-        raise
+        existing = AttributionReceipt.objects.filter(inference_id=inference_id).first() if inference_id else None
+        if existing is None:
+            raise
+        # A concurrent request for the same inference id stored its receipt first: ours only if it is the same.
+        return _receipt_for_inference(existing, model_version=model_version, requester=requester,
+                                      input_text=input_text, output=output)
     return receipt
 
 

@@ -20,7 +20,8 @@ def receipt(request, receipt_id):
         "version": version,
         "show_query": selectors.receipt_shows_query(receipt=receipt, user=request.user),
         "rows": selectors.explain_rows(rows=receipt.top_rows, model_version=version, user=request.user),
-        "shares": selectors.explain_shares(receipt=receipt),
+        "shares": selectors.explain_shares(receipt=receipt, user=request.user),
+        "basis": selectors.payout_basis(receipt=receipt),
         "negative": selectors.explain_negative(receipt=receipt),
     })
 

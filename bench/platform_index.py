@@ -1,19 +1,18 @@
-"""The platform's attribution index configuration, and scoring rows both ways, for the quality benchmarks.
+"""The platform's attribution index configuration, and its row scores, for the quality benchmarks.
 
-``PLATFORM_INDEX`` mirrors the defaults in lineage/settings.py (ATTRIBUTION_PROJECTION,
-ATTRIBUTION_CURVATURE, ATTRIBUTION_DAMPING_RATIO, ATTRIBUTION_CONTRIBUTOR_DAMPING_RATIO);
-tests/attribution checks that they agree, so the benchmarks measure what the platform builds.
+``PLATFORM_INDEX`` mirrors the defaults in lineage/settings.py (ATTRIBUTION_PROJECTION, _CURVATURE,
+_DAMPING_RATIO, _DAMPING_RULE, _GROUP_SIZE, _DUPLICATE_COSINE, _MISLABEL_Z); tests/attribution checks
+that ``platform_config`` equals the IndexConfig the platform builds, so benchmarks measure it.
 
-A receipt's top rows come from the stored Ψ (row damping). Payouts score a *set* of rows, a
-contributor, through the contributor matrix (contributor damping). Ground truth over random subsets
-(LDS) asks the set question, so it is measured on the rows the contributor matrix sums, i.e. the Ψ of
-``config.for_contributor_scores()``; ``platform_scores`` checks that those rows really do sum to the
-production index's contributor matrix before returning them.
+The index has one damping: the stored Ψ rows are exactly the rows a receipt ranks and the rows the
+contributor matrix sums for payouts. So one set of row scores answers both the row question (LOO)
+and the set question (LDS over random subsets, a contributor's total); ``platform_scores`` checks
+that the contributor matrix really is the sum of those row scores before returning them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,9 @@ from scipy.stats import spearmanr
 
 from attribution.engine import Attributor, IndexConfig, ProjectionSpec, TrainingBatch, build_index
 
-PLATFORM_INDEX = {"kind": "orthogonal", "curvature": "fisher", "damping_ratio": 0.01, "contributor_damping_ratio": 0.1}
+PLATFORM_INDEX = {"kind": "orthogonal", "curvature": "fisher", "damping_ratio": 0.01,
+                  "damping_rule": "weighted_mean_eigenvalue", "group_size": 16, "duplicate_cosine": 0.99,
+                  "harm_outlier_z": 3.0, "credit_harm_z": 1.0, "min_groups": 8}
 
 
 def lds(scores: np.ndarray, masks: np.ndarray, subset_losses: np.ndarray) -> float:
@@ -35,30 +36,31 @@ def lds(scores: np.ndarray, masks: np.ndarray, subset_losses: np.ndarray) -> flo
 
 
 def platform_config(seed: int, k: int = 1024, **overrides) -> IndexConfig:
+    """The platform's IndexConfig at projection dimension ``k``; ``overrides`` replace PLATFORM_INDEX entries
+    (tests/attribution checks that this equals ``attribution.services.index_config``)."""
     options = {**PLATFORM_INDEX, **overrides}
-    return IndexConfig(ProjectionSpec(seed=seed, k=k, kind=options["kind"]), curvature=options["curvature"],
-                       damping_ratio=options["damping_ratio"],
-                       contributor_damping_ratio=options["contributor_damping_ratio"])
+    kind = options.pop("kind")
+    return IndexConfig(ProjectionSpec(seed=seed, k=k, kind=kind), **options)
 
 
 @dataclass(frozen=True)
 class PlatformScores:
-    rows: np.ndarray  # [queries, rows] the receipts' row scores (stored Ψ, row damping)
-    sets: np.ndarray  # [queries, rows] per-row scores at the contributor damping: sums of these score sets
-    contributor_agreement: float  # max relative gap between the contributor matrix and the summed set scores
+    rows: np.ndarray  # [queries, rows] the stored Ψ scores: receipts rank them, payouts sum them
+    contributor_agreement: float  # max relative gap between the contributor matrix and the summed row scores
 
 
 def platform_scores(model: torch.nn.Module, batches: Sequence[TrainingBatch], directory: Path, config: IndexConfig,
-                    queries: Mapping[str, torch.Tensor], model_hash: str) -> PlatformScores:
-    index = build_index(model, batches, directory / "index", config, model_hash=model_hash)
-    set_index = build_index(model, batches, directory / "set", config.for_contributor_scores(), model_hash=model_hash)
+                    queries: Mapping[str, torch.Tensor], model_hash: str,
+                    eval_inputs: Iterable[Mapping[str, torch.Tensor]] | None = None) -> PlatformScores:
+    kwargs = {} if eval_inputs is None else {"eval_inputs": eval_inputs}
+    index = build_index(model, batches, directory / "index", config, model_hash=model_hash, **kwargs)
     features = Attributor(model, index).query_features(queries)
     rows = index.all_scores(features).double().numpy()
-    sets = set_index.all_scores(features).double().numpy()
     owners = np.array(index.row_contributor_ids)
-    summed = np.stack([sets[:, owners == c].sum(1) for c in index.contributors], axis=1)
+    credited = rows * index.credit().row_credit  # later duplicates and harmful rows earn nothing
+    summed = np.stack([credited[:, owners == c].sum(1) for c in index.contributors], axis=1)
     matrix = index.contributor_scores(features).double().numpy()
     agreement = float(np.abs(matrix - summed).max() / np.abs(summed).max())
-    if agreement > 5e-3:  # fp16 storage of both; anything larger means the benchmark measures the wrong scores
-        raise SystemExit(f"contributor matrix differs from the summed set scores by {agreement:.2e}")
-    return PlatformScores(rows, sets, agreement)
+    if agreement > 5e-3:  # fp16 storage of both; anything larger means payouts sum something else
+        raise SystemExit(f"contributor matrix differs from the summed row scores by {agreement:.2e}")
+    return PlatformScores(rows, agreement)

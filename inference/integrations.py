@@ -1,7 +1,9 @@
 """The other apps' public functions this app calls, in one place.
 
 - credit: `rewards.selectors` (the payer's OPEN credit balance, base units);
-- receipts: `attribution.services.receipt_create` (raises `attribution.services.IndexNotReady`);
+- receipts: `attribution.services.receipt_create` (raises `attribution.services.IndexNotReady`, or
+  `ReceiptMismatch` when the inference id already carries a receipt for another model, requester or
+  query) and `attribution.services.query_digest` (the canonical digest of what was asked and answered);
 - fees: `rewards.services.fee_record` (holds the fee on the payer's credit in the request's transaction;
   rewards books it in a batch seconds later; raises `rewards.services.InsufficientCredit`).
 
@@ -11,11 +13,19 @@ contract moves.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+
+logger = logging.getLogger("inference")
 
 
 class ReceiptUnavailable(Exception):
     """No receipt could be made (index not built yet, or the attribution app failed)."""
+
+
+class ReceiptMismatch(ReceiptUnavailable):
+    """The receipt under this inference id was made for another model version, requester or query: it is
+    not this inference's, and its shares must never split this inference's fee."""
 
 
 class CreditShort(Exception):
@@ -28,6 +38,10 @@ class CreditShort(Exception):
 class Receipt:
     receipt_id: str
     url: str
+    # What the receipt was made for, checked against the inference record before its shares split a fee.
+    model_version_hash: str = ""
+    requester_id: int | None = None
+    query_digest: str = ""
     shares_ppm: dict[int, int] = field(default_factory=dict)
     rows: dict[str, list[str]] = field(default_factory=dict)
     top_rows: list = field(default_factory=list)
@@ -37,6 +51,13 @@ def credit_balance(*, user) -> int:
     from rewards import selectors
 
     return selectors.credit_balance(user=user)
+
+
+def query_digest(input_text: str, output: str) -> str:
+    """The canonical digest of {input, output}, the same one attribution receipts carry."""
+    from attribution import services as attribution_services
+
+    return attribution_services.query_digest(input_text, output)
 
 
 def receipt_create(*, model_version, input_text: str, output: str, inference_id: str, requester=None) -> Receipt:
@@ -49,18 +70,41 @@ def receipt_create(*, model_version, input_text: str, output: str, inference_id:
         receipt = attribution_services.receipt_create(
             model_version=model_version, input_text=input_text, output=output, inference_id=inference_id,
             requester=requester)
+    except attribution_services.ReceiptMismatch as exc:
+        raise ReceiptMismatch(str(exc)) from exc
     except attribution_services.IndexNotReady as exc:
         raise ReceiptUnavailable(str(exc) or "The attribution index of this model is not built yet.") from exc
     shares = {int(k): int(v) for k, v in (receipt.contributor_shares_ppm or {}).items()}
     rows = {str(k): list(v) for k, v in receipt.contributor_rows.items()}
     return Receipt(receipt_id=str(receipt.receipt_id),
                    url=reverse("attribution:receipt", args=[str(receipt.receipt_id)]),
+                   model_version_hash=receipt.model_version_hash, requester_id=receipt.requester_id,
+                   query_digest=receipt.query_digest,
                    shares_ppm=shares, rows=rows, top_rows=list(receipt.top_rows))
 
 
-def fee_settle(*, inference_id: str, payer, model_version, fee: int, receipt: Receipt | None) -> None:
+def receipt_mismatches(receipt: Receipt, *, model_version_hash: str, requester_id, query_digest: str) -> list[str]:
+    """What of the receipt differs from the inference it is meant to settle (empty: it is that inference's)."""
+    return [name for name, same in (
+        ("model version", receipt.model_version_hash == model_version_hash),
+        ("requester", receipt.requester_id == requester_id),
+        ("query", receipt.query_digest == query_digest),
+    ) if not same]
+
+
+def fee_settle(*, inference_id: str, payer, model_version, fee: int, receipt: Receipt | None,
+               query_digest: str) -> None:
+    """Record the fee, split by `receipt`'s shares only if the receipt is this inference's (model version,
+    payer as requester, `query_digest`); otherwise it is settled as if there were no receipt."""
     from rewards import services as rewards_services
 
+    if receipt is not None:
+        differs = receipt_mismatches(receipt, model_version_hash=model_version.version_hash, requester_id=payer.pk,
+                                     query_digest=query_digest)
+        if differs:
+            logger.warning("receipt %s is not inference %s's (different %s): fee settled without it",
+                           receipt.receipt_id, inference_id, ", ".join(differs))
+            receipt = None
     try:
         rewards_services.fee_record(
             inference_id=inference_id, payer=payer, model_owner=model_version.owner, fee=int(fee),

@@ -35,6 +35,9 @@ class InferenceRecord(models.Model):
     latency_ms = models.FloatField(null=True, blank=True)
     fee = models.DecimalField(max_digits=78, decimal_places=0, default=0, help_text="OPEN base units charged.")
     receipt_id = models.CharField(max_length=64, blank=True, db_index=True)
+    query_digest = models.CharField(max_length=64, blank=True,
+                                    help_text="sha256 of the canonical {input, output} that was answered (as in "
+                                              "its receipt); a receipt for another query is never settled on.")
     status = models.CharField(max_length=16, choices=InferenceStatus.choices, default=InferenceStatus.RUNNING,
                               db_index=True)
     error_code = models.CharField(max_length=64, blank=True)

@@ -9,6 +9,9 @@ Per request (`inference_begin` → answer → `inference_complete` / `inference_
 5. the attribution receipt is created (`attribution.services.receipt_create`; synchronous unless
    `INFERENCE_RECEIPTS_ASYNC`, which queues receipt and fee on commit), then the fee is settled with
    the receipt's contributor shares (`rewards.services.fee_settle`, idempotent per inference id).
+   The record keeps the digest of what was asked and answered (`query_digest`); a receipt whose model
+   version, requester or query digest differs from the record's is not this inference's (one stored
+   under its id beforehand, say): it is logged and the fee is settled as if there were no receipt.
 
 A model version whose attribution index is not built yet (free models may be deployed before it is)
 answers without a receipt (`receipt_id` null).
@@ -140,12 +143,14 @@ def inference_complete(*, inference: Inference, input_text: str, output: str, to
     record, version = inference.record, inference.version
     record.tokens_in, record.tokens_out, record.adapter_slot = tokens_in, tokens_out, slot
     record.latency_ms = (time.perf_counter() - inference.started) * 1e3
+    record.query_digest = integrations.query_digest(input_text, output)
     if settings.INFERENCE_RECEIPTS_ASYNC:
         from .tasks import inference_settle_task
 
         with transaction.atomic():
             record.status = InferenceStatus.SUCCEEDED
-            record.save(update_fields=["tokens_in", "tokens_out", "adapter_slot", "latency_ms", "status"])
+            record.save(update_fields=["tokens_in", "tokens_out", "adapter_slot", "latency_ms", "query_digest",
+                                       "status"])
             inference_settle_task.delay_on_commit(str(record.pk), input_text, output)
         metrics.observe(record)
         return Settled(inference_id=inference.inference_id, receipt_id=None, receipt_url=None, fee=inference.fee,
@@ -155,7 +160,8 @@ def inference_complete(*, inference: Inference, input_text: str, output: str, to
         with transaction.atomic():
             if inference.fee > 0:
                 integrations.fee_settle(inference_id=inference.inference_id, payer=record.user,
-                                        model_version=version, fee=inference.fee, receipt=receipt)
+                                        model_version=version, fee=inference.fee, receipt=receipt,
+                                        query_digest=record.query_digest)
             record.fee = inference.fee
             record.receipt_id = receipt.receipt_id if receipt else ""
             record.status, record.finished_at = InferenceStatus.SUCCEEDED, timezone.now()
@@ -168,15 +174,34 @@ def inference_complete(*, inference: Inference, input_text: str, output: str, to
     return _settled(inference, receipt)
 
 
+def _expected_digest(record: InferenceRecord, input_text: str, output: str) -> str:
+    # Records queued before `query_digest` existed carry none: the queued input and output stand in.
+    return record.query_digest or integrations.query_digest(input_text, output)
+
+
 def _receipt(*, inference: Inference, input_text: str, output: str):
+    """The inference's receipt, or None: none could be made, or the one under its id is not its own."""
+    record = inference.record
     try:
-        return integrations.receipt_create(model_version=inference.version, input_text=input_text, output=output,
-                                           inference_id=inference.inference_id, requester=inference.record.user)
+        receipt = integrations.receipt_create(model_version=inference.version, input_text=input_text, output=output,
+                                              inference_id=inference.inference_id, requester=record.user)
+    except integrations.ReceiptMismatch as exc:
+        logger.warning("receipt refused for inference %s, fee settled without one: %s", inference.inference_id, exc)
+        return None
     except integrations.ReceiptUnavailable as exc:
         logger.info("no receipt for inference %s: %s", inference.inference_id, exc)
+        return None
     except Exception:  # noqa: BLE001 - an attribution failure must not lose the answer
         logger.exception("receipt creation failed for inference %s", inference.inference_id)
-    return None
+        return None
+    differs = integrations.receipt_mismatches(receipt, model_version_hash=record.model_version_hash,
+                                              requester_id=record.user_id,
+                                              query_digest=_expected_digest(record, input_text, output))
+    if differs:
+        logger.warning("receipt %s is not inference %s's (different %s): fee settled without it",
+                       receipt.receipt_id, inference.inference_id, ", ".join(differs))
+        return None
+    return receipt
 
 
 def _settled(inference: Inference, receipt) -> Settled:
@@ -212,7 +237,7 @@ def inference_settle_queued(*, inference_id: str, input_text: str, output: str) 
         with transaction.atomic():
             if fee > 0:
                 integrations.fee_settle(inference_id=inference_id, payer=record.user, model_version=version, fee=fee,
-                                        receipt=receipt)
+                                        receipt=receipt, query_digest=_expected_digest(record, input_text, output))
             record.fee, record.receipt_id = fee, receipt.receipt_id if receipt else ""
             record.finished_at = timezone.now()
             record.save(update_fields=["fee", "receipt_id", "finished_at"])

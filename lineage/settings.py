@@ -330,22 +330,20 @@ CELERY_BEAT_SCHEDULE.update({
 # Index builds run on the gpu queue when a model version registers; receipts are scored in-process.
 ATTRIBUTION_K = env.int("ATTRIBUTION_K", default=1024)  # projected gradient dimensions
 ATTRIBUTION_TOP_K = env.int("ATTRIBUTION_TOP_K", default=10)  # rows named in a receipt
-ATTRIBUTION_SHARE_CAP = env.float("ATTRIBUTION_SHARE_CAP", default=0.5)  # most any contributor gets
-ATTRIBUTION_TOP_CONTRIBUTORS = env.int("ATTRIBUTION_TOP_CONTRIBUTORS", default=50)
-ATTRIBUTION_NOISE_FLOOR_MULTIPLIER = env.float("ATTRIBUTION_NOISE_FLOOR_MULTIPLIER", default=2.0)
-# The median floor needs mostly unrelated contributors to measure noise; below this count only the chance floor
-# (score beyond what a random direction of the contributor's size gets, × the multiplier) applies.
-ATTRIBUTION_MEDIAN_FLOOR_MIN_CONTRIBUTORS = env.int("ATTRIBUTION_MEDIAN_FLOOR_MIN_CONTRIBUTORS", default=16)
-ATTRIBUTION_CHANCE_FLOOR_MULTIPLIER = env.float("ATTRIBUTION_CHANCE_FLOOR_MULTIPLIER", default=1.0)
+# Share policy (attribution/engine/shares.py): credit groups of rows are paid when their score beats the group's
+# noise measured on held-out queries, Benjamini-Hochberg at this false-discovery rate across groups.
+ATTRIBUTION_FDR = env.float("ATTRIBUTION_FDR", default=0.1)
+ATTRIBUTION_TOP_GROUPS = env.int("ATTRIBUTION_TOP_GROUPS", default=50)  # most credit groups paid per answer
+ATTRIBUTION_GROUP_SIZE = env.int("ATTRIBUTION_GROUP_SIZE", default=16)  # rows per credit group (k-means on gradients)
+# Two rows whose projected gradients have at least this cosine (and norms within 10%) are one duplicate cluster:
+# the first uploaded keeps the credit (attribution/engine/credit.py).
+ATTRIBUTION_DUPLICATE_COSINE = env.float("ATTRIBUTION_DUPLICATE_COSINE", default=0.99)
 ATTRIBUTION_CURVATURE = env.str("ATTRIBUTION_CURVATURE", default="fisher")  # or empirical_fisher
-# λ = ratio × mean curvature eigenvalue. 0.01 (the engine measured 0.01..0.1 as good): at 0.1 an exact copy of a
-# MiniLM training row scored only ~2× a same-label row, so class-level mass swamped row-level credit.
+# One damping for everything a receipt shows and pays. "weighted_mean_eigenvalue": λ = ratio × tr(F²)/tr(F), the
+# curvature-weighted mean eigenvalue, which does not shrink as k grows; on bench/attribution_convex.py (d = 10,250)
+# its best ratio was 0.01 at every k from 141 to 1,024, where the old rule (ratio × tr(F)/k) wanted 0.1 to 1.
+ATTRIBUTION_DAMPING_RULE = env.str("ATTRIBUTION_DAMPING_RULE", default="weighted_mean_eigenvalue")
 ATTRIBUTION_DAMPING_RATIO = env.float("ATTRIBUTION_DAMPING_RATIO", default=0.01)
-# Payout scores (the contributor matrix) are damped more: what removing a contributor's *set* of rows does is
-# predicted far better there, while a planted exact copy still tops its contributor (attribution/engine/index.py, step 5).
-ATTRIBUTION_CONTRIBUTOR_DAMPING_RATIO = env.float("ATTRIBUTION_CONTRIBUTOR_DAMPING_RATIO", default=0.1)
-# Orthogonalised per-module blocks: unbiased like Gaussian ones, with lower variance, so shares agree
-# across projection seeds (tests/engine_attribution). Indexes record their kind and reproduce either way.
 ATTRIBUTION_PROJECTION = env.str("ATTRIBUTION_PROJECTION", default="orthogonal")  # or gaussian, rademacher
 ATTRIBUTION_BATCH_SIZE = env.int("ATTRIBUTION_BATCH_SIZE", default=16)
 ATTRIBUTION_SHARD_ROWS = env.int("ATTRIBUTION_SHARD_ROWS", default=65536)

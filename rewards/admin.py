@@ -1,15 +1,17 @@
 """Rewards admin: the fee policy (saved through the service, which versions it), credit grants
-(through `credit_grant`, audited), epochs with close/resume actions, reconciliation issues. Ledger
+(through `credit_grant`, audited), epochs with close/resume actions, harm holds with release/confirm
+actions (through `rewards.holds`, audited), reconciliation issues. Ledger
 rows are read-only here: corrections are new transactions, never edits."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from . import services
+from . import holds, services
 from .models import (
     ChainDeployment,
     CreditGrant,
+    EarningsHold,
     Epoch,
     FeePolicy,
     FeePolicyVersion,
@@ -181,3 +183,60 @@ class ReconciliationIssueAdmin(ReadOnlyAdmin):
         return obj is None and request.user.is_staff
 
 
+
+
+def _decide_holds(request, queryset, decide, done: str) -> None:
+    decided, refused = 0, []
+    for hold in queryset.order_by("pk"):
+        try:
+            decide(hold=hold, actor=request.user, note=f"{done} in the admin by {request.user.get_username()}")
+            decided += 1
+        except ValidationError as exc:
+            refused.append(f"hold {hold.pk}: {' '.join(exc.messages)}")
+    if decided:
+        messages.success(request, f"{decided} hold(s) {done}.")
+    for problem in refused:
+        messages.error(request, problem)
+
+
+@admin.action(description="Release: no harm, pay the held earnings in the next epoch", permissions=["change"])
+def release_holds(modeladmin, request, queryset):
+    _decide_holds(request, queryset, holds.earnings_hold_release, "released")
+
+
+@admin.action(description="Confirm: harm found, withhold this model's unpaid earnings", permissions=["change"])
+def confirm_holds(modeladmin, request, queryset):
+    _decide_holds(request, queryset, holds.earnings_hold_confirm, "confirmed")
+
+
+@admin.register(EarningsHold)
+class EarningsHoldAdmin(admin.ModelAdmin):
+    """Holds are opened by attribution and decided only through the actions (audited); never edited."""
+
+    list_display = ("user", "model_version_hash", "state", "harm", "flagged_rows", "created_at", "decided_at",
+                    "decided_by")
+    list_filter = ("state", "created_at", "decided_at")
+    search_fields = ("user__username", "user__email", "model_version_hash", "reason")
+    readonly_fields = ("user", "model_version_hash", "state", "reason", "evidence", "created_at", "updated_at",
+                       "decided_at", "decided_by", "decision_note", "withheld_amount")
+    list_select_related = ("user", "decided_by")
+    actions = [release_holds, confirm_holds]
+
+    @admin.display(description="harm")
+    def harm(self, obj):
+        return (obj.evidence or {}).get("harm")
+
+    @admin.display(description="rows")
+    def flagged_rows(self, obj):
+        rows = obj.rows
+        return ", ".join(rows[:5]) + (f" (+{len(rows) - 5})" if len(rows) > 5 else "")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # The changelist (and its actions) needs the change permission; a hold itself is read-only.
+        return obj is None and super().has_change_permission(request)

@@ -19,8 +19,8 @@ def _money(value):
     return value
 
 
-MONEY_KEYS = {"amount", "earned", "accruing", "pending", "paid_out", "credit", "credit_held", "cumulative_amount",
-              "claimed", "claimable", "fee", "protocol", "owner"}
+MONEY_KEYS = {"amount", "earned", "accruing", "held", "withheld", "withheld_amount", "pending", "paid_out", "credit",
+              "credit_held", "cumulative_amount", "claimed", "claimable", "fee", "protocol", "owner"}
 
 
 class EarningsView(APIView):

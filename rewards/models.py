@@ -45,8 +45,9 @@ class FeePolicy(models.Model):
     owner_bps = models.PositiveIntegerField(default=3_000, help_text="Model owner, basis points.")
     contributors_bps = models.PositiveIntegerField(default=6_000, help_text="Data contributors, basis points.")
     fallback = models.CharField(
-        max_length=16, choices=Fallback.choices, default=Fallback.OWNER,
-        help_text="Who receives the contributors' share when a receipt names no contributors.",
+        max_length=16, choices=Fallback.choices, default=Fallback.PROTOCOL,
+        help_text="Who receives the contributors' share when an answer has no receipt at all (attribution failed). "
+                  "Not the owner by default: the owner must not profit from attribution failing.",
     )
     version = models.PositiveIntegerField(default=1, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -209,8 +210,8 @@ class ShareRole(models.TextChoices):
 
 
 class SettlementShare(models.Model):
-    """What one user earned from one settlement; `epoch` is set when an epoch close freezes it (the
-    only field ever updated)."""
+    """What one user earned from one settlement; `epoch` is set when an epoch close freezes it, and
+    `withheld_by` when a confirmed harm hold withholds it (the only fields ever updated, each once)."""
 
     settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="shares")
     # No index of its own: the (user, epoch) index below serves every lookup by user, and each index is
@@ -221,12 +222,62 @@ class SettlementShare(models.Model):
     amount = AmountField()
     rows = models.JSONField(default=list, blank=True, help_text="The receipt's top row ids for this contributor.")
     epoch = models.ForeignKey("Epoch", null=True, blank=True, on_delete=models.PROTECT, related_name="shares")
+    # Set (once, on an unfrozen share) when a curator confirms an `EarningsHold`: the share is never frozen,
+    # its amount stays in the EARNINGS account, unclaimable. No index: the settlement batch inserts shares
+    # and only a confirmation and the freeze read this column.
+    withheld_by = models.ForeignKey("EarningsHold", null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="withheld_shares", db_index=False)
 
     class Meta:
         indexes = [models.Index(fields=["user", "epoch"])]
 
     def __str__(self):
         return f"{self.user_id} {self.role} {self.amount}"
+
+
+# --- Harm holds -----------------------------------------------------------------------------------------
+
+
+class HoldState(models.TextChoices):
+    HELD = "held", "held for review"
+    RELEASED = "released", "released"
+    CONFIRMED = "confirmed", "confirmed (withheld)"
+
+
+class EarningsHold(models.Model):
+    """A contributor's earnings held for curator review because the attribution engine flagged training
+    rows of theirs as harming a model version's held-out evaluation (`holds.earnings_hold_for_harm`).
+
+    While a hold is `held`, none of the user's unfrozen earnings go into an epoch (they stay in the ledger
+    and keep accruing). `released`: they go into the next epoch as usual. `confirmed`: the user's unfrozen
+    contributor shares from this model version are marked withheld (`SettlementShare.withheld_by`) and stay
+    in the EARNINGS account, never frozen, never claimable; the amount is `withheld_amount` and the user
+    sees it, with the decision note, on their rewards page. One open hold per (user, model version)."""
+
+    user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="earnings_holds")
+    model_version_hash = models.CharField(max_length=64)
+    reason = models.TextField()
+    evidence = models.JSONField(default=dict, blank=True,
+                                help_text='{"rows": [row ids], "row_count": n, "harm": float, "threshold": float}')
+    state = models.CharField(max_length=16, choices=HoldState.choices, default=HoldState.HELD, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, help_text="When the evidence last changed.")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decision_note = models.TextField(blank=True)
+    withheld_amount = AmountField(default=0, help_text="Confirmed holds: the earnings withheld (base units).")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["user", "model_version_hash"],
+                                               condition=models.Q(state="held"), name="rewards_one_open_hold")]
+
+    def __str__(self):
+        return f"{self.get_state_display()}: user {self.user_id} on {self.model_version_hash[:12]}"
+
+    @property
+    def rows(self) -> list:
+        return list((self.evidence or {}).get("rows", []))
 
 
 # --- Wallets --------------------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ from . import ledger
 from .models import (
     AccountKind,
     ChainClaim,
+    EarningsHold,
     Epoch,
     EpochState,
     FeePolicyVersion,
+    HoldState,
     PayoutLeaf,
     PendingFee,
     ReconciliationIssue,
@@ -78,10 +80,29 @@ def claims_for(*, user) -> list[dict]:
     return claims
 
 
-def _share_status(share, cumulative_by_epoch_address, booked) -> str:
+def earnings_holds_open(*, user) -> list[EarningsHold]:
+    """The user's open harm holds (newest first): while there is one, none of their earnings go into an
+    epoch."""
+    return list(EarningsHold.objects.filter(user=user, state=HoldState.HELD).order_by("-created_at", "-id"))
+
+
+def _hold_summary(hold: EarningsHold) -> dict:
+    evidence = hold.evidence or {}
+    return {
+        "id": hold.pk, "state": hold.state, "model_version_hash": hold.model_version_hash, "reason": hold.reason,
+        "rows": hold.rows, "row_count": evidence.get("row_count", len(hold.rows)), "harm": evidence.get("harm"),
+        "threshold": evidence.get("threshold"), "created_at": hold.created_at, "decided_at": hold.decided_at,
+        "decision_note": hold.decision_note, "withheld_amount": hold.withheld_amount,
+        "withheld_amount_open": ledger.format_open(hold.withheld_amount),
+    }
+
+
+def _share_status(share, cumulative_by_epoch_address, booked, held: bool = False) -> str:
     epoch = share.epoch
     if epoch is None:
-        return "accruing"
+        if share.withheld_by_id is not None:
+            return "withheld after review"
+        return "held for review" if held else "accruing"
     if epoch.state not in POSTED:
         return f"epoch {epoch.number}: publishing"
     key = (epoch.pk, share.user_id)
@@ -126,17 +147,23 @@ def fee_for(*, inference_id: str, user) -> dict | None:
 
 
 def earnings_for(*, user, limit: int = 200) -> dict:
-    """Totals, per-inference rows (what, from which rows, which epoch, claim status) and per-model sums."""
+    """Totals, per-inference rows (what, from which rows, which epoch, claim status) and per-model sums.
+
+    Unfrozen earnings are split three ways: `withheld` (shares a confirmed harm hold withheld: never
+    paid), then `held` (the rest, while the user has an open hold: it waits for the curator) or
+    `accruing` (the rest otherwise: the next epoch pays it). `holds` lists the open and confirmed holds
+    with their reason and flagged rows."""
     shares = list(SettlementShare.objects.filter(user=user)
                   .select_related("settlement", "epoch").order_by("-settlement__created_at", "-id")[:limit])
     leaves = PayoutLeaf.objects.filter(user=user).values_list("epoch_id", "user_id", "address", "cumulative_amount")
     cumulative = {(e, u): (a, c) for e, u, a, c in leaves}
     booked = _booked_by_address({a for a, _ in cumulative.values()})
+    open_holds = earnings_holds_open(user=user)
     items = [{
         "inference_id": s.settlement.inference_id, "model_version_hash": s.settlement.model_version_hash,
         "receipt_id": s.settlement.receipt_id, "role": s.role, "ppm": s.ppm, "amount": s.amount,
         "amount_open": ledger.format_open(s.amount), "rows": s.rows, "created_at": s.settlement.created_at,
-        "epoch": s.epoch.number if s.epoch else None, "status": _share_status(s, cumulative, booked),
+        "epoch": s.epoch.number if s.epoch else None, "status": _share_status(s, cumulative, booked, held=bool(open_holds)),
     } for s in shares]
     all_shares = SettlementShare.objects.filter(user=user)
     by_model = ledger.grouped_sums(all_shares.filter(role=ShareRole.CONTRIBUTOR), "settlement__model_version_hash")
@@ -150,7 +177,13 @@ def earnings_for(*, user, limit: int = 200) -> dict:
         "credit": ledger.balance(kind=AccountKind.CREDIT, user=user),
     }
     totals["credit_held"] = totals["credit"] - ledger.credit_available(user_id=user.pk)
+    totals["withheld"] = ledger.sum_amounts(all_shares.filter(epoch__isnull=True, withheld_by__isnull=False))
+    unfrozen = totals["accruing"] - totals["withheld"]
+    totals["held"], totals["accruing"] = (unfrozen, 0) if open_holds else (0, unfrozen)
+    confirmed = EarningsHold.objects.filter(user=user, state=HoldState.CONFIRMED).order_by("-decided_at", "-id")
     return {
+        "holds": [_hold_summary(h) for h in open_holds],
+        "withheld_holds": [_hold_summary(h) for h in confirmed[:50]],
         "totals": totals,
         "totals_open": {k: ledger.format_open(v) for k, v in totals.items()},
         "items": items,

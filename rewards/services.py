@@ -7,7 +7,8 @@ Public API for other apps:
   `fee_settle_batch(...)` / `fees_settle_pending(...)` book recorded fees in batches; `fee_settle(...)`
   records and books one fee at once (all idempotent per inference id).
 * `credit_grant(...)`, `deposits_index(...)`: OPEN credit from an admin or from an on-chain deposit.
-* `epoch_close(...)`: freeze earnings and publish them on chain (a resumable state machine).
+* `epoch_close(...)`: freeze earnings and publish them on chain (a resumable state machine); earnings
+  under a harm hold (`rewards.holds`) wait for the curator's decision.
 * `claims_index(...)`, `chain_reconcile(...)`, `wallet_nonce_issue(...)`, `wallet_link(...)`.
 * `demo_seed(*, users_by_role)`.
 """
@@ -42,11 +43,13 @@ from .models import (
     ChainCursor,
     ChainDeposit,
     CreditGrant,
+    EarningsHold,
     Epoch,
     EpochState,
     Fallback,
     FeePolicy,
     FeePolicyVersion,
+    HoldState,
     LedgerTransaction,
     PayoutAllocation,
     PayoutLeaf,
@@ -537,11 +540,18 @@ def epoch_close(*, actor=None, client=None) -> Epoch | None:
 
 
 def _epoch_freeze(*, deployment, actor) -> Epoch | None:
+    """Freeze every unfrozen share of users with a payout wallet into a new epoch, except users with an
+    open `EarningsHold` (all their shares wait, still in the ledger, for a later epoch) and shares a
+    confirmed hold withheld (never frozen). Held users get no allocation, so their cumulative amount in
+    the tree stays where it was; once released, the next epoch adds everything they earned meanwhile."""
     now = timezone.now()
     addresses = wallets_effective_at(now)
     with transaction.atomic():
+        held = set(EarningsHold.objects.filter(state=HoldState.HELD).values_list("user_id", flat=True))
+        payable = [user_id for user_id in addresses if user_id not in held]
         rows = list(SettlementShare.objects.select_for_update().filter(
-            epoch__isnull=True, user_id__in=list(addresses)).values_list("id", "user_id", "role", "amount"))
+            epoch__isnull=True, withheld_by__isnull=True, user_id__in=payable).values_list(
+            "id", "user_id", "role", "amount"))
         per_user: dict[int, dict[str, int]] = defaultdict(lambda: {ShareRole.OWNER: 0, ShareRole.CONTRIBUTOR: 0})
         for _, user_id, role, amount in rows:
             per_user[user_id][role] += amount

@@ -57,13 +57,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from . import credit
 from .canonical import canonical_json, canonical_sha256, file_sha256
 from .gradients import GradientBlock, GradientFeaturizer, TokenReduction
-from .layout import CONTRIBUTORS_NAME, FORMAT_VERSION, MANIFEST_NAME
+from .layout import CONTRIBUTORS_NAME, CREDIT_NAME, FORMAT_VERSION, MANIFEST_NAME
 from .projection import BlockProjector, ProjectionSpec
 from .scan import scan_scores
+from .shares import ContributorShares, account_shares
 
 CurvatureKind = Literal["empirical_fisher", "fisher"]
+DampingRule = Literal["mean_eigenvalue", "weighted_mean_eigenvalue"]
 _SPILL_DIR = ".build"
 
 
@@ -74,37 +77,46 @@ class IndexConfig:
     projection: ProjectionSpec
     curvature: CurvatureKind = "empirical_fisher"
     damping_ratio: float = 0.1
-    # Damping of the contributor matrix (payout scores); None = the row damping. Module docstring, step 5.
-    contributor_damping_ratio: float | None = None
+    damping_rule: DampingRule = "mean_eigenvalue"
     token_reduction: TokenReduction = "sum"
     fisher_samples: int = 1
     shard_rows: int = 65536
+    # Credit structure (credit.py): rows per credit group, and the gradient cosine from which two rows
+    # are one duplicate cluster (first come keeps the credit).
+    group_size: int = 16
+    min_groups: int = 8
+    duplicate_cosine: float | None = 0.99  # whitened cosine; None: only the ingestion (MinHash) clusters
+    harm_outlier_z: float = 3.0
+    credit_harm_z: float = 1.0
 
     def __post_init__(self):
-        for name in ("damping_ratio", "contributor_damping_ratio"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-
-    def for_contributor_scores(self) -> IndexConfig:
-        """The config whose Ψ rows are the rows this config's contributor matrix sums: scoring any set
-        of rows the way payouts score a contributor (benchmarks measure LDS on these)."""
-        ratio = self.damping_ratio if self.contributor_damping_ratio is None else self.contributor_damping_ratio
-        return replace(self, damping_ratio=ratio, contributor_damping_ratio=None)
+        value = self.damping_ratio
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise ValueError(f"damping_ratio must be a positive number, got {value!r}")
+        if self.damping_rule not in ("mean_eigenvalue", "weighted_mean_eigenvalue"):
+            raise ValueError(f"unknown damping_rule {self.damping_rule!r}")
+        if not (isinstance(self.group_size, int) and self.group_size >= 1):
+            raise ValueError("group_size must be a positive int")
+        if not (isinstance(self.min_groups, int) and self.min_groups >= 1):
+            raise ValueError("min_groups must be a positive int")
+        if self.duplicate_cosine is not None and not 0 < self.duplicate_cosine <= 1:
+            raise ValueError("duplicate_cosine must be in (0, 1] or None")
 
 
 @dataclass
 class TrainingBatch:
     """A batch of tokenised training rows and who owns them.
 
-    ``cluster_ids[i]`` names row ``i``'s near-duplicate cluster (``None`` = unique). Rows sharing a
-    cluster id split one row's worth of credit and curvature.
+    ``cluster_ids[i]`` names row ``i``'s near-duplicate cluster from ingestion (``None`` = unique).
+    ``accepted_order[i]`` orders rows by when they were accepted (smaller = earlier; default: the order
+    rows are added): inside a duplicate cluster only the earliest accepted row earns credit.
     """
 
     inputs: Mapping[str, torch.Tensor]
     row_ids: Sequence[str]
     contributor_ids: Sequence[str]
     cluster_ids: Sequence[str | None] | None = None
+    accepted_order: Sequence[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,23 @@ class VerificationReport:
     ok: bool
     index_hash: str
     problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CreditTables:
+    """The credit file of an index, as arrays (credit.py explains each)."""
+
+    group_matrix: torch.Tensor  # [G, k] fp16; true = stored × group_matrix_scale
+    group_matrix_scale: float
+    group_noise: np.ndarray  # [G] noise scale of norm-divided group scores
+    row_group: np.ndarray  # [n] group of each row
+    row_credit: np.ndarray  # [n] 1 = earns credit; 0 = a later duplicate or a harmful row
+    row_fallback: np.ndarray  # [n] weights that pay an empty attribution
+    row_values: np.ndarray  # [n] value on the evaluation split (zeros when not valued)
+    row_self_influence: np.ndarray  # [n] φᵀF⁻¹φ: rows share a paid group by score / √(self-influence)
+    group_rows: np.ndarray  # row positions sorted by group; group g is group_rows[offsets[g]:offsets[g+1]]
+    group_offsets: np.ndarray
+    row_owner: np.ndarray  # [n] position of each row's contributor in ``contributors``
 
 
 class IndexBuilder:
@@ -152,6 +181,7 @@ class IndexBuilder:
         self.row_ids: list[str] = []
         self.contributor_ids: list[str] = []
         self.cluster_ids: list[str | None] = []
+        self.accepted_order: list[int] = []
 
     def add(
         self,
@@ -160,6 +190,7 @@ class IndexBuilder:
         contributor_ids: Sequence[str],
         cluster_ids: Sequence[str | None] | None = None,
         curvature_rows: torch.Tensor | None = None,
+        accepted_order: Sequence[int] | None = None,
     ) -> None:
         """Add ``[B, k]`` projected gradients; ``curvature_rows`` ``[B, R, k]`` if not the features."""
         batch = features.shape[0]
@@ -167,11 +198,15 @@ class IndexBuilder:
             raise ValueError("row_ids, contributor_ids and features must have the same length")
         if cluster_ids is not None and len(cluster_ids) != batch:
             raise ValueError("cluster_ids must have one entry per row")
+        if accepted_order is not None and len(accepted_order) != batch:
+            raise ValueError("accepted_order must have one entry per row")
         if features.shape[1] != self.config.projection.k:
             raise ValueError(f"features have {features.shape[1]} dims, index k={self.config.projection.k}")
         self.row_ids.extend(map(str, row_ids))
         self.contributor_ids.extend(map(str, contributor_ids))
         self.cluster_ids.extend([None if c is None else str(c) for c in cluster_ids] if cluster_ids else [None] * batch)
+        first = len(self.accepted_order)
+        self.accepted_order.extend(range(first, first + batch) if accepted_order is None else map(int, accepted_order))
         self._pending_features.append(features.detach().float().cpu())
         if curvature_rows is not None:
             self._pending_curvature.append(curvature_rows.detach().float().cpu())
@@ -198,30 +233,47 @@ class IndexBuilder:
             yield start, chunk
             start += chunk["features"].shape[0]
 
-    def _row_weights(self) -> torch.Tensor:
-        sizes: dict[str, int] = {}
-        for cluster in self.cluster_ids:
-            if cluster is not None:
-                sizes[cluster] = sizes.get(cluster, 0) + 1
-        return torch.tensor(
-            [1.0 if c is None else 1.0 / sizes[c] for c in self.cluster_ids], dtype=torch.float64
-        )
-
-    def _damping(self, trace: float, ratio: float | None = None) -> float:
-        """λ = ratio × trace(F₀) / k (module docstring, steps 3 and 5); ratio defaults to ``damping_ratio``."""
+    def _damping(self, curvature: torch.Tensor) -> float:
+        """λ by ``damping_rule`` (module docstring, step 3)."""
+        trace = float(torch.trace(curvature))
         if trace <= 0:
             raise ValueError("curvature is zero: the model's gradients vanish on every training row")
-        return (self.config.damping_ratio if ratio is None else ratio) * trace / self.config.projection.k
+        if self.config.damping_rule == "weighted_mean_eigenvalue":
+            return self.config.damping_ratio * float((curvature * curvature).sum()) / trace
+        return self.config.damping_ratio * trace / self.config.projection.k
 
-    def finalize(self) -> AttributionIndex:
-        """Compute the damped curvature, write Ψ shards, contributor matrix and manifest."""
-        self._flush()
-        if not self.row_ids:
-            raise ValueError("cannot build an empty index")
-        if len(set(self.row_ids)) != len(self.row_ids):
-            raise ValueError("row ids must be unique")
+    def _unit_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit-normalised projected gradients of every row ``[n, k]`` (fp16: grouping and duplicate
+        detection need directions, not precision; 2 bytes × k per row) and their norms ``[n]``."""
+        units, norms = [], []
+        for _, chunk in self._spilled_chunks():
+            features = chunk["features"].float()
+            units.append(credit.unit_rows(features).half())
+            norms.append(torch.linalg.vector_norm(features, dim=1))
+        return torch.cat(units), torch.cat(norms)
+
+    def _null_queries(self, eval_queries: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """The queries whose group scores measure the noise null (module docstring of credit.py), and for
+        each the training row it was taken from (-1 for held-out queries): a training row used as a query
+        is no null for its own group, so that score is left out of its group's null."""
+        have = 0 if eval_queries is None else eval_queries.shape[0]
+        held_out = torch.full((have,), -1, dtype=torch.int64)
+        if have >= credit.MIN_NULL_QUERIES:
+            return eval_queries.float(), held_out, "eval"
+        wanted = min(len(self.row_ids), credit.MIN_NULL_QUERIES * 2 - have)
+        picks = torch.linspace(0, len(self.row_ids) - 1, wanted).round().long().unique()
+        rows = []
+        for start, chunk in self._spilled_chunks():
+            local = picks[(picks >= start) & (picks < start + chunk["features"].shape[0])] - start
+            rows.append(chunk["features"][local].float())
+        sampled = torch.cat(rows)
+        if not have:
+            return sampled, picks, "train"
+        return torch.cat([eval_queries.float(), sampled]), torch.cat([held_out, picks]), "eval+train"
+
+    def _write_psi(self, weights: torch.Tensor) -> tuple[float, list[dict]]:
+        """Damped curvature with per-row ``weights``, then Ψ = Φ F⁻¹ written as fp16 shards."""
         k = self.config.projection.k
-        weights = self._row_weights()
         # C: curvature rows scaled so that F₀ = CᵀC (cluster weights, normalised to a mean). F₀ is
         # accumulated chunk by chunk; the rows themselves are kept only while there are fewer than k.
         curvature = torch.zeros(k, k, dtype=torch.float64)
@@ -233,28 +285,13 @@ class IndexBuilder:
             curvature += scaled.T @ scaled
             if sum(r.shape[0] for r in kept_rows) < k:
                 kept_rows.append(scaled)
-        trace = float(torch.trace(curvature))
-        damping = self._damping(trace)
-        contributor_ratio = self.config.contributor_damping_ratio
-        contributor_damping = damping if contributor_ratio is None else self._damping(trace, contributor_ratio)
+        damping = self._damping(curvature)
         c = torch.cat(kept_rows) if sum(r.shape[0] for r in kept_rows) < k else None
         del kept_rows
         precondition = _preconditioner(curvature, c, damping)
-        precondition_contributors = (None if contributor_damping == damping
-                                     else _preconditioner(curvature, c, contributor_damping))
-
-        contributors = sorted(set(self.contributor_ids))
-        contributor_position = {c: i for i, c in enumerate(contributors)}
-        row_contributor = torch.tensor([contributor_position[c] for c in self.contributor_ids])
-        contributor_matrix = torch.zeros(len(contributors), k, dtype=torch.float64)
         shards = []
         for start, chunk in self._spilled_chunks():
-            features = chunk["features"].double()
-            psi = precondition(features)
-            if precondition_contributors is not None:
-                own = slice(start, start + psi.shape[0])
-                contributor_matrix.index_add_(0, row_contributor[own],
-                                              precondition_contributors(features) * weights[own].view(-1, 1))
+            psi = precondition(chunk["features"].double())
             for offset in range(0, psi.shape[0], self.config.shard_rows):
                 block = psi[offset : offset + self.config.shard_rows]
                 scale = _power_of_two_scale(block)
@@ -262,42 +299,157 @@ class IndexBuilder:
                 name = f"shard_{len(shards):05d}.safetensors"
                 save_file({"psi": stored, "scale": torch.tensor([scale], dtype=torch.float32)},
                           str(self.directory / name))
-                first = start + offset
-                if precondition_contributors is None:
-                    # Credit what is stored (fp16 rows × scale) so contributor scores are the sums
-                    # of the row scores a query sees.
-                    as_stored = stored.double() * scale
-                    rows = slice(first, first + block.shape[0])
-                    contributor_matrix.index_add_(0, row_contributor[rows], as_stored * weights[rows].view(-1, 1))
-                shards.append({"file": name, "start": first, "rows": block.shape[0],
+                shards.append({"file": name, "start": start + offset, "rows": block.shape[0],
                                "sha256": file_sha256(self.directory / name)})
-        # fp16 like Ψ: per-query contributor scoring is a memory-bound scan of this matrix.
+        return damping, shards
+
+    def finalize(self, eval_queries: torch.Tensor | None = None) -> AttributionIndex:
+        """Compute the credit structure and damped curvature, write Ψ shards, the credit file, the
+        contributor matrix and the manifest.
+
+        ``eval_queries`` ``[m, k]``: projected loss gradients of held-out rows (their true labels). They
+        value every row (and flag harmful ones) and measure the noise null; without them the null is
+        measured on a sample of training rows and rows are not valued."""
+        self._flush()
+        if not self.row_ids:
+            raise ValueError("cannot build an empty index")
+        if len(set(self.row_ids)) != len(self.row_ids):
+            raise ValueError("row ids must be unique")
+        k = self.config.projection.k
+        n = len(self.row_ids)
+        seed = self.config.projection.seed
+
+        # Credit structure first: groups and duplicate clusters decide the curvature weights too.
+        unit, norms = self._unit_features()
+        groups = credit.credit_groups(unit, self.config.group_size, seed, self.config.min_groups)
+        ingested = credit.ingestion_roots(self.cluster_ids)
+        weights = credit.curvature_weights(ingested)
+        null_queries, null_rows, null_source = self._null_queries(eval_queries)
+
+        damping, shards = self._write_psi(weights)
+        # Whitened duplicates need F⁻¹, so they are found on this first Ψ. If they join rows, the
+        # curvature is recomputed with each cluster counted once and Ψ written again.
+        starts = np.array([shard["start"] for shard in shards])
+
+        def psi_of(positions: np.ndarray) -> torch.Tensor:
+            shard_of = np.searchsorted(starts, positions, side="right") - 1
+            out = torch.empty(len(positions), k, dtype=torch.float64)
+            for number in np.unique(shard_of).tolist():
+                mask = shard_of == number
+                path = self.directory / shards[number]["file"]
+                psi = memory_mapped_tensor(path, "psi")
+                scale = float(memory_mapped_tensor(path, "scale")[0])
+                out[torch.from_numpy(mask)] = psi[torch.from_numpy(positions[mask] - starts[number])].double() * scale
+            return out
+
+        def features_of(positions: np.ndarray) -> torch.Tensor:
+            index = torch.from_numpy(positions)
+            return unit[index].double() * norms[index].double().view(-1, 1)
+
+        roots, self_influence, gradient_pairs = credit.whitened_duplicates(
+            ingested, groups, self.accepted_order, features_of, psi_of, self.config.duplicate_cosine)
+        if gradient_pairs:
+            damping, shards = self._write_psi(credit.curvature_weights(roots))
+            _, self_influence, _ = credit.whitened_duplicates(roots, groups, self.accepted_order, features_of,
+                                                              psi_of, None)
+        shutil.rmtree(self._spill)
+        first_come = credit.first_come_weights(roots, self.accepted_order)
+        del unit
+
+        # Scores against what is stored (fp16 rows × scale), so group and contributor scores are exact
+        # sums of the row scores a query sees.
+        def stored_rows():
+            for shard in shards:
+                with safe_open(str(self.directory / shard["file"]), framework="pt") as handle:
+                    yield shard["start"], handle.get_tensor("psi").double() * float(handle.get_tensor("scale")[0])
+
+        values = None
+        flagged = unhelpful = np.zeros(0, dtype=np.int64)
+        harm_threshold = None
+        if eval_queries is not None and eval_queries.shape[0]:
+            mean_query = eval_queries.double().mean(0)
+            values = np.concatenate([(rows @ mean_query).numpy() for _, rows in stored_rows()])
+            flagged, harm_threshold = credit.harmful_rows(values, self.config.harm_outlier_z)
+            unhelpful = credit.unhelpful_rows(values, self.config.credit_harm_z)
+        row_credit = first_come.copy()
+        row_credit[flagged] = 0.0
+        row_credit[unhelpful] = 0.0
+        fallback = row_credit * np.maximum(values, 0.0) if values is not None else row_credit.copy()
+        fallback_basis = "valuation" if values is not None and fallback.sum() > 0 else "rows"
+        if fallback_basis == "rows":
+            fallback = row_credit.copy()
+
+        contributors = sorted(set(self.contributor_ids))
+        contributor_position = {c: i for i, c in enumerate(contributors)}
+        row_contributor = torch.tensor([contributor_position[c] for c in self.contributor_ids])
+        n_groups = int(groups.max()) + 1
+        credit_t = torch.from_numpy(row_credit)
+        group_matrix = torch.zeros(n_groups, k, dtype=torch.float64)
+        contributor_matrix = torch.zeros(len(contributors), k, dtype=torch.float64)
+        for first, rows in stored_rows():
+            own = slice(first, first + rows.shape[0])
+            weighted = rows * credit_t[own].view(-1, 1)
+            group_matrix.index_add_(0, groups[own], weighted)
+            contributor_matrix.index_add_(0, row_contributor[own], weighted)
+        group_credit = np.bincount(groups.numpy(), weights=row_credit, minlength=n_groups)
+        null_scores = null_queries.double() @ group_matrix.T
+        own_group = torch.where(null_rows >= 0, groups[null_rows.clamp_min(0)], torch.full_like(null_rows, -1))
+        group_scale = credit.group_noise_scale(null_scores, torch.linalg.vector_norm(null_queries.double(), dim=1),
+                                               group_credit, own_group.numpy())
+
+        # fp16 like Ψ: per-query group and contributor scoring are memory-bound scans of these matrices.
+        group_scale_fp16 = _power_of_two_scale(group_matrix)
+        save_file({
+            "group_matrix": (group_matrix / group_scale_fp16).to(torch.float16),
+            "group_matrix_scale": torch.tensor([group_scale_fp16], dtype=torch.float32),
+            "group_noise": torch.from_numpy(group_scale),
+            "row_group": groups.to(torch.int64),
+            "row_credit": credit_t.to(torch.float64),
+            "row_fallback": torch.from_numpy(np.asarray(fallback, dtype=np.float64)),
+            "row_values": torch.from_numpy(np.zeros(n) if values is None else values.astype(np.float64)),
+            "row_self_influence": torch.from_numpy(self_influence),
+        }, str(self.directory / CREDIT_NAME))
         matrix_scale = _power_of_two_scale(contributor_matrix)
         save_file({"matrix": (contributor_matrix / matrix_scale).to(torch.float16),
                    "scale": torch.tensor([matrix_scale], dtype=torch.float32)},
                   str(self.directory / CONTRIBUTORS_NAME))
-        shutil.rmtree(self._spill)
 
         manifest = {
             "format_version": FORMAT_VERSION,
             "model_hash": self.model_hash,
-            "projection": {"k": k, "seed": self.config.projection.seed, "kind": self.config.projection.kind},
+            "projection": {"k": k, "seed": seed, "kind": self.config.projection.kind},
             "method": {
                 "curvature": self.config.curvature,
+                "damping_rule": self.config.damping_rule,
                 "damping_ratio": self.config.damping_ratio,
                 "damping": damping,
-                "contributor_damping_ratio": contributor_ratio,
-                "contributor_damping": contributor_damping,
                 "token_reduction": self.config.token_reduction,
                 "fisher_samples": self.config.fisher_samples if self.config.curvature == "fisher" else None,
                 "storage": "psi_fp16",
             },
+            "credit": {
+                "groups": n_groups,
+                "group_size": self.config.group_size,
+                "duplicate_cosine": self.config.duplicate_cosine,
+                "gradient_duplicate_pairs": gradient_pairs,
+                "duplicate_rows_uncredited": int((first_come == 0).sum()),
+                "null_queries": int(null_queries.shape[0]),
+                "null_source": null_source,
+                "valued": values is not None,
+                "harm_outlier_z": self.config.harm_outlier_z,
+                "harm_threshold": harm_threshold,
+                "harmful_rows": [self.row_ids[p] for p in flagged.tolist()],
+                "credit_harm_z": self.config.credit_harm_z,
+                "unhelpful_rows_uncredited": int(len(unhelpful)),
+                "fallback_basis": fallback_basis,
+            },
             "blocks": [block.to_json() for block in self.blocks],
             "row_ids": self.row_ids,
             "row_contributor_ids": self.contributor_ids,
-            "row_cluster_ids": self.cluster_ids,
+            "row_cluster_ids": [self.row_ids[r] for r in roots.tolist()],
             "contributors": contributors,
             "shards": shards,
+            "credit_file": {"file": CREDIT_NAME, "sha256": file_sha256(self.directory / CREDIT_NAME)},
             "contributors_file": {"file": CONTRIBUTORS_NAME,
                                   "sha256": file_sha256(self.directory / CONTRIBUTORS_NAME)},
         }
@@ -361,10 +513,13 @@ def build_index(
     directory: Path | str,
     config: IndexConfig,
     model_hash: str,
+    eval_inputs: Iterable[Mapping[str, torch.Tensor]] | None = None,
 ) -> AttributionIndex:
     """Build an index for ``model`` (a peft LoRA model or any model whose trainable layers are
     Linear) over ``batches`` of training rows. ``model_hash`` identifies the model + adapter the
-    gradients were taken at; it is recorded and becomes part of the index hash."""
+    gradients were taken at; it is recorded and becomes part of the index hash. ``eval_inputs``
+    (held-out rows with their true labels, in batches) value the rows, flag harmful ones and measure
+    the share policy's noise null (``IndexBuilder.finalize``)."""
     featurizer = GradientFeaturizer(model, token_reduction=config.token_reduction)
     projector = BlockProjector(featurizer.blocks, config.projection, device=featurizer.device)
     featurizer.projector = projector
@@ -378,16 +533,13 @@ def build_index(
             )
         elif config.curvature != "empirical_fisher":
             raise ValueError(f"unknown curvature {config.curvature!r}")
-        builder.add(features, batch.row_ids, batch.contributor_ids, batch.cluster_ids, curvature_rows)
-    return builder.finalize()
-
-
-def chance_scores(queries: torch.Tensor, contributor_norms: torch.Tensor) -> torch.Tensor:
-    """``|q| |Ψ_c| / √k`` ``[Q, n_contributors]`` float64 for queries ``[Q, k]``: the standard deviation of the
-    score a contributor row of norm ``|Ψ_c|`` pointing in a random direction would get against each query (the
-    share policy's chance floor)."""
-    query_norms = torch.linalg.vector_norm(queries.double(), dim=1, keepdim=True)
-    return query_norms * contributor_norms.view(1, -1) / math.sqrt(queries.shape[1])
+        builder.add(features, batch.row_ids, batch.contributor_ids, batch.cluster_ids, curvature_rows,
+                    batch.accepted_order)
+    eval_queries = None
+    if eval_inputs is not None:
+        parts = [featurizer.features(inputs).float().cpu() for inputs in eval_inputs]
+        eval_queries = torch.cat(parts) if parts else None
+    return builder.finalize(eval_queries)
 
 
 def _top_rows(scores: torch.Tensor, offset: int, top_k: int) -> TopRows:
@@ -422,7 +574,9 @@ class AttributionIndex:
         self.keep_in_memory = keep_in_memory
         self._shard_cache: dict[int, tuple[torch.Tensor, float]] = {}
         self._contributor_matrix: tuple[torch.Tensor, float] | None = None
-        self._contributor_norms: torch.Tensor | None = None
+        self._credit: CreditTables | None = None
+        self._fallback: ContributorShares | None = None
+        self._fallback_rows = 0
 
     @property
     def k(self) -> int:
@@ -504,21 +658,59 @@ class AttributionIndex:
                 self._contributor_matrix = (handle.get_tensor("matrix"), float(handle.get_tensor("scale")[0]))
         return self._contributor_matrix
 
-    def contributor_norms(self) -> torch.Tensor:
-        """``|Ψ_c|`` per contributor ``[n_contributors]`` float64 (the chance floor's scale), computed once."""
-        if self._contributor_norms is None:
-            matrix, scale = self.contributor_matrix()
-            self._contributor_norms = torch.linalg.vector_norm(matrix.double(), dim=1) * scale
-        return self._contributor_norms
-
-    def chance_scores(self, queries: torch.Tensor) -> torch.Tensor:
-        """The share policy's chance levels of every contributor against each query (:func:`chance_scores`)."""
-        return chance_scores(queries, self.contributor_norms())
-
     def contributor_scores(self, queries: torch.Tensor) -> torch.Tensor:
         """Net cluster-weighted score per contributor ``[Q, n_contributors]`` (order: ``contributors``)."""
         matrix, scale = self.contributor_matrix()
         return scan_scores(matrix, queries * scale)
+
+    def credit(self) -> CreditTables:
+        """The credit structure (groups, row credit weights, noise scales, fallback weights), loaded once."""
+        if self._credit is None:
+            with safe_open(str(self.directory / CREDIT_NAME), framework="pt") as handle:
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            groups = tensors["row_group"].numpy()
+            order = np.argsort(groups, kind="stable")
+            position = {c: i for i, c in enumerate(self.contributors)}
+            self._credit = CreditTables(
+                group_matrix=tensors["group_matrix"], group_matrix_scale=float(tensors["group_matrix_scale"][0]),
+                group_noise=tensors["group_noise"].numpy(), row_group=groups, row_credit=tensors["row_credit"].numpy(),
+                row_fallback=tensors["row_fallback"].numpy(), row_values=tensors["row_values"].numpy(),
+                row_self_influence=tensors["row_self_influence"].numpy(),
+                group_rows=order, group_offsets=np.r_[0, np.bincount(groups, minlength=self.manifest["credit"]["groups"])
+                                                       .cumsum()],
+                row_owner=np.array([position[c] for c in self.row_contributor_ids], dtype=np.int64),
+            )
+        return self._credit
+
+    def group_scores(self, queries: torch.Tensor) -> torch.Tensor:
+        """Credit-weighted score of every credit group ``[Q, n_groups]``."""
+        tables = self.credit()
+        return scan_scores(tables.group_matrix, queries * tables.group_matrix_scale)
+
+    def rows(self, positions: np.ndarray) -> torch.Tensor:
+        """Stored Ψ rows (true scale, float32) at global ``positions``, in that order."""
+        starts = np.array([shard["start"] for shard in self.manifest["shards"]])
+        shard_of = np.searchsorted(starts, positions, side="right") - 1
+        out = torch.empty(len(positions), self.k)
+        for number in np.unique(shard_of).tolist():
+            mask = shard_of == number
+            psi, scale = self.shard(number)
+            local = torch.from_numpy(positions[mask] - starts[number])
+            out[torch.from_numpy(mask)] = psi[local].float() * scale
+        return out
+
+    def fallback_shares(self, rows_per_contributor: int = 10, reason: str | None = None) -> ContributorShares:
+        """Shares that pay an empty attribution: the training data pro rata to its positive value on the
+        evaluation split (credit-weighted), or to credit-weighted rows without one (shares.py).
+        Computed once per index; ``reason`` (why the attribution was empty) is attached to a copy."""
+        if self._fallback is None or self._fallback_rows != rows_per_contributor:
+            tables = self.credit()
+            self._fallback = account_shares(
+                row_positions=np.arange(self.num_rows), row_credit=tables.row_fallback, row_owner=tables.row_owner,
+                contributors=self.contributors, row_ids=self.row_ids, rows_per_contributor=rows_per_contributor,
+                negative={}, basis=self.manifest["credit"]["fallback_basis"])
+            self._fallback_rows = rows_per_contributor
+        return replace(self._fallback, reason=reason)
 
     def row_score(self, position: int, score: float) -> RowScore:
         return RowScore(self.row_ids[position], self.row_contributor_ids[position], score)
@@ -526,7 +718,7 @@ class AttributionIndex:
     def verify(self, expected_index_hash: str | None = None) -> VerificationReport:
         """Recompute every file hash and the index hash; report each mismatch."""
         problems = []
-        files = [*self.manifest["shards"], self.manifest["contributors_file"]]
+        files = [*self.manifest["shards"], self.manifest["credit_file"], self.manifest["contributors_file"]]
         for entry in files:
             path = self.directory / entry["file"]
             if not path.exists():

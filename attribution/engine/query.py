@@ -13,13 +13,26 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from .gradients import GradientFeaturizer, eval_mode, model_inputs, model_logits
 from .index import AttributionIndex, RowScore
 from .projection import BlockProjector
-from .shares import ContributorShares, ScoreMap, SharePolicy, contributor_shares
+from .shares import (
+    ContributorShares,
+    ScoreMap,
+    SharePolicy,
+    account_shares,
+    bh_thresholds,
+    credit_within_groups,
+    discover_groups,
+    negative_influence,
+)
+
+NOBODY_ABOVE_NOISE = ("no group of training rows scored above its measured noise level "
+                      "(false-discovery rate {fdr:.0%})")
 
 
 @dataclass(frozen=True)
@@ -28,8 +41,15 @@ class Attribution:
 
     top_rows: list[RowScore]
     contributor_scores: Mapping[str, float]  # every contributor's net score (a lazy ScoreMap)
-    shares: ContributorShares
+    shares: ContributorShares  # what the attribution itself pays (may be empty)
     latency_ms: float
+    fallback: ContributorShares | None = None  # what pays instead when ``shares`` is empty
+    policy_fdr: float = SharePolicy.fdr
+
+    @property
+    def payout(self) -> ContributorShares:
+        """The shares the contributor pool is actually split by."""
+        return self.shares if not self.shares.is_empty or self.fallback is None else self.fallback
 
 
 def with_predicted_labels(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -55,14 +75,39 @@ class Attributor:
             raise ValueError("model's trainable layers differ from the layers the index was built on")
         self.featurizer.projector = BlockProjector(self.featurizer.blocks, index.projection,
                                                    device=self.featurizer.device)
-        # Load the contributor matrix and compile the scan kernel now (seconds, once per process)
-        # rather than inside the first inference's latency.
+        # Load the matrices and compile the scan kernel now (seconds, once per process) rather than
+        # inside the first inference's latency.
         index.contributor_scores(torch.zeros(1, index.k))
-        index.contributor_norms()
+        index.group_scores(torch.zeros(1, index.k))
+        self.thresholds = bh_thresholds(index.manifest["credit"]["groups"], policy.fdr)
 
     def query_features(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Projected query gradients ``[Q, k]`` on the CPU, where the index is scored."""
         return self.featurizer.features(inputs).float().cpu()
+
+    def shares_for(self, query: torch.Tensor, group_scores: np.ndarray, contributor_scores: np.ndarray) -> ContributorShares:
+        """The share policy (shares.py) for one projected query ``[k]``."""
+        index, tables, policy = self.index, self.index.credit(), self.policy
+        negative = negative_influence(index.contributors, contributor_scores)
+        discovered, z_cut = discover_groups(group_scores, float(torch.linalg.vector_norm(query.double())),
+                                            tables.group_noise, self.thresholds, policy.top_groups)
+        if discovered.size == 0:
+            return ContributorShares({}, {}, negative, reason=NOBODY_ABOVE_NOISE.format(fdr=policy.fdr))
+        spans = [tables.group_rows[tables.group_offsets[g]:tables.group_offsets[g + 1]] for g in discovered.tolist()]
+        positions = np.concatenate(spans)
+        local_group = np.repeat(np.arange(len(spans)), [len(span) for span in spans])
+        row_scores = (index.rows(positions).double() @ query.double()).numpy()
+        # A paid group's weight is its score beyond the cut it had to pass, so a group that barely passes
+        # earns barely anything; rows share it by score relative to their own self-influence (RelatIF).
+        query_norm = float(torch.linalg.vector_norm(query.double()))
+        weights = group_scores[discovered] - z_cut * tables.group_noise[discovered] * query_norm
+        relative = tables.row_credit[positions] * row_scores / np.sqrt(tables.row_self_influence[positions])
+        credit = credit_within_groups(local_group, weights, relative)
+        return account_shares(row_positions=positions, row_credit=credit, row_owner=tables.row_owner,
+                              contributors=index.contributors, row_ids=index.row_ids,
+                              rows_per_contributor=policy.rows_per_contributor, negative=negative,
+                              contributor_scores=contributor_scores, groups_discovered=int(discovered.size),
+                              z_cut=z_cut)
 
     def attribute(self, inputs: Mapping[str, torch.Tensor], top_k_rows: int = 10) -> list[Attribution]:
         """Attribute a batch of inferences (``labels`` = the outputs). ``latency_ms`` is the batch's
@@ -70,17 +115,18 @@ class Attributor:
         started = time.perf_counter()
         queries = self.query_features(inputs)
         top = self.index.top_rows(queries, top_k_rows)
-        contributor_scores = self.index.contributor_scores(queries).numpy()
-        chance = self.index.chance_scores(queries).numpy()
+        contributor_scores = self.index.contributor_scores(queries).double().numpy()
+        group_scores = self.index.group_scores(queries).double().numpy()
         contributors = self.index.contributors
         results = []
         for q in range(queries.shape[0]):
-            scores = contributor_scores[q]
-            shares = contributor_shares(contributors, scores, self.policy, chance=chance[q])
+            shares = self.shares_for(queries[q], group_scores[q], contributor_scores[q])
+            fallback = (self.index.fallback_shares(self.policy.rows_per_contributor, reason=shares.reason)
+                        if shares.is_empty else None)
             rows = [self.index.row_score(int(p), float(s)) for p, s in zip(top.positions[q], top.scores[q])]
-            results.append((rows, scores, shares))
+            results.append((rows, contributor_scores[q], shares, fallback))
         latency_ms = (time.perf_counter() - started) * 1000 / max(1, queries.shape[0])
         return [
-            Attribution(rows, ScoreMap.full(contributors, scores), shares, latency_ms)
-            for rows, scores, shares in results
+            Attribution(rows, ScoreMap.full(contributors, scores), shares, latency_ms, fallback, self.policy.fdr)
+            for rows, scores, shares, fallback in results
         ]

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .index import AttributionIndex
     from .query import Attribution
 
-RECEIPT_VERSION = 2  # 2: per-contributor floors (the chance floor) in "floors"
+RECEIPT_VERSION = 3  # 3: row-level share policy (credit groups, measured null, paid rows, fallback basis)
 _UNDIGESTED_FIELDS = ("latency_ms",)
 
 
@@ -26,26 +26,29 @@ def _rounded(value: float) -> float:
 
 
 def build_receipt(attribution: Attribution, index: AttributionIndex, inference_id: str | None = None) -> dict[str, Any]:
-    """A JSON-serialisable receipt for one attributed inference."""
-    shares = attribution.shares
+    """A JSON-serialisable receipt for one attributed inference. ``shares``/``shares_ppm`` are what pays
+    (the attribution's own shares, or the fallback's when it paid nobody: ``basis`` says which)."""
+    payout = attribution.payout
     return {
         "receipt_version": RECEIPT_VERSION,
         "inference_id": inference_id,
         "model_hash": index.manifest["model_hash"],
         "index_hash": index.index_hash,
-        "method": {**index.method, "projection": index.projection.kind, "k": index.k},
+        "method": {**index.method, "projection": index.projection.kind, "k": index.k,
+                   "fdr": attribution.policy_fdr, "credit_groups": index.manifest["credit"]["groups"]},
         "top_rows": [
             {"row_id": r.row_id, "contributor_id": r.contributor_id, "score": _rounded(r.score)}
             for r in attribution.top_rows
         ],
-        "contributor_scores": {c: _rounded(s) for c, s in shares.scores.items()},
-        "shares": {c: _rounded(s) for c, s in shares.shares.items()},
-        "shares_ppm": dict(shares.shares_ppm),
-        "negative_influence": {c: _rounded(s) for c, s in shares.negative_influence.items()},
-        "noise_floor": _rounded(shares.noise_floor),
-        "floors": {c: _rounded(s) for c, s in shares.floors.items()},
-        "effective_cap": _rounded(shares.effective_cap),
-        "empty_reason": shares.reason,
+        "basis": payout.basis,
+        "contributor_scores": {c: _rounded(s) for c, s in attribution.shares.scores.items()},
+        "shares": {c: _rounded(s) for c, s in payout.shares.items()},
+        "shares_ppm": dict(payout.shares_ppm),
+        "paid_rows": {c: [{"row_id": r, "credit": _rounded(v)} for r, v in rows] for c, rows in payout.rows.items()},
+        "negative_influence": {c: _rounded(s) for c, s in attribution.shares.negative_influence.items()},
+        "groups_discovered": attribution.shares.groups_discovered,
+        "z_cut": None if attribution.shares.z_cut is None else _rounded(attribution.shares.z_cut),
+        "empty_reason": attribution.shares.reason,
         "latency_ms": round(attribution.latency_ms, 3),
     }
 

@@ -1,50 +1,46 @@
-"""Turning per-contributor attribution scores into fee shares.
+"""Turning attribution scores into fee shares: a policy whose result does not depend on account boundaries.
 
-Policy (``contributor_shares``), applied to each contributor's *net* score (the contributor matrix
-already nets helpful and harmful rows, cluster-weighted):
+Every threshold, floor and selection below acts on rows or on credit groups, which the index forms
+without looking at who owns a row (``credit.py``). Accounts receive the plain sum of their rows' credit.
+So the total share of any set of rows is the same whether its owner holds it in one account or spreads
+it over fifty, and merging accounts changes nothing (tests/engine_attribution/test_attr_adversarial.py;
+``bench/attribution_adversarial.py`` measures it on MiniLM). There is no per-account cap: a cap on
+accounts is exactly what splitting defeats; one would belong on a verified identity, which the
+platform does not have.
 
-1. Noise floor, per contributor: ``floor_c = max(shared floor, chance floor_c)``, subtracted from
-   every score (not just used as a cut-off) so barely-above-noise contributors get barely any share.
-   - The shared floor is ``noise_floor_multiplier × median(|net score|)`` over all contributors in
-     the index, applied when the index has at least ``median_floor_min_contributors`` of them. With
-     many contributors most are unrelated to any given output, so the median absolute score
-     measures how large projection and estimation noise is. With a handful it measures the typical
-     *relevant* score instead (with two contributors, twice the median exceeds the larger score
-     whenever both are positive, and nobody would ever be paid), so it is not used there.
-   - The chance floor is ``chance_floor_multiplier × chance_c`` where ``chance_c = |q| |Ψ_c| / √k``
-     (the caller passes ``chance``; :class:`~attribution.engine.query.Attributor` does): the standard
-     deviation of the score that a contributor matrix row of the same norm but pointing in a random
-     direction of the k-dimensional projected space would get against the query ``q``. A
-     contributor is paid only for alignment with the output beyond what chance gives a contributor
-     of its size; it holds for any number of contributors, and large contributors (many rows, large
-     ``|Ψ_c|``) need proportionally more alignment. The null is conservative in the preconditioned
-     space (real unrelated contributors score below it), so the default multiplier is 1: on the
-     engine's topical test model (12 contributors) the contributor who owns the queried row scored
-     1.9-3.1 times its chance level and every other contributor at most 0.75 times.
-2. Clip at zero: negative influence is never charged. Each contributor's net negative score is
-   reported separately (``negative_influence``, in contributor order) so it can be accumulated
-   and shown.
-3. Keep the ``top_contributors`` largest remaining scores (small payouts cost more gas than they are
-   worth and are dominated by noise).
-4. Normalise to 1, then cap every share at ``cap`` by iterative redistribution: contributors over
-   the cap are fixed at it and the excess is spread over the rest in proportion to their scores,
-   repeated until nobody exceeds it, so the cap holds after normalisation. If fewer than
-   ``1 / cap`` contributors remain the cap cannot hold with shares summing to 1; it is then relaxed
-   to ``1 / (number remaining)`` (equal split among the capped) and ``effective_cap`` says so.
-5. Shares are also given as integer parts per million summing to exactly 1,000,000 (largest
-   remainder), so downstream integer accounting never has to round again. Rounding can move a
-   share by at most 1 ppm, possibly 1 ppm past the cap.
+Per query (``Attributor.attribute``):
 
-If no contributor is left above the floor the result is empty (``is_empty``) with a ``reason``.
+1. **Group scores.** ``S_g = Σ_{i∈g} w_i s_i``: the credit-weighted sum of the scores of the rows in
+   group ``g`` (``w_i`` is 1 for the first accepted row of each duplicate cluster, 0 for later copies
+   and for rows flagged harmful).
+2. **Test against the measured null.** ``z_g = S_g / (|q| σ_g)`` where ``σ_g`` is the group's noise
+   scale measured at build time on held-out queries (``credit.group_noise_scale``). One-sided
+   Benjamini-Hochberg across all groups at false-discovery rate ``fdr`` (default 0.1: of the groups
+   paid on a query, at most about one in ten is expected to be paid on noise): the groups with the
+   ``r`` largest ``z`` are discovered where ``r`` is the largest rank with ``z_(r) ≥ Φ⁻¹(1 - fdr·r/G)``.
+   The rate is a property of the test, not of the number of accounts or groups. ``bench/`` measures
+   how much of the pool goes to contributors whose removal would not raise the loss.
+3. **Pay discovered groups their score beyond the cut.** A discovered group's weight is
+   ``S_g - z_cut σ_g |q|``: its estimated effect on the answer's loss beyond what it needed to be
+   discovered. A group that barely passes earns barely anything, so the edge of the test is worth
+   nothing to game (paying whole scores let weak groups of junk rows ride along with one strong
+   discovery). At most ``top_groups`` groups (largest weights) are paid, since tiny payouts cost more
+   to move than they are worth.
+4. **Rows inside a group** split its weight in proportion to ``(w_i s_i)⁺ / √(φ_iᵀF⁻¹φ_i)``: their
+   positive credit-weighted scores relative to their own self-influence (RelatIF). Raw influence is
+   dominated by rows the model never fitted (random text, wrong labels: huge gradients); relative
+   influence credits the rows that pushed this answer in particular.
+5. **Accounts** get the sum of their rows' credit, normalised to 1, and as integer parts per million
+   summing to exactly 1,000,000 (largest remainder; rounding moves an account by under 1 ppm).
 
-Documented fallback for the caller: route that contributor fee pool pro rata to cluster-weighted
-row counts, which ``row_count_shares`` computes with the same cap and ppm rules.
+When no group is discovered the attribution is empty (``reason`` says so) and the contributor pool
+goes to the data that trained the model (``fallback_shares``): pro rata to each row's positive value
+on the model's evaluation split, credit-weighted as above, or pro rata to credit-weighted rows when
+the model has no evaluation split. Never to the model owner: the owner must not profit from
+attribution failing.
 
-Cost: everything over all contributors is vectorised (one median, one maximum, one comparison, one
-``argpartition``); per-contributor Python objects are made only for the ``top_contributors``
-kept. ``negative_influence`` (typically half of all contributors) and ``Attribution``'s full
-score map are ``ScoreMap`` views over the score vector that build Python entries only when read,
-so a query against 10,000 contributors stays well under a millisecond.
+Negative influence is never charged: each contributor's net negative score (the linear sum of their
+rows' scores) is reported in ``negative_influence`` so it can be accumulated and shown.
 """
 
 from __future__ import annotations
@@ -59,23 +55,17 @@ PPM = 1_000_000
 
 @dataclass(frozen=True)
 class SharePolicy:
-    noise_floor_multiplier: float = 2.0
-    top_contributors: int = 50
-    cap: float = 0.5
-    median_floor_min_contributors: int = 16
-    chance_floor_multiplier: float = 1.0
+    fdr: float = 0.1
+    top_groups: int = 50
+    rows_per_contributor: int = 10
 
     def __post_init__(self):
-        if not 0 < self.cap <= 1:
-            raise ValueError("cap must be in (0, 1]")
-        if self.top_contributors < 1:
-            raise ValueError("top_contributors must be at least 1")
-        if self.noise_floor_multiplier < 0:
-            raise ValueError("noise_floor_multiplier must be non-negative")
-        if self.chance_floor_multiplier < 0:
-            raise ValueError("chance_floor_multiplier must be non-negative")
-        if self.median_floor_min_contributors < 1:
-            raise ValueError("median_floor_min_contributors must be at least 1")
+        if not 0 < self.fdr < 1:
+            raise ValueError("fdr must be in (0, 1)")
+        if self.top_groups < 1:
+            raise ValueError("top_groups must be at least 1")
+        if self.rows_per_contributor < 1:
+            raise ValueError("rows_per_contributor must be at least 1")
 
 
 class ScoreMap(Mapping[str, float]):
@@ -141,11 +131,12 @@ class ContributorShares:
     shares: dict[str, float]
     shares_ppm: dict[str, int]
     negative_influence: Mapping[str, float]
-    noise_floor: float  # the shared (median) floor; 0.0 when the index has too few contributors for it
-    effective_cap: float
-    reason: str | None = None
-    scores: dict[str, float] = field(default_factory=dict)
-    floors: dict[str, float] = field(default_factory=dict)  # the floor subtracted from each paid contributor
+    basis: str = "attribution"  # or "valuation" / "rows": the fallback that paid an empty attribution
+    reason: str | None = None  # why the attribution itself paid nobody (set on fallbacks too)
+    scores: dict[str, float] = field(default_factory=dict)  # paid contributors' net linear scores
+    rows: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # paid rows and their credit share
+    groups_discovered: int = 0
+    z_cut: float | None = None  # the z a group needed on this query (BH); None when nothing was tested
 
     @property
     def is_empty(self) -> bool:
@@ -163,89 +154,77 @@ def largest_remainder_ppm(weights: np.ndarray) -> np.ndarray:
     return floors
 
 
-def capped_normalise(weights: np.ndarray, cap: float) -> tuple[np.ndarray, float]:
-    """Normalise positive ``weights`` to sum 1 with no entry above ``cap`` (iterative redistribution).
+def bh_thresholds(groups: int, fdr: float) -> np.ndarray:
+    """``z`` a group needs at each rank ``r = 1..groups`` under one-sided Benjamini-Hochberg at ``fdr``."""
+    from scipy.special import ndtri
 
-    Returns the shares and the cap actually enforced (relaxed to ``1/len`` if ``cap`` is infeasible).
-    """
-    effective_cap = max(cap, 1.0 / len(weights))
-    shares = weights / weights.sum()
-    fixed = np.zeros(len(weights), dtype=bool)
-    while True:
-        over = (shares > effective_cap * (1 + 1e-12)) & ~fixed
-        if not over.any():
-            return shares, effective_cap
-        fixed |= over
-        remaining_mass = 1.0 - effective_cap * fixed.sum()
-        free = ~fixed
-        shares = np.where(fixed, effective_cap, 0.0)
-        if free.any() and remaining_mass > 0:
-            shares[free] = weights[free] / weights[free].sum() * remaining_mass
+    ranks = np.arange(1, groups + 1, dtype=np.float64)
+    return -ndtri(fdr * ranks / groups)
 
 
-def _finish(ids: Sequence[str], weights: np.ndarray, cap: float, floor: float,
-            negative: Mapping[str, float], scores: dict[str, float],
-            floors: dict[str, float] | None = None) -> ContributorShares:
-    shares, effective_cap = capped_normalise(weights, cap)
-    ppm = largest_remainder_ppm(shares)
-    return ContributorShares(
-        shares=dict(zip(ids, shares.tolist())),
-        shares_ppm=dict(zip(ids, ppm.tolist())),
-        negative_influence=negative,
-        noise_floor=floor,
-        effective_cap=effective_cap,
-        floors=floors or {},
-        scores=scores,
-    )
-
-
-def contributor_shares(
-    contributor_ids: Sequence[str],
-    scores: np.ndarray | Sequence[float],
-    policy: SharePolicy = SharePolicy(),
-    chance: np.ndarray | Sequence[float] | None = None,
-) -> ContributorShares:
-    """Apply the share policy (module docstring) to net per-contributor scores of one query.
-
-    ``chance`` (optional, one per contributor): the chance-level score magnitude ``|q| |Ψ_c| / √k`` of
-    each contributor against this query; without it only the shared floor applies."""
-    values = np.asarray(scores, dtype=np.float64)
-    if values.shape != (len(contributor_ids),):
-        raise ValueError("need exactly one score per contributor")
-    negative_positions = np.flatnonzero(values < 0)
-    negative = ScoreMap(contributor_ids, negative_positions, -values[negative_positions])
-    shared = 0.0
-    if len(values) >= policy.median_floor_min_contributors:
-        shared = policy.noise_floor_multiplier * float(np.median(np.abs(values)))
-    if chance is None:
-        floors = np.full(values.shape, shared)
-    else:
-        chance_values = np.asarray(chance, dtype=np.float64)
-        if chance_values.shape != values.shape:
-            raise ValueError("need exactly one chance level per contributor")
-        floors = np.maximum(shared, policy.chance_floor_multiplier * chance_values)
-    candidates = np.flatnonzero(values - floors > 0)
+def discover_groups(group_scores: np.ndarray, query_norm: float, group_scale: np.ndarray,
+                    thresholds: np.ndarray, top_groups: int) -> tuple[np.ndarray, float | None]:
+    """Positions of the discovered groups (largest weight first, at most ``top_groups``) and the z cut. A
+    group's weight is its score beyond the cut: ``S_g - z_cut · σ_g · |q|``."""
+    query_norm = max(query_norm, 1e-30)
+    z = group_scores / (query_norm * group_scale)
+    candidates = np.flatnonzero(z >= thresholds[-1])
     if candidates.size == 0:
-        return ContributorShares({}, {}, negative, shared, policy.cap,
-                                 reason="no contributor scored above the noise floor")
-    above = values[candidates] - floors[candidates]
-    if candidates.size > policy.top_contributors:
-        keep = np.argpartition(-above, policy.top_contributors - 1)[: policy.top_contributors]
-        candidates, above = candidates[keep], above[keep]
-    # Deterministic order: by descending score, then contributor id.
-    order = sorted(range(candidates.size), key=lambda j: (-above[j], contributor_ids[candidates[j]]))
-    candidates, above = candidates[order], above[order]
-    ids = [contributor_ids[i] for i in candidates.tolist()]
-    return _finish(ids, above, policy.cap, shared, negative, dict(zip(ids, values[candidates].tolist())),
-                   dict(zip(ids, floors[candidates].tolist())))
+        return candidates, None
+    ranked = candidates[np.argsort(-z[candidates], kind="stable")]
+    passing = np.flatnonzero(z[ranked] >= thresholds[: ranked.size])
+    if passing.size == 0:
+        return passing, None
+    discovered = ranked[: passing[-1] + 1]
+    z_cut = float(thresholds[passing[-1]])
+    excess = group_scores[discovered] - z_cut * group_scale[discovered] * query_norm
+    return discovered[np.argsort(-excess, kind="stable")][:top_groups], z_cut
 
 
-def row_count_shares(row_counts: Mapping[str, float], cap: float = SharePolicy.cap) -> ContributorShares:
-    """Fallback shares pro rata to (cluster-weighted) row counts, with the same cap and ppm rules."""
-    ids = sorted(c for c, n in row_counts.items() if n > 0)
-    if not ids:
-        return ContributorShares({}, {}, {}, 0.0, cap, reason="no rows")
-    weights = np.array([row_counts[c] for c in ids], dtype=np.float64)
-    result = _finish(ids, weights, cap, 0.0, {}, {})
-    return ContributorShares(result.shares, result.shares_ppm, {}, 0.0, result.effective_cap,
-                             reason="fallback: pro rata to row counts")
+def credit_within_groups(local_group: np.ndarray, group_weight: np.ndarray, weighted_scores: np.ndarray) -> np.ndarray:
+    """Each row's credit: its group's weight × its positive weighted score ÷ the group's positive total."""
+    positive = np.maximum(weighted_scores, 0.0)
+    totals = np.bincount(local_group, weights=positive, minlength=len(group_weight))
+    safe = np.where(totals > 0, totals, 1.0)
+    return group_weight[local_group] * positive / safe[local_group]
+
+
+def account_shares(*, row_positions: np.ndarray, row_credit: np.ndarray, row_owner: np.ndarray,
+                   contributors: Sequence[str], row_ids: Sequence[str], rows_per_contributor: int,
+                   negative: Mapping[str, float], basis: str = "attribution", reason: str | None = None,
+                   contributor_scores: np.ndarray | None = None, groups_discovered: int = 0,
+                   z_cut: float | None = None) -> ContributorShares:
+    """Accounts' shares as the sums of their rows' credit (``row_owner[p]`` indexes ``contributors``)."""
+    keep = row_credit > 0
+    positions, credit = row_positions[keep], row_credit[keep]
+    if credit.size == 0:
+        return ContributorShares({}, {}, negative, basis, reason or "no row earned credit",
+                                 groups_discovered=groups_discovered, z_cut=z_cut)
+    owners = row_owner[positions]
+    accounts, inverse = np.unique(owners, return_inverse=True)
+    totals = np.bincount(inverse, weights=credit)
+    total = totals.sum()
+    # Deterministic order: largest share first, then contributor id.
+    order = sorted(range(accounts.size), key=lambda j: (-totals[j], contributors[accounts[j]]))
+    ids = [contributors[accounts[j]] for j in order]
+    weights = totals[order]
+    ppm = largest_remainder_ppm(weights)
+    paid_rows: dict[str, list[tuple[str, float]]] = {}
+    by_credit = np.argsort(-credit, kind="stable")
+    for j in by_credit.tolist():
+        contributor = contributors[owners[j]]
+        listed = paid_rows.setdefault(contributor, [])
+        if len(listed) < rows_per_contributor:
+            listed.append((row_ids[positions[j]], float(credit[j] / total)))
+    scores = ({} if contributor_scores is None
+              else {contributors[a]: float(contributor_scores[a]) for a in accounts[order].tolist()})
+    return ContributorShares(
+        shares=dict(zip(ids, (weights / total).tolist())), shares_ppm=dict(zip(ids, ppm.tolist())),
+        negative_influence=negative, basis=basis, reason=reason, scores=scores,
+        rows={c: paid_rows[c] for c in ids}, groups_discovered=groups_discovered, z_cut=z_cut)
+
+
+def negative_influence(contributors: Sequence[str], contributor_scores: np.ndarray) -> ScoreMap:
+    """Each contributor's net negative score, as a lazy map in contributor order."""
+    positions = np.flatnonzero(contributor_scores < 0)
+    return ScoreMap(contributors, positions, -np.asarray(contributor_scores, dtype=np.float64)[positions])

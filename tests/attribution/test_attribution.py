@@ -62,6 +62,11 @@ def test_registration_builds_a_ready_index_with_a_verified_hash(world):
     assert engine.row_contributor_ids == [data["row_contributors"][r] for r in engine.row_ids]
     assert engine.manifest["model_hash"] == world.model.version_hash
     assert index.method["curvature"] == "fisher" and index.method["damping_ratio"] == 0.01 and index.k == 1024
+    assert index.method["damping_rule"] == "weighted_mean_eigenvalue"
+    # The credit structure the share policy uses: groups, the measured null on the eval split, duplicates.
+    credit = index.method["credit"]
+    assert credit["groups"] >= 2 and credit["null_source"] in ("eval", "eval+train") and credit["null_queries"] >= 64
+    assert credit["fallback_basis"] == "valuation"
     actions = set(AuditEvent.objects.filter(object_id=str(index.pk)).values_list("action", flat=True))
     assert {"attribution.index_queue", "attribution.index_build_start", "attribution.index_ready"} <= actions
     # Idempotent: a redelivered task finds it ready and builds nothing.
@@ -80,21 +85,29 @@ def test_a_training_row_fed_back_ranks_itself_first(world, well_predicted):
     assert len(receipt.top_rows) == 10
 
 
-def test_an_exact_copy_of_one_contributors_row_gives_them_the_largest_share(world, well_predicted):
+def test_an_exact_copy_of_one_contributors_row_earns_the_most_credit_of_any_row(world, well_predicted):
+    """Fed back a training row, the receipt pays that row more than any other row, and its contributor.
+    (Contributors are paid the sum of their rows: one with many rows of the same kind can out-earn the
+    owner of the single matching row, and should, since removing all of theirs would matter more.)"""
     charlie = str(world.charlie.pk)
     uid, record = next((u, r) for u, r in well_predicted if str(r.contributor_id) == charlie)
     receipt = services.receipt_create(model_version=world.model, input_text=record.fields["text"],
                                       output=record.fields["label"], inference_id="inf-copy-1")
     shares = receipt.contributor_shares_ppm
-    assert sum(shares.values()) == PPM
-    assert shares[charlie] == max(shares.values())  # the cap can tie the top two at 50%
-    assert max(receipt.contributor_scores, key=receipt.contributor_scores.get) == charlie
-    assert uid in receipt.contributor_rows[charlie]
+    assert sum(shares.values()) == PPM and receipt.payload["basis"] == "attribution"
+    paid = [(row["credit"], row["row_id"], c) for c, rows in receipt.payload["paid_rows"].items() for row in rows]
+    assert max(paid)[1:] == (uid, charlie)
+    assert shares[charlie] >= 0.2 * PPM
+    assert receipt.contributor_rows[charlie][0] == uid
     assert set(receipt.contributor_rows) <= set(shares)
-    # Idempotent per inference id.
-    again = services.receipt_create(model_version=world.model, input_text="anything", output="billing",
-                                    inference_id="inf-copy-1")
+    # Idempotent per inference id, for the same query only (issue #16: test_receipt_forgery.py).
+    again = services.receipt_create(model_version=world.model, input_text=record.fields["text"],
+                                    output=record.fields["label"], inference_id="inf-copy-1")
     assert again.pk == receipt.pk and AttributionReceipt.objects.count() == 1
+    with pytest.raises(services.ReceiptMismatch):
+        services.receipt_create(model_version=world.model, input_text="anything", output="billing",
+                                inference_id="inf-copy-1")
+    assert AttributionReceipt.objects.count() == 1
 
 
 def test_receipts_reproduce_bit_for_bit(world, well_predicted):
@@ -176,7 +189,17 @@ def test_receipt_page_explains_rows_shares_and_method(world, well_predicted, cli
     assert record.fields["text"] in html  # the top row's excerpt
     assert "Support intents" in html and 'data-contributor="' in html and 'class="bar"' in html
     assert receipt.index_hash in html and "fisher" in html and " ms" in html
-    assert receipt.method["contributor_damping_ratio"] == 0.1 and "0.1 for contributor scores" in html
+    assert "one damping for the rows listed and the shares paid" in html
+    paid = receipt.payload["paid_rows"]
+    assert paid and set(paid) == set(receipt.contributor_shares_ppm)
+    # Each paid contributor's rows are shown with their part of the pool, under that contributor.
+    for contributor, rows in paid.items():
+        assert f'<details class="paid-rows" data-contributor="{contributor}"' in html
+        assert all(f'data-paid-row="{row["row_id"]}"' in html for row in rows)
+    if receipt.payload["basis"] == "attribution":
+        assert 'data-testid="basis"' in html and "false-discovery rate of 10%" in html
+    else:
+        assert 'data-testid="no-shares"' in html and "owner does" in html
     assert "Negative influence" in html
     assert str(index_of(world).seed) not in html
     assert 'data-testid="input"' not in html  # anonymous visitors do not see the question
@@ -228,17 +251,3 @@ def test_valuation_flags_mislabeled_rows_into_the_review_queue(world, client):
     html = page.content.decode()
     assert "Likely mislabeled" in html and all(f'data-row="{uid}"' in html for uid in flagged)
     assert selectors.valuation_for(model_version=world.model) == report
-
-
-def test_quality_benchmarks_measure_the_platforms_index_configuration(settings):
-    """bench/attribution_truth.py and bench/attribution_lora.py report LDS for PLATFORM_INDEX: it must be
-    what index builds here use, or the published figures describe some other index."""
-    from bench.platform_index import PLATFORM_INDEX, platform_config
-
-    assert PLATFORM_INDEX == {"kind": settings.ATTRIBUTION_PROJECTION, "curvature": settings.ATTRIBUTION_CURVATURE,
-                              "damping_ratio": settings.ATTRIBUTION_DAMPING_RATIO,
-                              "contributor_damping_ratio": settings.ATTRIBUTION_CONTRIBUTOR_DAMPING_RATIO}
-    config = platform_config(seed=5, k=settings.ATTRIBUTION_K)
-    set_config = config.for_contributor_scores()
-    assert (set_config.damping_ratio, set_config.contributor_damping_ratio) == (config.contributor_damping_ratio, None)
-

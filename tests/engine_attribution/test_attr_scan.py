@@ -126,36 +126,45 @@ def _summed_row_scores(rows_index, queries):
     return np.stack([rows[:, owners == c].sum(1) for c in rows_index.contributors], axis=1)
 
 
-@pytest.mark.parametrize("contributor_damping_ratio", [None, 0.1, 2.0])
-def test_contributor_scores_are_the_sums_of_row_scores_at_the_contributor_damping(small_model, tmp_path,
-                                                                                  contributor_damping_ratio):
-    """The contributor matrix sums each contributor's rows preconditioned at its own damping: with None,
-    exactly the stored Ψ rows; otherwise the Ψ rows of ``config.for_contributor_scores()``."""
+@pytest.mark.parametrize("rule", ["mean_eigenvalue", "weighted_mean_eigenvalue"])
+def test_contributor_and_group_scores_are_the_credit_weighted_sums_of_the_stored_row_scores(small_model, tmp_path, rule):
+    """One damping: the rows a receipt lists are scored exactly as payouts sum them (contributor matrix and
+    credit groups alike), and the damping follows the configured rule."""
     model, data = small_model
     batches = training_batches(data, lambda i: f"c{i % 5}")
-    config = IndexConfig(ProjectionSpec(seed=3, k=64), shard_rows=16, damping_ratio=0.1,
-                         contributor_damping_ratio=contributor_damping_ratio)
+    config = IndexConfig(ProjectionSpec(seed=3, k=64), shard_rows=16, damping_ratio=0.1, damping_rule=rule)
     index = build_index(model, batches, tmp_path / "idx", config, model_hash="m")
-    set_config = config.for_contributor_scores()
-    assert set_config.damping_ratio == (contributor_damping_ratio or 0.1) and set_config.contributor_damping_ratio is None
-    rows_index = build_index(model, batches, tmp_path / "set", set_config, model_hash="m")
-    method = index.method
-    assert method["contributor_damping_ratio"] == contributor_damping_ratio
-    assert method["contributor_damping"] == pytest.approx(method["damping"] * (contributor_damping_ratio or 0.1) / 0.1)
-    assert rows_index.method["damping"] == pytest.approx(method["contributor_damping"], rel=1e-12)
+    assert index.method["damping_rule"] == rule
     queries = Attributor(model, index).query_features(random_classification_inputs(2, seed=9))
-    expected = _summed_row_scores(rows_index, queries)
+    rows = index.all_scores(queries).double().numpy() * index.credit().row_credit
+    owners = np.array(index.row_contributor_ids)
+    expected = np.stack([rows[:, owners == c].sum(1) for c in index.contributors], axis=1)
     actual = index.contributor_scores(queries).double().numpy()
-    # fp16 storage of Ψ rows and of the contributor matrix (each its own power-of-two scale).
+    # fp16 storage of Ψ rows and of the matrices (each its own power-of-two scale).
     assert np.abs(actual - expected).max() / np.abs(expected).max() < 2e-3
-    if contributor_damping_ratio not in (None, 0.1):  # a different damping really gives different payout scores
-        own_rows = _summed_row_scores(index, queries)
-        assert np.abs(actual - own_rows).max() / np.abs(own_rows).max() > 1e-2
+    groups = index.credit().row_group
+    expected_groups = np.stack([rows[:, groups == g].sum(1) for g in range(groups.max() + 1)], axis=1)
+    actual_groups = index.group_scores(queries).double().numpy()
+    assert np.abs(actual_groups - expected_groups).max() / np.abs(expected_groups).max() < 2e-3
+
+
+def test_damping_rules_differ_as_documented(small_model, tmp_path):
+    model, data = small_model
+    batches = training_batches(data, lambda i: f"c{i % 5}")
+    built = {rule: build_index(model, batches, tmp_path / rule, IndexConfig(ProjectionSpec(seed=3, k=64), damping_rule=rule,
+                                                                           duplicate_cosine=None), model_hash="m")
+             for rule in ("mean_eigenvalue", "weighted_mean_eigenvalue")}
+    featurizer = Attributor(model, built["mean_eigenvalue"])
+    phi = featurizer.query_features(data).double()
+    fisher = phi.T @ phi / phi.shape[0]
+    trace = float(torch.trace(fisher))
+    assert built["mean_eigenvalue"].method["damping"] == pytest.approx(0.1 * trace / 64, rel=1e-6)
+    assert built["weighted_mean_eigenvalue"].method["damping"] == pytest.approx(
+        0.1 * float((fisher * fisher).sum()) / trace, rel=1e-6)
 
 
 @pytest.mark.parametrize("field,value", [("damping_ratio", 0.0), ("damping_ratio", -1.0),
-                                         ("contributor_damping_ratio", float("nan")),
-                                         ("contributor_damping_ratio", 0), ("damping_ratio", "0.1")])
+                                         ("damping_ratio", float("nan")), ("damping_ratio", "0.1")])
 def test_damping_ratios_must_be_positive_numbers(field, value):
     with pytest.raises(ValueError, match=f"{field} must be a positive number"):
         IndexConfig(ProjectionSpec(seed=3, k=64), **{field: value})

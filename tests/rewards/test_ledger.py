@@ -134,12 +134,14 @@ def test_empty_receipt_falls_back_and_policy_versions_are_recorded(db, alice, bo
     grant(alice, OPEN)
     first = fee_settle(inference_id="inf-6", payer=alice, model_owner=bob, fee=1000, contributor_shares={},
                        model_version_hash=MODEL, receipt_id=None)
-    assert (first.protocol_amount, first.owner_amount, first.contributors_amount) == (100, 900, 0)
+    # By default an answer with no receipt sends the contributors' part to the treasury, not the owner: the owner
+    # must not profit from attribution failing.
+    assert (first.protocol_amount, first.owner_amount, first.contributors_amount) == (700, 300, 0)
     assert first.fallback_used
-    fee_policy_set(actor=staff, protocol_bps=2_000, owner_bps=2_000, contributors_bps=6_000, fallback="protocol")
+    fee_policy_set(actor=staff, protocol_bps=2_000, owner_bps=2_000, contributors_bps=6_000, fallback="owner")
     second = fee_settle(inference_id="inf-7", payer=alice, model_owner=bob, fee=1000, contributor_shares={},
                         model_version_hash=MODEL, receipt_id=None)
-    assert (second.protocol_amount, second.owner_amount) == (800, 200)
+    assert (second.protocol_amount, second.owner_amount) == (200, 800)
     assert (first.policy.version, second.policy.version) == (1, 2)
     with pytest.raises(ValidationError, match="10,000"):
         fee_policy_set(actor=staff, protocol_bps=1, owner_bps=1, contributors_bps=1)
