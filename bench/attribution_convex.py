@@ -390,7 +390,8 @@ def format_damping(cells: dict, d: int) -> tuple[str, dict]:
         lines.append(f"\nrule = {rule}")
         lines.append("ratio     " + "".join(f"  k={k:<5} LDS / LOCO " for k in cells))
         for k, cell in cells.items():
-            best[(rule, k)] = {m: max(DAMPING_RATIOS, key=lambda r: np.nan_to_num(cell[(rule, r)][m], nan=-9))
+            best[(rule, k)] = {m: max(DAMPING_RATIOS, key=lambda r, m=m, cell=cell, rule=rule:
+                                      np.nan_to_num(cell[(rule, r)][m], nan=-9))
                                for m in ("lds", "loco")}
         for ratio in DAMPING_RATIOS:
             row = f"{ratio:<9g} "

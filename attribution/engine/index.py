@@ -354,7 +354,6 @@ class IndexBuilder:
                                                               psi_of, None)
         shutil.rmtree(self._spill)
         first_come = credit.first_come_weights(roots, self.accepted_order)
-        del unit
 
         # Scores against what is stored (fp16 rows × scale), so group and contributor scores are exact
         # sums of the row scores a query sees.
