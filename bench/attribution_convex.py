@@ -397,8 +397,8 @@ def format_damping(cells: dict, d: int) -> tuple[str, dict]:
             row = f"{ratio:<9g} "
             for k, cell in cells.items():
                 v = cell[(rule, ratio)]
-                mark = lambda m: "*" if best[(rule, k)][m] == ratio else " "  # noqa: E731
-                row += f"  {v['lds']:6.3f}{mark('lds')} / {v['loco']:6.3f}{mark('loco')}"
+                marks = {m: "*" if best[(rule, k)][m] == ratio else " " for m in ("lds", "loco")}
+                row += f"  {v['lds']:6.3f}{marks['lds']} / {v['loco']:6.3f}{marks['loco']}"
             lines.append(row)
         lines.append("best LDS ratio per k:  " + ", ".join(f"k={k}: {best[(rule, k)]['lds']:g}" for k in cells))
         lines.append("best LOCO ratio per k: " + ", ".join(f"k={k}: {best[(rule, k)]['loco']:g}" for k in cells))
