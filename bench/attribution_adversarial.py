@@ -73,7 +73,7 @@ from attribution.engine import (  # noqa: E402
     build_index,
     with_predicted_labels,
 )
-from bench.attribution_lora import _SLOTS, _TEMPLATES, INTENTS, minilm_lora, rows, tokenise, train_lora  # noqa: E402
+from bench.lora_support import _SLOTS, _TEMPLATES, INTENTS, minilm_lora, rows, tokenise, train_lora  # noqa: E402
 from datanets.ingest.neardup import NearDupIndex  # noqa: E402
 from datanets.ingest.normalise import normalise_text  # noqa: E402
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from attribution_lora import (  # noqa: E402
+from lora_support import (  # noqa: E402
     minilm_lora,
     rows,
     support_sentences,

@@ -24,7 +24,7 @@ from attribution.engine import Attributor, IndexConfig, ProjectionSpec, Training
 
 PLATFORM_INDEX = {"kind": "orthogonal", "curvature": "fisher", "damping_ratio": 0.01,
                   "damping_rule": "weighted_mean_eigenvalue", "group_size": 16, "duplicate_cosine": 0.99,
-                  "harm_outlier_z": 3.0, "credit_harm_z": 1.0, "min_groups": 8}
+                  "harm_outlier_z": 3.0, "min_groups": 8}
 
 
 def lds(scores: np.ndarray, masks: np.ndarray, subset_losses: np.ndarray) -> float:

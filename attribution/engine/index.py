@@ -87,7 +87,6 @@ class IndexConfig:
     min_groups: int = 8
     duplicate_cosine: float | None = 0.99  # whitened cosine; None: only the ingestion (MinHash) clusters
     harm_outlier_z: float = 3.0
-    credit_harm_z: float = 1.0
 
     def __post_init__(self):
         value = self.damping_ratio
@@ -346,12 +345,12 @@ class IndexBuilder:
             index = torch.from_numpy(positions)
             return unit[index].double() * norms[index].double().view(-1, 1)
 
-        roots, self_influence, gradient_pairs = credit.whitened_duplicates(
+        roots, self_influence, novelty, gradient_pairs = credit.whitened_duplicates(
             ingested, groups, self.accepted_order, features_of, psi_of, self.config.duplicate_cosine)
         if gradient_pairs:
             damping, shards = self._write_psi(credit.curvature_weights(roots))
-            _, self_influence, _ = credit.whitened_duplicates(roots, groups, self.accepted_order, features_of,
-                                                              psi_of, None)
+            _, self_influence, novelty, _ = credit.whitened_duplicates(roots, groups, self.accepted_order,
+                                                                       features_of, psi_of, None)
         shutil.rmtree(self._spill)
         first_come = credit.first_come_weights(roots, self.accepted_order)
 
@@ -363,17 +362,17 @@ class IndexBuilder:
                     yield shard["start"], handle.get_tensor("psi").double() * float(handle.get_tensor("scale")[0])
 
         values = None
-        flagged = unhelpful = np.zeros(0, dtype=np.int64)
+        flagged = np.zeros(0, dtype=np.int64)
         harm_threshold = None
+        row_credit = first_come * novelty
         if eval_queries is not None and eval_queries.shape[0]:
             mean_query = eval_queries.double().mean(0)
             values = np.concatenate([(rows @ mean_query).numpy() for _, rows in stored_rows()])
             flagged, harm_threshold = credit.harmful_rows(values, self.config.harm_outlier_z)
-            unhelpful = credit.unhelpful_rows(values, self.config.credit_harm_z)
-        row_credit = first_come.copy()
+            row_credit = row_credit * credit.value_weights(values)
         row_credit[flagged] = 0.0
-        row_credit[unhelpful] = 0.0
-        fallback = row_credit * np.maximum(values, 0.0) if values is not None else row_credit.copy()
+        fallback = first_come * novelty * np.maximum(values, 0.0) if values is not None else row_credit.copy()
+        fallback[flagged] = 0.0
         fallback_basis = "valuation" if values is not None and fallback.sum() > 0 else "rows"
         if fallback_basis == "rows":
             fallback = row_credit.copy()
@@ -438,8 +437,9 @@ class IndexBuilder:
                 "harm_outlier_z": self.config.harm_outlier_z,
                 "harm_threshold": harm_threshold,
                 "harmful_rows": [self.row_ids[p] for p in flagged.tolist()],
-                "credit_harm_z": self.config.credit_harm_z,
-                "unhelpful_rows_uncredited": int(len(unhelpful)),
+                "rows_earning_fully": int((row_credit >= 1.0 - 1e-9).sum()),
+                "rows_earning_nothing": int((row_credit <= 0).sum()),
+                "mean_credit_weight": float(row_credit.mean()),
                 "fallback_basis": fallback_basis,
             },
             "blocks": [block.to_json() for block in self.blocks],

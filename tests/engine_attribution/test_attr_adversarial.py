@@ -131,9 +131,12 @@ def test_merging_two_accounts_changes_nothing(trained, honest_payouts, tmp_path)
         assert set(a.shares) - {"c5+c6"} == set(b.shares) - {"c5", "c6"}
 
 
-def test_a_later_exact_copy_in_the_same_cluster_earns_nothing(trained, tmp_path):
+def test_a_later_exact_copy_in_the_same_cluster_earns_nothing(trained, honest_payouts, tmp_path):
     model, data, queries, evals = trained
-    copied = next(i for i in range(N_ROWS) if topic(i) == 7)  # a row of contributor c7
+    index = honest_payouts[0]
+    weight = dict(zip(index.row_ids, index.credit().row_credit.tolist()))
+    # The row of contributor c7 that earns the most on its own (value on the eval split, not a rewording).
+    copied = max((i for i in range(N_ROWS) if topic(i) == 7), key=lambda i: weight[f"row{i}"])
     with_copy = {key: torch.cat([value, value[copied : copied + 1]]) for key, value in data.items()}
     query = {key: torch.cat([value[copied : copied + 1], queries[key]]) for key, value in data.items()}
 
@@ -150,11 +153,12 @@ def test_a_later_exact_copy_in_the_same_cluster_earns_nothing(trained, tmp_path)
         original_rows = sum(value for s in paid for rows in s.rows.values() for row, value in rows
                             if row == f"row{copied}")
         if name == "copy later":
-            assert credited[f"row{N_ROWS}"] == 0 and credited[f"row{copied}"] == 1
+            # The original keeps a weight (its value and novelty may trim it below 1); the copy has none.
+            assert credited[f"row{N_ROWS}"] == 0 and credited[f"row{copied}"] > 0
             assert copy_earns == 0
             assert not empty[0] and paid[0].shares.get(honest_account(copied), 0) > 0  # the original is paid
         else:  # first come keeps the credit, whoever comes first: the order alone decides it
-            assert credited[f"row{N_ROWS}"] == 1 and credited[f"row{copied}"] == 0
+            assert credited[f"row{N_ROWS}"] > 0 and credited[f"row{copied}"] == 0
             assert original_rows == 0 and copy_earns > 0
 
 
