@@ -439,6 +439,15 @@ def main() -> None:
             f"epochs, accuracy {clean_accuracy:.2f} on the eval split; {n_queries} queries, "
             f"{clean.empty} of them empty (fallback paid)")
         say(f"  honest baseline: {largest} ({counts[largest]} rows) holds {one / n_queries:.2%} of the pool")
+        # What the credit rules cost honest rows on the clean model (no adversary in it).
+        credit = clean_built[0].manifest["credit"]
+        honest_credit = {key: credit[key] for key in ("groups", "gradient_duplicate_pairs", "duplicate_rows_uncredited",
+                                                      "rows_earning_fully", "rows_earning_nothing",
+                                                      "mean_credit_weight")}
+        report["honest_credit"] = honest_credit
+        say(f"  honest rows' credit weights: mean {credit['mean_credit_weight']:.2f}, "
+            f"{credit['rows_earning_fully']} of {len(honest)} earn fully, {credit['rows_earning_nothing']} earn "
+            f"nothing ({credit['duplicate_rows_uncredited']} later duplicates); {credit['groups']} credit groups")
         sybil = {}
         for n_accounts in splits:
             members = [r.row_id for r in honest if r.contributor == largest]

@@ -259,7 +259,7 @@ def ground_truth(task: Task, subsets: int, log) -> tuple[np.ndarray, np.ndarray,
     for seed in task.seeds:
         for name, value in task.states[seed].items():
             digest.update(name.encode() + value.numpy().tobytes())
-    for name, p in task.model.named_parameters():  # the frozen base too (the causal one is random)
+    for _name, p in task.model.named_parameters():  # the first frozen tensor too (the causal base is random)
         if not p.requires_grad:
             digest.update(p.detach().numpy().tobytes())
             break

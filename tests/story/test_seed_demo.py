@@ -67,6 +67,12 @@ def test_seed_demo_plays_the_story_and_a_second_run_creates_nothing(chain, setti
     assert answered.count() == ANSWERS
     assert all(r.receipt_id and r.fee == story.PRICE_PER_ANSWER for r in answered)
     assert AttributionReceipt.objects.filter(model_version=model).count() == ANSWERS
+    # Every receipt pays the data (never the owner); most pay the rows the attribution found (issue #16).
+    receipts = list(AttributionReceipt.objects.filter(model_version=model))
+    assert all(sum(r.contributor_shares_ppm.values()) == 1_000_000 for r in receipts)
+    by_attribution = sum(r.payload["basis"] == "attribution" for r in receipts)
+    print(f"receipts paid by attribution: {by_attribution} of {len(receipts)}")
+    assert by_attribution >= 0.8 * len(receipts)
     failed = InferenceRecord.objects.filter(status="failed")
     assert failed.count() == story.FAILED_CALLS and {r.error_code for r in failed} == {"model_not_found"}
     uma = answered.first().user
