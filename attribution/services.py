@@ -43,8 +43,8 @@ from .engine.receipt import build_receipt, receipt_digest
 from .engine.shares import SharePolicy
 
 if TYPE_CHECKING:
+    from .engine.build import TrainingBatch
     from .engine.index import AttributionIndex as EngineIndex
-    from .engine.index import TrainingBatch
     from .engine.query import Attributor
 from .models import AttributionIndex, AttributionReceipt, IndexState, ValuationReport
 

@@ -11,20 +11,11 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .build import IndexBuilder, IndexConfig, TrainingBatch, build_index
     from .canonical import canonical_json, canonical_sha256
     from .exact import ExactInfluence
     from .gradients import GradientBlock, GradientFeaturizer, per_example_loss, trainable_linear_layers
-    from .index import (
-        AttributionIndex,
-        IndexBuilder,
-        IndexConfig,
-        RowScore,
-        TopRows,
-        TrainingBatch,
-        VerificationReport,
-        build_index,
-        merge_top_rows,
-    )
+    from .index import AttributionIndex, RowScore, TopRows, VerificationReport, merge_top_rows
     from .projection import BlockProjector, ProjectionSpec, allocate_block_dims
     from .query import Attribution, Attributor, with_predicted_labels
     from .receipt import build_receipt, receipt_digest
@@ -52,18 +43,18 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ExactInfluence": ("exact", "ExactInfluence"),
     "GradientBlock": ("gradients", "GradientBlock"),
     "GradientFeaturizer": ("gradients", "GradientFeaturizer"),
-    "IndexBuilder": ("index", "IndexBuilder"),
-    "IndexConfig": ("index", "IndexConfig"),
+    "IndexBuilder": ("build", "IndexBuilder"),
+    "IndexConfig": ("build", "IndexConfig"),
     "PPM": ("shares", "PPM"),
     "ProjectionSpec": ("projection", "ProjectionSpec"),
     "RowScore": ("index", "RowScore"),
     "ScoreMap": ("shares", "ScoreMap"),
     "SharePolicy": ("shares", "SharePolicy"),
     "TopRows": ("index", "TopRows"),
-    "TrainingBatch": ("index", "TrainingBatch"),
+    "TrainingBatch": ("build", "TrainingBatch"),
     "VerificationReport": ("index", "VerificationReport"),
     "allocate_block_dims": ("projection", "allocate_block_dims"),
-    "build_index": ("index", "build_index"),
+    "build_index": ("build", "build_index"),
     "build_receipt": ("receipt", "build_receipt"),
     "canonical_json": ("canonical", "canonical_json"),
     "canonical_sha256": ("canonical", "canonical_sha256"),
