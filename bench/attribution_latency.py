@@ -110,7 +110,8 @@ def synthetic_index(directory: Path, rows_count: int, blocks: list | None = None
     save_file({"group_matrix": group_matrix.to(torch.float16), "group_matrix_scale": torch.tensor([1.0]),
                "group_noise": noise, "row_group": row_group, "row_credit": torch.ones(rows_count, dtype=torch.float64),
                "row_fallback": torch.ones(rows_count, dtype=torch.float64),
-               "row_values": torch.zeros(rows_count, dtype=torch.float64)}, str(directory / "credit.safetensors"))
+               "row_values": torch.zeros(rows_count, dtype=torch.float64),
+               "row_self_influence": torch.ones(rows_count, dtype=torch.float64)}, str(directory / "credit.safetensors"))
     manifest = {
         "format_version": 2, "model_hash": "synthetic",
         "projection": {"k": K, "seed": 0, "kind": "gaussian"},

@@ -6,29 +6,27 @@ Build (``IndexBuilder`` / ``build_index``)
        (``curvature="empirical_fisher"``, free) or the row's true-Fisher / Gauss-Newton term
        (``curvature="fisher"``, expectation over the model's own predictions; one extra backward per
        class or sample, and measurably better rankings on the ground-truth harness).
-       ``w_i = 1 / |duplicate cluster of i|`` so planting copies distorts neither credit nor curvature.
-    3. Damping rule: ``λ = damping_ratio × trace(F₀) / k``, i.e. a fraction of the mean eigenvalue
-       of the undamped curvature (for the empirical Fisher: of the mean squared gradient norm / k).
-       Default 0.1; 1e-2..1e-1 worked in measurements here. It keeps ``F`` invertible when
-       ``n < k`` and stops tiny-eigenvalue directions (noise) from dominating scores. With fewer
-       curvature rows ``R`` than ``k`` the inverse goes through the ``R × R`` Gram matrix (Woodbury)
-       instead of a ``k × k`` factorisation; both paths are tested against a dense solve.
+       ``w_i = 1 / |duplicate cluster of i|`` so planting copies does not distort the curvature.
+    3. Damping rule (``damping_rule``): ``"weighted_mean_eigenvalue"`` (the platform's) sets
+       ``λ = damping_ratio × tr(F₀²) / tr(F₀)``, the curvature-weighted mean eigenvalue; the older
+       ``"mean_eigenvalue"`` sets ``λ = damping_ratio × tr(F₀) / k``. The projection keeps tr(F₀)
+       about constant as k grows, so the old rule's λ shrank with k and the best ratio moved with it
+       (0.1 at k=64 to 1 at k=1,024 on bench/attribution_convex.py); under the weighted rule exact
+       influence's own damping is the same ratio (0.0024-0.0028) at every k and the best ratio was 0.01
+       from k=141 to k=1,024. Damping keeps ``F`` invertible when ``n < k`` and stops tiny-eigenvalue
+       directions (noise) from dominating scores. With fewer curvature rows ``R`` than ``k`` the inverse
+       goes through the ``R × R`` Gram matrix (Woodbury) instead of a ``k × k`` factorisation; both
+       paths are tested against a dense solve.
     4. ``Ψ = Φ F⁻¹`` is stored in fp16 (per-shard power-of-two scale so values sit near 1, away
-       from fp16 underflow); a query's score for row ``i`` is then one dot product ``Ψ_i · q``.
-    5. Contributor matrix: row ``c`` = ``Σ_{i of c} w_i Ψ'_i`` (cluster-weighted, fp16 like Ψ), so
-       all per-contributor scores for a query are one small matrix-vector product. ``Ψ'`` is ``Φ``
-       preconditioned with its own damping ``λ' = contributor_damping_ratio × trace(F₀) / k``
-       (``None``: ``λ' = λ`` and the matrix sums the stored Ψ rows exactly). Why two: a row ranking
-       and a payout ask different questions. "Which rows is this output most like?" wants light
-       damping, so each row's own directions stand out (a training row fed back ranks itself first;
-       an exact copy dominates its contributor). "What would removing this contributor's rows
-       change?" is about a *set* of rows, and for a set the lightly damped low-curvature directions,
-       which a few epochs of fine-tuning never fit, add up to noise. Measured on MiniLM LoRA
-       (``bench/attribution_lora.py``: LDS over 50% subsets, i.e. the set question) with row damping
-       0.01: contributor ratio 0.01 → LDS 0.21, 0.03 → 0.26, 0.1 → 0.33, 0.3 → 0.42, 1.0 → 0.53. The
-       price of heavy damping is row salience inside a contributor's total: from 0.2 up, a planted
-       exact copy of a small contributor's row stopped reliably out-scoring a large contributor's
-       same-label rows (tests/attribution), so the platform uses 0.1 (lineage/settings.py).
+       from fp16 underflow); a query's score for row ``i`` is then one dot product ``Ψ_i · q``. One
+       damping serves the rows a receipt lists and the shares it pays.
+    5. Credit structure (``credit.py``): credit groups, duplicate clusters (ingestion's and near-identical
+       whitened gradients; if the latter join rows, steps 2-4 run again with each cluster counted once),
+       each row's self-influence and novelty, its value on ``eval_queries`` (and harm flags), the credit
+       weight each row earns with, the groups' noise scales measured on held-out queries, and the
+       fallback weights. Stored in ``credit.safetensors``.
+    6. Contributor matrix: row ``c`` = ``Σ_{i of c} w_i Ψ_i`` with the credit weights, fp16 like Ψ: each
+       contributor's net score (and negative influence) for a query is one small matrix-vector product.
 
 Scores: ``score(q, i) = q_gradᵀ F⁻¹ g_i`` ≈ the decrease of the query's loss caused by training on
 row ``i`` (= minus its influence on the query loss). Positive = the row supported the output.
@@ -461,15 +459,15 @@ def build_index(
     projector = BlockProjector(featurizer.blocks, config.projection, device=featurizer.device)
     featurizer.projector = projector
     builder = IndexBuilder(directory, config, featurizer.blocks, model_hash)
+    if config.curvature not in ("fisher", "empirical_fisher"):
+        raise ValueError(f"unknown curvature {config.curvature!r}")
     for batch in batches:
-        features = featurizer.features(batch.inputs)
         curvature_rows = None
-        if config.curvature == "fisher":
-            curvature_rows = featurizer.fisher_features(
-                batch.inputs, samples=config.fisher_samples, seed=config.projection.seed
-            )
-        elif config.curvature != "empirical_fisher":
-            raise ValueError(f"unknown curvature {config.curvature!r}")
+        if config.curvature == "fisher":  # one forward for both (GradientFeaturizer.features_and_fisher)
+            features, curvature_rows = featurizer.features_and_fisher(
+                batch.inputs, samples=config.fisher_samples, seed=config.projection.seed)
+        else:
+            features = featurizer.features(batch.inputs)
         builder.add(features, batch.row_ids, batch.contributor_ids, batch.cluster_ids, curvature_rows,
                     batch.accepted_order)
     eval_queries = None

@@ -25,7 +25,7 @@ response length so long rows do not get proportionally larger gradients.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -37,6 +37,8 @@ from .canonical import derived_seed
 
 TokenReduction = Literal["sum", "mean"]
 IGNORE_INDEX = -100
+# Classifier Fisher draws stop once every row's drawn classes hold all but this much probability.
+FISHER_TAIL_MASS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ class GradientFeaturizer:
     def per_example_gradients(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Unprojected per-example gradients ``{layer name: [B, d_m]}`` of the labelled loss."""
         labels = inputs["labels"].to(self.device)
-        return self._gradients(inputs, [(labels, None)])[0]
+        return self._gradients(inputs, [(labels, None)])[0][0]
 
     def features(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Projected per-example gradients ``[B, k]`` of the labelled loss (train rows and queries)."""
@@ -205,16 +207,32 @@ class GradientFeaturizer:
         vocabulary is too large, so ``samples`` label sequences are drawn (deterministically from
         ``seed``) at the response positions, each weighted by ``1/√samples``.
         """
+        return self.features_and_fisher(inputs, samples, seed, with_features=False)[1]
+
+    def features_and_fisher(self, inputs: Mapping[str, torch.Tensor], samples: int = 1, seed: int = 0,
+                            with_features: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``features(inputs)`` and ``fisher_features(inputs)`` from one forward pass (an index build needs
+        both for every training row): the labelled loss's backward, then one backward per Fisher draw.
+
+        For a classifier the draws go by rank: the 1st most likely class of every row, then the 2nd, and
+        so on, stopping once every row's drawn classes hold all but ``FISHER_TAIL_MASS`` of its predictive
+        probability. A fitted model puts almost all of it on one or two classes, so a build does two or
+        three backward passes per batch instead of one per class; the classes left out would each
+        contribute less than ``FISHER_TAIL_MASS`` of the row's Fisher trace, by weight. Rows are padded
+        with zeros to one per class, so every batch has the same shape."""
         labels = inputs["labels"].to(self.device)
-        with torch.no_grad(), eval_mode(self.model):
-            logits = model_logits(self.model(**model_inputs(inputs, self.device)))
-        probs = torch.softmax(logits.double(), dim=-1)
-        draws: list[tuple[torch.Tensor, torch.Tensor]] = []
-        if labels.dim() == 1:
-            for cls in range(probs.shape[-1]):
-                weight = probs[:, cls].sqrt().to(logits.dtype).unsqueeze(1)
-                draws.append((torch.full_like(labels, cls), weight))
-        else:
+
+        def draws(logits: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+            probs = torch.softmax(logits.detach().double(), dim=-1)
+            chosen: list[tuple[torch.Tensor, torch.Tensor | None]] = [(labels, None)] if with_features else []
+            if labels.dim() == 1:
+                ranked_probs, ranked_classes = torch.sort(probs, dim=-1, descending=True, stable=True)
+                covered = ranked_probs.cumsum(dim=-1)
+                for rank in range(probs.shape[-1]):
+                    chosen.append((ranked_classes[:, rank], ranked_probs[:, rank].sqrt().to(logits.dtype).unsqueeze(1)))
+                    if bool((covered[:, rank] >= 1.0 - FISHER_TAIL_MASS).all()):
+                        break
+                return chosen
             generator = torch.Generator(device="cpu").manual_seed(derived_seed(seed, "fisher"))
             predictive = probs[:, :-1, :].reshape(-1, probs.shape[-1]).cpu()
             weight = torch.full(labels[:, 1:].shape, samples ** -0.5, dtype=logits.dtype, device=self.device)
@@ -222,26 +240,38 @@ class GradientFeaturizer:
                 sampled = torch.multinomial(predictive.float(), 1, generator=generator).view(labels.shape[0], -1)
                 draw = labels.clone()
                 draw[:, 1:] = torch.where(labels[:, 1:] == IGNORE_INDEX, labels[:, 1:], sampled.to(self.device))
-                draws.append((draw, weight))
-        grads = self._gradients(inputs, draws)
-        return torch.stack([self.projector.project(g) for g in grads], dim=1)
+                chosen.append((draw, weight))
+            return chosen
+
+        grads, classes = self._gradients(inputs, draws)
+        projected = [self.projector.project(g) for g in grads]
+        features = projected.pop(0) if with_features else None
+        fisher = torch.stack(projected, dim=1)
+        if labels.dim() == 1 and fisher.shape[1] < classes:
+            fisher = torch.cat([fisher, fisher.new_zeros(fisher.shape[0], classes - fisher.shape[1], fisher.shape[2])],
+                               dim=1)
+        return features, fisher
 
     def _gradients(
-        self, inputs: Mapping[str, torch.Tensor], draws: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
-    ) -> list[dict[str, torch.Tensor]]:
-        """One forward, one backward per label draw; each draw's optional weights scale its tokens."""
+        self, inputs: Mapping[str, torch.Tensor],
+        draws: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
+        | Callable[[torch.Tensor], Sequence[tuple[torch.Tensor, torch.Tensor | None]]],
+    ) -> tuple[list[dict[str, torch.Tensor]], int]:
+        """One forward, one backward per label draw; each draw's optional weights scale its tokens.
+        ``draws`` may be a function of the forward's logits. Also returns the logits' last dimension."""
         capture = _LinearCapture(self._layers)
         with eval_mode(self.model), torch.enable_grad(), capture:
             logits = model_logits(self.model(**model_inputs(inputs, self.device)))
             outputs = capture.outputs_requiring_grad()
+            chosen = draws(logits) if callable(draws) else draws
             results = []
-            for position, (labels, extra_weights) in enumerate(draws):
+            for position, (labels, extra_weights) in enumerate(chosen):
                 loss = per_example_loss(logits, labels, self.token_reduction, extra_weights).sum()
                 output_grads = torch.autograd.grad(
-                    loss, outputs, retain_graph=position < len(draws) - 1, allow_unused=True
+                    loss, outputs, retain_graph=position < len(chosen) - 1, allow_unused=True
                 )
                 results.append(capture.per_example_gradients(output_grads, batch_size=labels.shape[0]))
-        return results
+        return results, logits.shape[-1]
 
 
 def model_inputs(inputs: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -134,6 +134,7 @@ class AttributionIndex:
         self._credit: CreditTables | None = None
         self._fallback: ContributorShares | None = None
         self._fallback_rows = 0
+        self._shard_starts: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -246,15 +247,31 @@ class AttributionIndex:
 
     def rows(self, positions: np.ndarray) -> torch.Tensor:
         """Stored Ψ rows (true scale, float32) at global ``positions``, in that order."""
-        starts = np.array([shard["start"] for shard in self.manifest["shards"]])
-        shard_of = np.searchsorted(starts, positions, side="right") - 1
         out = torch.empty(len(positions), self.k)
+        for number, mask, local in self._by_shard(positions):
+            psi, scale = self.shard(number)
+            out[mask] = torch.index_select(psi, 0, local).float() * scale
+        return out
+
+    def row_scores(self, positions: np.ndarray, query: torch.Tensor) -> np.ndarray:
+        """Scores ``[len(positions)]`` float64 of one query ``[k]`` against the stored rows at ``positions``:
+        the fp16 rows are gathered shard by shard and scored in fp32, without a float copy of all of them."""
+        out = np.empty(len(positions))
+        query = query.float().view(1, -1)
+        for number, mask, local in self._by_shard(positions):
+            psi, scale = self.shard(number)
+            # index_select is ~3x faster than fancy indexing here; the scan kernel scores like every other scan.
+            out[mask.numpy()] = scan_scores(torch.index_select(psi, 0, local), query * scale)[0].double().numpy()
+        return out
+
+    def _by_shard(self, positions: np.ndarray):
+        if self._shard_starts is None:
+            self._shard_starts = np.array([shard["start"] for shard in self.manifest["shards"]])
+        starts = self._shard_starts
+        shard_of = np.searchsorted(starts, positions, side="right") - 1
         for number in np.unique(shard_of).tolist():
             mask = shard_of == number
-            psi, scale = self.shard(number)
-            local = torch.from_numpy(positions[mask] - starts[number])
-            out[torch.from_numpy(mask)] = psi[local].float() * scale
-        return out
+            yield number, torch.from_numpy(mask), torch.from_numpy(positions[mask] - starts[number])
 
     def fallback_shares(self, rows_per_contributor: int = 10, reason: str | None = None) -> ContributorShares:
         """Shares that pay an empty attribution: the training data pro rata to its positive value on the

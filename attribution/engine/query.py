@@ -96,7 +96,7 @@ class Attributor:
         spans = [tables.group_rows[tables.group_offsets[g]:tables.group_offsets[g + 1]] for g in discovered.tolist()]
         positions = np.concatenate(spans)
         local_group = np.repeat(np.arange(len(spans)), [len(span) for span in spans])
-        row_scores = (index.rows(positions).double() @ query.double()).numpy()
+        row_scores = index.row_scores(positions, query)
         # A paid group's weight is its score beyond the cut it had to pass, so a group that barely passes
         # earns barely anything; rows share it by score relative to their own self-influence (RelatIF).
         query_norm = float(torch.linalg.vector_norm(query.double()))

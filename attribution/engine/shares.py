@@ -201,23 +201,23 @@ def account_shares(*, row_positions: np.ndarray, row_credit: np.ndarray, row_own
         return ContributorShares({}, {}, negative, basis, reason or "no row earned credit",
                                  groups_discovered=groups_discovered, z_cut=z_cut)
     owners = row_owner[positions]
-    accounts, inverse = np.unique(owners, return_inverse=True)
+    accounts, inverse = np.unique(owners, return_inverse=True)  # sorted positions = contributor id order
     totals = np.bincount(inverse, weights=credit)
     total = totals.sum()
-    # Deterministic order: largest share first, then contributor id.
-    order = sorted(range(accounts.size), key=lambda j: (-totals[j], contributors[accounts[j]]))
-    ids = [contributors[accounts[j]] for j in order]
+    # Deterministic order: largest share first, then contributor id (stable sort over id-ordered accounts).
+    order = np.argsort(-totals, kind="stable")
+    ids = [contributors[a] for a in accounts[order].tolist()]
     weights = totals[order]
     ppm = largest_remainder_ppm(weights)
+    # Each paid account's best rows: sort rows by (account, credit descending) and keep the first few of each.
+    ranked = np.lexsort((-credit, inverse))
+    rank_in_account = np.arange(ranked.size) - np.searchsorted(inverse[ranked], inverse[ranked], side="left")
+    listed = ranked[rank_in_account < rows_per_contributor]
     paid_rows: dict[str, list[tuple[str, float]]] = {}
-    by_credit = np.argsort(-credit, kind="stable")
-    for j in by_credit.tolist():
-        contributor = contributors[owners[j]]
-        listed = paid_rows.setdefault(contributor, [])
-        if len(listed) < rows_per_contributor:
-            listed.append((row_ids[positions[j]], float(credit[j] / total)))
+    for j in listed.tolist():
+        paid_rows.setdefault(contributors[owners[j]], []).append((row_ids[positions[j]], float(credit[j] / total)))
     scores = ({} if contributor_scores is None
-              else {contributors[a]: float(contributor_scores[a]) for a in accounts[order].tolist()})
+              else dict(zip(ids, contributor_scores[accounts[order]].tolist())))
     return ContributorShares(
         shares=dict(zip(ids, (weights / total).tolist())), shares_ppm=dict(zip(ids, ppm.tolist())),
         negative_influence=negative, basis=basis, reason=reason, scores=scores,
