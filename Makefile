@@ -33,8 +33,10 @@ run: seed
 lint: install
 	$(VENV)/bin/ruff check .
 
-## Install, lint and run the whole suite (unit, integration, browser). Uses DATABASE_URL when set.
+## Install (Chromium and a C compiler too, when missing), lint and run the whole suite (unit, integration,
+## browser). Uses DATABASE_URL when set.
 test: lint
+	bash .ci/system-packages
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 bench: install

@@ -119,7 +119,7 @@ def key_client(api_key_for):
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
-        pytest.fail(f"Debian chromium is not installed at {CHROMIUM}: run `apt-get install chromium` (.ci/run does).")
+        pytest.fail(f"Debian chromium is not installed at {CHROMIUM}: run `bash .ci/system-packages` (`make test` does).")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

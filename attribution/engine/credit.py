@@ -250,10 +250,14 @@ def group_noise_scale(null_scores: torch.Tensor, null_norms: torch.Tensor, group
     normalised = (null_scores.double() / null_norms.double().clamp_min(1e-30).view(-1, 1)).numpy()
     if own_group is not None:
         rows = np.flatnonzero(own_group >= 0)
-        normalised[rows, own_group[rows]] = np.nan
+        masked = normalised.copy()
+        masked[rows, own_group[rows]] = np.nan
+        # A group every null query comes from (one group for the whole index) keeps its own scores.
+        keep = np.isnan(masked).all(axis=0)
+        masked[:, keep] = normalised[:, keep]
+        normalised = masked
     median = np.nanmedian(normalised, axis=0)
     scale = MAD_TO_STD * np.nanmedian(np.abs(normalised - median), axis=0)
-    scale = np.nan_to_num(scale, nan=0.0)
     positive = scale[(scale > 0) & (group_credit > 0)]
     lift = 1e-3 * float(np.median(positive)) if positive.size else 1e-30
     scale = np.maximum(scale, lift)
