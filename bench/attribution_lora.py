@@ -64,11 +64,11 @@ from scipy.stats import spearmanr  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from attribution.engine import (  # noqa: E402
-    TrainingBatch,
     build_index,
     index_valuation,
     per_example_loss,
 )
+from bench.lora_support import rows, tokenise, train_lora, training_batches  # noqa: E402
 from bench.platform_index import PLATFORM_INDEX, lds, platform_config, platform_scores  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "bench"
@@ -162,16 +162,6 @@ def minilm_lora(num_labels: int = len(INTENTS)):
     return model, AutoTokenizer.from_pretrained(path)
 
 
-def tokenise(tokenizer, texts: list[str], labels: list[int], max_length: int) -> dict[str, torch.Tensor]:
-    encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
-            "labels": torch.tensor(labels)}
-
-
-def rows(inputs: dict[str, torch.Tensor], index) -> dict[str, torch.Tensor]:
-    return {key: value[index] for key, value in inputs.items()}
-
-
 def seeded_state(model, seed: int, random_lora_b: bool) -> dict[str, torch.Tensor]:
     """The trainable parameters' initial values for ``seed``: LoRA A (and B when ``random_lora_b``) as
     nn.Linear initialises them (kaiming-uniform, a=√5), LoRA B otherwise zero (peft's default), a head
@@ -197,29 +187,6 @@ def load_state(model, state: dict[str, torch.Tensor]):
         for name, p in model.named_parameters():
             if p.requires_grad:
                 p.copy_(state[name])
-    return model
-
-
-def train_lora(model, inputs, epochs: int, seed: int, batch_size: int, lr: float):
-    """Plain AdamW loop on the trainable (LoRA + head) parameters; deterministic per seed: the batch
-    order and dropout (torch's global generator, forked and seeded here)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
-    n = inputs["labels"].shape[0]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=generator)
-            for start in range(0, n, batch_size):
-                batch = rows(inputs, order[start : start + batch_size])
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                loss = per_example_loss(logits, batch["labels"]).mean()
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-    model.eval()
     return model
 
 
@@ -306,13 +273,6 @@ def ceilings(losses: np.ndarray) -> dict[str, float]:
             per_query_sb.append(math.sqrt(n_seeds * r / (1 + (n_seeds - 1) * r)))
     return {"ceiling": float(np.mean(leave_one_out)), "ceiling_by_seed": [float(v) for v in leave_one_out],
             "seed_pair_spearman": float(np.nanmean(pairwise)), "ceiling_sb": float(np.mean(per_query_sb))}
-
-
-def training_batches(inputs, contributors: int = 20, batch_size: int = 32) -> list[TrainingBatch]:
-    n = inputs["labels"].shape[0]
-    return [TrainingBatch(rows(inputs, slice(s, s + batch_size)), [f"r{i}" for i in range(s, min(n, s + batch_size))],
-                          [f"c{i % contributors}" for i in range(s, min(n, s + batch_size))])
-            for s in range(0, n, batch_size)]
 
 
 def evaluate(task: Task, subsets: int, k: int, log, sweep: bool) -> dict:
