@@ -199,7 +199,22 @@ class AttributionIndex:
         return merge_top_rows(parts, top_k)
 
     def top_rows(self, queries: torch.Tensor, top_k: int) -> TopRows:
+        """Exact top ``top_k`` rows per query: a scan of every shard."""
         return self.score_shard_range(queries, 0, self.num_shards, top_k)
+
+    def probed_top_rows(self, query: torch.Tensor, group_scores: np.ndarray, top_k: int, probe_groups: int) -> TopRows:
+        """Top ``top_k`` rows of one query ``[k]`` among the rows of its ``probe_groups`` highest-scoring credit
+        groups (an inverted-file search: the credit groups are k-means cells of the gradients, and a row that
+        supports an answer lifts its group's score). Reads those rows only, not the index."""
+        tables = self.credit()
+        probed = np.argsort(-group_scores, kind="stable")[:probe_groups]
+        positions = np.sort(np.concatenate([tables.group_rows[tables.group_offsets[g]:tables.group_offsets[g + 1]]
+                                            for g in probed.tolist()]))
+        scores = torch.from_numpy(self.row_scores(positions, query)).float()
+        m = min(top_k, scores.numel())
+        # Ties by lower position, as the full scan's merge breaks them.
+        order = torch.argsort(scores, descending=True, stable=True)[:m]
+        return TopRows(scores[order].view(1, -1), torch.from_numpy(positions)[order].view(1, -1))
 
     def all_scores(self, queries: torch.Tensor) -> torch.Tensor:
         """Every row's score ``[Q, n]`` (valuation, evaluation harnesses)."""

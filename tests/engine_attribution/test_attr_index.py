@@ -260,3 +260,21 @@ def test_groups_are_paid_when_they_beat_their_measured_null_at_the_false_discove
     # The queried row's own contributor is paid on most queries (its row ranks itself first).
     paid_own = [contributor_of(q) in r.payout.shares for q, r in enumerate(attributor.attribute(inputs))]
     assert np.mean(paid_own) >= 0.75
+
+
+def test_probed_search_equals_the_scan_when_every_group_is_probed_and_finds_a_fed_back_row(trained_classifier,
+                                                                                           tmp_path):
+    """Large indexes search a receipt's most similar rows in the best credit groups (an inverted file): with
+    every group probed it is the exact scan; with a quarter of them, a training row fed back still finds itself."""
+    model, data = trained_classifier
+    index = build(model, data, tmp_path / "idx")
+    groups = index.manifest["credit"]["groups"]
+    inputs = slice_inputs(data, slice(0, 16))
+    exact = Attributor(model, index, probe_groups=0).attribute(inputs, top_k_rows=5)
+    everything = Attributor(model, index, probe_groups=groups).attribute(inputs, top_k_rows=5)
+    for a, b in zip(exact, everything):
+        assert [r.row_id for r in a.top_rows] == [r.row_id for r in b.top_rows]
+        assert [r.score for r in a.top_rows] == pytest.approx([r.score for r in b.top_rows], rel=1e-5)
+        assert a.shares.shares == b.shares.shares  # probing changes which rows are listed, never what is paid
+    quarter = Attributor(model, index, probe_groups=max(1, groups // 4)).attribute(inputs, top_k_rows=1)
+    assert [r.top_rows[0].row_id for r in quarter] == [f"row{i}" for i in range(16)]
