@@ -1,5 +1,10 @@
 """gunicorn settings, read from the working directory by `gunicorn lineage.wsgi` (Procfile, compose, Dockerfile).
 
+Threaded workers (`gthread`): an answer streamed over SSE holds one thread, not a whole worker process, so
+`WEB_CONCURRENCY` workers × `WEB_THREADS` threads serve that many streams and page views at once, and a
+stream longer than `timeout` does not get its worker killed (the worker's main thread keeps reporting to the
+master while request threads run). With sync workers three long streams blocked the site.
+
 Prometheus across workers: each gunicorn worker is its own process with its own counters, so `/metrics`
 answered by one worker would show only the requests that worker served. prometheus-client's multiprocess
 mode keeps every worker's values in files under `PROMETHEUS_MULTIPROC_DIR` and sums them at scrape time
@@ -11,6 +16,12 @@ import glob
 import os
 import shutil
 import tempfile
+
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+threads = int(os.environ.get("WEB_THREADS", "32"))
+timeout = int(os.environ.get("WEB_TIMEOUT", "120"))
+keepalive = 30
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _own_multiproc_dir = None
