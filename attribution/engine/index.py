@@ -260,14 +260,6 @@ class AttributionIndex:
         tables = self.credit()
         return scan_scores(tables.group_matrix, queries * tables.group_matrix_scale)
 
-    def rows(self, positions: np.ndarray) -> torch.Tensor:
-        """Stored Ψ rows (true scale, float32) at global ``positions``, in that order."""
-        out = torch.empty(len(positions), self.k)
-        for number, mask, local in self._by_shard(positions):
-            psi, scale = self.shard(number)
-            out[mask] = torch.index_select(psi, 0, local).float() * scale
-        return out
-
     def row_scores(self, positions: np.ndarray, query: torch.Tensor) -> np.ndarray:
         """Scores ``[len(positions)]`` float64 of one query ``[k]`` against the stored rows at ``positions``:
         the fp16 rows are gathered shard by shard and scored in fp32, without a float copy of all of them."""

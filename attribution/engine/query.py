@@ -100,8 +100,9 @@ class Attributor:
         """The share policy (shares.py) for one projected query ``[k]``."""
         index, tables, policy = self.index, self.index.credit(), self.policy
         negative = negative_influence(index.contributors, contributor_scores)
-        discovered, z_cut = discover_groups(group_scores, float(torch.linalg.vector_norm(query.double())),
-                                            tables.group_noise, self.thresholds, policy.top_groups)
+        query_norm = float(torch.linalg.vector_norm(query.double()))
+        discovered, z_cut = discover_groups(group_scores, query_norm, tables.group_noise, self.thresholds,
+                                            policy.top_groups)
         if discovered.size == 0:
             return ContributorShares({}, {}, negative, reason=NOBODY_ABOVE_NOISE.format(fdr=policy.fdr))
         spans = [tables.group_rows[tables.group_offsets[g]:tables.group_offsets[g + 1]] for g in discovered.tolist()]
@@ -110,7 +111,6 @@ class Attributor:
         row_scores = index.row_scores(positions, query)
         # A paid group's weight is its score beyond the cut it had to pass, so a group that barely passes
         # earns barely anything; rows share it by score relative to their own self-influence (RelatIF).
-        query_norm = float(torch.linalg.vector_norm(query.double()))
         weights = group_scores[discovered] - z_cut * tables.group_noise[discovered] * query_norm
         relative = tables.row_credit[positions] * row_scores / np.sqrt(tables.row_self_influence[positions])
         credit = credit_within_groups(local_group, weights, relative)
