@@ -95,7 +95,6 @@ DAMPING_RATIOS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
 RULES = ("mean_eigenvalue", "weighted_mean_eigenvalue")
 WRONG_PAY_RELATIVE, WRONG_PAY_FLOOR = 0.01, 1e-4  # tol_q = max(1% of the query loss, 1e-4 nats)
 SIGNAL_RELATIVE, SIGNAL_FLOOR = 0.10, 1e-3  # "clearly": ≥ 10% of the query loss and ≥ 1e-3 nats
-RECOMMENDED = ("weighted_mean_eigenvalue", 0.01)  # the damping study's pick (see the module docstring)
 TARGETS = {"lds_ratio": 0.85, "loco_spearman": 0.8, "wrongly_paid": 0.05, "empty_with_signal": 0.10}
 
 
@@ -500,12 +499,6 @@ def main() -> None:
     log(f"  exact done ({results['exact']['seconds']:.1f} s)")
     for k in (1024, k_production):
         results[f"platform_k{k}"] = platform_method(model, data, truth, query_inputs, eval_inputs, k, log)
-    for k in (1024, k_production):  # the damping study's recommendation, same share policy
-        try:
-            results[f"weighted0.01_k{k}"] = platform_method(model, data, truth, query_inputs, eval_inputs, k, log,
-                                                            damping_rule=RECOMMENDED[0], damping_ratio=RECOMMENDED[1])
-        except SystemExit as error:
-            results[f"weighted0.01_k{k}"] = {"error": str(error)}
     peers = {} if args.skip_peers else run_peers(model, data, truth, train_inputs, query_inputs, log)
 
     print("\nmethod                 row LDS  LOO rho  LOCO rho(scores)  LOCO rho(shares)  wrongly paid  "
