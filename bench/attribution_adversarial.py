@@ -2,7 +2,7 @@
 
 Every case goes through the platform's payout path: ``build_index(model, batches, dir, config, model_hash,
 eval_inputs=<the eval split>)`` with the platform's ``IndexConfig`` (lineage/settings.py ATTRIBUTION_*, read
-at run time, like attribution/services.py), then ``Attributor(model, index, <the platform's SharePolicy>)
+at run time, like attribution/services/builds.py), then ``Attributor(model, index, <the platform's SharePolicy>)
 .attribute(with_predicted_labels(model, queries))``. The money that moves for a query ("pool paid") is the
 attribution's shares, or, when the attribution is empty (no credit group passed the null test), the index's
 ``fallback_shares()``. Every figure below is measured on that pool, both paths together: each query's pool
@@ -93,7 +93,7 @@ def platform_settings():
     return settings
 
 
-# Setting names that do not follow ATTRIBUTION_<FIELD NAME> (attribution/services.py).
+# Setting names that do not follow ATTRIBUTION_<FIELD NAME> (attribution/services/builds.py).
 _SETTING_ALIASES = {"harm_outlier_z": "ATTRIBUTION_MISLABEL_Z"}
 
 
@@ -110,12 +110,12 @@ def _from_settings(cls, **given):
 
 
 def share_policy() -> SharePolicy:
-    """attribution/services.py ``_share_policy()``: the SharePolicy built from the ATTRIBUTION_* settings."""
+    """attribution/services/loading.py ``_share_policy()``: the SharePolicy built from the ATTRIBUTION_* settings."""
     return _from_settings(SharePolicy)
 
 
 def index_config(seed: int) -> IndexConfig:
-    """The IndexConfig attribution/services.py ``_build`` builds with (k, projection kind and every
+    """The IndexConfig attribution/services/builds.py ``_build`` builds with (k, projection kind and every
     IndexConfig field from the ATTRIBUTION_* settings)."""
     s = platform_settings()
     return _from_settings(IndexConfig, projection=ProjectionSpec(seed=seed, k=s.ATTRIBUTION_K,

@@ -5,7 +5,7 @@ _DAMPING_RATIO, _DAMPING_RULE, _GROUP_SIZE, _DUPLICATE_COSINE, _MISLABEL_Z); tes
 that ``platform_config`` equals the IndexConfig the platform builds, so benchmarks measure it.
 
 The index has one damping: the stored Ψ rows are exactly the rows a receipt ranks and the rows the
-contributor matrix sums for payouts. So one set of row scores answers both the row question (LOO)
+contributor matrix sums. So one set of row scores answers both the row question (LOO)
 and the set question (LDS over random subsets, a contributor's total); ``platform_scores`` checks
 that the contributor matrix really is the sum of those row scores before returning them.
 """
@@ -57,8 +57,8 @@ def platform_scores(model: torch.nn.Module, batches: Sequence[TrainingBatch], di
     features = Attributor(model, index).query_features(queries)
     rows = index.all_scores(features).double().numpy()
     owners = np.array(index.row_contributor_ids)
-    credited = rows * index.credit().row_credit  # later duplicates and harmful rows earn nothing
-    summed = np.stack([credited[:, owners == c].sum(1) for c in index.contributors], axis=1)
+    # Contributor scores are the plain sums of the row scores (credit weights act on payouts only).
+    summed = np.stack([rows[:, owners == c].sum(1) for c in index.contributors], axis=1)
     matrix = index.contributor_scores(features).double().numpy()
     agreement = float(np.abs(matrix - summed).max() / np.abs(summed).max())
     if agreement > 5e-3:  # fp16 storage of both; anything larger means payouts sum something else

@@ -96,10 +96,14 @@ class Attributor:
         """Projected query gradients ``[Q, k]`` on the CPU, where the index is scored."""
         return self.featurizer.features(inputs).float().cpu()
 
-    def shares_for(self, query: torch.Tensor, group_scores: np.ndarray, contributor_scores: np.ndarray) -> ContributorShares:
-        """The share policy (shares.py) for one projected query ``[k]``."""
+    def shares_for(self, query: torch.Tensor, group_scores: np.ndarray,
+                   contributor_scores: np.ndarray | None = None) -> ContributorShares:
+        """The share policy (shares.py) for one projected query ``[k]``. Shares need only the credit-group
+        scores and the gathered rows; ``contributor_scores`` (every contributor's net score) only adds the
+        negative influence and the paid contributors' net scores to the result."""
         index, tables, policy = self.index, self.index.credit(), self.policy
-        negative = negative_influence(index.contributors, contributor_scores)
+        negative = (negative_influence(index.contributors, contributor_scores) if contributor_scores is not None
+                    else ScoreMap(index.contributors, np.zeros(0, dtype=np.int64), np.zeros(0)))
         query_norm = float(torch.linalg.vector_norm(query.double()))
         discovered, z_cut = discover_groups(group_scores, query_norm, tables.group_noise, self.thresholds,
                                             policy.top_groups)

@@ -127,7 +127,7 @@ def _summed_row_scores(rows_index, queries):
 
 
 @pytest.mark.parametrize("rule", ["mean_eigenvalue", "weighted_mean_eigenvalue"])
-def test_contributor_and_group_scores_are_the_credit_weighted_sums_of_the_stored_row_scores(small_model, tmp_path, rule):
+def test_contributor_scores_are_plain_and_group_scores_credit_weighted_sums_of_the_stored_row_scores(small_model, tmp_path, rule):
     """One damping: the rows a receipt lists are scored exactly as payouts sum them (contributor matrix and
     credit groups alike), and the damping follows the configured rule."""
     model, data = small_model
@@ -136,9 +136,11 @@ def test_contributor_and_group_scores_are_the_credit_weighted_sums_of_the_stored
     index = build_index(model, batches, tmp_path / "idx", config, model_hash="m")
     assert index.method["damping_rule"] == rule
     queries = Attributor(model, index).query_features(random_classification_inputs(2, seed=9))
-    rows = index.all_scores(queries).double().numpy() * index.credit().row_credit
+    plain = index.all_scores(queries).double().numpy()
+    rows = plain * index.credit().row_credit
     owners = np.array(index.row_contributor_ids)
-    expected = np.stack([rows[:, owners == c].sum(1) for c in index.contributors], axis=1)
+    # Contributor scores: plain sums (the linear leave-one-contributor-out estimate); groups: credit-weighted.
+    expected = np.stack([plain[:, owners == c].sum(1) for c in index.contributors], axis=1)
     actual = index.contributor_scores(queries).double().numpy()
     # fp16 storage of Ψ rows and of the matrices (each its own power-of-two scale).
     assert np.abs(actual - expected).max() / np.abs(expected).max() < 2e-3
@@ -146,6 +148,21 @@ def test_contributor_and_group_scores_are_the_credit_weighted_sums_of_the_stored
     expected_groups = np.stack([rows[:, groups == g].sum(1) for g in range(groups.max() + 1)], axis=1)
     actual_groups = index.group_scores(queries).double().numpy()
     assert np.abs(actual_groups - expected_groups).max() / np.abs(expected_groups).max() < 2e-3
+
+
+def test_row_scores_gathered_across_shards_match_the_full_scan(small_model, tmp_path):
+    """A receipt's rows are gathered from several shards (in any order, repeats allowed) into one buffer
+    and scored in one kernel call; each score must equal that row's score in a full scan."""
+    model, data = small_model
+    index = build_index(model, training_batches(data, lambda i: f"c{i % 5}"), tmp_path / "idx",
+                        IndexConfig(ProjectionSpec(seed=3, k=64), shard_rows=16), model_hash="m")
+    assert len(index.manifest["shards"]) >= 3
+    query = Attributor(model, index).query_features(random_classification_inputs(1, seed=4))
+    full = index.all_scores(query).double().numpy()[0]
+    positions = np.random.default_rng(0).permutation(index.num_rows)[: index.num_rows // 2]
+    positions = np.r_[positions, positions[:3]]  # the same row twice is scored twice
+    assert np.allclose(index.row_scores(positions, query[0]), full[positions], rtol=1e-5, atol=1e-9)
+    assert index.row_scores(np.array([], dtype=np.int64), query[0]).shape == (0,)
 
 
 def test_damping_rules_differ_as_documented(small_model, tmp_path):

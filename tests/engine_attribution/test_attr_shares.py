@@ -55,6 +55,23 @@ def test_accounts_receive_the_sum_of_their_rows_and_ppm_is_exact():
     assert empty.is_empty and empty.reason
 
 
+def test_paid_rows_list_each_accounts_best_rows_in_share_order():
+    contributors = ["alice", "bob", "carol", "dave"]
+    owner = np.array([1, 3, 1, 1, 3, 0])
+    result = account_shares(row_positions=np.arange(6), row_credit=np.array([1.0, 4.0, 3.0, 2.0, 1.0, 0.0]),
+                            row_owner=owner, contributors=contributors, row_ids=[f"r{i}" for i in range(6)],
+                            rows_per_contributor=2, negative={}, contributor_scores=np.array([0.0, 5.0, 0.0, 7.0]))
+    # bob 6/11 first (rows r2, r3 best first; r0 beyond two rows), dave 5/11; alice's only row earned nothing.
+    assert list(result.rows) == ["bob", "dave"] == list(result.shares) == list(result.shares_ppm)
+    assert result.rows["dave"] == [("r1", pytest.approx(4 / 11)), ("r4", pytest.approx(1 / 11))]
+    assert dict(result.rows.items()) == {"bob": [("r2", pytest.approx(3 / 11)), ("r3", pytest.approx(2 / 11))],
+                                         "dave": [("r1", pytest.approx(4 / 11)), ("r4", pytest.approx(1 / 11))]}
+    assert isinstance(result.shares_ppm["bob"], int) and result.shares_ppm["bob"] + result.shares_ppm["dave"] == PPM
+    assert result.scores == {"bob": 5.0, "dave": 7.0} and "alice" not in result.rows
+    with pytest.raises(KeyError):
+        result.rows["alice"]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(2, 60), st.integers(1, 8), st.integers(0, 2**32 - 1))
 def test_a_set_of_rows_earns_the_same_however_its_owner_splits_or_merges_accounts(rows, accounts, seed):
