@@ -30,7 +30,8 @@ def api_keys_created_daily(*, start, end) -> list[dict]:
 
 
 def users_public_names(*, user_ids) -> dict[int, str]:
-    """{user id: the name pages show for them} (display name, else username)."""
+    """{user id: the name pages show for them} (display name, else username): `User.public_name` in bulk.
+    Every page, API answer and receipt names people this way; an e-mail address is never shown."""
     from django.contrib.auth import get_user_model
 
     ids = [int(i) for i in user_ids if str(i).isdigit()]

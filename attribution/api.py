@@ -53,13 +53,15 @@ class ReceiptSerializer(serializers.ModelSerializer):
     top_rows = RowSerializer(many=True)
     input = serializers.SerializerMethodField()
     output = serializers.SerializerMethodField()
+    contributor_names = serializers.SerializerMethodField(
+        help_text="{contributor id: public name}: the name the receipt page and the playground show.")
 
     class Meta:
         model = AttributionReceipt
         fields = ["receipt_id", "url", "model", "model_version_hash", "index_hash", "method", "inference_id",
                   "input", "output", "query_digest", "top_rows", "contributor_scores", "contributor_shares_ppm",
-                  "contributor_rows", "negative_influence", "empty_reason", "receipt_digest", "latency_ms",
-                  "created_at"]
+                  "contributor_rows", "contributor_names", "negative_influence", "empty_reason", "receipt_digest",
+                  "latency_ms", "created_at"]
 
     def _shows_query(self, receipt) -> bool:
         return selectors.receipt_shows_query(receipt=receipt, user=self.context["request"].user)
@@ -72,6 +74,9 @@ class ReceiptSerializer(serializers.ModelSerializer):
 
     def get_output(self, receipt) -> str | None:
         return receipt.output if self._shows_query(receipt) else None
+
+    def get_contributor_names(self, receipt) -> dict[str, str]:
+        return selectors.receipt_contributor_names(receipt=receipt)
 
 
 class AttributionCreateView(APIView):

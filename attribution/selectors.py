@@ -6,9 +6,9 @@ its Datanet (a private Datanet's rows appear as "a row of a private Datanet").
 
 from dataclasses import dataclass
 
-from django.contrib.auth import get_user_model
 from django.http import Http404
 
+from accounts import selectors as accounts_selectors
 from datanets import selectors as datanet_selectors
 from models_registry import selectors as model_selectors
 
@@ -98,8 +98,17 @@ def payout_basis(*, receipt: AttributionReceipt) -> PayoutBasis:
 
 
 def _names(ids) -> dict[str, str]:
-    users = get_user_model().objects.filter(pk__in=[int(i) for i in ids if str(i).isdigit()])
-    return {str(u.pk): u.public_name for u in users}
+    return {str(pk): name for pk, name in accounts_selectors.users_public_names(user_ids=ids).items()}
+
+
+def receipt_contributor_names(*, receipt: AttributionReceipt) -> dict[str, str]:
+    """{contributor id: public name} of everyone a receipt names (shares, scores, rows, negative influence)."""
+    ids = {str(c) for field in (receipt.contributor_shares_ppm, receipt.contributor_scores, receipt.contributor_rows,
+                                receipt.negative_influence) for c in (field or {})}
+    ids |= {str(row.get("contributor_id")) for row in receipt.top_rows or []}
+    ids = {c for c in ids if c.isdigit()}
+    names = _names(ids)
+    return {c: names.get(c, f"user {c}") for c in sorted(ids, key=int)}
 
 
 def explain_rows(*, rows: list[dict], model_version, user) -> list[ExplainedRow]:

@@ -12,9 +12,11 @@ quiet moment, and is timed by process CPU time unless ``--clock wall``):
   same batch. No LoRA implementation can beat peft by more than that, because both run the base model.
   On a GPU the base model of a small LM is cheap next to peft's per-adapter kernel launches; on a CPU its
   matmuls are not, and they set the ceiling: about 12x in decoding on the tiny model, 3-4x on the h256
-  one. So the headline ``vs_peft_64`` is the tiny model's decode step, the h256 figures are reported
-  beside it (``vs_peft_64_h256*``), and the h256 decode comparison is repeated with adapters on all linear
-  layers (how adapters are commonly trained), where peft's per-adapter loop has more layers to run.
+  one, and far less on MiniLM. The headline ``vs_peft_64`` is MiniLM, the model the platform deploys, with
+  its ceiling; every pair is also printed as a fraction of its own ceiling (``of_ceiling``). The tiny and
+  h256 Llamas stay as context (``vs_peft_64_tiny``, ``vs_peft_64_h256*``), and the h256 decode comparison is
+  repeated with adapters on all linear layers (how adapters are commonly trained), where peft's
+  per-adapter loop has more layers to run.
   Decode steps on the CPU run the native kernel (``inference/engine/kernels/bgmv_cpu.c``) when it
   builds; the tiny decode comparison is repeated with it off (``vs_peft_64_torch_ops``);
 - adapter load latency from the host tier and from disk (rank-8 MiniLM adapter);
@@ -373,10 +375,14 @@ def main() -> None:
     result = {
         "ratio_16": min(p["ratio_16"] for p in parts),
         "ratio_100": min(p["ratio_100"] for p in parts),
-        # Decode steps are the serving hot loop; the headline is the platform's tiny causal model, where
-        # the base model's matmuls are small enough that the adapter handling is what is compared.
-        "vs_peft_64": tiny["decode"]["vs_peft_64"],
-        "vs_peft_64_ceiling": tiny["decode"]["vs_peft_64_ceiling"],
+        # The headline is the model the platform deploys (MiniLM, the bundled base): there the base model's
+        # own matmuls dominate both sides, so the ratio is small, and its ceiling (peft over the bare base model)
+        # says how much any LoRA implementation could win. Every pair is also given as a fraction of its ceiling.
+        "vs_peft_64": minilm["vs_peft_64"],
+        "vs_peft_64_ceiling": minilm["vs_peft_64_ceiling"],
+        # Context: the tiny causal model, where the base model is cheap and adapter handling is what is compared.
+        "vs_peft_64_tiny": tiny["decode"]["vs_peft_64"],
+        "vs_peft_64_tiny_ceiling": tiny["decode"]["vs_peft_64_ceiling"],
         "vs_peft_64_torch_ops": tiny_torch["vs_peft_64"],
         "vs_peft_64_torch_ops_ceiling": tiny_torch["vs_peft_64_ceiling"],
         "native_kernels": cpu_kernels.bgmv_function() is not None,
@@ -390,6 +396,10 @@ def main() -> None:
         "vs_peft_64_minilm_ceiling": minilm["vs_peft_64_ceiling"],
         "vs_peft_64_all_linear": all_linear["vs_peft_64"],
         "vs_peft_64_all_linear_ceiling": all_linear["vs_peft_64_ceiling"],
+        "of_ceiling": {name: pair["vs_peft_64"] / pair["vs_peft_64_ceiling"] for name, pair in (
+            ("minilm", minilm), ("tiny_decode", tiny["decode"]), ("tiny_decode_torch_ops", tiny_torch),
+            ("tiny_prefill", tiny["prefill"]), ("h256_decode", llama["decode"]), ("h256_prefill", llama["prefill"]),
+            ("h256_all_linear_decode", all_linear))},
         "ratio_16_all_linear": all_linear["ratio_16"],
         "ratio_100_all_linear": all_linear["ratio_100"],
         "load_ms_cpu": loading["load_ms_cpu"],
@@ -409,15 +419,18 @@ def main() -> None:
         "quick": quick,
         "seconds": time.perf_counter() - started,
     }
-    log(f"headline: ratio_16 {result['ratio_16']:.3f}, ratio_100 {result['ratio_100']:.3f} (worst of q/v prefill, "
+    fractions = ", ".join(f"{name} {value:.2f}" for name, value in result["of_ceiling"].items())
+    log(f"headline (MiniLM, the deployed model): {result['vs_peft_64']:.2f}x peft at 64 adapters, ceiling "
+        f"{result['vs_peft_64_ceiling']:.2f}x (peft over the bare base model), {result['of_ceiling']['minilm']:.2f} of it")
+    log(f"each pair as a fraction of its ceiling: {fractions}")
+    log(f"context: ratio_16 {result['ratio_16']:.3f}, ratio_100 {result['ratio_100']:.3f} (worst of q/v prefill, "
         f"q/v decode on both Llamas, MiniLM; h256 all-linear decode {result['ratio_16_all_linear']:.3f}/"
         f"{result['ratio_100_all_linear']:.3f}); vs peft at 64 adapters (ceiling in brackets): tiny decode "
-        f"{result['vs_peft_64']:.1f}x ({result['vs_peft_64_ceiling']:.1f}x; torch ops only "
+        f"{result['vs_peft_64_tiny']:.1f}x ({result['vs_peft_64_tiny_ceiling']:.1f}x; torch ops only "
         f"{result['vs_peft_64_torch_ops']:.1f}x), tiny prefill {result['vs_peft_64_prefill']:.1f}x "
         f"({result['vs_peft_64_prefill_ceiling']:.1f}x), h256 decode {result['vs_peft_64_h256']:.1f}x "
         f"({result['vs_peft_64_h256_ceiling']:.1f}x), h256 prefill {result['vs_peft_64_h256_prefill']:.1f}x "
-        f"({result['vs_peft_64_h256_prefill_ceiling']:.1f}x), MiniLM {result['vs_peft_64_minilm']:.1f}x "
-        f"({result['vs_peft_64_minilm_ceiling']:.1f}x), h256 all-linear decode {result['vs_peft_64_all_linear']:.1f}x "
+        f"({result['vs_peft_64_h256_prefill_ceiling']:.1f}x), h256 all-linear decode {result['vs_peft_64_all_linear']:.1f}x "
         f"({result['vs_peft_64_all_linear_ceiling']:.1f}x); total {result['seconds']:.0f} s")
     if ARGS.json:
         print(json.dumps(result))

@@ -352,19 +352,14 @@ class ContributionErrorsView(SignedInView):
 class ContributionErrorsCsvView(SignedInView):
     @extend_schema(
         tags=TAGS, operation_id="v1_datanets_contributions_errors_csv",
-        summary="Download the row errors as CSV (formula cells neutralised)",
+        summary="Download the row errors as CSV, with each rejected row's content (formula cells neutralised)",
         parameters=[SLUG, CONTRIBUTION_ID],
         responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY), **READ_ERRORS},
     )
     def get(self, request, slug, contribution_id):
         contribution = selectors.contribution_get_for(datanet=self.datanet, pk=contribution_id, user=request.user)
-        rows = (
-            (e.row_number, e.line_number, e.code, e.message)
-            for e in contribution.row_errors.order_by("row_number", "id").iterator()
-        )
-        response = StreamingHttpResponse(
-            _csv_cell_stream(("row", "line", "code", "message"), rows), content_type="text/csv; charset=utf-8"
-        )
+        header, rows = selectors.contribution_error_table(contribution=contribution)
+        response = StreamingHttpResponse(_csv_cell_stream(header, rows), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="contribution-{contribution.pk}-errors.csv"'
         return response
 

@@ -139,6 +139,7 @@ class Contribution(models.Model):
     rows_near_duplicate = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Task deliveries that started validating it.")
     notes = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     validated_at = models.DateTimeField(null=True, blank=True)
@@ -210,9 +211,14 @@ class Record(models.Model):
         text = self.fields.get("text") or self.fields.get("prompt") or ""
         return text if len(text) <= 160 else text[:157] + "…"
 
+    @property
+    def where(self):
+        """Where the row was in its contributor's upload: "line 7", or "row 7" for uploads without lines."""
+        return f"line {self.line_number}" if self.line_number is not None else f"row {self.row_number}"
+
 
 class RowError(models.Model):
-    """A row that was not accepted into review: why, and where in the file."""
+    """A row that was not accepted into review: why, where in the file, and what it held."""
 
     contribution = models.ForeignKey(Contribution, on_delete=models.CASCADE, related_name="row_errors")
     row_number = models.PositiveIntegerField(null=True, blank=True)
@@ -220,12 +226,20 @@ class RowError(models.Model):
     code = models.CharField(max_length=32, db_index=True)
     message = models.CharField(max_length=500)
     duplicate_of = models.ForeignKey(Record, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    content = models.JSONField(default=dict, blank=True,
+                               help_text="The row as read, each value shortened: its columns, or its raw text "
+                                         "under 'raw' when it could not be parsed.")
 
     class Meta:
         ordering = ["row_number", "id"]
 
     def __str__(self):
-        return f"{self.code} at row {self.row_number}"
+        return f"{self.code} at {self.where}"
+
+    @property
+    def where(self):
+        """The contributor's own numbering: the line of their file, or the row where the upload has no lines."""
+        return f"line {self.line_number}" if self.line_number is not None else f"row {self.row_number}"
 
 
 class DatanetVersion(models.Model):

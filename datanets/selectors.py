@@ -4,9 +4,11 @@ Private Datanets are invisible to non-members everywhere (pages, API, search): e
 or fetches a Datanet, a row or a version goes through `datanets_visible_to`.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from .models import (
@@ -22,6 +24,7 @@ from .models import (
     RowError,
     TrainingAccess,
     TrainingAccessRequest,
+    VersionRecord,
     Visibility,
 )
 
@@ -73,12 +76,16 @@ def datanet_permissions(*, datanet: Datanet, user) -> DatanetPermissions:
 
 
 def datanets_visible_to(*, user):
+    """Each Datanet the user may see, once. Membership is tested by a subquery, not a join: a join on
+    the members table repeats a Datanet once per member, and any count annotated on top of it (accepted
+    rows, say) is multiplied by the number of members."""
     queryset = Datanet.objects.select_related("owner")
     if not getattr(user, "is_authenticated", False):
         return queryset.filter(visibility=Visibility.PUBLIC)
     return queryset.filter(
-        Q(visibility=Visibility.PUBLIC) | Q(owner=user) | Q(memberships__user=user)
-    ).distinct()
+        Q(visibility=Visibility.PUBLIC) | Q(owner=user)
+        | Q(pk__in=Membership.objects.filter(user=user).values("datanet_id"))
+    )
 
 
 def datanet_get_visible(*, slug: str, user) -> Datanet:
@@ -89,13 +96,31 @@ def datanet_get_visible(*, slug: str, user) -> Datanet:
     return datanet
 
 
+def _accepted_rows_subquery():
+    return Subquery(
+        Record.objects.filter(datanet=OuterRef("pk"), status=RecordStatus.ACCEPTED).order_by()
+        .values("datanet").annotate(n=Count("pk")).values("n")[:1]
+    )
+
+
+def with_accepted_rows(queryset):
+    """The Datanets annotated with `accepted` (their accepted rows). A correlated subquery, so the count
+    stays right whatever else the queryset joins (members, tags, versions)."""
+    return queryset.annotate(accepted=Coalesce(_accepted_rows_subquery(), 0))
+
+
+def datanet_accepted_rows(*, datanet: Datanet) -> int:
+    """Accepted rows of one Datanet: the figure its page, `/stats/` and the list all show."""
+    return Record.objects.filter(datanet=datanet, status=RecordStatus.ACCEPTED).count()
+
+
 def datanet_search(*, user, query: str = "", task_type: str = "", tag: str = ""):
     queryset = datanets_visible_to(user=user)
     if query:
         queryset = queryset.filter(Q(name__icontains=query) | Q(summary__icontains=query) | Q(slug__icontains=query))
     if task_type:
         queryset = queryset.filter(task_type=task_type)
-    datanets = list(queryset.annotate(accepted=Count("records", filter=Q(records__status=RecordStatus.ACCEPTED))))
+    datanets = list(with_accepted_rows(queryset))
     if tag:
         # Tags are a JSON list; filtered in Python so the query works the same on SQLite and PostgreSQL.
         datanets = [d for d in datanets if tag in d.tags]
@@ -189,6 +214,60 @@ def rows_for_viewer(*, datanet: Datanet, version: DatanetVersion | None = None, 
     return queryset.select_related("contributor").order_by("id")
 
 
+def version_rows_among(*, version: DatanetVersion, row_ids, limit: int):
+    """The first `limit` (by id) of these rows of a version, for the version diff: rows a version added
+    are read from the later version, rows it removed from the earlier one (they are no longer accepted,
+    so only a version still holds them). Each carries its current status."""
+    ids = sorted(int(pk) for pk in row_ids)[:limit]
+    return Record.objects.filter(versions=version, pk__in=ids).select_related("contributor").order_by("id")
+
+
+ROW_ERROR_COLUMNS = ("row", "line", "code", "message")
+
+
+def contribution_error_table(*, contribution: Contribution):
+    """(header, rows) of a contribution's row-errors CSV: where each rejected row was (`row`: its data-row
+    count, `line`: its line in the file, the number messages use), why, then what it held: one column per
+    Datanet column and `raw`, the text of a line that could not be parsed. Rows are streamed."""
+    columns = [*contribution.datanet.schema.columns, "raw"]
+    header = [*ROW_ERROR_COLUMNS, *(f"row_{c}" if c in ROW_ERROR_COLUMNS else c for c in columns)]
+
+    def rows():
+        for error in contribution.row_errors.order_by("row_number", "id").iterator():
+            content = error.content or {}
+            yield [error.row_number, error.line_number, error.code, error.message,
+                   *(content.get(c, "") for c in columns)]
+
+    return header, rows()
+
+
+def existing_rows_described_to(*, datanet: Datanet, user, row_ids) -> dict[int, str]:
+    """How to name rows already in this Datanet in messages to `user` about their upload (a duplicate of,
+    similar to, the same text as ...), by row id. The row's id means nothing to a contributor, so:
+
+    - their own row: its text and where it was in their upload ("your row “…” (line 3 of “a.csv”)");
+    - a row they may see (accepted rows of a Datanet they can view; every row, for its curators): its text;
+    - any other row: "another contributor's row", without its text."""
+    ids = sorted({int(pk) for pk in row_ids if pk is not None and str(pk).isdigit()})
+    perms = datanet_permissions(datanet=datanet, user=user)
+    described = {}
+    for start in range(0, len(ids), 500):
+        records = (Record.objects.filter(datanet=datanet, pk__in=ids[start:start + 500])
+                   .select_related("contribution").only("pk", "fields", "status", "contributor_id", "row_number",
+                                                        "line_number", "contribution__file_name"))
+        for record in records:
+            excerpt = record.excerpt if len(record.excerpt) <= 80 else record.excerpt[:79] + "…"
+            if record.contributor_id == getattr(user, "pk", None):
+                described[record.pk] = (f"your row “{excerpt}” already in this Datanet ({record.where} of your "
+                                        f"upload “{record.contribution.file_name}”)")
+            elif perms.can_curate or (perms.can_view and record.status == RecordStatus.ACCEPTED):
+                described[record.pk] = f"a row already in this Datanet, “{excerpt}”"
+            else:
+                described[record.pk] = "another contributor's row already in this Datanet"
+    # Rows no longer there (a cached index may name them) are named without detail.
+    return {pk: described.get(pk, "a row already in this Datanet") for pk in ids}
+
+
 def review_progress(*, datanet: Datanet) -> dict:
     stats = datanet_stats(datanet=datanet)
     reviewed = stats["accepted"] + stats["rejected"]
@@ -255,6 +334,24 @@ def trainable_versions_for(*, user):
     visible = datanets_visible_to(user=user)
     versions = DatanetVersion.objects.filter(datanet__in=visible).select_related("datanet")
     return [v for v in versions if datanet_permissions(datanet=v.datanet, user=user).can_train]
+
+
+def versions_shared_row_counts(*, versions) -> dict[tuple[int, int], int]:
+    """{(version id, version id): rows both hold} for each pair of these versions that share rows (a row
+    must not be trained on twice: the training engine refuses duplicate row ids)."""
+    ids = [v.pk for v in versions]
+    shared = (VersionRecord.objects.filter(version_id__in=ids).values("record_id").annotate(n=Count("version_id"))
+              .filter(n__gt=1).values_list("record_id", flat=True))
+    holders: dict[int, list[int]] = {}
+    for record_id, version_id in (VersionRecord.objects.filter(version_id__in=ids, record_id__in=shared)
+                                  .order_by("record_id", "version_id").values_list("record_id", "version_id")):
+        holders.setdefault(record_id, []).append(version_id)
+    pairs: Counter = Counter()
+    for versions_of_row in holders.values():
+        for i, a in enumerate(versions_of_row):
+            for b in versions_of_row[i + 1:]:
+                pairs[(a, b)] += 1
+    return dict(pairs)
 
 
 def version_training_rows(*, version: DatanetVersion):

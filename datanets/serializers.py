@@ -29,7 +29,7 @@ class UserRefSerializer(serializers.Serializer):
     name = serializers.SerializerMethodField()
 
     def get_name(self, user) -> str:
-        return getattr(user, "display_name", "") or user.username
+        return user.public_name
 
 
 class DatanetSerializer(serializers.Serializer):
@@ -54,8 +54,14 @@ class DatanetSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
-    def get_accepted_rows(self, datanet) -> int | None:
-        return getattr(datanet, "accepted", None)
+    def get_accepted_rows(self, datanet) -> int:
+        # Lists annotate the count (`selectors.with_accepted_rows`); a single Datanet is counted here.
+        accepted = getattr(datanet, "accepted", None)
+        if accepted is None:
+            from .selectors import datanet_accepted_rows
+
+            accepted = datanet_accepted_rows(datanet=datanet)
+        return accepted
 
     def get_url(self, datanet) -> str:
         path = reverse("datanets-api-detail", args=[datanet.slug])

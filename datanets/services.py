@@ -36,6 +36,7 @@ from datanets.ingest.versions import (
     verify_version,
     write_version,
 )
+from lineage import jobs
 
 from .models import (
     AccessState,
@@ -52,7 +53,7 @@ from .models import (
     TrainingAccessRequest,
     VersionRecord,
 )
-from .selectors import datanet_permissions
+from .selectors import datanet_permissions, existing_rows_described_to
 
 HASH_CHUNK = 1024 * 1024
 SCHEMA_FIELDS = ("task_type", "label_set", "metadata_columns", "max_field_length", "max_rows_per_contribution")
@@ -286,6 +287,11 @@ def records_review(*, datanet: Datanet, reviewer, record_ids, decision: str, rea
     Rejecting needs a reason, because the contributor sees it. Re-deciding an already decided row is
     allowed (curators fix mistakes) and audited like any other decision."""
     _require_curator(datanet=datanet, actor=reviewer)
+    return _records_decide(datanet=datanet, reviewer=reviewer, record_ids=record_ids, decision=decision, reason=reason)
+
+
+def _records_decide(*, datanet: Datanet, reviewer, record_ids, decision: str, reason: str = "",
+                    details=None) -> int:
     if decision not in Decision.CHOICES:
         raise ValidationError({"decision": "Decide 'accept' or 'reject'."})
     reason = (reason or "").strip()[:500]
@@ -303,11 +309,34 @@ def records_review(*, datanet: Datanet, reviewer, record_ids, decision: str, rea
         if changed:
             audit_record(
                 actor=reviewer, action=f"record.{decision}", target=datanet,
-                details={"records": [pk for pk, _ in changed][:1000], "count": len(changed), "reason": reason},
+                details={"records": [pk for pk, _ in changed][:1000], "count": len(changed), "reason": reason,
+                         **(details or {})},
             )
         for contribution_id in {cid for _, cid in changed}:
             _contribution_settle_review(contribution_id=contribution_id)
     return len(changed)
+
+
+MODERATION_REASON = "Rejected by the platform's moderators."
+
+
+def records_moderate(*, moderator, record_ids, decision: str, reason: str = "") -> int:
+    """Staff moderation from the Django admin: accept or reject rows of any Datanet, as a curator would
+    (same rules, same audit action, marked `moderated_in_admin`). Needs staff with the permission to change
+    rows (`datanets.change_record`; superusers have it). Returns how many rows changed."""
+    if not (getattr(moderator, "is_staff", False) and moderator.has_perm("datanets.change_record")):
+        raise PermissionDenied("Moderating rows needs staff with the permission to change rows.")
+    if decision == Decision.REJECT:
+        reason = (reason or "").strip() or MODERATION_REASON
+    by_datanet: dict[int, list[int]] = {}
+    for pk, datanet_id in Record.objects.filter(pk__in=[int(pk) for pk in record_ids]).values_list("pk", "datanet_id"):
+        by_datanet.setdefault(datanet_id, []).append(pk)
+    changed = 0
+    with transaction.atomic():
+        for datanet in Datanet.objects.filter(pk__in=by_datanet).order_by("pk"):
+            changed += _records_decide(datanet=datanet, reviewer=moderator, record_ids=by_datanet[datanet.pk],
+                                       decision=decision, reason=reason, details={"moderated_in_admin": True})
+    return changed
 
 
 def _contribution_settle_review(*, contribution_id: int) -> None:
@@ -384,6 +413,7 @@ PROGRESS_EVERY_S = 0.5
 PROGRESS_PARSE_SHARE = 0.8
 PROGRESS_SCREEN_SHARE = 0.95
 DB_BATCH = 2000
+VALIDATION_LABEL = "upload validation"  # names the job in messages and logs (`lineage.jobs`)
 
 
 def _ingest_limits() -> IngestLimits:
@@ -518,34 +548,52 @@ def contribution_validate(*, contribution_id: int) -> Contribution:
     """Parse, validate and de-duplicate a stored upload; write every row's result in one transaction.
 
     Idempotent: a finished contribution is returned as it is; one caught mid-way by a worker crash
-    (state `validating`) wrote nothing yet, so it simply runs again from the stored file."""
-    contribution = Contribution.objects.select_related("datanet").get(pk=contribution_id)
-    if contribution.state not in (ContributionState.RECEIVED, ContributionState.VALIDATING):
-        return contribution
-    Contribution.objects.filter(pk=contribution.pk).update(state=ContributionState.VALIDATING, progress_done=0)
+    (state `validating`) wrote nothing yet, so it simply runs again from the stored file, up to
+    `JOB_MAX_ATTEMPTS` deliveries (`lineage.jobs`). A file the engine refuses fails with its reason; an
+    unexpected error fails it with a generic message and an error id (the details are logged)."""
+    claim = jobs.claim_job(
+        Contribution, contribution_id, label=VALIDATION_LABEL, start_states=(ContributionState.RECEIVED,),
+        running_state=ContributionState.VALIDATING, fail=_contribution_job_fail, on_start=_contribution_job_start,
+        action="Upload the file again (split it if it is large), or contact an admin if it keeps failing.",
+    )
+    if not claim.run:
+        return claim.job
+    return jobs.run_job(claim.job, lambda: _contribution_validate_claimed(claim.job), label=VALIDATION_LABEL,
+                        fail=_contribution_job_fail, expected=(IngestError,))
+
+
+def _contribution_job_start(contribution: Contribution, claim) -> None:
+    contribution.progress_done = 0
+    contribution.save(update_fields=["progress_done"])
+
+
+def _contribution_job_fail(contribution: Contribution, failure) -> Contribution:
+    return _contribution_fail(contribution=contribution, code=failure.code, message=failure.message)
+
+
+def _contribution_validate_claimed(contribution: Contribution) -> Contribution:
     datanet = contribution.datanet
     schema = datanet.schema
     results = []
-    try:
-        with default_storage.open(contribution.storage_name, "rb") as fh:
-            stream = iter_rows(fh, contribution.file_name, schema, _ingest_limits(), total_bytes=contribution.size_bytes)
-            last_report = time.monotonic()
-            for result in stream:
-                results.append(result)
-                if time.monotonic() - last_report > PROGRESS_EVERY_S:
-                    Contribution.objects.filter(pk=contribution.pk).update(
-                        progress_done=int(stream.bytes_read * PROGRESS_PARSE_SHARE))
-                    last_report = time.monotonic()
-            notes = list(stream.notes)
-    except IngestError as exc:
-        return _contribution_fail(contribution=contribution, code=exc.code, message=exc.message)
+    with default_storage.open(contribution.storage_name, "rb") as fh:  # an IngestError fails it with its reason
+        stream = iter_rows(fh, contribution.file_name, schema, _ingest_limits(), total_bytes=contribution.size_bytes)
+        last_report = time.monotonic()
+        for result in stream:
+            results.append(result)
+            if time.monotonic() - last_report > PROGRESS_EVERY_S:
+                Contribution.objects.filter(pk=contribution.pk).update(
+                    progress_done=int(stream.bytes_read * PROGRESS_PARSE_SHARE))
+                last_report = time.monotonic()
+        notes = list(stream.notes)
 
     # Parsing is done; screening and storing still take a few seconds on a large file, so the bar says so.
     Contribution.objects.filter(pk=contribution.pk).update(
         progress_done=int(contribution.progress_total * PROGRESS_PARSE_SHARE))
     index = near_dup_index_load(datanet=datanet)
     existing = _existing_content(datanet=datanet, hashes={r.content_hash for r in results if r.accepted})
-    screener = UploadScreener(schema, existing=existing, near_dup_index=index)
+    # Rows already in the Datanet are named to the contributor by what they may see of them, not by id.
+    screener = UploadScreener(schema, existing=existing, near_dup_index=index, describe_existing=lambda ids: (
+        existing_rows_described_to(datanet=datanet, user=contribution.contributor, row_ids=ids)))
     records: list[_NewRecord] = []
     errors: list[RowError] = []
     duplicates_in_upload: list[tuple[RowError, int]] = []  # linked to the earlier row once it has an id
@@ -556,7 +604,7 @@ def contribution_validate(*, contribution_id: int) -> Contribution:
         error = RowError(
             contribution=contribution, row_number=result.row_number, line_number=result.line_number,
             code=str(result.rejection.code), message=result.rejection.message[:500],
-            duplicate_of_id=_duplicate_target(result, existing),
+            duplicate_of_id=_duplicate_target(result, existing), content=dict(result.content or {}),
         )
         errors.append(error)
         if error.duplicate_of_id is None and result.rejection.duplicate_of_upload_row is not None:

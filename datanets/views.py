@@ -178,20 +178,39 @@ def contribution(request, slug, pk):
         request.GET.get("page")
     )
     working = item.state in (ContributionState.RECEIVED, ContributionState.VALIDATING)
-    steps = [(key, label) for key, label in ContributionState.choices if key != ContributionState.FAILED]
-    context = _context(request, datanet, contribution=item, errors=errors, rows=rows, working=working, steps=steps)
+    context = _context(request, datanet, contribution=item, errors=errors, rows=rows, working=working,
+                       steps=_contribution_steps(item.state))
     return render(request, _partial(request, "datanets/contribution.html", "status"), context)
+
+
+CONTRIBUTION_FLOW = (ContributionState.RECEIVED, ContributionState.VALIDATING, ContributionState.IN_REVIEW,
+                     ContributionState.DONE)
+
+
+def _contribution_steps(state: str) -> list[dict]:
+    """The progress steps with each one's status (`done`, `current`, `todo`, or `failed`): a file that
+    could not be read stopped while validating, so its steps end there, in a Failed step."""
+    labels = dict(ContributionState.choices)
+    if state == ContributionState.FAILED:
+        return [{"key": ContributionState.RECEIVED, "label": labels[ContributionState.RECEIVED], "status": "done"},
+                {"key": ContributionState.VALIDATING, "label": labels[ContributionState.VALIDATING], "status": "done"},
+                {"key": ContributionState.FAILED, "label": labels[ContributionState.FAILED], "status": "failed"}]
+    position = CONTRIBUTION_FLOW.index(state) if state in CONTRIBUTION_FLOW else 0
+    return [{"key": key, "label": labels[key],
+             "status": "done" if i < position else "current" if i == position else "todo"}
+            for i, key in enumerate(CONTRIBUTION_FLOW)]
 
 
 @login_required
 def contribution_errors_csv(request, slug, pk):
     datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
     item = selectors.contribution_get_for(datanet=datanet, pk=pk, user=request.user)
+    header, rows = selectors.contribution_error_table(contribution=item)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["row", "line", "code", "message"])
-    for error in item.row_errors.all():
-        writer.writerow([error.row_number, error.line_number or "", error.code, neutralise_formula(error.message)])
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([neutralise_formula("" if cell is None else cell) for cell in row])
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="contribution-{item.pk}-errors.csv"'
     return response
@@ -331,8 +350,10 @@ def version_diff(request, slug):
         a = selectors.version_get(datanet=datanet, number=from_number)
         b = selectors.version_get(datanet=datanet, number=to_number)
         diff = services.version_diff(a=a, b=b)
-        added = selectors.rows_for_viewer(datanet=datanet, version=b).filter(pk__in=diff["added_row_ids"][:PAGE_SIZE])
-        diff["added_rows"] = added
+        diff["added_rows"] = selectors.version_rows_among(version=b, row_ids=diff["added_row_ids"], limit=PAGE_SIZE)
+        diff["removed_rows"] = selectors.version_rows_among(version=a, row_ids=diff["removed_row_ids"],
+                                                           limit=PAGE_SIZE)
+        diff["page_size"] = PAGE_SIZE
     elif not error and numbers:
         error = "Choose two published versions."
     context = _context(request, datanet, diff=diff, error=error, numbers=numbers, from_number=from_number, to_number=to_number)

@@ -1,10 +1,13 @@
 from django.contrib import admin
 
+from rewards.admin import OpenAmountsAdmin
+
 from .models import InferenceRecord
 
 
 @admin.register(InferenceRecord)
-class InferenceRecordAdmin(admin.ModelAdmin):
+class InferenceRecordAdmin(OpenAmountsAdmin):
+    open_amount_fields = ("fee",)  # shown in OPEN
     list_display = ("id", "created_at", "user", "model_slug", "endpoint", "status", "fee", "latency_ms")
     list_filter = ("status", "endpoint")
     search_fields = ("id", "model_slug", "model_version_hash", "receipt_id")

@@ -32,21 +32,45 @@ def server_client() -> ModelServerClient:
 
 @dataclass(frozen=True)
 class Prompt:
-    text: str  # what the model server receives
-    input_text: str  # what the attribution receipt scores (the training row's input field)
+    text: str  # what the model server receives (when `messages` is None)
+    # What the attribution receipt scores (the training row's input field); None: the prompt text the model
+    # server rendered from `messages`.
+    input_text: str | None
+    # A chat history for a causal model: the model server renders it with the base tokenizer's chat template.
+    messages: tuple[dict, ...] | None = None
+
+    def server_input(self) -> dict:
+        return {"messages": list(self.messages)} if self.messages is not None else {"prompt": self.text}
+
+    def receipt_input(self, answer: Answer) -> str:
+        if self.input_text is not None:
+            return self.input_text
+        return answer.prompt_text or self.text
+
+
+# OpenAI's "developer" role is its newer name for "system", which chat templates know.
+_TEMPLATE_ROLES = {"developer": "system"}
 
 
 def chat_prompt(version, messages: list[tuple[str, str]]) -> Prompt:
-    """Classifiers read the last user message; instruction models get it in their training format."""
-    last_user = next(text for role, text in reversed(messages) if role == "user" and text.strip())
-    if services.is_classifier(version) or version.task == "instruction":
-        if services.is_classifier(version):
-            return Prompt(last_user, last_user)
-        from models_registry.training.encoding import format_instruction_prompt
+    """What a chat completion's model is conditioned on.
 
-        return Prompt(format_instruction_prompt(last_user), last_user)
-    text = "\n".join(text for _, text in messages if text)
-    return Prompt(text, text)
+    - Classifiers read the last user message (they label one text; earlier turns are not used).
+    - Causal models (instruction and plain-text) get the whole history, every role, in order, rendered by
+      the model server through the base tokenizer's chat template with the generation prompt
+      (`apply_chat_template(messages, add_generation_prompt=True)`), or, when the tokenizer has no
+      template, as one "role: content" line per message followed by "assistant:"
+      (`inference.engine.chat`). `developer` messages are sent as `system`.
+
+    The attribution receipt of an instruction model scores the last user message (its training rows are
+    single instructions, which attribution puts in the training format itself); that of a plain-text model
+    scores the rendered prompt.
+    """
+    last_user = next(text for role, text in reversed(messages) if role == "user" and text.strip())
+    if services.is_classifier(version):
+        return Prompt(last_user, last_user)
+    history = tuple({"role": _TEMPLATE_ROLES.get(role, role), "content": text} for role, text in messages)
+    return Prompt(last_user, last_user if version.task == "instruction" else None, messages=history)
 
 
 @dataclass
@@ -57,6 +81,7 @@ class Answer:
     tokens_out: int
     slot: int | None
     classification: dict | None = None
+    prompt_text: str | None = None  # the prompt the model server rendered from a chat history
 
 
 def _fail(inference, exc: ModelServerError | OpenAIError) -> OpenAIError:
@@ -75,14 +100,15 @@ def run(inference, prompt: Prompt, sampling=None) -> tuple[Answer, services.Sett
                             tokens_out=0, slot=result.get("slot"),
                             classification={"label": result["label"], "probabilities": result["probabilities"]})
         else:
-            result = client.generate(prompt.text, adapter=services.adapter_name(version), add_bos=True,
-                                     **sampling.as_server_params())
+            result = client.generate(adapter=services.adapter_name(version), add_bos=True,
+                                     **prompt.server_input(), **sampling.as_server_params())
             answer = Answer(text=result["text"], finish_reason=result["finish_reason"],
                             tokens_in=result["usage"]["prompt_tokens"], tokens_out=result["usage"]["completion_tokens"],
-                            slot=result.get("slot"))
+                            slot=result.get("slot"), prompt_text=result.get("prompt"))
     except ModelServerError as exc:
         raise _fail(inference, exc) from exc
-    settled = services.inference_complete(inference=inference, input_text=prompt.input_text, output=answer.text,
+    settled = services.inference_complete(inference=inference, input_text=prompt.receipt_input(answer),
+                                          output=answer.text,
                                           tokens_in=answer.tokens_in, tokens_out=answer.tokens_out, slot=answer.slot)
     return answer, settled
 
@@ -106,7 +132,8 @@ class StreamedAnswer:
                 self._classified = server_client().classify(prompt.text, adapter=services.adapter_name(version))
             else:
                 self._events = server_client().generate_stream(
-                    prompt.text, adapter=services.adapter_name(version), add_bos=True, **sampling.as_server_params())
+                    adapter=services.adapter_name(version), add_bos=True, **prompt.server_input(),
+                    **sampling.as_server_params())
         except ModelServerError as exc:
             self.finished = True
             raise _fail(inference, exc) from exc
@@ -128,14 +155,14 @@ class StreamedAnswer:
                 usage = final.get("usage", {})
                 answer = Answer(text=final.get("text", "".join(parts)), finish_reason=final.get("finish_reason", "stop"),
                                 tokens_in=usage.get("prompt_tokens", 0), tokens_out=usage.get("completion_tokens", 0),
-                                slot=final.get("slot"))
+                                slot=final.get("slot"), prompt_text=final.get("prompt"))
         except ModelServerError as exc:
             self.finished = True
             yield ("error", _fail(self.inference, exc))
             return
         try:
             settled = services.inference_complete(
-                inference=self.inference, input_text=self.prompt.input_text, output=answer.text,
+                inference=self.inference, input_text=self.prompt.receipt_input(answer), output=answer.text,
                 tokens_in=answer.tokens_in, tokens_out=answer.tokens_out, slot=answer.slot)
         except OpenAIError as exc:
             self.finished = True

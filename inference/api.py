@@ -29,7 +29,7 @@ class ClassificationSerializer(serializers.Serializer):
 
 
 class InferenceRecordSerializer(serializers.ModelSerializer):
-    fee = serializers.CharField()
+    fee = serializers.CharField(help_text="OPEN base units charged (1 OPEN = 10^18), as a string.")
     status = serializers.CharField(help_text="running, succeeded, failed or cancelled")
 
     class Meta:
@@ -59,6 +59,8 @@ class InferenceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 endpoint="inferences", model=model, task="classification")
             answer, settled = answering.run(inference, answering.Prompt(text, text))
         except OpenAIError as exc:
+            if exc.code == "insufficient_quota":  # OpenAI's 429; this API keeps 402 Payment Required
+                raise ApiError(exc.message, code="insufficient_credit", status_code=402) from exc
             raise ApiError(exc.message, code=exc.code or exc.type, status_code=exc.status,
                            fields={exc.param: [exc.message]} if exc.param else None) from exc
         lineage = settled.as_dict()

@@ -69,6 +69,10 @@ class GenerationEvents:
         self.response.close()  # the server cancels the generation and frees its slot
 
 
+def _generate_input(prompt: str | None, messages: list[dict] | None) -> dict:
+    return {"messages": list(messages)} if messages is not None else {"prompt": prompt}
+
+
 class ModelServerClient:
     def __init__(self, base_url: str, *, timeout: float = 120.0, connect_timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -98,12 +102,18 @@ class ModelServerClient:
     def classify(self, text: str, *, adapter: str | None) -> dict:
         return self._request("POST", "/v1/classify", {"input": [text], "adapter": adapter})["results"][0]
 
-    def generate(self, prompt: str, *, adapter: str | None, **params) -> dict:
-        return self._request("POST", "/v1/generate", {"prompt": prompt, "adapter": adapter, **params})
+    def generate(self, prompt: str | None = None, *, adapter: str | None, messages: list[dict] | None = None,
+                 **params) -> dict:
+        """Generate from `prompt`, or from a chat history (`messages`, rendered by the server with the base
+        tokenizer's chat template; the answer then carries that `prompt`)."""
+        return self._request("POST", "/v1/generate", {**_generate_input(prompt, messages), "adapter": adapter,
+                                                      **params})
 
-    def generate_stream(self, prompt: str, *, adapter: str | None, **params) -> GenerationEvents:
+    def generate_stream(self, prompt: str | None = None, *, adapter: str | None, messages: list[dict] | None = None,
+                        **params) -> GenerationEvents:
         request = self._client.build_request(
-            "POST", "/v1/generate", json={"prompt": prompt, "adapter": adapter, **params, "stream": True})
+            "POST", "/v1/generate",
+            json={**_generate_input(prompt, messages), "adapter": adapter, **params, "stream": True})
         try:
             response = self._client.send(request, stream=True)
         except httpx.HTTPError as exc:

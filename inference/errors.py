@@ -13,11 +13,19 @@ class OpenAIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self) -> JsonResponse:
-        return JsonResponse(self.to_dict(), status=self.status)
+        response = JsonResponse(self.to_dict(), status=self.status)
+        if self.code == "insufficient_quota":
+            response["x-should-retry"] = "false"  # a 429 the openai clients would otherwise retry: waiting won't help
+        return response
 
 
 def invalid(message: str, *, param: str | None = None, code: str = "invalid_value") -> OpenAIError:
     return OpenAIError(message, status=400, param=param, code=code)
+
+
+def insufficient_quota(message: str) -> OpenAIError:
+    """Short credit, as OpenAI answers it: HTTP 429, `type` and `code` `insufficient_quota`."""
+    return OpenAIError(message, status=429, type="insufficient_quota", code="insufficient_quota")
 
 
 # Engine error class names (the server's `code`) mapped to stable API codes.

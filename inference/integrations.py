@@ -1,6 +1,7 @@
 """The other apps' public functions this app calls, in one place.
 
-- credit: `rewards.selectors` (the payer's OPEN credit balance, base units);
+- credit: `rewards.selectors` (the payer's OPEN credit balance, base units; the page that adds credit) and
+  `rewards.amounts.format_open` (an amount as people read it);
 - receipts: `attribution.services.receipt_create` (raises `attribution.services.IndexNotReady`, or
   `ReceiptMismatch` when the inference id already carries a receipt for another model, requester or
   query) and `attribution.services.query_digest` (the canonical digest of what was asked and answered);
@@ -51,6 +52,20 @@ def credit_balance(*, user) -> int:
     from rewards import selectors
 
     return selectors.credit_balance(user=user)
+
+
+def deposit_page_url() -> str:
+    """Where a caller short of credit adds some (linked from every short-credit error)."""
+    from rewards import selectors
+
+    return selectors.deposit_page_url()
+
+
+def format_open(amount: int) -> str:
+    """Base units as people read OPEN ('0.05')."""
+    from rewards.amounts import format_open as rewards_format_open
+
+    return rewards_format_open(amount)
 
 
 def query_digest(input_text: str, output: str) -> str:

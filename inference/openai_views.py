@@ -1,19 +1,37 @@
-"""OpenAI-compatible API: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`.
+"""OpenAI-compatible API: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models` and
+`GET /v1/models/{id}`.
 
 Authenticate with `Authorization: Bearer <Lineage API key>` (a key with the `infer` scope; the
 official `openai` clients send exactly that with `api_key=`), or a signed-in browser session plus
 the CSRF token (the playground). `model` is a deployed model version's slug.
 
 - A **classification** model answers a chat completion with its predicted label as the assistant
-  message (`/v1/completions` likewise returns the label as the text); the `lineage` extension adds
-  `classification: {label, probabilities}`. `usage.completion_tokens` is 0 for classifiers.
-- Instruction-tuned models receive the last user message in the prompt format they were trained on;
-  plain-text models receive the messages' text joined by newlines.
+  message, from the **last user message** only (earlier turns are not used; `/v1/completions` likewise
+  returns the label as the text); the `lineage` extension adds `classification: {label, probabilities}`.
+  `usage.completion_tokens` is 0 for classifiers.
+- A **causal** model (instruction or plain-text) is conditioned on the **whole history**: every message,
+  in order, rendered through its base tokenizer's chat template with the generation prompt
+  (`tokenizer.apply_chat_template(messages, add_generation_prompt=True)`); a tokenizer without a
+  template gets one `role: content` line per message and a final `assistant:` line. `developer`
+  messages count as `system`. `/v1/completions` sends `prompt` as it is.
+- Sampling: `temperature`, `top_p`, `max_completion_tokens` (takes precedence over `max_tokens`), `stop`
+  (a string or up to 4; the answer ends before the stop sequence, `finish_reason` "stop") and `seed`
+  (the same seed and parameters give the same sampled answer). Parameters that are not implemented
+  (`tools`, `tool_choice`, `response_format` other than `{"type": "text"}`, `logprobs`/`top_logprobs`,
+  `n` > 1, penalties, `logit_bias`, ...) are refused with a 400 whose `error.param` names them, never
+  ignored.
 - `stream: true` answers with server-sent events in OpenAI's chunk format, ending `data: [DONE]`; the
-  last chunk before it carries `finish_reason`, `usage` and `lineage`.
+  chunk with `finish_reason` carries `lineage`. With `stream_options: {"include_usage": true}` every
+  chunk has `usage: null` and a last chunk with `choices: []` carries the `usage`; without it no usage
+  is streamed.
 - Every answer carries `"lineage": {"inference_id", "receipt_id", "receipt_url", "fee",
   "model_version_hash", "receipt_status", "contributors", "top_rows"}` (`fee` in OPEN base units, as a
-  string). Errors are `{"error": {"message", "type", "param", "code"}}`; a failed answer costs nothing.
+  string; `GET /v1/models` gives `price_per_inference` in base units too, labelled by `price_unit`).
+  Errors are `{"error": {"message", "type", "param", "code"}}`; a failed answer costs nothing. Short
+  credit is OpenAI's HTTP 429 with `type` and `code` `insufficient_quota` (and `x-should-retry: false`),
+  whose message names the page where credit is added (`/rewards/deposit/`).
+- `GET /v1/models/{id}` is one deployed model (the object `GET /v1/models` lists); any other id is a 404
+  `model_not_found`.
 """
 
 from __future__ import annotations
@@ -31,8 +49,11 @@ from accounts.models import ApiKey
 from lineage.api import JSONParser
 from models_registry import selectors as registry_selectors
 
-from . import answering, services, validation
+from . import answering, selectors, services, validation
 from .errors import OpenAIError
+
+# Amounts in this API are exact integers of OPEN base units, sent as strings; people read OPEN elsewhere.
+PRICE_UNIT = "OPEN base units (10^-18 OPEN)"
 
 
 def _sse(payload) -> bytes:
@@ -77,17 +98,32 @@ class OpenAIView(APIView):
         return request.auth if isinstance(request.auth, ApiKey) else None
 
 
+def _model_object(v) -> dict:
+    return {"id": v.slug, "object": "model", "created": int(v.created_at.timestamp()), "owned_by": v.owner.public_name,
+            "lineage": {"task": v.task, "labels": v.label_names, "version_hash": v.version_hash,
+                        "price_per_inference": str(v.price_per_inference), "price_unit": PRICE_UNIT,
+                        "base_model": v.base_model.slug}}
+
+
 class ModelsView(OpenAIView):
-    @extend_schema(tags=["openai"], responses=OpenApiTypes.OBJECT,
-                   description="The deployed model versions, OpenAI's list shape; `id` is the slug to call.")
+    @extend_schema(tags=["openai"], responses=OpenApiTypes.OBJECT, operation_id="v1_models_list",
+                   description="The deployed model versions, OpenAI's list shape; `id` is the slug to call. "
+                               "`lineage.price_per_inference` is in OPEN base units (1 OPEN = 10^18), as a string.")
     def get(self, request):
-        data = [
-            {"id": v.slug, "object": "model", "created": int(v.created_at.timestamp()), "owned_by": str(v.owner),
-             "lineage": {"task": v.task, "labels": v.label_names, "version_hash": v.version_hash,
-                         "price_per_inference": str(v.price_per_inference), "base_model": v.base_model.slug}}
-            for v in registry_selectors.deployed_model_versions().order_by("slug")
-        ]
+        data = [_model_object(v) for v in registry_selectors.deployed_model_versions().order_by("slug")]
         return JsonResponse({"object": "list", "data": data})
+
+
+class ModelView(OpenAIView):
+    @extend_schema(tags=["openai"], responses=OpenApiTypes.OBJECT, operation_id="v1_models_retrieve",
+                   description="One deployed model version (OpenAI's model object, as `GET /v1/models` lists it); "
+                               "any other id answers 404 `model_not_found`.")
+    def get(self, request, model_id: str):
+        version = selectors.deployed_model(slug=model_id)
+        if version is None:
+            raise OpenAIError(f"The model '{model_id}' does not exist or is not deployed. GET /v1/models lists the "
+                              "deployed models.", status=404, param="model", code="model_not_found")
+        return JsonResponse(_model_object(version))
 
 
 class _CompletionView(OpenAIView):
@@ -101,6 +137,8 @@ class _CompletionView(OpenAIView):
         body = self.body(request)
         model = validation.model_name(body)
         stream = validation.stream_flag(body)
+        include_usage = validation.stream_include_usage(body, stream)
+        self.refuse_unsupported(body)
         sampling = validation.sampling(body)
         inputs = self.read_input(body)
         inference = services.inference_begin(user=request.user, api_key=self.api_key(request),
@@ -114,18 +152,23 @@ class _CompletionView(OpenAIView):
             payload["lineage"] = _lineage(settled, answer, request)
             return JsonResponse(payload)
         streamed = answering.StreamedAnswer(inference, prompt, sampling)
-        response = StreamingHttpResponse(self.events(streamed, completion_id, created, model, request),
+        response = StreamingHttpResponse(self.events(streamed, completion_id, created, model, request, include_usage),
                                          content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response
 
-    def events(self, streamed, completion_id, created, model, request):
+    def events(self, streamed, completion_id, created, model, request, include_usage=False):
+        def frame(chunk: dict) -> bytes:
+            if include_usage:
+                chunk.setdefault("usage", None)  # as OpenAI: null on every chunk but the usage chunk
+            return _sse(chunk)
+
         try:
-            yield _sse(self.chunk(completion_id, created, model, None, first=True))
+            yield frame(self.chunk(completion_id, created, model, None, first=True))
             for item in streamed:
                 if item[0] == "delta":
-                    yield _sse(self.chunk(completion_id, created, model, item[1]))
+                    yield frame(self.chunk(completion_id, created, model, item[1]))
                 elif item[0] == "error":
                     yield _sse(item[1].to_dict())
                     yield b"data: [DONE]\n\n"
@@ -133,16 +176,25 @@ class _CompletionView(OpenAIView):
                 else:
                     _, answer, settled = item
                     last = self.chunk(completion_id, created, model, None, finish_reason=answer.finish_reason)
-                    last["usage"] = _usage(answer)
                     last["lineage"] = _lineage(settled, answer, request)
-                    yield _sse(last)
+                    yield frame(last)
+                    if include_usage:
+                        yield frame({"id": completion_id, "object": self.chunk_object, "created": created,
+                                     "model": model, "choices": [], "usage": _usage(answer)})
                     yield b"data: [DONE]\n\n"
         finally:
             streamed.close()
 
 
 class ChatCompletionsView(_CompletionView):
-    endpoint, id_prefix = "chat.completions", "chatcmpl"
+    """`POST /v1/chat/completions`. Classifiers answer the last user message; causal models are conditioned
+    on the whole history through the base tokenizer's chat template (plain `role: content` lines without
+    one); see the module documentation."""
+
+    endpoint, id_prefix, chunk_object = "chat.completions", "chatcmpl", "chat.completion.chunk"
+
+    def refuse_unsupported(self, body):
+        validation.chat_unsupported(body)
 
     def read_input(self, body):
         return validation.messages(body)
@@ -162,7 +214,10 @@ class ChatCompletionsView(_CompletionView):
 
 
 class CompletionsView(_CompletionView):
-    endpoint, id_prefix = "completions", "cmpl"
+    endpoint, id_prefix, chunk_object = "completions", "cmpl", "text_completion"
+
+    def refuse_unsupported(self, body):
+        validation.completions_unsupported(body)
 
     def read_input(self, body):
         return validation.prompt(body)

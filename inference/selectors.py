@@ -19,6 +19,11 @@ def deployed_models():
     return registry_selectors.deployed_model_versions().order_by("name")
 
 
+def deployed_model(*, slug: str):
+    """The deployed model version called `slug`, or None (undeployed versions are not served)."""
+    return registry_selectors.deployed_model_versions().filter(slug=slug).first()
+
+
 def model_server_stats() -> dict | None:
     """The model server's `/v1/stats`, or None when it does not answer."""
     from .client import ModelServerClient, ModelServerError

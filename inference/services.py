@@ -4,7 +4,8 @@ Per request (`inference_begin` → answer → `inference_complete` / `inference_
 
 1. an `InferenceRecord` is written (status `running`); its uuid is the inference id;
 2. the model slug must name a deployed model version (404 `model_not_found` / `model_not_deployed`);
-3. the payer's credit must cover the model's `price_per_inference` (402 `insufficient_credit`);
+3. the payer's credit must cover the model's `price_per_inference` (429 `insufficient_quota`, OpenAI's
+   short-credit answer; the message names the deposit page);
 4. the model server answers (errors come back OpenAI-shaped; a failed answer is never charged);
 5. the attribution receipt is created (`attribution.services.receipt_create`; synchronous unless
    `INFERENCE_RECEIPTS_ASYNC`, which queues receipt and fee on commit), then the fee is settled with
@@ -28,11 +29,12 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import selectors as accounts_selectors
 from accounts.models import ApiKey
 from models_registry import selectors as registry_selectors
 
 from . import integrations, metrics
-from .errors import OpenAIError
+from .errors import OpenAIError, insufficient_quota
 from .models import InferenceRecord, InferenceStatus
 
 logger = logging.getLogger("inference")
@@ -116,10 +118,11 @@ def inference_begin(*, user, api_key, endpoint: str, model: str, stream: bool = 
         if inference.fee > 0:
             balance = integrations.credit_balance(user=user)
             if balance < inference.fee:
-                raise OpenAIError(
-                    f"Insufficient credit: one answer from '{model}' costs {inference.fee} base units of OPEN and "
-                    f"your credit is {balance}. Deposit OPEN or ask an admin for a grant.",
-                    status=402, type="insufficient_quota", code="insufficient_credit")
+                raise insufficient_quota(
+                    f"Insufficient credit: one answer from '{model}' costs {integrations.format_open(inference.fee)} "
+                    f"OPEN and your credit is {integrations.format_open(balance)} OPEN. Add credit at "
+                    f"{integrations.deposit_page_url()} (deposit OPEN from your linked wallet), or ask an admin "
+                    "for a grant.")
     except OpenAIError as exc:
         inference_fail(inference=inference, error=exc)
         raise
@@ -138,7 +141,7 @@ def inference_fail(*, inference: Inference, error: OpenAIError, status: str = In
 
 def inference_complete(*, inference: Inference, input_text: str, output: str, tokens_in: int, tokens_out: int,
                        slot: int | None) -> Settled:
-    """Receipt, fee and record for an answer that was produced. Raises `OpenAIError` (402) if the credit
+    """Receipt, fee and record for an answer that was produced. Raises `OpenAIError` (429) if the credit
     ran out between the check and the settlement: the answer is then refused and nothing is charged."""
     record, version = inference.record, inference.version
     record.tokens_in, record.tokens_out, record.adapter_slot = tokens_in, tokens_out, slot
@@ -167,9 +170,9 @@ def inference_complete(*, inference: Inference, input_text: str, output: str, to
             record.status, record.finished_at = InferenceStatus.SUCCEEDED, timezone.now()
             record.save()
     except integrations.CreditShort as exc:
-        inference_fail(inference=inference, error=OpenAIError(str(exc), status=402, type="insufficient_quota",
-                                                              code="insufficient_credit"))
-        raise OpenAIError(str(exc), status=402, type="insufficient_quota", code="insufficient_credit") from exc
+        error = insufficient_quota(str(exc))
+        inference_fail(inference=inference, error=error)
+        raise error from exc
     metrics.observe(record)
     return _settled(inference, receipt)
 
@@ -207,12 +210,9 @@ def _receipt(*, inference: Inference, input_text: str, output: str):
 def _settled(inference: Inference, receipt) -> Settled:
     contributors = []
     if receipt is not None:
-        from django.contrib.auth import get_user_model
-
-        names = dict(get_user_model().objects.filter(pk__in=list(receipt.shares_ppm))
-                     .values_list("pk", "display_name"))
+        names = accounts_selectors.users_public_names(user_ids=list(receipt.shares_ppm))
         contributors = [
-            {"user_id": uid, "name": names.get(uid) or f"user {uid}", "share_ppm": ppm,
+            {"user_id": uid, "name": names.get(int(uid)) or f"user {uid}", "share_ppm": ppm,
              "rows": receipt.rows.get(str(uid), [])[:10]}
             for uid, ppm in sorted(receipt.shares_ppm.items(), key=lambda item: -item[1])
         ]
@@ -242,7 +242,7 @@ def inference_settle_queued(*, inference_id: str, input_text: str, output: str) 
             record.finished_at = timezone.now()
             record.save(update_fields=["fee", "receipt_id", "finished_at"])
     except integrations.CreditShort as exc:
-        record.error_code, record.error, record.finished_at = "insufficient_credit", str(exc), timezone.now()
+        record.error_code, record.error, record.finished_at = "insufficient_quota", str(exc), timezone.now()
         record.save(update_fields=["error_code", "error", "finished_at"])
     return record
 

@@ -51,7 +51,8 @@ def sampling(body: dict) -> Sampling:
         raise invalid(f"'{key}' must be an integer from 1 to {limit}; got {max_tokens!r}.", param=key)
     n = body.get("n")
     if n not in (None, 1):
-        raise invalid("Only n=1 is supported: one answer (and one receipt) per request.", param="n")
+        raise invalid("Unsupported parameter 'n': only n=1 is implemented, one answer (and one receipt) per request.",
+                      param="n", code="unsupported_parameter")
     stop = body.get("stop")
     if stop is None:
         stop = ()
@@ -87,6 +88,79 @@ def stream_flag(body: dict) -> bool:
     if not isinstance(stream, bool):
         raise invalid("'stream' must be true or false.", param="stream")
     return stream
+
+
+def stream_include_usage(body: dict, stream: bool) -> bool:
+    """`stream_options.include_usage`: whether a streamed answer ends with a usage chunk (`choices: []`)."""
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not stream:
+        raise invalid("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
+    if not isinstance(options, dict):
+        raise invalid("'stream_options' must be an object such as {\"include_usage\": true}.",
+                      param="stream_options")
+    include = options.get("include_usage")
+    if include is not None and not isinstance(include, bool):
+        raise invalid("'stream_options.include_usage' must be true or false.", param="stream_options.include_usage")
+    return bool(include)
+
+
+def _unused_flag(value) -> bool:
+    return value is False
+
+
+def _zero(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value == 0
+
+
+_NO_TOOLS = "tool (function) calling is not implemented; the models answer with text only."
+_TEXT_ONLY = "only text output is implemented."
+# OpenAI parameters these endpoints do not implement: {name: (is the value one that asks for nothing, why)}.
+# Absent or null is always accepted; any other value is refused with a 400 naming the parameter, never
+# silently ignored. `n` (only 1) is checked with the sampling parameters.
+_CHAT_UNSUPPORTED = {
+    "tools": (lambda v: v == [], _NO_TOOLS),
+    "tool_choice": (lambda v: v == "none", _NO_TOOLS + " Leave it out or send \"none\"."),
+    "parallel_tool_calls": (lambda v: isinstance(v, bool), _NO_TOOLS),
+    "functions": (lambda v: v == [], _NO_TOOLS),
+    "function_call": (lambda v: v == "none", _NO_TOOLS),
+    "response_format": (lambda v: v == {"type": "text"},
+                        "only {\"type\": \"text\"} is accepted; JSON mode and structured outputs are not implemented."),
+    "logprobs": (_unused_flag, "log probabilities are not returned (leave it out or false)."),
+    "top_logprobs": (_zero, "log probabilities are not returned (leave it out or 0)."),
+    "logit_bias": (lambda v: v == {}, "logit biases are not implemented."),
+    "presence_penalty": (_zero, "presence penalties are not implemented (leave it out or 0)."),
+    "frequency_penalty": (_zero, "frequency penalties are not implemented (leave it out or 0)."),
+    "modalities": (lambda v: v == ["text"], _TEXT_ONLY),
+    "audio": (lambda v: False, _TEXT_ONLY),
+    "prediction": (lambda v: False, "predicted outputs are not implemented."),
+}
+_COMPLETIONS_UNSUPPORTED = {
+    "logprobs": (lambda v: False, "log probabilities are not returned."),
+    "echo": (_unused_flag, "the answer never repeats the prompt (leave it out or false)."),
+    "best_of": (lambda v: v == 1 and not isinstance(v, bool), "only best_of=1 is implemented."),
+    "suffix": (lambda v: v == "", "insertion is not implemented."),
+    "logit_bias": _CHAT_UNSUPPORTED["logit_bias"],
+    "presence_penalty": _CHAT_UNSUPPORTED["presence_penalty"],
+    "frequency_penalty": _CHAT_UNSUPPORTED["frequency_penalty"],
+}
+
+
+def _refuse_unsupported(body: dict, table: dict) -> None:
+    for name, (unused, why) in table.items():
+        value = body.get(name)
+        if value is not None and not unused(value):
+            raise invalid(f"Unsupported parameter '{name}': {why}", param=name, code="unsupported_parameter")
+
+
+def chat_unsupported(body: dict) -> None:
+    """Refuse (400, `param` = the parameter) a chat completion asking for what is not implemented."""
+    _refuse_unsupported(body, _CHAT_UNSUPPORTED)
+
+
+def completions_unsupported(body: dict) -> None:
+    _refuse_unsupported(body, _COMPLETIONS_UNSUPPORTED)
 
 
 def _content_text(content, index: int) -> str:

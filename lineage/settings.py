@@ -11,6 +11,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -18,14 +19,27 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+
+def secret(name: str, default=environ.Env.NOTSET) -> str:
+    """A secret setting: the contents of the file named by `<NAME>_FILE` (trailing newlines stripped) when
+    that variable is set (Docker/Kubernetes secrets, systemd credentials), else the variable `<NAME>`."""
+    path = env.str(f"{name}_FILE", default="")
+    if not path:
+        return env.str(name, default=default)
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as error:
+        raise ImproperlyConfigured(f"{name}_FILE={path} cannot be read: {error}") from error
+
+
 VAR_DIR = Path(env.str("LINEAGE_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DEBUG", default=True)
 # The embedded default key is for local runs only; production refuses to start without its own.
 if DEBUG:
-    SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-lineage-local-development-key-do-not-deploy")
+    SECRET_KEY = secret("SECRET_KEY", default="django-insecure-lineage-local-development-key-do-not-deploy")
 else:
-    SECRET_KEY = env.str("SECRET_KEY")
+    SECRET_KEY = secret("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
@@ -53,6 +67,8 @@ INSTALLED_APPS = [
     "inference",
     "rewards",
     "insights",
+    "governance",
+    "lineage",  # project-wide system checks (lineage/checks.py)
     "lineage.demo",
 ]
 
@@ -62,6 +78,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "lineage.middleware.ApiNotFoundMiddleware",  # inside CommonMiddleware, so a missing slash still redirects
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -94,7 +111,7 @@ TEMPLATES = [
 
 # --- Database: SQLite by default, PostgreSQL (psycopg 3) when DATABASE_URL is set.
 VAR_DIR.mkdir(parents=True, exist_ok=True)
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'lineage.sqlite3'}")}
+DATABASES = {"default": env.db_url_config(secret("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'lineage.sqlite3'}"))}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 # A pooled connection is pinged before a request reuses it: after a database restart the first request
 # on each thread would otherwise fail on a dead connection (tests/hardening/test_faults_database_restart.py).
@@ -108,7 +125,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://lineage")}
+CACHES = {"default": env.cache_url_config(secret("CACHE_URL", default="locmemcache://lineage"))}
 
 # --- Storage: local media under var/media, S3-compatible when a bucket is configured.
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
@@ -128,6 +145,10 @@ if AWS_STORAGE_BUCKET_NAME:
             "file_overwrite": False,
         },
     }
+    # Explicit keys only when given (also as *_FILE); otherwise boto3's own chain (environment, instance role).
+    for _option, _name in (("access_key", "AWS_ACCESS_KEY_ID"), ("secret_key", "AWS_SECRET_ACCESS_KEY")):
+        if _value := secret(_name, default=""):
+            _default_storage["OPTIONS"][_option] = _value
 else:
     _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
@@ -169,8 +190,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Lineage <no-reply@lineage.local>")
-if env.str("EMAIL_URL", default=""):
-    vars().update(env.email("EMAIL_URL"))
+if _email_url := secret("EMAIL_URL", default=""):
+    vars().update(env.email_url_config(_email_url))
 
 # --- API
 REST_FRAMEWORK = {
@@ -202,6 +223,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # No online validator badge: Swagger UI would load it from swagger.io (the docs work offline).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     # Every operation documents the errors any request can meet (401, 403, 404, 429, ...) in its error shape.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "lineage.api.document_standard_errors"],
@@ -209,7 +232,7 @@ SPECTACULAR_SETTINGS = {
 API_KEY_SCOPES = ("read", "contribute", "train", "infer")
 
 # --- Celery: JSON only, late acks, one task at a time per process, three queues.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = secret("CELERY_BROKER_URL", default="filesystem://")
 _celery_fs = VAR_DIR / "celery"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed", "control"):
@@ -233,7 +256,7 @@ _default_backend = (
 )
 if _default_backend.startswith("file://"):
     (_celery_fs / "results").mkdir(parents=True, exist_ok=True)
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=_default_backend)
+CELERY_RESULT_BACKEND = secret("CELERY_RESULT_BACKEND", default=_default_backend)
 CELERY_RESULT_EXPIRES = timedelta(days=1)
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -257,6 +280,8 @@ CELERY_TASK_ROUTES = {
     "rewards.tasks.chain_*": {"queue": "chain"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Attempts at one long job (`lineage.jobs`): a job whose worker died this many times fails with a reason.
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "rewards-epoch-close": {
@@ -278,7 +303,7 @@ DATANETS_NEAR_DUP_NUM_PERM = env.int("DATANETS_NEAR_DUP_NUM_PERM", default=128)
 DATANETS_NEAR_DUP_SHINGLE_SIZE = env.int("DATANETS_NEAR_DUP_SHINGLE_SIZE", default=5)
 DATANETS_CACHE_DIR = VAR_DIR / "cache" / "datanets"
 TRAINING_TIME_LIMIT_S = env.int("TRAINING_TIME_LIMIT_S", default=6 * 3600)
-TRAINING_MAX_DELIVERIES = env.int("TRAINING_MAX_DELIVERIES", default=3)
+TRAINING_MAX_DELIVERIES = env.int("TRAINING_MAX_DELIVERIES", default=JOB_MAX_ATTEMPTS)
 TRAINING_CHECKPOINT_EVERY_STEPS = env.int("TRAINING_CHECKPOINT_EVERY_STEPS", default=50)
 TRAINING_WORK_DIR = Path(env.str("TRAINING_WORK_DIR", default=str(VAR_DIR / "training")))
 # Uploads past this size stream to a temporary file instead of memory.
@@ -290,9 +315,10 @@ AUDIT_DETAIL_MAX_BYTES = 16_384
 # --- Rewards
 # Chain: empty CHAIN_RPC_URL = an in-process eth-tester chain (one process only); the run profile sets
 # http://127.0.0.1:8545 served by `manage.py chain_node`. The default key is eth-tester's first dev
-# account (public knowledge): never use it on a real chain.
-CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="")
-CHAIN_PRIVATE_KEY = env.str("CHAIN_PRIVATE_KEY", default="0x" + "0" * 63 + "1")
+# account (public knowledge): never use it on a real chain (`check --deploy` refuses it, and an empty
+# CHAIN_RPC_URL, when DEBUG=0: lineage/checks.py).
+CHAIN_RPC_URL = secret("CHAIN_RPC_URL", default="")  # a provider URL may carry an API key
+CHAIN_PRIVATE_KEY = secret("CHAIN_PRIVATE_KEY", default="0x" + "0" * 63 + "1")
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=1)
 CHAIN_ID = env.int("CHAIN_ID", default=131277322940537)  # eth-tester's chain id
 CHAIN_RECEIPT_TIMEOUT_S = env.float("CHAIN_RECEIPT_TIMEOUT_S", default=120.0)
@@ -309,6 +335,9 @@ REWARDS_DEPOSIT_ADDRESS = env.str("REWARDS_DEPOSIT_ADDRESS", default="")  # defa
 REWARDS_DEV_TOKEN_SUPPLY = env.int("REWARDS_DEV_TOKEN_SUPPLY", default=10**9 * 10**18)
 REWARDS_RELAY_THRESHOLD = env.int("REWARDS_RELAY_THRESHOLD", default=0)  # base units; 0 = no relaying at close
 REWARDS_RELAY_CLAIMS = env.bool("REWARDS_RELAY_CLAIMS", default=True)  # the "claim for me" button
+# Starter credit: every account created by signing up gets this much OPEN inference credit once, from the
+# grants account (`rewards.services.credit_starter_grant`). In OPEN, decimals allowed ("0.5"); 0 = no grant.
+REWARDS_STARTER_GRANT_OPEN = env.str("REWARDS_STARTER_GRANT_OPEN", default="10")
 REWARDS_RELAY_BATCH = env.int("REWARDS_RELAY_BATCH", default=50)
 REWARDS_EPOCH_LEASE_S = env.int("REWARDS_EPOCH_LEASE_S", default=900)
 REWARDS_ROWS_PER_CONTRIBUTOR = env.int("REWARDS_ROWS_PER_CONTRIBUTOR", default=10)
@@ -325,6 +354,27 @@ CELERY_BEAT_SCHEDULE.update({
     "rewards-settle-fees": {"task": "rewards.tasks.fees_settle", "schedule": timedelta(seconds=REWARDS_SETTLE_EVERY_S),
                             "options": {"expires": 2 * REWARDS_SETTLE_EVERY_S}},  # no pile-up while workers are down
 })
+
+# --- Governance (docs/governance.md)
+# vOPEN + timelock + governor + parameter registry. With REWARDS_CHAIN_AUTO_DEPLOY (development) they are
+# deployed next to the token and distributor; otherwise all four addresses must be set. The defaults
+# are development values: small, so a whole proposal runs in a few seconds of blocks.
+GOVERNANCE_VOTES_ADDRESS = env.str("GOVERNANCE_VOTES_ADDRESS", default="")
+GOVERNANCE_TIMELOCK_ADDRESS = env.str("GOVERNANCE_TIMELOCK_ADDRESS", default="")
+GOVERNANCE_GOVERNOR_ADDRESS = env.str("GOVERNANCE_GOVERNOR_ADDRESS", default="")
+GOVERNANCE_PARAMETERS_ADDRESS = env.str("GOVERNANCE_PARAMETERS_ADDRESS", default="")
+GOVERNANCE_DEPLOYED_AT_BLOCK = env.int("GOVERNANCE_DEPLOYED_AT_BLOCK", default=0)
+GOVERNANCE_VOTING_DELAY_BLOCKS = env.int("GOVERNANCE_VOTING_DELAY_BLOCKS", default=1)
+GOVERNANCE_VOTING_PERIOD_BLOCKS = env.int("GOVERNANCE_VOTING_PERIOD_BLOCKS", default=10)
+GOVERNANCE_PROPOSAL_THRESHOLD = env.int("GOVERNANCE_PROPOSAL_THRESHOLD", default=0)  # vOPEN base units
+GOVERNANCE_QUORUM_PERCENT = env.int("GOVERNANCE_QUORUM_PERCENT", default=4)
+GOVERNANCE_TIMELOCK_DELAY_S = env.int("GOVERNANCE_TIMELOCK_DELAY_S", default=1)
+GOVERNANCE_MAX_PROTOCOL_BPS = env.int("GOVERNANCE_MAX_PROTOCOL_BPS", default=2_000)
+GOVERNANCE_MAX_OWNER_BPS = env.int("GOVERNANCE_MAX_OWNER_BPS", default=5_000)
+GOVERNANCE_MIN_CONTRIBUTORS_BPS = env.int("GOVERNANCE_MIN_CONTRIBUTORS_BPS", default=4_000)
+CELERY_TASK_ROUTES["governance.tasks.chain_*"] = {"queue": "chain"}
+CELERY_BEAT_SCHEDULE["governance-index"] = {"task": "governance.tasks.chain_index_governance",
+                                            "schedule": timedelta(minutes=1)}
 
 # --- Attribution
 # Index builds run on the gpu queue when a model version registers; receipts are scored in-process.
@@ -381,6 +431,9 @@ INSIGHTS_REFRESH_DAYS = env.int("INSIGHTS_REFRESH_DAYS", default=2)
 INSIGHTS_COHORT_WEEKS = env.int("INSIGHTS_COHORT_WEEKS", default=12)  # retention cohorts kept
 INSIGHTS_API_CALLS_FLUSH_S = env.float("INSIGHTS_API_CALLS_FLUSH_S", default=10.0)  # API-call counters per process
 INSIGHTS_CACHE_S = env.int("INSIGHTS_CACHE_S", default=60)  # chart data per range; keyed by the last refresh too
+# `/metrics` answers `Authorization: Bearer <METRICS_TOKEN>` (the Prometheus scraper) and staff sessions; anyone
+# only under DEBUG with no token set.
+METRICS_TOKEN = secret("METRICS_TOKEN", default="")
 CELERY_BEAT_SCHEDULE["insights-summaries-refresh"] = {
     "task": "insights.tasks.summaries_refresh_recent",
     "schedule": timedelta(seconds=INSIGHTS_REFRESH_EVERY_S),

@@ -34,10 +34,14 @@ urlpatterns = [
     path("playground/", include("inference.urls")),
     path("rewards/", include("rewards.urls")),
     path("insights/", include("insights.urls")),
+    path("governance/", include("governance.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # Served offline: Redoc and Swagger UI come from drf-spectacular-sidecar's static files; Redoc's page
+    # drops the library's Google Fonts links (templates/api/redoc.html).
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema", template_name="api/redoc.html"),
+         name="api-redoc"),
 ]
 
 handler400 = "lineage.views.bad_request"

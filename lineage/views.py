@@ -79,9 +79,28 @@ def bad_request(request, exception=None):
     return defaults.bad_request(request, exception)
 
 
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES)
+
+
+def api_not_found_response(request):
+    """The 404 of an address the API does not have, in the error shape of its routes: OpenAI's under
+    /v1/ (what its clients parse), `{"code", "detail", "fields"}` under /api/."""
+    detail = f"There is nothing at {request.path}."
+    if request.path.startswith("/v1/"):
+        return JsonResponse({"error": {"message": f"{detail} The routes here are GET /v1/models, "
+                                                  "POST /v1/chat/completions and POST /v1/completions.",
+                                       "type": "invalid_request_error", "param": None, "code": "not_found"}},
+                            status=404)
+    return json_error(status_code=404, code="not_found", detail=f"{detail} The API is described at /api/docs/.")
+
+
 def api_not_found(request, exception=None):
-    if request.path.startswith(("/api/", "/v1/")):
-        return json_error(status_code=404, code="not_found", detail="There is nothing at this address.")
+    if is_api_path(request.path):
+        return api_not_found_response(request)
     return render(request, "404.html", status=404)
 
 

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from rewards.admin import OpenAmountsAdmin
+
 from .models import BaseModel, FineTuneJob, ModelVersion
 
 
@@ -17,7 +19,9 @@ class FineTuneJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "owner", "version_hash", "deployed", "attribution_status", "created_at")
+class ModelVersionAdmin(OpenAmountsAdmin):
+    list_display = ("name", "slug", "owner", "version_hash", "price_per_inference", "deployed", "attribution_status",
+                    "created_at")
+    open_amount_fields = ("price_per_inference",)  # typed and shown in OPEN, stored in base units
     list_filter = ("deployed", "attribution_status")
     readonly_fields = ("version_hash", "manifest", "metrics", "base_metrics", "lineage")

@@ -1,7 +1,9 @@
 from django import forms
+from django.core.exceptions import ValidationError
 
 from datanets import selectors as datanet_selectors
 from datanets.models import DatanetVersion
+from rewards.amounts import OpenAmountField
 
 from .models import BaseModel
 
@@ -24,9 +26,14 @@ class FineTuneForm(forms.Form):
     lora_target_modules = forms.CharField(label="Target modules", required=False,
                                           help_text="Comma-separated layer names; empty picks the architecture's default "
                                                     "(query,value for BERT; q_proj,v_proj for Llama).")
-    learning_rate = forms.FloatField(min_value=1e-7, max_value=1.0, initial=5e-4)
-    epochs = forms.IntegerField(min_value=1, max_value=100, initial=3, help_text="Passes over the training rows.")
-    batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=16)
+    learning_rate = forms.FloatField(min_value=1e-7, max_value=1.0, required=False,
+                                     help_text="Empty: scaled to the data: 2e-3 under 1,000 rows, 1e-3 under 10,000, "
+                                               "5e-4 from 10,000 (small data needs bigger steps).")
+    epochs = forms.IntegerField(min_value=1, max_value=100, required=False,
+                                help_text="Passes over the training rows. Empty: enough passes for about 100 training "
+                                          "steps (at least 3, at most 30), so a small Datanet gets more epochs.")
+    batch_size = forms.IntegerField(min_value=1, max_value=1024, required=False,
+                                    help_text="Rows per training step. Empty: 8 under 1,000 rows, else 16.")
     max_seq_length = forms.IntegerField(label="Max sequence length", min_value=8, max_value=8192, initial=128,
                                         help_text="Tokens per example; longer rows are truncated.")
     eval_fraction = forms.FloatField(label="Evaluation split", min_value=0.0, max_value=0.5, initial=0.1,
@@ -43,7 +50,20 @@ class FineTuneForm(forms.Form):
     def clean_lora_target_modules(self):
         return [m.strip() for m in self.cleaned_data["lora_target_modules"].split(",") if m.strip()]
 
+    def clean_datanet_versions(self):
+        """Overlapping versions and Datanets no offered base model trains are refused here, with the
+        service's reasons, before anything is queued."""
+        from .services import fine_tune_check_datanets
+
+        versions = self.cleaned_data["datanet_versions"]
+        try:
+            fine_tune_check_datanets(versions=versions)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["datanet_versions"]) from exc
+        return versions
+
 
 class ModelSettingsForm(forms.Form):
-    price_per_inference = forms.IntegerField(min_value=0, help_text="In OPEN base units (1 OPEN = 10^18).")
+    price_per_inference = OpenAmountField(label="Price per inference",
+                                          help_text="In OPEN per answer, up to 18 decimals (e.g. 0.05); 0 is free.")
     allow_download = forms.BooleanField(required=False, help_text="Let anyone download the adapter.")

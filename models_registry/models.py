@@ -86,6 +86,11 @@ class FineTuneJob(models.Model):
     def is_active(self):
         return self.state in (JobState.QUEUED, JobState.RUNNING)
 
+    @property
+    def total_epochs(self):
+        """The epochs the job trains for (its recorded hyper-parameters); `epoch` counts them from 1."""
+        return (self.hyperparameters or {}).get("epochs")
+
 
 class AttributionStatus(models.TextChoices):
     NONE = "none", "Not built"

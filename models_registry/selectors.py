@@ -2,6 +2,7 @@ from django.db.models import Q
 from django.http import Http404
 
 from .models import BaseModel, FineTuneJob, JobState, ModelVersion
+from .training.quality import learning_advice, learning_problems, majority_baseline
 
 
 def jobs_for(*, user):
@@ -28,6 +29,94 @@ def model_version_get_visible(*, slug: str, user) -> ModelVersion:
     if version is None:
         raise Http404("No such model.")
     return version
+
+
+# --- The model card's figures: what was trained on, what was held out, and whether it learned. -----
+
+# (label, how to show it) of each evaluation metric, in the order the card lists them.
+METRIC_DISPLAY = {
+    "accuracy": ("Accuracy", "percent"),
+    "macro_f1": ("Macro F1", "percent"),
+    "loss": ("Loss", "decimal"),
+    "perplexity": ("Perplexity", "decimal2"),
+    "n_examples": ("Held-out rows", "count"),
+    "n_tokens": ("Held-out tokens", "count"),
+}
+NOT_MEASURED = "not measured"
+
+
+def _metric_text(value, kind: str) -> str:
+    if value is None:
+        return "—"
+    if kind == "percent":
+        return f"{float(value):.1%}"
+    if kind == "count":
+        return f"{round(float(value)):,}"
+    if kind == "decimal2":
+        return f"{float(value):,.2f}"
+    return f"{float(value):.4f}"
+
+
+def _train_losses(version: ModelVersion) -> list[float]:
+    """The training loss over the run: per epoch when there were two or more, else the live curve."""
+    per_epoch = version.manifest.get("content", {}).get("training", {}).get("train_loss_per_epoch") or []
+    if len(per_epoch) >= 2:
+        return list(per_epoch)
+    curve = getattr(getattr(version, "job", None), "loss_curve", None) or []
+    return [loss for _, loss in curve]
+
+
+def model_version_learning_warning(*, version: ModelVersion) -> dict | None:
+    """{"problems": [...], "advice": "..."} when the fine-tuned model shows signs of not having learned
+    (see `training.quality`); None when it shows none."""
+    data = version.manifest.get("content", {}).get("data", {})
+    problems = learning_problems(task=version.task, metrics=version.metrics, base_metrics=version.base_metrics,
+                                 label_names=version.label_names, train_losses=_train_losses(version))
+    if not problems:
+        return None
+    n_rows = len(data.get("train_row_ids", [])) + len(data.get("eval_row_ids", []))
+    epochs = version.manifest.get("content", {}).get("hyperparameters", {}).get("epochs")
+    return {"problems": problems,
+            "advice": learning_advice(n_rows=n_rows, n_labels=len(version.label_names), epochs=epochs)}
+
+
+def model_version_card(*, version: ModelVersion) -> dict:
+    """The model card's training and evaluation figures, ready to show:
+
+    - `trained_rows`, `held_out_rows`, `trained_contributors`: from the manifest's recorded split (the
+      rows the adapter was trained on, not the Datanet versions' totals);
+    - `metrics`: [{key, label, value, finetuned, base}] with counts as integers and rates as percentages;
+      a classifier's base-model figures are "not measured" (the base has no trained head for these
+      labels, so its accuracy would only describe a random head);
+    - `baseline`: the majority-class rate of the eval split (classification), the honest comparison;
+    - `warning`: `model_version_learning_warning`."""
+    data = version.manifest.get("content", {}).get("data", {})
+    train_ids, eval_ids = data.get("train_row_ids", []), data.get("eval_row_ids", [])
+    contributors = data.get("row_contributors", {})
+    classification = version.task == "text-classification"
+    rows = []
+    for key, value in version.metrics.items():
+        if key not in METRIC_DISPLAY:
+            continue
+        label, kind = METRIC_DISPLAY[key]
+        base_value = (version.base_metrics or {}).get(key)
+        if classification and kind != "count":
+            base = NOT_MEASURED
+        else:
+            base = _metric_text(base_value, kind) if base_value is not None else NOT_MEASURED
+        rows.append({"key": key, "label": label, "value": value, "finetuned": _metric_text(value, kind), "base": base})
+    rows.sort(key=lambda r: list(METRIC_DISPLAY).index(r["key"]))
+    baseline = majority_baseline(version.metrics, version.label_names) if classification else None
+    return {
+        "trained_rows": len(train_ids),
+        "held_out_rows": len(eval_ids),
+        "trained_contributors": len({contributors[r] for r in train_ids if r in contributors}),
+        "metrics": rows,
+        "base_measured": not classification,
+        "baseline": baseline,
+        "baseline_rate": f"{baseline.rate:.1%}" if baseline else "",
+        "warning": model_version_learning_warning(version=version),
+    }
 
 
 def deployed_model_versions():

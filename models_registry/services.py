@@ -18,6 +18,7 @@ from django.utils.text import slugify
 
 from accounts.services import audit_record
 from datanets import selectors as datanet_selectors
+from lineage import jobs
 
 # Torch-free modules of the training engine only; ``training.run_training`` (torch, transformers,
 # peft) is resolved when a worker runs a job, so web processes never load those libraries.
@@ -27,22 +28,25 @@ from .signals import model_version_registered
 from .training.errors import InvalidTrainingInput, TrainingCancelled, TrainingFailed
 from .training.manifest import export_adapter_zip
 from .training.sources import BaseModelSource
-from .training.spec import TrainingRow, TrainingSpec
+from .training.spec import TrainingRow, TrainingSpec, recipe_for_rows
 
+# None: scaled to the chosen rows by the engine's `recipe_for_rows` (more epochs and a higher learning
+# rate for small Datanets), unless the owner sets it.
 HYPERPARAMETER_DEFAULTS = {
     "lora_r": 8,
     "lora_alpha": 16.0,
     "lora_dropout": 0.1,
     "lora_target_modules": [],
-    "learning_rate": 5e-4,
-    "epochs": 3,
-    "batch_size": 16,
+    "learning_rate": None,
+    "epochs": None,
+    "batch_size": None,
     "max_seq_length": 128,
     "eval_fraction": 0.1,
     "seed": 0,
 }
 LOG_TAIL_LINES = 200
 CANCEL_POLL_S = 2.0
+FINE_TUNE_LABEL = "fine-tune"  # names the job in messages and logs (`lineage.jobs`)
 
 
 # --- Base models -------------------------------------------------------------------------------------
@@ -93,11 +97,68 @@ def _check_versions(*, owner, task: str, versions) -> list[str]:
     return list(next(iter(label_sets))) if task == "text-classification" else []
 
 
+def _and_list(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+def fine_tune_check_datanets(*, versions) -> None:
+    """Refuse, with the reason, a choice of Datanet versions the worker would fail on (the form asks this
+    too, so a person sees the reason before anything is queued):
+
+    - two versions of one Datanet: a later version holds the earlier one's rows, and a row trained on
+      twice is refused by the engine ("duplicate row ids");
+    - versions that share rows in any other way, for the same reason;
+    - a Datanet whose task type no offered (active) base model can be fine-tuned for."""
+    versions = list(versions)
+    problems = []
+    by_datanet: dict[int, list] = {}
+    for version in versions:
+        by_datanet.setdefault(version.datanet_id, []).append(version)
+    for chosen in by_datanet.values():
+        if len(chosen) > 1:
+            name = chosen[0].datanet.name
+            numbers = _and_list([f"v{n}" for n in sorted(v.number for v in chosen)])
+            problems.append(f"You chose {numbers} of “{name}”: versions of one Datanet share rows (a later version "
+                            f"holds the earlier one's), and a row cannot be trained on twice. Choose one version of "
+                            f"“{name}”.")
+    if not problems:
+        by_id = {v.pk: v for v in versions}
+        for (a, b), shared in sorted(datanet_selectors.versions_shared_row_counts(versions=versions).items()):
+            first, second = by_id[a], by_id[b]
+            problems.append(f"“{first.datanet.name}” v{first.number} and “{second.datanet.name}” v{second.number} "
+                            f"share {shared} row{'s' if shared != 1 else ''}, and a row cannot be trained on twice. "
+                            "Choose one of them.")
+    offered = list(BaseModel.objects.filter(is_active=True).order_by("name"))
+    trainable = {task for base in offered for task in base.task_types}
+    refused_tasks = set()
+    for chosen in by_datanet.values():
+        datanet = chosen[0].datanet
+        if datanet.task_type in trainable or datanet.task_type in refused_tasks:
+            continue
+        refused_tasks.add(datanet.task_type)
+        names = [d[0].datanet.name for d in by_datanet.values() if d[0].datanet.task_type == datanet.task_type]
+        why = (f"{_and_list([b.name for b in offered])} {'is' if len(offered) == 1 else 'are'} not set up for "
+               f"{datanet.task_type} Datanets" if offered else "no base model is offered at all")
+        problems.append(f"{_and_list([f'“{n}”' for n in names])} {'is' if len(names) == 1 else 'are'} "
+                        f"{_a(datanet.task_type) if len(names) == 1 else datanet.task_type} Datanet"
+                        f"{'' if len(names) == 1 else 's'}, and no base model offered here can be fine-tuned for "
+                        f"{datanet.task_type} ({why}). Choose Datanets whose task an offered base model trains"
+                        + (f": {_and_list(sorted(trainable))}." if trainable else "."))
+    if problems:
+        raise ValidationError({"datanet_versions": problems})
+
+
 def fine_tune_create(*, owner, name: str, base_model: BaseModel, datanet_versions, **hyperparameters) -> FineTuneJob:
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "Name the job."})
     versions = list(datanet_versions)
+    fine_tune_check_datanets(versions=versions)
     task = versions[0].datanet.task_type if versions else ""
     if versions and task not in base_model.task_types:
         raise ValidationError(
@@ -109,13 +170,21 @@ def fine_tune_create(*, owner, name: str, base_model: BaseModel, datanet_version
     if unknown:
         raise ValidationError({"hyperparameters": f"Unknown settings: {', '.join(sorted(unknown))}."})
     params["lora_target_modules"] = list(params["lora_target_modules"] or [])
+    rows = sum(v.row_count for v in versions)
+    if rows < 2:
+        raise ValidationError({"datanet_versions": "These versions hold fewer than 2 rows; there is nothing to learn from."})
+    try:
+        eval_fraction = float(params["eval_fraction"])
+        recipe = recipe_for_rows(rows, eval_fraction if 0 <= eval_fraction < 1 else 0.0)
+    except (TypeError, ValueError, InvalidTrainingInput):
+        recipe = recipe_for_rows(rows)
+    for key, value in recipe.items():
+        if params[key] is None:
+            params[key] = value
     try:  # the engine's own validation, so the form refuses what the worker would refuse
         _spec(task=task, base_model=base_model, label_names=label_names, params=params).validate()
     except InvalidTrainingInput as exc:
         raise ValidationError({"hyperparameters": str(exc)}) from exc
-    rows = sum(v.row_count for v in versions)
-    if rows < 2:
-        raise ValidationError({"datanet_versions": "These versions hold fewer than 2 rows; there is nothing to learn from."})
     from .tasks import fine_tune_run_task
 
     with transaction.atomic():
@@ -183,28 +252,39 @@ def _training_rows(job: FineTuneJob):
 
 def fine_tune_run(*, job_id: int) -> FineTuneJob:
     """Run (or resume) a job on this worker. Idempotent: a finished job returns at once; a redelivered
-    task of a job whose worker died resumes from the engine's last checkpoint in the job's work dir."""
+    task of a job whose worker died resumes from the engine's last checkpoint in the job's work dir, up
+    to `TRAINING_MAX_DELIVERIES` deliveries (`lineage.jobs`). Training's own failures are shown as they
+    are; an unexpected error fails the job with a generic message and an error id (details logged)."""
     with transaction.atomic():
         job = FineTuneJob.objects.select_for_update().get(pk=job_id)
-        if not job.is_active:
-            return job
-        if job.cancel_requested:
+        if job.is_active and job.cancel_requested:
             job.state, job.finished_at = JobState.CANCELLED, timezone.now()
             job.save(update_fields=["state", "finished_at"])
             return job
-        if job.attempts >= settings.TRAINING_MAX_DELIVERIES:
-            # Each delivery that died (killed for memory, machine lost) resumed from a checkpoint; past
-            # this many, the job is failing for a reason that retrying will not fix.
-            job.state, job.finished_at = JobState.FAILED, timezone.now()
-            job.error = (f"The worker stopped {job.attempts} times while training (often: out of memory). "
-                         "Lower the batch size or the maximum sequence length and launch it again.")
-            job.save(update_fields=["state", "finished_at", "error"])
-            audit_record(actor=None, action="fine_tune.failed", target=job, details={"message": job.error})
-            return job
-        job.state = JobState.RUNNING
-        job.attempts += 1
-        job.started_at = job.started_at or timezone.now()
-        job.save(update_fields=["state", "attempts", "started_at"])
+        # Each delivery that died (killed for memory, machine lost) resumed from a checkpoint; past the
+        # cap, the job is failing for a reason that retrying will not fix.
+        claim = jobs.claim_job(
+            FineTuneJob, job_id, label=FINE_TUNE_LABEL, start_states=(JobState.QUEUED,),
+            running_state=JobState.RUNNING, fail=_job_fail, on_start=_job_start,
+            max_attempts=settings.TRAINING_MAX_DELIVERIES, cause="the worker crashed each time (often: out of memory)",
+            action="Lower the batch size or the maximum sequence length and launch it again, or contact an admin.",
+        )
+    if not claim.run:
+        return claim.job
+    return jobs.run_job(claim.job, lambda: _fine_tune_train(claim.job), label=FINE_TUNE_LABEL, fail=_job_fail,
+                        expected=(TrainingFailed,))
+
+
+def _job_start(job: FineTuneJob, claim) -> None:
+    job.started_at = job.started_at or timezone.now()
+    job.save(update_fields=["started_at"])
+
+
+def _job_fail(job: FineTuneJob, failure) -> FineTuneJob:
+    return _job_finish(job_id=job.pk, state=JobState.FAILED, message=failure.message)
+
+
+def _fine_tune_train(job: FineTuneJob) -> FineTuneJob:
     _append_log(job.pk, f"worker picked the job up (delivery {job.attempts})")
     rows, dataset_versions = _training_rows(job)
     spec = _spec(task=job.task, base_model=job.base_model, label_names=job.label_names, params=job.hyperparameters)
@@ -217,7 +297,8 @@ def fine_tune_run(*, job_id: int) -> FineTuneJob:
         if event.loss is not None:
             current = FineTuneJob.objects.only("loss_curve").get(pk=job.pk).loss_curve
             FineTuneJob.objects.filter(pk=job.pk).update(loss_curve=current + [[event.step, round(event.loss, 5)]])
-        if event.message:
+        # The cancellation is logged once, by `_job_finish`, with where it stopped.
+        if event.message and event.message != "cancelled":
             _append_log(job.pk, event.message)
 
     def should_cancel():
@@ -230,10 +311,10 @@ def fine_tune_run(*, job_id: int) -> FineTuneJob:
     try:
         result = training.run_training(spec, rows, _job_work_dir(job), on_progress, should_cancel, dataset_versions=dataset_versions,
                               checkpoint_every_steps=settings.TRAINING_CHECKPOINT_EVERY_STEPS)
-    except TrainingCancelled:
-        return _job_finish(job_id=job.pk, state=JobState.CANCELLED, message="cancelled by the owner")
-    except (TrainingFailed, InvalidTrainingInput) as exc:
-        return _job_finish(job_id=job.pk, state=JobState.FAILED, message=str(exc))
+    except TrainingCancelled as stopped:
+        return _job_finish(job_id=job.pk, state=JobState.CANCELLED,
+                           message=f"cancelled by the owner after step {stopped.step} of {stopped.total_steps}; "
+                                   "the checkpoint is kept")
     return model_version_register(job_id=job.pk, result=result)
 
 

@@ -67,6 +67,8 @@ def job(request, pk):
         if item.loss_curve else None,
         "version": getattr(item, "model_version", None) if item.state == "succeeded" else None,
     }
+    if context["version"] is not None:
+        context["card"] = selectors.model_version_card(version=context["version"])
     template = "models_registry/job.html#live" if request.htmx else "models_registry/job.html"
     return render(request, template, context)
 
@@ -97,7 +99,8 @@ def version(request, slug):
     matrix = item.metrics.get("confusion_matrix")
     context = {"version": item, "is_owner": is_owner, "settings_form": settings_form, "labels": labels,
                "confusion": list(zip(labels, matrix, strict=False)) if matrix else None,
-               "lineage_datanets": _lineage_datanets(item, request.user)}
+               "lineage_datanets": _lineage_datanets(item, request.user),
+               "card": selectors.model_version_card(version=item)}
     return render(request, "models_registry/version.html", context)
 
 

@@ -1,15 +1,22 @@
 """Rewards admin: the fee policy (saved through the service, which versions it), credit grants
 (through `credit_grant`, audited), epochs with close/resume actions, harm holds with release/confirm
 actions (through `rewards.holds`, audited), reconciliation issues. Ledger
-rows are read-only here: corrections are new transactions, never edits."""
+rows are read-only here: corrections are new transactions, never edits. Amounts are shown and typed in
+OPEN (`OpenAmountsAdmin`, also used by the other apps' admins), never in base units."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from . import holds, services
+from .amounts import OpenAmountField, open_display
+from .fields import AmountField
 from .models import (
+    ChainClaim,
+    ChainCursor,
     ChainDeployment,
+    ChainDeposit,
+    ClaimRelay,
     CreditGrant,
     EarningsHold,
     Epoch,
@@ -18,14 +25,65 @@ from .models import (
     LedgerAccount,
     LedgerEntry,
     LedgerTransaction,
+    PayoutAllocation,
+    PayoutLeaf,
     PendingFee,
     ReconciliationIssue,
     Settlement,
+    SettlementShare,
     Wallet,
+    WalletNonce,
 )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class OpenAmountsAdmin(admin.ModelAdmin):
+    """A ModelAdmin that shows amounts in OPEN: the `open_amount_fields` (default: the model's
+    `AmountField`s) are shown as "0.05 OPEN" in list columns and wherever they are read-only, and typed in
+    OPEN where they are editable (`OpenAmountField`)."""
+
+    open_amount_fields: tuple = ()
+
+    def __init__(self, model, admin_site):
+        super().__init__(model, admin_site)
+        names = self.open_amount_fields or tuple(f.name for f in model._meta.fields if isinstance(f, AmountField))
+        self._open_names = {name: f"{name}_open" for name in names}
+        for name, display_name in self._open_names.items():
+            field = model._meta.get_field(name)
+
+            def show(obj, _name=name):
+                return open_display(getattr(obj, _name))
+
+            show.short_description = field.verbose_name
+            show.admin_order_field = name
+            setattr(self, display_name, show)
+
+    def _shown_in_open(self, request, obj) -> set:
+        names = set(self._open_names)
+        if obj is not None and not self.has_change_permission(request, obj):
+            return names  # a view-only page: every amount is read-only
+        return names & set(super().get_readonly_fields(request, obj))
+
+    def get_list_display(self, request):
+        return [self._open_names.get(name, name) if isinstance(name, str) else name
+                for name in super().get_list_display(request)]
+
+    def get_readonly_fields(self, request, obj=None):
+        shown = self._shown_in_open(request, obj)
+        return [*super().get_readonly_fields(request, obj), *(self._open_names[name] for name in sorted(shown))]
+
+    def get_fields(self, request, obj=None):
+        shown = self._shown_in_open(request, obj)
+        fields = [self._open_names[name] if name in shown else name for name in super().get_fields(request, obj)]
+        return list(dict.fromkeys(name for name in fields if name not in shown))
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in self._open_names:
+            return OpenAmountField(label=db_field.verbose_name.capitalize(), required=not db_field.blank,
+                                   help_text="In OPEN, up to 18 decimals (e.g. 0.05).")
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+
+class ReadOnlyAdmin(OpenAmountsAdmin):
     def has_add_permission(self, request):
         return False
 
@@ -60,7 +118,7 @@ class FeePolicyVersionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CreditGrant)
-class CreditGrantAdmin(admin.ModelAdmin):
+class CreditGrantAdmin(OpenAmountsAdmin):
     list_display = ("user", "amount", "reason", "granted_by", "created_at")
     fields = ("user", "amount", "reason")
     raw_id_fields = ("user",)
@@ -84,10 +142,14 @@ class EntryInline(admin.TabularInline):
     model = LedgerEntry
     extra = 0
     can_delete = False
-    readonly_fields = ("account", "amount")
+    fields = readonly_fields = ("account", "amount_open")
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="amount")
+    def amount_open(self, obj):
+        return open_display(obj.amount)
 
 
 @admin.register(LedgerTransaction)
@@ -210,7 +272,7 @@ def confirm_holds(modeladmin, request, queryset):
 
 
 @admin.register(EarningsHold)
-class EarningsHoldAdmin(admin.ModelAdmin):
+class EarningsHoldAdmin(OpenAmountsAdmin):
     """Holds are opened by attribution and decided only through the actions (audited); never edited."""
 
     list_display = ("user", "model_version_hash", "state", "harm", "flagged_rows", "created_at", "decided_at",
@@ -240,3 +302,79 @@ class EarningsHoldAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         # The changelist (and its actions) needs the change permission; a hold itself is read-only.
         return obj is None and super().has_change_permission(request)
+
+
+# --- The rest of the rewards tables, read-only: written by the ledger, the settlement batches, the epoch
+# close and the chain watchers, never by hand (each is listed so staff can find and follow a payment).
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ("transaction", "account", "amount")
+    list_filter = ("account__kind",)
+    search_fields = ("account__key", "transaction__idempotency_key", "transaction__memo")
+    list_select_related = ("transaction", "account")
+    show_full_result_count = False
+
+
+@admin.register(SettlementShare)
+class SettlementShareAdmin(ReadOnlyAdmin):
+    list_display = ("settlement", "user", "role", "ppm", "amount", "epoch", "withheld_by")
+    list_filter = ("role", ("epoch", admin.EmptyFieldListFilter))
+    search_fields = ("settlement__inference_id", "settlement__model_version_hash", "user__username")
+    list_select_related = ("settlement", "user", "epoch")
+    show_full_result_count = False
+
+
+@admin.register(WalletNonce)
+class WalletNonceAdmin(ReadOnlyAdmin):
+    list_display = ("nonce", "user", "created_at", "expires_at", "used_at")
+    list_filter = (("used_at", admin.EmptyFieldListFilter),)
+    search_fields = ("nonce", "user__username")
+    list_select_related = ("user",)
+
+
+@admin.register(ChainCursor)
+class ChainCursorAdmin(ReadOnlyAdmin):
+    list_display = ("name", "deployment", "next_block")
+    list_filter = ("name",)
+    search_fields = ("name", "deployment__distributor_address")
+
+
+@admin.register(ChainDeposit)
+class ChainDepositAdmin(ReadOnlyAdmin):
+    list_display = ("tx_hash", "log_index", "block_number", "sender", "user", "amount", "created_at")
+    list_filter = ("deployment__chain_id",)
+    search_fields = ("tx_hash", "sender", "user__username")
+    list_select_related = ("user",)
+
+
+@admin.register(PayoutAllocation)
+class PayoutAllocationAdmin(ReadOnlyAdmin):
+    list_display = ("epoch", "user", "address", "amount")
+    list_filter = ("epoch",)
+    search_fields = ("address", "user__username")
+    list_select_related = ("epoch", "user")
+
+
+@admin.register(PayoutLeaf)
+class PayoutLeafAdmin(ReadOnlyAdmin):
+    list_display = ("epoch", "address", "user", "cumulative_amount")
+    list_filter = ("epoch",)
+    search_fields = ("address", "user__username")
+    list_select_related = ("epoch", "user")
+
+
+@admin.register(ChainClaim)
+class ChainClaimAdmin(ReadOnlyAdmin):
+    list_display = ("tx_hash", "log_index", "block_number", "address", "user", "amount", "cumulative", "created_at")
+    list_filter = ("deployment__chain_id",)
+    search_fields = ("tx_hash", "address", "user__username")
+    list_select_related = ("user",)
+
+
+@admin.register(ClaimRelay)
+class ClaimRelayAdmin(ReadOnlyAdmin):
+    list_display = ("user", "state", "amount", "relayed_accounts", "tx_hash", "requested_at", "finished_at")
+    list_filter = ("state",)
+    search_fields = ("user__username", "tx_hash", "error")
+    list_select_related = ("user",)

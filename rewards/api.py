@@ -38,7 +38,7 @@ class EarningsView(APIView):
 class FeeView(APIView):
     """One inference's fee and its split (for its payer, the model's owner or staff). `status` is
     `pending` while the fee is held and waiting for the next settlement batch (the split shown is the one
-    it will be booked with), then `settled`."""
+    it will be booked with), then `settled`. Amounts are OPEN base units (1 OPEN = 10**18) sent as strings."""
 
     @extend_schema(tags=TAGS, responses=inline_serializer("Fee", {"status": serializers.CharField(),
                                                                   "fee": serializers.CharField()}))
@@ -52,7 +52,8 @@ class FeeView(APIView):
 
 
 class ClaimsView(APIView):
-    """Claimable cumulative amounts with Merkle proofs, ready for the distributor's `claim`."""
+    """Claimable cumulative amounts with Merkle proofs, ready for the distributor's `claim`. Amounts are OPEN
+    base units (1 OPEN = 10**18) sent as strings."""
 
     @extend_schema(tags=TAGS, responses=inline_serializer("Claims", {"results": serializers.ListField()}))
     def get(self, request):

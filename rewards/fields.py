@@ -84,6 +84,8 @@ class AmountField(models.DecimalField):
         return [*self.default_validators, *self._validators]
 
     def formfield(self, **kwargs):
-        from django import forms
+        # People type OPEN with decimals ("0.05"); the form field cleans it to base units.
+        from .amounts import OpenAmountField
 
-        return models.Field.formfield(self, **{"form_class": forms.IntegerField, **kwargs})
+        return models.Field.formfield(self, **{"form_class": OpenAmountField,
+                                               "help_text": "In OPEN, up to 18 decimals (e.g. 0.05).", **kwargs})

@@ -9,7 +9,7 @@ has their pending earnings held for curator review (issue #16). Keyword argument
   from that model version are withheld (they stay in the EARNINGS account, never frozen, never
   claimable, shown to the user with the note); later earnings flow as usual unless flagged again.
 
-What a hold does to an epoch lives in `services._epoch_freeze`: a user with any open hold gets no new
+What a hold does to an epoch lives in `services.epochs._epoch_freeze`: a user with any open hold gets no new
 allocation, so their cumulative Merkle amount stays where it was (monotonic), and the ledger still checks
 (unfrozen earnings equal unfrozen shares, whether held, withheld or accruing). Who may decide is the
 caller's check: the admin needs `rewards.change_earningshold`.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from django.db import connection, transaction
 from django.db.models import F, Sum, Value
 
+from .amounts import format_open
 from .fields import AmountField
 from .models import (
     AccountKind,
@@ -40,21 +41,14 @@ class InsufficientCredit(LedgerError):
     """A charge larger than the payer's credit: refused, nothing written."""
 
     def __init__(self, *, needed: int, available: int):
+        from .selectors import deposit_page_url
+
         self.needed, self.available = needed, available
         super().__init__(
             f"Not enough OPEN credit: this costs {format_open(needed)} OPEN and the balance is "
-            f"{format_open(available)} OPEN. Deposit OPEN or ask an admin for a grant."
+            f"{format_open(available)} OPEN. Add credit at {deposit_page_url()} (deposit OPEN from your linked "
+            "wallet), or ask an admin for a grant."
         )
-
-
-def format_open(amount: int) -> str:
-    """Base units as an exact decimal OPEN string, e.g. 1500000000000000000 -> '1.5'."""
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(int(amount)), 10**18)
-    text = f"{whole:,}"
-    if frac:
-        text += "." + f"{frac:018d}".rstrip("0")
-    return sign + text
 
 
 def account_key(kind: str, user_id: int | None = None) -> str:

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from .amounts import format_open
 from .fields import AmountField
 
 USER = settings.AUTH_USER_MODEL
@@ -147,7 +148,7 @@ class LedgerEntry(AppendOnly):
         verbose_name_plural = "ledger entries"
 
     def __str__(self):
-        return f"{self.account.key} {self.amount:+d}"
+        return f"{self.account.key} {'+' if self.amount >= 0 else ''}{format_open(self.amount)} OPEN"
 
 
 # --- Settlements ----------------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ class SettlementShare(models.Model):
         indexes = [models.Index(fields=["user", "epoch"])]
 
     def __str__(self):
-        return f"{self.user_id} {self.role} {self.amount}"
+        return f"{self.user_id} {self.role} {format_open(self.amount)} OPEN"
 
 
 # --- Harm holds -----------------------------------------------------------------------------------------
@@ -396,6 +397,7 @@ class Epoch(models.Model):
     relayed_accounts = models.PositiveIntegerField(default=0)
     closed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Runs of the close at its current step.")
     lease_owner = models.CharField(max_length=40, blank=True, help_text="Who is running the close now.")
     lease_until = models.DateTimeField(null=True, blank=True)
 
@@ -421,7 +423,7 @@ class PayoutAllocation(AppendOnly):
         constraints = [models.UniqueConstraint(fields=["epoch", "user"], name="rewards_allocation_once")]
 
     def __str__(self):
-        return f"epoch {self.epoch_id} user {self.user_id}: {self.amount}"
+        return f"epoch {self.epoch_id} user {self.user_id}: {format_open(self.amount)} OPEN"
 
 
 class PayoutLeaf(AppendOnly):
@@ -437,7 +439,7 @@ class PayoutLeaf(AppendOnly):
         constraints = [models.UniqueConstraint(fields=["epoch", "address"], name="rewards_leaf_once")]
 
     def __str__(self):
-        return f"{self.address} {self.cumulative_amount}"
+        return f"{self.address} {format_open(self.cumulative_amount)} OPEN"
 
 
 class ChainClaim(AppendOnly):
@@ -473,7 +475,7 @@ class CreditGrant(AppendOnly):
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self):
-        return f"grant {self.amount} to {self.user}"
+        return f"grant of {format_open(self.amount)} OPEN to {self.user}"
 
 
 class ReconciliationIssue(models.Model):
@@ -493,3 +495,32 @@ class ReconciliationIssue(models.Model):
 
     def __str__(self):
         return f"{self.kind}: {self.detail[:80]}"
+
+
+class RelayState(models.TextChoices):
+    QUEUED = "queued", "queued"
+    DONE = "done", "relayed"
+    FAILED = "failed", "failed"
+
+
+class ClaimRelay(models.Model):
+    """A "Claim for me" request: written (queued) by the page, sent by the `chain` queue's worker
+    (`services.claim_relay_run`), its outcome read back by /rewards/claim/. At most one is queued per user."""
+
+    user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="claim_relays")
+    state = models.CharField(max_length=16, choices=RelayState.choices, default=RelayState.QUEUED)
+    amount = AmountField(help_text="Claimable when it was asked for (base units).")
+    relayed_accounts = models.PositiveIntegerField(default=0)
+    tx_hash = models.CharField(max_length=66, blank=True)
+    error = models.TextField(blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["user", "requested_at"])]
+        constraints = [models.UniqueConstraint(fields=["user"], condition=models.Q(state="queued"),
+                                               name="rewards_one_queued_relay")]
+
+    def __str__(self):
+        return f"claim relay {self.pk} for user {self.user_id}: {self.state}"

@@ -80,6 +80,94 @@ def claims_for(*, user) -> list[dict]:
     return claims
 
 
+def deposit_page_url() -> str:
+    """The absolute address of the page that explains how to add inference credit (linked from every
+    "not enough credit" refusal)."""
+    from urllib.parse import urljoin
+
+    from django.urls import reverse
+
+    return urljoin(settings.SITE_URL, reverse("rewards:deposit"))
+
+
+def deposit_overview(*, user) -> dict:
+    """What the deposit page shows: where to send OPEN (the deposit address of the recorded deployment),
+    which of the user's addresses are credited (their linked wallets), how far the deposit indexer has
+    scanned, the credit and every deposit and grant credited to the user. Reads the database only."""
+    from .models import ChainCursor, ChainDeployment, ChainDeposit, CreditGrant
+
+    deployment = ChainDeployment.objects.order_by("-created_at", "-id").first()
+    cursor = ChainCursor.objects.filter(deployment=deployment, name="deposits").first() if deployment else None
+    scanned = cursor.next_block - 1 if cursor and cursor.next_block > deployment.deployed_at_block else None
+    deposits = list(ChainDeposit.objects.filter(user=user).order_by("-block_number", "-log_index")[:100])
+    grants = list(CreditGrant.objects.filter(user=user).order_by("-created_at", "-id")[:100])
+    available = ledger.credit_available(user_id=user.pk)
+    balance = ledger.balance(kind=AccountKind.CREDIT, user=user)
+    return {
+        "deposit_address": deployment.deposit_address if deployment else (settings.REWARDS_DEPOSIT_ADDRESS or None),
+        "token_address": deployment.token_address if deployment else (settings.REWARDS_TOKEN_ADDRESS or None),
+        "chain_id": deployment.chain_id if deployment else settings.CHAIN_ID,
+        "confirmations": max(1, settings.CHAIN_CONFIRMATIONS),
+        "last_block_scanned": scanned,
+        "wallet": wallet_state(user=user),
+        "credit": {"balance": balance, "available": available, "held": balance - available},
+        "deposits": deposits,
+        "deposited_total": ledger.sum_amounts(ChainDeposit.objects.filter(user=user)),
+        "grants": grants,
+        "starter_grant": _starter_grant_amount(),
+    }
+
+
+def _starter_grant_amount() -> int:
+    from .services import starter_grant_amount
+
+    try:
+        return starter_grant_amount()
+    except Exception:  # noqa: BLE001 - a bad setting is reported by `manage.py check`; the page still renders
+        return 0
+
+
+def claim_relays_for(*, user, limit: int = 5) -> list:
+    """The user's latest "Claim for me" requests, newest first (their status, for /rewards/claim/)."""
+    from .models import ClaimRelay
+
+    return list(ClaimRelay.objects.filter(user=user).order_by("-requested_at", "-id")[:limit])
+
+
+def nothing_to_claim(*, user) -> tuple[str, str]:
+    """Why a user with nothing claimable has nothing to claim: (reason, message for them). Reasons:
+    `nothing_earned`, `epoch_not_closed` (earnings wait for an epoch to freeze or to be published; with
+    no payout wallet they are not frozen at all), `held` (a harm hold keeps them out of epochs),
+    `already_claimed`, `withheld`. Call it when `claims_for` has nothing claimable."""
+    from .models import PayoutAllocation
+
+    shares = SettlementShare.objects.filter(user=user)
+    earned = ledger.sum_amounts(shares)
+    if earned == 0:
+        return "nothing_earned", ("Nothing to claim: you have not earned any OPEN yet. You earn when answers use "
+                                  "your rows or a model you own.")
+    claimed = ledger.balance(kind=AccountKind.PAID_OUT, user=user)
+    publishing = ledger.sum_amounts(PayoutAllocation.objects.filter(user=user).exclude(epoch__state__in=POSTED))
+    unfrozen = ledger.sum_amounts(shares.filter(epoch__isnull=True, withheld_by__isnull=True))
+    already = f" Everything published before ({ledger.format_open(claimed)} OPEN) has been claimed." if claimed else ""
+    if publishing:
+        return "epoch_not_closed", (f"Nothing to claim yet: {ledger.format_open(publishing)} OPEN is in an epoch that "
+                                    f"is still being published on chain; it becomes claimable when the epoch "
+                                    f"closes.{already}")
+    if unfrozen and earnings_holds_open(user=user):
+        return "held", (f"Nothing to claim yet: {ledger.format_open(unfrozen)} OPEN is held for review (see "
+                        f"“Earnings held for review”) and is not in any epoch until a curator decides.{already}")
+    if unfrozen:
+        wallet = "" if wallet_state(user=user)["current"] else (
+            " Link a payout wallet first: earnings are only published for accounts with one.")
+        return "epoch_not_closed", (f"Nothing to claim yet: {ledger.format_open(unfrozen)} OPEN you earned is waiting "
+                                    f"for the next epoch to close.{wallet}{already}")
+    if claimed:
+        return "already_claimed", (f"Nothing to claim: everything published for you "
+                                   f"({ledger.format_open(claimed)} OPEN) has already been claimed.")
+    return "withheld", "Nothing to claim: your earnings were withheld after review."
+
+
 def earnings_holds_open(*, user) -> list[EarningsHold]:
     """The user's open harm holds (newest first): while there is one, none of their earnings go into an
     epoch."""

@@ -61,10 +61,10 @@ def chain_reconcile() -> int:
     return len(reconcile())
 
 
-@shared_task(name="rewards.tasks.chain_relay_claim", acks_late=True)
-def chain_relay_claim(user_id: int) -> dict:
-    from django.contrib.auth import get_user_model
+@shared_task(name="rewards.tasks.chain_claim_relay", acks_late=True)
+def chain_claim_relay(relay_id: int) -> dict:
+    """Send one queued "Claim for me" (`ClaimRelay`); queued on commit by `services.claim_relay_request`."""
+    from .services import claim_relay_run
 
-    from .services import claim_relay
-
-    return claim_relay(user=get_user_model().objects.get(pk=user_id))
+    relay = claim_relay_run(relay_id=relay_id)
+    return {"relay": relay.pk, "state": relay.state, "tx_hash": relay.tx_hash}

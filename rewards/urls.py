@@ -6,6 +6,7 @@ app_name = "rewards"
 urlpatterns = [
     path("", views.index, name="index"),
     path("claim/", views.claim, name="claim"),
+    path("deposit/", views.deposit, name="deposit"),
     path("wallet/", views.wallet, name="wallet"),
     path("fees/", views.fees, name="fees"),
     path("admin/", views.admin_overview, name="admin"),

@@ -9,7 +9,6 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
 
 from . import selectors, services
 from .charts import earnings_svg
@@ -33,25 +32,31 @@ def index(request):
 
 
 @login_required
-@require_POST
 def claim(request):
-    """Return the proofs; with relaying on and asked for, submit the claim on the user's behalf."""
-    relayed = None
-    if request.POST.get("relay") and settings.REWARDS_RELAY_CLAIMS:
-        from .tasks import chain_relay_claim
-
-        result = chain_relay_claim.delay(request.user.pk)
-        relayed = result.get() if result.ready() else None
-        if relayed and relayed.get("relayed"):
-            messages.success(request, "Claim submitted: the OPEN was sent to your wallet.")
-        else:
-            messages.info(request, "Your claim is queued; it appears here once the transaction is confirmed.")
+    """GET: the proofs and the latest "Claim for me" requests, read from the database. POST with `relay`:
+    queue a relay (or say why there is nothing to claim), then redirect here, so a reload sends nothing."""
+    if request.method == "POST":
+        if request.POST.get("relay") and settings.REWARDS_RELAY_CLAIMS:
+            asked = services.claim_relay_request(user=request.user)
+            (messages.info if asked.relay else messages.warning)(request, asked.message)
+        return redirect("rewards:claim")
     claims = selectors.claims_for(user=request.user)
     for item in claims:
         item["claimable_open"] = format_open(item["claimable"])
         item["call"] = json.dumps({"account": item["address"], "cumulativeAmount": str(item["cumulative_amount"]),
                                    "proof": item["proof"]}, indent=2)
-    return render(request, "rewards/claim.html", {"claims": claims, "relayed": relayed})
+    relays = selectors.claim_relays_for(user=request.user)
+    return render(request, "rewards/claim.html", {
+        "claims": claims, "relays": relays, "relay": relays[0] if relays else None,
+        "relay_enabled": settings.REWARDS_RELAY_CLAIMS,
+        "claimable": any(item["claimable"] > 0 for item in claims)})
+
+
+@login_required
+def deposit(request):
+    """How to add inference credit: the deposit address, the linked wallet it must come from, the deposit
+    indexer's progress, and what was credited (deposits and grants)."""
+    return render(request, "rewards/deposit.html", selectors.deposit_overview(user=request.user))
 
 
 @login_required

@@ -24,6 +24,8 @@ from .schema import DatanetSchema
 
 # Parquet values are converted to Python one batch at a time; this bounds that working set.
 PARQUET_BATCH_ROWS = 512
+# What a rejected record's content is cut to, per value, for reporting it back.
+REPORTED_CONTENT_CHARS = 1000
 # Unknown JSON keys are reported in a note; past this many distinct names the list is cut short so a
 # hostile file cannot grow the note without bound.
 MAX_REPORTED_UNKNOWN_KEYS = 20
@@ -33,12 +35,22 @@ _PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError, EOFError, NotImplemen
 
 @dataclass(slots=True)
 class RawRecord:
-    """One record as read, before validation: values keyed by canonical column name, or a rejection."""
+    """One record as read, before validation: values keyed by canonical column name, or a rejection.
+
+    A rejected record that could not be turned into values keeps what it held in ``content`` (its raw
+    text under ``"raw"``, or the values that could be read), so the contributor can find and fix it."""
 
     line_number: int | None
     values: Mapping[str, Any] | None = None
     rejection_code: RejectionCode | None = None
     detail: str | None = None
+    content: Mapping[str, Any] | None = None
+
+
+def _raw(text: str) -> dict[str, str]:
+    """The raw text of a record that could not be parsed, without its line ending; undecodable bytes
+    (kept as surrogates by the CSV reader) become U+FFFD."""
+    return {"raw": text.rstrip("\r\n")[:REPORTED_CONTENT_CHARS].encode("utf-8", "replace").decode("utf-8")}
 
 
 @dataclass
@@ -126,10 +138,12 @@ class _CsvLineFeeder:
         self.line_number = 0
         self.record_bytes = 0
         self.bad_lines: list[int] = []
+        self.record_text: list[str] = []  # the current record's lines (bounded by the record limit)
 
     def start_record(self) -> int:
         self.record_bytes = 0
         self.bad_lines.clear()
+        self.record_text = []
         return self.line_number + 1
 
     def __iter__(self) -> _CsvLineFeeder:
@@ -151,6 +165,7 @@ class _CsvLineFeeder:
             self.bad_lines.append(self.line_number)
         if self.line_number == 1:
             text = text.removeprefix("\ufeff")
+        self.record_text.append(text)
         return text + "\n"  # csv needs the terminator to keep newlines inside quoted fields
 
 
@@ -174,19 +189,23 @@ def read_delimited(lines: Iterator[bytes | None], delimiter: str, ctx: ReadConte
             continue
         except csv.Error as error:
             yield RawRecord(
-                line_number, rejection_code=RejectionCode.BAD_CSV, detail=f"malformed CSV ({error})"
+                line_number, rejection_code=RejectionCode.BAD_CSV, detail=f"malformed CSV ({error})",
+                content=_raw("\n".join(feeder.record_text)),
             )
             continue
         if not cells:
             continue  # blank line
         if feeder.bad_lines:
-            yield _bad_encoding(feeder.bad_lines[0])
+            bad = _bad_encoding(feeder.bad_lines[0])
+            bad.content = _raw("\n".join(feeder.record_text))
+            yield bad
         elif len(cells) > len(header):
             yield RawRecord(
                 line_number,
                 rejection_code=RejectionCode.BAD_CSV,
                 detail=f"this row has {len(cells)} fields but the header has {len(header)}; "
                 "put quotes around values that contain the delimiter",
+                content=_raw("\n".join(feeder.record_text)),
             )
         else:
             yield RawRecord(line_number, {column: cells[i] for i, column in mapping if i < len(cells)})
@@ -293,7 +312,9 @@ def read_jsonl(lines: Iterator[bytes | None], ctx: ReadContext) -> Iterator[RawR
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            yield _bad_encoding(line_number)
+            bad = _bad_encoding(line_number)
+            bad.content = _raw(raw.decode("utf-8", errors="replace"))
+            yield bad
             continue
         if line_number == 1:
             text = text.removeprefix("\ufeff")
@@ -304,13 +325,15 @@ def read_jsonl(lines: Iterator[bytes | None], ctx: ReadContext) -> Iterator[RawR
                 line_number,
                 rejection_code=RejectionCode.TOO_DEEP,
                 detail=f"JSON nested deeper than {max_depth} levels",
+                content=_raw(text),
             )
             continue
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as error:
             yield RawRecord(
-                line_number, rejection_code=RejectionCode.BAD_JSON, detail=f"not valid JSON ({error})"
+                line_number, rejection_code=RejectionCode.BAD_JSON, detail=f"not valid JSON ({error})",
+                content=_raw(text),
             )
             continue
         except RecursionError:
@@ -324,11 +347,12 @@ def read_jsonl(lines: Iterator[bytes | None], ctx: ReadContext) -> Iterator[RawR
                 line_number,
                 rejection_code=RejectionCode.TOO_DEEP,
                 detail=f"JSON nested deeper than {max_depth} levels",
+                content=_raw(text),
             )
             continue
         values = mapper.values(obj)
         if isinstance(values, tuple):
-            yield RawRecord(line_number, rejection_code=values[0], detail=values[1])
+            yield RawRecord(line_number, rejection_code=values[0], detail=values[1], content=_raw(text))
         else:
             yield RawRecord(line_number, values)
     mapper.finish()
@@ -347,10 +371,17 @@ def read_json_objects(objects: Iterable[Any], ctx: ReadContext) -> Iterator[RawR
             continue
         values = mapper.values(obj)
         if isinstance(values, tuple):
-            yield RawRecord(None, rejection_code=values[0], detail=values[1])
+            yield RawRecord(None, rejection_code=values[0], detail=values[1], content=_raw(_json_text(obj)))
         else:
             yield RawRecord(None, values)
     mapper.finish()
+
+
+def _json_text(obj: Any) -> str:
+    try:
+        return json.dumps(obj, ensure_ascii=False, default=str)[:REPORTED_CONTENT_CHARS]
+    except (TypeError, ValueError, RecursionError):
+        return repr(obj)[:REPORTED_CONTENT_CHARS]
 
 
 def _bad_parquet(error: BaseException) -> IngestError:
@@ -402,10 +433,13 @@ def _decode_parquet_batch(batch: pa.RecordBatch, columns: list[str], byte_cap: i
         decoded.append(array.to_pylist())
     for row, values in enumerate(zip(*decoded)):
         if too_long[row] is not None:
+            shown = dict(zip(columns, values))
+            shown[too_long[row]] = "(far over the length limit; not shown)"
             yield RawRecord(
                 None,
                 rejection_code=RejectionCode.TOO_LONG,
                 detail=f"'{too_long[row]}' is far over the length limit",
+                content=shown,
             )
         else:
             yield RawRecord(None, dict(zip(columns, values)))

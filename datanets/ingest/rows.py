@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .errors import IngestError, Rejection, RejectionCode
 from .limits import IngestLimits
 from .normalise import content_hash
-from .readers import RawRecord, ReadContext, read_delimited, read_json_objects, read_jsonl, read_parquet
+from .readers import (
+    REPORTED_CONTENT_CHARS,
+    RawRecord,
+    ReadContext,
+    read_delimited,
+    read_json_objects,
+    read_jsonl,
+    read_parquet,
+)
 from .schema import DatanetSchema
 from .sniff import FileFormat, sniff_format
 from .streams import ByteSource, iter_gunzipped, iter_physical_lines, spool
@@ -40,7 +49,10 @@ class RowResult:
 
     ``row_number`` counts data rows from 1 (blank lines and the header are not rows). ``line_number``
     is the physical line where the record starts for text formats, None for Parquet and JSON bodies.
-    Exactly one of ``fields`` (accepted) and ``rejection`` is set.
+    Exactly one of ``fields`` (accepted) and ``rejection`` is set. A rejected row carries ``content``:
+    what it held, as short strings (its values as read, or its raw text under ``"raw"`` when it could
+    not be parsed), so a report of rejected rows can show each one; None when nothing could be read.
+    Messages name a row by :attr:`where`, the contributor's own numbering.
     """
 
     row_number: int
@@ -49,10 +61,42 @@ class RowResult:
     content_hash: str | None = None
     rejection: Rejection | None = None
     flags: tuple[RowFlag, ...] = ()
+    content: Mapping[str, str] | None = None
 
     @property
     def accepted(self) -> bool:
         return self.rejection is None
+
+    @property
+    def where(self) -> str:
+        """"line 7" (the line of the file where the row starts) or, without lines, "row 7"."""
+        return where(self.row_number, self.line_number)
+
+
+def where(row_number: int, line_number: int | None) -> str:
+    return f"line {line_number}" if line_number is not None else f"row {row_number}"
+
+
+def content_preview(values: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """A rejected row's values as strings of at most ``REPORTED_CONTENT_CHARS`` characters each (lists
+    and objects as JSON), for reports; None for no values."""
+    if not values:
+        return None
+    shown = {}
+    for key, value in list(values.items())[:64]:
+        if value is None:
+            text = ""
+        elif isinstance(value, str):
+            text = value
+        else:
+            try:
+                text = json.dumps(value, ensure_ascii=False, default=str)
+            except (TypeError, ValueError, RecursionError):
+                text = repr(value)
+        if len(text) > REPORTED_CONTENT_CHARS:
+            text = text[: REPORTED_CONTENT_CHARS - 1] + "…"
+        shown[str(key)[:100]] = text.encode("utf-8", "replace").decode("utf-8")
+    return shown
 
 
 class RowStream(Iterator[RowResult]):
@@ -117,6 +161,7 @@ class RowStream(Iterator[RowResult]):
                         f"{where}: a contribution may hold at most {max_rows:,} rows; this row and the rest of "
                         "the file were not read. Split the file and upload the rest separately.",
                     ),
+                    content=content_preview(record.values if record.values is not None else record.content),
                 )
                 return
             result = self._result(record, row_number, where)
@@ -143,7 +188,8 @@ class RowStream(Iterator[RowResult]):
         message = (
             detail if code is RejectionCode.BAD_ENCODING and record.line_number else f"{where}: {detail}"
         )
-        return RowResult(row_number, record.line_number, rejection=Rejection(code, message))
+        content = content_preview(record.values if record.values is not None else record.content)
+        return RowResult(row_number, record.line_number, rejection=Rejection(code, message), content=content)
 
 
 def iter_rows(

@@ -8,18 +8,22 @@ against earlier rows of the same upload:
 * same content, different label -> accepted but flagged ``label_conflict``: one of the two labels is
   wrong and only a curator can tell which, so neither row is silently dropped;
 * no exact match, but a MinHash estimate >= the index threshold -> accepted, flagged ``near_duplicate``.
+
+Messages name rows the contributor's way: a row of the same upload by its line in the file ("line 4",
+or "row 4" where the upload has no lines), and a row already in the Datanet as ``describe_existing``
+describes it (the caller knows who uploads and what they may see; the default names its id).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .errors import Rejection, RejectionCode
 from .neardup import NearDupIndex
-from .rows import RowFlag, RowId, RowResult
+from .rows import RowFlag, RowId, RowResult, content_preview, where
 from .schema import DatanetSchema
 
 # Rows screened together: large enough that per-chunk numpy calls are amortised, small enough to stream.
@@ -37,6 +41,14 @@ class KnownContent:
 
 
 ExistingContent = Mapping[str, KnownContent] | Collection[str] | Callable[[str], KnownContent | None]
+# Row ids already in the Datanet -> how to name each one in a message to this upload's contributor
+# (e.g. 'your row “…” (line 3 of “a.csv”)'); called at most twice per chunk of rows, with every id the
+# chunk refers to. Ids it leaves out are named by :func:`default_existing_description`.
+DescribeExisting = Callable[[Sequence[RowId]], Mapping[RowId, str]]
+
+
+def default_existing_description(row_id: RowId | None) -> str:
+    return f"row {row_id} already in this Datanet" if row_id is not None else "a row already in this Datanet"
 
 
 def _lookup(existing: ExistingContent | None) -> Callable[[str], KnownContent | None]:
@@ -71,11 +83,15 @@ class UploadScreener:
         existing: ExistingContent | None = None,
         near_dup_index: NearDupIndex | None = None,
         near_dups_within_upload: bool = True,
+        describe_existing: DescribeExisting | None = None,
     ) -> None:
         self._schema = schema
         self._existing = _lookup(existing)
         self._index = near_dup_index
         self._seen: dict[str, RowResult] = {}
+        self._describe = describe_existing
+        self._descriptions: dict[RowId, str] = {}
+        self._line_of: dict[int, int | None] = {}  # upload row number -> its line, for rows indexed here
         # (row numbers, signatures, band keys) of each chunk's rows that reached near-duplicate
         # screening, so the caller can index the stored rows without hashing their text again.
         self._computed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -120,7 +136,19 @@ class UploadScreener:
 
     @staticmethod
     def _where(row: RowResult) -> str:
-        return f"Line {row.line_number}" if row.line_number is not None else f"Row {row.row_number}"
+        return row.where.capitalize()
+
+    def _describe_ids(self, row_ids: Iterable[RowId | None]) -> None:
+        if self._describe is None:
+            return
+        missing = [i for i in dict.fromkeys(row_ids) if i is not None and i not in self._descriptions]
+        if missing:
+            self._descriptions.update(self._describe(missing))
+
+    def _existing_row(self, row_id: RowId | None) -> str:
+        if row_id is not None and row_id in self._descriptions:
+            return self._descriptions[row_id]
+        return default_existing_description(row_id)
 
     def _screen_exact(self, row: RowResult) -> RowResult | None:
         """The row's result when exact identity decides it (a duplicate, a label conflict), or None
@@ -131,39 +159,46 @@ class UploadScreener:
             if earlier.fields is not None and earlier.fields.get("label") != label:
                 flag = RowFlag(
                     LABEL_CONFLICT,
-                    f"{self._where(row)}: the same text appears in row {earlier.row_number} of this upload with "
+                    f"{self._where(row)}: the same text appears on {earlier.where} of this upload with "
                     f"the label '{earlier.fields.get('label')}'",
                     upload_row_number=earlier.row_number,
                 )
                 return replace(row, flags=row.flags + (flag,))
             return self._duplicate(
                 row,
-                f"{self._where(row)}: exact duplicate of row {earlier.row_number} of this upload",
+                f"{self._where(row)}: exact duplicate of {earlier.where} of this upload",
                 upload_row=earlier.row_number,
             )
         self._seen[row.content_hash] = row
         known = self._existing(row.content_hash)
         if known is not None:
-            other = f"row {known.row_id}" if known.row_id is not None else "a row"
+            other = self._existing_row(known.row_id)
             if known.label is not None and label is not None and known.label != label:
                 flag = RowFlag(
                     LABEL_CONFLICT,
-                    f"{self._where(row)}: the same text is already in this Datanet ({other}) with the label "
-                    f"'{known.label}'",
+                    f"{self._where(row)}: the same text as {other}, with the label '{known.label}'",
                     existing_row_id=known.row_id,
                 )
                 return replace(row, flags=row.flags + (flag,))
-            return self._duplicate(row, f"{self._where(row)}: exact duplicate of {other} already in this Datanet")
+            return self._duplicate(row, f"{self._where(row)}: exact duplicate of {other}")
         return None
 
     def _duplicate(self, row: RowResult, message: str, upload_row: int | None = None) -> RowResult:
-        return replace(row, fields=None, rejection=Rejection(RejectionCode.DUPLICATE, message, upload_row))
+        return replace(row, fields=None, content=content_preview(row.fields),
+                       rejection=Rejection(RejectionCode.DUPLICATE, message, upload_row))
 
     # --- chunks -----------------------------------------------------------------------------------
 
     def _screen_chunk(self, chunk: list[RowResult]) -> list[RowResult]:
         results = list(chunk)
         pending: list[int] = []  # positions of rows that go on to near-duplicate screening
+        if self._describe is not None:
+            self._describe_ids(
+                known.row_id
+                for row in chunk
+                if row.accepted and row.content_hash is not None and row.content_hash not in self._seen
+                and (known := self._existing(row.content_hash)) is not None
+            )
         for i, row in enumerate(chunk):
             if not row.accepted or row.fields is None or row.content_hash is None:
                 continue
@@ -180,6 +215,8 @@ class UploadScreener:
         signatures = reference.signatures([self._schema.comparison_text(chunk[i].fields) for i in pending])
         keys = reference.band_keys(signatures)
         row_numbers = [chunk[i].row_number for i in pending]
+        for i in pending:
+            self._line_of[chunk[i].row_number] = chunk[i].line_number
         self._computed.append((np.asarray(row_numbers, dtype=np.int64), signatures, keys))
         in_datanet = self._index.query_signatures(signatures, keys) if self._index is not None else None
         in_upload = None
@@ -191,14 +228,16 @@ class UploadScreener:
             in_upload = self._upload_index.query_signatures(
                 signatures, keys, before=np.arange(first, first + len(pending))
             )
+        if in_datanet is not None:
+            self._describe_ids(match.row_id for match in in_datanet if match is not None)
         for n, i in enumerate(pending):
             flags = []
             if in_datanet is not None and (match := in_datanet[n]) is not None:
                 flags.append(
                     RowFlag(
                         NEAR_DUPLICATE,
-                        f"{self._where(chunk[i])}: {match.estimated_jaccard:.0%} similar to row {match.row_id} "
-                        "already in this Datanet",
+                        f"{self._where(chunk[i])}: {match.estimated_jaccard:.0%} similar to "
+                        f"{self._existing_row(match.row_id)}",
                         existing_row_id=match.row_id,
                         similarity=match.estimated_jaccard,
                     )
@@ -207,8 +246,8 @@ class UploadScreener:
                 flags.append(
                     RowFlag(
                         NEAR_DUPLICATE,
-                        f"{self._where(chunk[i])}: {match.estimated_jaccard:.0%} similar to row {match.row_id} "
-                        "of this upload",
+                        f"{self._where(chunk[i])}: {match.estimated_jaccard:.0%} similar to "
+                        f"{where(int(match.row_id), self._line_of.get(int(match.row_id)))} of this upload",
                         upload_row_number=int(match.row_id),
                         similarity=match.estimated_jaccard,
                     )

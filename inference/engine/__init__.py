@@ -5,6 +5,8 @@ Plain Python + PyTorch (no Django). Public API:
 - :class:`ServingEngine` / :class:`EngineConfig`: load a base model, load/pin/unload adapters,
   classify and generate (blocking, or streaming through :class:`GenerationStream`).
 - :class:`GenerationParams`: validated sampling settings.
+- :func:`render_chat`: a chat history as prompt text (the tokenizer's chat template, or the plain
+  "role: content" format of :func:`plain_chat_prompt`).
 - :class:`SlotLoraModel`, :class:`SlotLoraLinear`, :class:`SlotHeadLinear`: the batched
   multi-adapter layers, usable without the engine.
 - :class:`AdapterCache`: the device / host / disk adapter tiers.
@@ -15,6 +17,7 @@ Plain Python + PyTorch (no Django). Public API:
 
 from .adapters import AdapterSource, LoadedAdapter, adapter_directory_sha256, adapter_sha256, read_adapter
 from .cache import AdapterCache, AdapterInfo
+from .chat import plain_chat_prompt, render_chat
 from .engine import (
     ClassificationResult,
     EngineConfig,
@@ -65,6 +68,8 @@ __all__ = [
     "Task",
     "adapter_directory_sha256",
     "adapter_sha256",
+    "plain_chat_prompt",
     "read_adapter",
+    "render_chat",
     "select_admissions",
 ]

@@ -34,6 +34,7 @@ from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPP
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, DynamicCache
 
 from .cache import AdapterCache, AdapterInfo
+from .chat import render_chat
 from .errors import (
     AdapterIncompatibleError,
     ContextLengthExceededError,
@@ -436,6 +437,12 @@ class ServingEngine:
         )
         self._enqueue(request)
         return stream
+
+    def chat_prompt(self, messages: object) -> str:
+        """The prompt text for a chat history: the tokenizer's chat template with the generation prompt,
+        or the plain "role: content" format when it has none (see :mod:`.chat`)."""
+        self._require_task(Task.CAUSAL_LM)
+        return render_chat(self.tokenizer, messages)
 
     def generate(
         self, prompt: str, adapter: str | None = None, params: GenerationParams | None = None,

@@ -10,7 +10,9 @@ out):
 - ``POST /v1/generate``  ``{"prompt", "adapter", "base", "max_tokens", "temperature", "top_p", "stop",
   "seed", "add_bos", "stream"}``; with ``"stream": true`` the answer is server-sent events:
   ``data: {"delta": ...}`` per text delta, then ``data: {"finish_reason", "usage", ...}`` and
-  ``data: [DONE]``.
+  ``data: [DONE]``. ``"messages": [{"role", "content"}, ...]`` instead of ``"prompt"`` sends a chat
+  history, rendered by the base's tokenizer (:func:`.chat.render_chat`); the answer then carries the
+  rendered ``"prompt"``.
 - ``POST /v1/adapters/load`` ``{"name", "path", "sha256", "base", "labels", "pin": false, "wait": true}``
 - ``POST /v1/adapters/unload`` ``{"name"}``; ``POST /v1/adapters/pin`` ``{"name", "pinned": true}``
 - ``POST /v1/bases/load`` ``{"name", "path", "task", "num_slots", "max_rank", "num_labels", ...}``
@@ -243,13 +245,17 @@ class EngineRequestHandler(BaseHTTPRequestHandler):
         return {"adapter": adapter, "results": [dataclasses.asdict(r) for r in results]}
 
     def _generate(self, body: dict) -> dict | None:
-        prompt = body.get("prompt")
+        prompt, messages, rendered = body.get("prompt"), body.get("messages"), None
         adapter = _optional_str(body, "adapter")
         params = GenerationParams.from_dict(body)
         engine = self.server.route(base=_optional_str(body, "base"), adapter=adapter, task=Task.CAUSAL_LM)
+        if messages is not None:
+            if prompt is not None:
+                raise InvalidRequestError("send either prompt or messages, not both", param="messages")
+            prompt = rendered = engine.chat_prompt(messages)
         stream = engine.submit_generate(prompt, adapter=adapter, params=params, add_bos=bool(body.get("add_bos")))
         if not body.get("stream"):
-            return _generation_payload(stream.result())
+            return _generation_payload(stream.result(), rendered)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -259,7 +265,7 @@ class EngineRequestHandler(BaseHTTPRequestHandler):
         try:
             for delta in stream:
                 self._send_event({"delta": delta})
-            self._send_event(_generation_payload(stream.result()))
+            self._send_event(_generation_payload(stream.result(), rendered))
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
@@ -308,8 +314,8 @@ class EngineRequestHandler(BaseHTTPRequestHandler):
         return dataclasses.asdict(info)
 
 
-def _generation_payload(result: GenerationResult) -> dict:
-    return {
+def _generation_payload(result: GenerationResult, prompt: str | None = None) -> dict:
+    payload = {
         "text": result.text,
         "finish_reason": result.finish_reason,
         "adapter": result.adapter,
@@ -322,6 +328,9 @@ def _generation_payload(result: GenerationResult) -> dict:
             "total_tokens": result.prompt_tokens + result.completion_tokens,
         },
     }
+    if prompt is not None:
+        payload["prompt"] = prompt  # the chat history as the model saw it
+    return payload
 
 
 def _error_body(message: str, error_type: str) -> dict:

@@ -64,7 +64,14 @@ MODEL_DIR = "model"
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """A progress report for the live job page; ``loss`` is the mean since the previous report."""
+    """A progress report for the live job page; ``loss`` is the mean since the previous report.
+
+    Numbering is 1-based throughout: ``step`` is how many optimizer steps are done ("step 6 of 9"),
+    and ``epoch`` is the epoch of the step just finished, of ``total_epochs`` (1 before the first
+    step). ``message`` is set on events worth a log line, each once per run: "starting"/"resuming",
+    "epoch N/M done ..." at the end of every epoch, "cancelled", "evaluating" and "done"; the
+    reports in between carry an empty message.
+    """
 
     step: int
     total_steps: int
@@ -74,6 +81,7 @@ class ProgressEvent:
     eta_s: float | None
     examples_per_s: float | None
     message: str
+    total_epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -266,10 +274,18 @@ class _Run:
                 done = step + 1
                 if done % checkpoint_every == 0 and done < plan.total_steps:
                     self._save_checkpoint(done, optimizer, scheduler)
-                if done % progress_every == 0 or done == plan.total_steps:
+                if done % plan.steps_per_epoch == 0 or done == plan.total_steps:
+                    # Each epoch is reported once, when its last step is done, with its mean loss.
+                    epoch = plan.epoch_of(step)
+                    losses = self.step_losses[epoch * plan.steps_per_epoch : done]
                     report.event(
-                        done, scheduler.get_last_lr()[0], f"epoch {plan.epoch_of(step) + 1}/{spec.epochs}"
+                        done,
+                        scheduler.get_last_lr()[0],
+                        f"epoch {epoch + 1}/{plan.total_epochs} done: mean training loss "
+                        f"{sum(losses) / len(losses):.4f}",
                     )
+                elif done % progress_every == 0:
+                    report.event(done, scheduler.get_last_lr()[0], "")
             train_seconds = time.perf_counter() - loop_start
             report.event(plan.total_steps, scheduler.get_last_lr()[0], "evaluating")
             metrics, base_metrics = self._evaluate(eval_examples)
@@ -483,11 +499,12 @@ class _Reporter:
             ProgressEvent(
                 step=step,
                 total_steps=self.plan.total_steps,
-                epoch=self.plan.epoch_of(max(step - 1, 0)),
+                epoch=self.plan.epoch_of(max(step - 1, 0)) + 1,
                 loss=sum(window) / len(window) if window else None,
                 lr=lr,
                 eta_s=elapsed / steps_done * (self.plan.total_steps - step) if steps_done > 0 else None,
                 examples_per_s=self.n_examples / elapsed if self.n_examples and elapsed > 0 else None,
                 message=message,
+                total_epochs=self.plan.total_epochs,
             )
         )

@@ -15,7 +15,13 @@ from typing import Any
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 TOKEN_CONTRACT = "OpenToken"
 DISTRIBUTOR_CONTRACT = "CumulativeMerkleDistributor"
-CONTRACT_NAMES: tuple[str, ...] = (TOKEN_CONTRACT, DISTRIBUTOR_CONTRACT)
+# Governance (rewards/chain/governance.py): vOPEN, the timelock, the governor and the parameter registry.
+VOTES_CONTRACT = "OpenVotes"
+TIMELOCK_CONTRACT = "LineageTimelock"
+GOVERNOR_CONTRACT = "LineageGovernor"
+PARAMETERS_CONTRACT = "ProtocolParameters"
+CONTRACT_NAMES: tuple[str, ...] = (TOKEN_CONTRACT, DISTRIBUTOR_CONTRACT, VOTES_CONTRACT, TIMELOCK_CONTRACT,
+                                   GOVERNOR_CONTRACT, PARAMETERS_CONTRACT)
 
 
 @dataclass(frozen=True)

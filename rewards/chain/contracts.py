@@ -126,6 +126,12 @@ class TokenContract(_BoundContract):
     def transfer(self, to: str, amount: int, *, sender: LocalAccount | None = None) -> TxResult:
         return self._transact("transfer", Web3.to_checksum_address(to), amount, sender=sender)
 
+    def approve(self, spender: str, amount: int, *, sender: LocalAccount | None = None) -> TxResult:
+        return self._transact("approve", Web3.to_checksum_address(spender), amount, sender=sender)
+
+    def allowance(self, owner: str, spender: str) -> int:
+        return self._call("allowance", Web3.to_checksum_address(owner), Web3.to_checksum_address(spender))
+
     def deposits_to(self, deposit_address: str, from_block: int, to_block: int | None = None) -> LogPage[TokenDeposit]:
         """Transfers into ``deposit_address`` in confirmed blocks from ``from_block`` on."""
         recipient = Web3.to_checksum_address(deposit_address)

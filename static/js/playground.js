@@ -14,15 +14,30 @@
     return match ? decodeURIComponent(match[1]) : "";
   }
 
-  function showError(message) {
+  function showError(message, code) {
     error.textContent = message;
+    if (code === "insufficient_quota" && form.dataset.depositUrl) {
+      // The 429 says where to add credit: link it (the page explains deposits and shows the credit).
+      const link = document.createElement("a");
+      link.href = form.dataset.depositUrl;
+      link.textContent = "Add credit";
+      link.dataset.testid = "deposit-link";
+      error.append(" ", link);
+    }
     error.hidden = false;
+  }
+
+  // Base units (a decimal string, 18 decimals) as OPEN, exactly: "50000000000000000" -> "0.05".
+  function formatOpen(baseUnits) {
+    const digits = String(baseUnits || "0").replace(/^0+(?=\d)/, "").padStart(19, "0");
+    const whole = digits.slice(0, -18), fraction = digits.slice(-18).replace(/0+$/, "");
+    return whole + (fraction ? "." + fraction : "");
   }
 
   function showReceipt(lineage) {
     $("pg-receipt-empty").hidden = true;
     $("pg-receipt-body").hidden = false;
-    $("pg-fee").textContent = lineage.fee;
+    $("pg-fee").textContent = formatOpen(lineage.fee);
     const link = $("pg-receipt-link");
     if (lineage.receipt_url) {
       link.href = lineage.receipt_url;
@@ -79,6 +94,7 @@
       max_tokens: Number($("pg-max-tokens").value),
       temperature: Number($("pg-temperature").value),
       stream: true,
+      stream_options: { include_usage: true },  // the last chunk (choices: []) carries the token counts
     };
     try {
       const response = await fetch(form.dataset.endpoint, {
@@ -90,7 +106,8 @@
       });
       if (!response.ok) {
         const payload = await response.json().catch(() => ({}));
-        showError((payload.error && payload.error.message) || payload.detail || "HTTP " + response.status);
+        showError((payload.error && payload.error.message) || payload.detail || "HTTP " + response.status,
+                  payload.error && payload.error.code);
         return;
       }
       const reader = response.body.getReader();
@@ -108,7 +125,7 @@
           const data = line.slice(6);
           if (data === "[DONE]") continue;
           const chunk = JSON.parse(data);
-          if (chunk.error) { showError(chunk.error.message); continue; }
+          if (chunk.error) { showError(chunk.error.message, chunk.error.code); continue; }
           const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
           if (delta && delta.content) answer.textContent += delta.content;
           if (chunk.usage) meta.textContent = chunk.usage.prompt_tokens + " tokens in, " + chunk.usage.completion_tokens + " out";

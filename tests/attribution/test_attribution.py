@@ -2,6 +2,7 @@
 index build through the registration signal, receipts, reproducibility, tampering, API, pages,
 failed builds and mislabeled flags."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from accounts.models import AuditEvent
 from attribution import selectors, services
 from attribution.engine import AttributionIndex as EngineIndex
 from attribution.models import AttributionIndex, AttributionReceipt, IndexState, ValuationReport
+from attribution.services import builds  # index_build runs builds._build: patched there
 from datanets import selectors as datanet_selectors
 from models_registry.models import FineTuneJob, ModelVersion
 from models_registry.training import load_trained, predict_labels
@@ -234,6 +236,57 @@ def test_a_version_whose_index_failed_shows_the_reason(world, client):
     assert "Failed" in listing and "cannot be loaded" in listing
     valuation = client.get(reverse("attribution:valuation", args=[broken.slug])).content.decode()
     assert 'data-testid="index-error"' in valuation and "cannot be loaded" in valuation
+
+
+def _version_without_files(world, slug: str, hash_char: str) -> ModelVersion:
+    job = FineTuneJob.objects.create(owner=world.alice, name=slug, base_model=world.model.base_model,
+                                     task=world.model.task, hyperparameters={})
+    return ModelVersion.objects.create(
+        job=job, owner=world.alice, base_model=world.model.base_model, name=slug.title(), slug=slug,
+        version_hash=hash_char * 64, task=world.model.task, label_names=world.model.label_names,
+        storage_prefix="models/" + hash_char * 64, manifest=world.model.manifest, lineage=world.model.lineage,
+    )
+
+
+def test_an_unexpected_build_error_is_hidden_from_public_pages(world, client, monkeypatch, caplog):
+    version = _version_without_files(world, "crashing-model", "e")
+
+    def crash(*, index, work):
+        raise OSError(f"[Errno 28] No space left on device: '{work}/shard_00003.safetensors'")
+
+    monkeypatch.setattr(builds, "_build", crash)
+    index = services.index_build(model_version_id=version.pk)
+    assert index.state == IndexState.FAILED and "No space" not in index.error and "OSError" not in index.error
+    error_id = re.search(r"error id ([0-9a-f]{12})", index.error).group(1)
+    assert error_id in caplog.text and "No space left on device" in caplog.text
+    version.refresh_from_db()
+    assert version.attribution_status == "failed"
+    assert AuditEvent.objects.filter(action="attribution.index_failed", object_id=str(index.pk)).count() == 1
+    client.force_login(world.alice)
+    listing = client.get(reverse("attribution:index")).content.decode()
+    assert error_id in listing and "No space" not in listing
+
+
+def test_an_index_build_whose_worker_keeps_dying_fails_with_a_reason_then_rebuilds_on_request(world, monkeypatch,
+                                                                                          settings):
+    version = _version_without_files(world, "dying-model", "d")
+    index = services.index_build(model_version_id=version.pk)  # failed with its reason: no adapter files
+    assert index.state == IndexState.FAILED and index.attempts == 1 and "cannot be loaded" in index.error
+    # Deliveries that died mid-build leave it `building`; the one after the cap gives up without building.
+    AttributionIndex.objects.filter(pk=index.pk).update(state=IndexState.BUILDING, attempts=settings.JOB_MAX_ATTEMPTS)
+    monkeypatch.setattr(builds, "_build", lambda **kwargs: pytest.fail("built past the attempt cap"))
+    index = services.index_build(model_version_id=version.pk)
+    assert index.state == IndexState.FAILED
+    assert index.error == (f"The attribution index build stopped after {settings.JOB_MAX_ATTEMPTS} attempts: the "
+                           "worker crashed each time. Contact an admin to have it built again.")
+
+    def refuse(*, index, work):
+        raise services.BuildError("The model version's adapter files are missing; register the model again.")
+
+    monkeypatch.setattr(builds, "_build", refuse)
+    index = services.index_build(model_version_id=version.pk)  # a new build of the failed index starts afresh
+    assert index.state == IndexState.FAILED and index.attempts == 1
+    assert index.error == "The model version's adapter files are missing; register the model again."
 
 
 def test_valuation_flags_mislabeled_rows_into_the_review_queue(world, client):

@@ -14,6 +14,7 @@ import pytest
 
 from attribution import services
 from attribution.models import AttributionReceipt
+from attribution.services import receipts  # receipt_create runs receipts._attribute: patched there
 from datanets.models import Record
 from inference import integrations
 from inference import services as inference_services
@@ -115,14 +116,14 @@ def test_the_same_call_again_returns_the_same_receipt(world):
 
 def test_a_concurrent_insert_under_the_same_id_is_returned_only_when_it_is_the_same_receipt(world, monkeypatch):
     """The IntegrityError path: another request stores a receipt under the id while this one attributes."""
-    real_attribute = services._attribute
+    real_attribute = receipts._attribute
 
     def race(rival: AttributionReceipt, inference_id: str):
         def attribute(*args, **kwargs):
             result = real_attribute(*args, **kwargs)
             AttributionReceipt.objects.filter(pk=rival.pk).update(inference_id=inference_id)  # it wins the insert
             return result
-        monkeypatch.setattr(services, "_attribute", attribute)
+        monkeypatch.setattr(receipts, "_attribute", attribute)
 
     # The rival was made for someone else's query: refused, and it stays what it was.
     inference_id = str(uuid.uuid4())

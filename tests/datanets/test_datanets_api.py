@@ -310,8 +310,10 @@ def test_csv_with_bad_rows_keeps_good_rows_and_lists_each_bad_line(
     assert download.status_code == 200 and download["Content-Type"].startswith("text/csv")
     assert "attachment" in download["Content-Disposition"]
     table = list(csv.reader(io.StringIO(b"".join(download.streaming_content).decode())))
-    assert table[0] == ["row", "line", "code", "message"]
+    assert table[0] == ["row", "line", "code", "message", "text", "label", "raw"]  # then each row's content
     assert [row[:3] for row in table[1:]] == [["2", "3", "unknown_label"], ["3", "4", "empty_text"], ["5", "6", "empty_text"]]
+    assert [row[4:6] for row in table[1:]] == [["Broke after a week", "terrible"], ["", "negative"],
+                                               ["Charger stopped charging", ""]]
 
 
 def test_errors_csv_neutralises_formula_cells(charlie, curated, key_client, contribute):

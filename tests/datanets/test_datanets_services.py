@@ -3,6 +3,7 @@ versions and their verification."""
 
 import gzip
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,40 @@ def test_validation_is_idempotent_on_redelivery(datanet, bob, send):
     Contribution.objects.filter(pk=contribution.pk).update(state=ContributionState.VALIDATING)
     services.contribution_validate(contribution_id=contribution.pk)
     assert Record.objects.filter(contribution=contribution).count() == 3
+
+
+def test_an_unexpected_validation_error_is_hidden_from_the_contributor(datanet, bob, send, monkeypatch, client,
+                                                                      caplog):
+    class Exploding:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("near-dup cache at /srv/lineage/var/cache is corrupt")
+
+    monkeypatch.setattr(services, "UploadScreener", Exploding)
+    contribution = send(datanet, bob, GOOD_CSV.encode())
+    assert contribution.state == ContributionState.FAILED and contribution.error_code == "unexpected_error"
+    error_id = re.search(r"error id ([0-9a-f]{12})", contribution.error_message).group(1)
+    assert "/srv/lineage" not in contribution.error_message and "RuntimeError" not in contribution.error_message
+    assert error_id in caplog.text and "/srv/lineage" in caplog.text  # the details are in the logs
+    assert not Record.objects.filter(contribution=contribution).exists()
+    assert AuditEvent.objects.filter(action="contribution.failed", details__code="unexpected_error").count() == 1
+    client.force_login(bob)
+    page = client.get(contribution.get_absolute_url()).content.decode()
+    assert error_id in page and "/srv/lineage" not in page
+
+
+def test_validation_whose_worker_keeps_dying_fails_with_a_reason(datanet, bob, django_capture_on_commit_callbacks,
+                                                                 settings):
+    with django_capture_on_commit_callbacks(execute=False):  # the task is never delivered here
+        contribution = upload(datanet, bob, GOOD_CSV.encode())
+    # Three deliveries started it and died mid-way (the state they leave behind); the fourth gives up.
+    Contribution.objects.filter(pk=contribution.pk).update(state=ContributionState.VALIDATING,
+                                                           attempts=settings.JOB_MAX_ATTEMPTS)
+    contribution = services.contribution_validate(contribution_id=contribution.pk)
+    assert contribution.state == ContributionState.FAILED and contribution.error_code == "too_many_attempts"
+    assert contribution.error_message.startswith(
+        f"The upload validation stopped after {settings.JOB_MAX_ATTEMPTS} attempts: the worker crashed each time.")
+    assert "Upload the file again" in contribution.error_message
+    assert not Record.objects.filter(contribution=contribution).exists()
 
 
 def test_files_are_stored_content_addressed_never_by_user_name(datanet, bob, send):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from inference.engine import ServingEngine
+from inference.engine import ServingEngine, plain_chat_prompt
 from inference.engine.server import serve
 from inference.engine.testing import build_tiny_bert_classifier, build_tiny_llama, save_random_adapter
 
@@ -93,6 +93,23 @@ def test_generate_plain_and_streamed(servers):
     assert "".join(c["delta"] for c in chunks[:-1]) == plain["text"] == chunks[-1]["text"]
 
 
+def test_generate_from_messages_renders_the_history(servers):
+    server = servers["generate"]
+    assert _load(server, servers["adapters"], "gen")[0] == 200
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"},
+                {"role": "assistant", "content": "world"}, {"role": "user", "content": "how are you"}]
+    request = {"adapter": "gen", "max_tokens": 6, "temperature": 0, "add_bos": True}
+    status, chat = _call(server, "POST", "/v1/generate", {**request, "messages": messages})
+    # This tokenizer has no chat template: the plain "role: content" format, every turn included.
+    assert status == 200 and chat["prompt"] == plain_chat_prompt(messages)
+    assert chat["prompt"].startswith("system: be brief\nuser: hello\nassistant: world\n")
+    status, raw = _call(server, "POST", "/v1/generate", {**request, "prompt": chat["prompt"]})
+    assert "prompt" not in raw and (raw["text"], raw["usage"]) == (chat["text"], chat["usage"])
+    status, streamed = _call(server, "POST", "/v1/generate", {**request, "messages": messages, "stream": True})
+    final = json.loads([line.removeprefix("data: ") for line in streamed.split("\n\n") if line][-2])
+    assert final["prompt"] == chat["prompt"] and final["text"] == chat["text"]
+
+
 @pytest.mark.parametrize(("body", "status", "param"), [
     ({"prompt": "hi", "temperature": -1}, 400, "temperature"),
     ({"prompt": "hi", "top_p": 2}, 400, "top_p"),
@@ -100,6 +117,10 @@ def test_generate_plain_and_streamed(servers):
     ({"prompt": "hi " * 300, "max_tokens": 5}, 400, "prompt"),
     ({"prompt": ""}, 400, "prompt"),
     ({"prompt": "hi", "adapter": "nope"}, 404, "adapter"),
+    ({"prompt": "hi", "messages": [{"role": "user", "content": "hi"}]}, 400, "messages"),
+    ({"messages": []}, 400, "messages"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, 400, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": None}]}, 400, "messages[0].content"),
 ])
 def test_errors_are_openai_shaped(servers, body, status, param):
     got_status, error = _call(servers["generate"], "POST", "/v1/generate", body)

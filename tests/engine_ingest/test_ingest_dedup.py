@@ -69,7 +69,8 @@ def test_exact_duplicates_within_upload_and_label_conflicts():
     )
     assert results[0].accepted and not results[0].flags
     assert results[1].rejection.code is RejectionCode.DUPLICATE
-    assert "row 1 of this upload" in results[1].rejection.message
+    # Named by its line in the file, as the row itself is ("Line 3: ... of line 2"), not its data-row count.
+    assert results[1].rejection.message == "Line 3: exact duplicate of line 2 of this upload"
     assert results[1].rejection.duplicate_of_upload_row == 1
     assert results[2].accepted and results[2].flags[0].kind == "label_conflict"
     assert results[2].flags[0].upload_row_number == 1

@@ -172,7 +172,7 @@ def test_parquet_row_group_larger_than_limit_is_refused(tmp_path):
 
 
 def test_random_bytes_and_other_non_formats():
-    assert ingest_error(os.urandom(4096), "random.csv").code == "not_utf8"
+    assert ingest_error(os.urandom(4096), "random.csv").code == "unsupported_format"  # binary, named as such
     assert ingest_error(b"", "empty.csv").code == "empty_file"
     assert ingest_error(b'[{"text": "a"}]', "array.json").code == "json_array"
     assert ingest_error(gzip.compress(gzip.compress(b"text\n")), "twice.gz").code == "nested_compression"

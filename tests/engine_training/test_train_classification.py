@@ -129,7 +129,12 @@ def test_progress_events_describe_the_run(trained):
     losses = [e.loss for e in events if e.loss is not None]
     assert losses and all(math.isfinite(x) for x in losses)
     assert all(e.examples_per_s > 0 for e in events[1:])
-    assert all(0 <= e.epoch < trained.spec.epochs for e in events)
+    # 1-based: the epoch of the step just finished, of the run's epochs.
+    assert all(1 <= e.epoch <= e.total_epochs == trained.spec.epochs for e in events)
+    assert events[-1].epoch == trained.spec.epochs
+    # Each epoch is logged once, in order, when its last step is done.
+    epoch_lines = [e.message.split(" done")[0] for e in events if e.message.startswith("epoch ")]
+    assert epoch_lines == [f"epoch {n}/{trained.spec.epochs}" for n in range(1, trained.spec.epochs + 1)]
 
 
 def test_verification_detects_tampering(trained, tmp_path):

@@ -86,6 +86,8 @@ def test_check_deploy_is_clean_with_production_variables(tmp_path):
         "SECRET_KEY": secrets.token_urlsafe(64),
         "ALLOWED_HOSTS": "lineage.example.org",
         "LINEAGE_VAR_DIR": str(tmp_path),
+        "CHAIN_RPC_URL": "https://rpc.example.org",
+        "CHAIN_PRIVATE_KEY": "0x" + secrets.token_hex(32),
     }
     env.pop("DATABASE_URL", None)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by conftest for Playwright; never in deployment

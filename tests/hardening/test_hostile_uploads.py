@@ -54,7 +54,7 @@ ROWS_CSV = b"text,label\n" + b"".join(b"review number %d is fine,positive\n" % i
 REFUSED_FILES = [
     ("truncated gzip", "rows.csv.gz", gzip.compress(ROWS_CSV)[:4000], "truncated_gzip"),
     ("gzip bomb", "rows.csv.gz", gzip_bomb(100), "gzip_ratio"),
-    ("binary named csv (PNG)", "rows.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40, "not_utf8"),
+    ("binary named csv (PNG)", "rows.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40, "unsupported_format"),
     ("zip named jsonl", "rows.jsonl", zip_bytes(), "unsupported_format"),
     ("UTF-16 named csv", "rows.csv", "text,label\nhello,positive\n".encode("utf-16"), "not_utf8"),
     ("Latin-1 text", "rows.csv", "text,label\ncafé crème brûlée,positive\n".encode("latin-1"), "not_utf8"),

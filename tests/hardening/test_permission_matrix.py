@@ -49,7 +49,7 @@ POLICY = {
     # --- Site, health, metrics ---
     ("home", "GET"): PUBLIC,
     ("healthz", "GET"): PUBLIC,
-    ("metrics", "GET"): PUBLIC,
+    ("metrics", "GET"): "403 403 403 403 403 200",  # staff, or the scraper's METRICS_TOKEN (tests/foundation)
     # --- allauth (third party: what a signed-in person gets on the sign-in pages is a redirect) ---
     ("account_login", "GET"): "200 302 302 302 302 302",
     ("account_logout", "GET"): "302 200 200 200 200 200",
@@ -143,11 +143,17 @@ POLICY = {
     ("inference-list", "GET"): "401 200 200 200 200 200 403 403 403 200",
     ("inference-list", "POST"): "401 404 404 404 404 404 403 403 403 404",
     ("openai:models", "GET"): "401 200 200 200 200 200 403 403 403 200",
+    ("openai:model", "GET"): "401 200 200 200 200 200 403 403 403 200",
     ("openai:chat-completions", "POST"): "401 404 404 404 404 404 403 403 403 404",
     ("openai:completions", "POST"): "401 404 404 404 404 404 403 403 403 404",
+    # --- Governance (proposals and votes are public chain data; the matrix world has no proposal) ---
+    ("governance:proposals", "GET"): PUBLIC,
+    ("governance:proposal", "GET"): "404 404 404 404 404 404",
     # --- Rewards (a fee is readable by its payer, the contributor; the model's owner; and staff) ---
     ("rewards:index", "GET"): PUBLIC,
-    ("rewards:claim", "POST"): "login 200 200 200 200 200",
+    ("rewards:claim", "GET"): "login 200 200 200 200 200",
+    ("rewards:claim", "POST"): "login 302 302 302 302 302",  # redirects to the claim page (PRG)
+    ("rewards:deposit", "GET"): "login 200 200 200 200 200",
     ("rewards:wallet", "GET"): "login 200 200 200 200 200",
     ("rewards:fees", "GET"): PUBLIC,
     ("rewards:admin", "GET"): "admin-login admin-login admin-login admin-login admin-login 200",
@@ -336,6 +342,7 @@ def _kwargs(route, name, world):
         "fmt": "csv",
         "receipt_id": world["receipt"].receipt_id,
         "inference_id": world["inference_id"],
+        "model_id": world["model"].slug,
         "key": "not-a-real-key",
         "uidb36": "1",
     }
@@ -343,6 +350,8 @@ def _kwargs(route, name, world):
         values["pk"] = state["access_request"].pk if "access" in route else state["contribution"].pk
     elif name == "models_registry:job" or name == "models_registry:job_cancel":
         values["pk"] = world["job"].pk
+    elif name == "governance:proposal":
+        values["pk"] = 1
     elif name == "accounts:api_key_revoke":
         from accounts.models import ApiKey
 

@@ -217,6 +217,8 @@ NOT_HERE = {
     "rewards.services.claim_relay": "needs the chain: audited `rewards.claim_relay` (tests/rewards)",
     "rewards.services.wallet_nonce_issue": "a one-time challenge; the link it enables is audited",
     "datanets.services.records_flag_mislabeled": "system action after valuation, audited as record.flag_mislabeled",
+    "rewards.services.credit_starter_grant": "system action on signup, audited `rewards.starter_grant` "
+                                             "(tests/rewards/test_journey_deposit.py)",
 }
 SERVICE_MODULES = ("accounts.services", "datanets.services", "models_registry.services", "rewards.services")
 WRITE_VERBS = re.compile(r"_(create|update|set|remove|revoke|decide|publish|verify|review|cancel|grant|link|"
@@ -225,13 +227,19 @@ WRITE_VERBS = re.compile(r"_(create|update|set|remove|revoke|decide|publish|veri
 
 def test_every_privileged_service_is_declared():
     import importlib
+    import pkgutil
 
     found = set()
     for module_name in SERVICE_MODULES:
-        module = importlib.import_module(module_name)
-        for name, function in inspect.getmembers(module, inspect.isfunction):
-            if function.__module__ == module_name and not name.startswith("_") and WRITE_VERBS.search(name):
-                found.add(f"{module_name}.{name}")
+        package = importlib.import_module(module_name)
+        # A services package (rewards.services) defines its writes in submodules: walk every one of them.
+        modules = [package] + [importlib.import_module(info.name) for info in
+                               pkgutil.iter_modules(getattr(package, "__path__", []), f"{module_name}.")]
+        for module in modules:
+            for name, function in inspect.getmembers(module, inspect.isfunction):
+                if function.__module__ == module.__name__ and not name.startswith("_") and WRITE_VERBS.search(name):
+                    assert getattr(package, name, None) is function, f"{module.__name__}.{name} is not in {module_name}"
+                    found.add(f"{module_name}.{name}")
     undeclared = sorted(found - set(PRIVILEGED) - set(NOT_HERE))
     assert not undeclared, f"Declare these writes in PRIVILEGED (and test their audit) or NOT_HERE: {undeclared}"
 

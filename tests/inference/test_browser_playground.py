@@ -53,7 +53,7 @@ def test_playground_answers_with_the_chosen_model_and_its_receipt(
     expect(page.get_by_test_id("answer")).to_have_text("billing")
     receipt_link = page.get_by_test_id("receipt-link")
     expect(receipt_link).to_have_attribute("href", re.compile(r"/attribution/receipts/[^/]+/$"))
-    expect(page.locator("#pg-fee")).to_have_text(str(PRICE))
+    expect(page.locator("#pg-fee")).to_have_text("0.001")  # PRICE, shown in OPEN
     expect(page.locator("#pg-contributors")).not_to_be_empty()  # shares, or why there are none
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     screenshot("playground")
@@ -90,11 +90,12 @@ def test_playground_answers_with_the_chosen_model_and_its_receipt(
     broke.get_by_label("Message").fill("where is my parcel")
     broke.get_by_role("button", name="Send").click()
     expect(broke.get_by_role("alert")).to_contain_text("Insufficient credit")
+    expect(broke.get_by_test_id("deposit-link")).to_have_attribute("href", "/rewards/deposit/")  # where to add some
     expect(broke.get_by_test_id("answer")).to_have_text("")
     expect(broke.locator("#pg-receipt-body")).to_be_hidden()
     context.close()
     failed = InferenceRecord.objects.get(user=bob)
-    assert (failed.status, failed.error_code, failed.fee) == ("failed", "insufficient_credit", 0)
+    assert (failed.status, failed.error_code, failed.fee) == ("failed", "insufficient_quota", 0)
 
     for model in (intents, sentiment):
         registry_services.model_version_set_deployed(version=model, actor=alice, deployed=False)

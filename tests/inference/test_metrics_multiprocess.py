@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 3
+METRICS_TOKEN = "scrape-token"
 
 
 def _free_port() -> int:
@@ -51,6 +52,7 @@ def gunicorn(tmp_path):
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
         "INFERENCE_SERVER_URL": f"http://127.0.0.1:{_free_port()}",  # nothing listens: the scrape reports up 0
         "PYTHONUNBUFFERED": "1",
+        "METRICS_TOKEN": METRICS_TOKEN,
     })
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "lineage.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
@@ -105,7 +107,7 @@ def test_metrics_sum_every_worker_and_label_by_adapter(gunicorn, charlie, api_ke
         (("adapter", "another-missing-model"), ("endpoint", "chat.completions"), ("status", "failed")): 10.0,
     }
     for _ in range(2 * WORKERS):  # whichever worker answers the scrape, it reports all of them
-        response = httpx.get(f"{url}/metrics", timeout=30)
+        response = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
         text = response.text

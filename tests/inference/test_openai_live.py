@@ -108,11 +108,11 @@ def test_classifier_chat_stream_receipt_fee_and_records(openai_client, alice, bo
     assert credit_balance(user=charlie) == GRANT - 2 * PRICE
     assert _records(user=charlie)[-1].status == "failed" and _records(user=charlie)[-1].fee == 0
 
-    # No credit: refused with 402 insufficient_credit before the model runs.
-    with pytest.raises(openai.APIStatusError) as broke:
+    # No credit: refused with OpenAI's 429 insufficient_quota before the model runs.
+    with pytest.raises(openai.RateLimitError) as broke:
         openai_client(bob).chat.completions.create(model=model.slug, messages=[{"role": "user", "content": "hi"}])
-    assert broke.value.status_code == 402 and broke.value.code == "insufficient_credit"
-    assert _records(user=bob)[-1].error_code == "insufficient_credit"
+    assert broke.value.status_code == 429 and broke.value.code == "insufficient_quota"
+    assert _records(user=bob)[-1].error_code == "insufficient_quota"
 
     # The native classification API answers with labels and probabilities.
     native = key_client(charlie, "infer").post("/api/v1/inferences/", {"model": model.slug, "input": "my invoice is wrong"},
@@ -167,8 +167,10 @@ def test_causal_model_completions_stream_and_disconnect(openai_client, alice, ch
     assert lineage["fee"] == "0" and lineage["model_version_hash"] == model.version_hash
     assert "receipt_id" in lineage  # a receipt once the index is ready; null (never an error) before
     streamed = list(api.chat.completions.create(model=model.slug, temperature=0, max_tokens=8, stream=True,
+                                                stream_options={"include_usage": True},
                                                 messages=[{"role": "user", "content": "What is 2 plus 3?"}]))
-    assert "".join(c.choices[0].delta.content or "" for c in streamed) == answer.choices[0].message.content
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == \
+        answer.choices[0].message.content
     assert streamed[-1].usage.completion_tokens == answer.usage.completion_tokens
 
     completion = api.completions.create(model=model.slug, prompt="What is 1 plus 1?", max_tokens=5, temperature=0)

@@ -212,13 +212,15 @@ def test_nav_dashboard_link_points_at_insights(db, client):
     assert "vendor/chartjs/chart.umd.min.js" in html and "js/insights.js" in html
 
 
-def test_operator_metrics_at_metrics(db, client):
+def test_operator_metrics_at_metrics(db, client, settings):
     from insights.tasks import summaries_refresh_recent
+
+    settings.METRICS_TOKEN = "scrape-token"
 
     client.get("/insights/")
     client.get("/api/v1/insights/", {"range": "bad"})
     summaries_refresh_recent.delay()
-    text = client.get("/metrics").content.decode()
+    text = client.get("/metrics", headers={"Authorization": "Bearer scrape-token"}).content.decode()
     assert 'lineage_http_requests_total{method="GET",route="/insights/",status="200"}' in text
     assert 'route="/api/v1/insights/",status="400"' in text
     assert 'lineage_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/insights/"}' in text

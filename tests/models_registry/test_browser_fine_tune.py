@@ -57,10 +57,12 @@ def launch_and_watch(live_server, page, alice, version, screenshot):
     expect(state).to_have_text("Succeeded", timeout=240_000)  # the page polls with htmx
     screenshot("fine-tune-job")
     page.get_by_test_id("model-link").click()
-    fine_tuned = float(page.locator("td[data-metric='accuracy']").inner_text())
-    base = float(page.locator("#metrics tr", has_text="accuracy").locator("td").nth(2).inner_text())
-    assert fine_tuned > base
-    expect(page.get_by_text("Trained on 48 rows")).to_be_visible()
+    fine_tuned = float(page.locator("td[data-metric='accuracy']").get_attribute("data-value"))
+    expect(page.locator("td[data-metric='accuracy']")).to_have_text(re.compile(r"^\d+\.\d%$"))
+    expect(page.locator("td[data-base-metric='accuracy']")).to_have_text("not measured")
+    majority = float(page.get_by_test_id("majority-rate").inner_text().rstrip("%")) / 100
+    assert fine_tuned > majority
+    expect(page.get_by_text("Trained on 36 rows from 1 contributor, 12 held out for evaluation")).to_be_visible()
     screenshot("model-card")
 
 

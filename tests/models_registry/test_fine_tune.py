@@ -1,6 +1,8 @@
 """ModelFactory services with the real engine: MiniLM classification end to end, a tiny causal LM,
 bad input refused early, permissions, cancellation and redelivery."""
 
+import re
+
 import pytest
 import torch
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -153,6 +155,27 @@ def test_a_job_whose_worker_keeps_dying_ends_failed_not_stuck(intent_rows, alice
     FineTuneJob.objects.filter(pk=job.pk).update(state=JobState.RUNNING, attempts=settings.TRAINING_MAX_DELIVERIES)
     job = services.fine_tune_run(job_id=job.pk)
     assert job.state == JobState.FAILED and "out of memory" in job.error
+    assert job.error.startswith(f"The fine-tune stopped after {settings.TRAINING_MAX_DELIVERIES} attempts")
+    assert job.attempts == settings.TRAINING_MAX_DELIVERIES and not ModelVersion.objects.exists()
+
+
+def test_an_unexpected_training_error_is_hidden_from_the_owner(intent_rows, alice, publish, monkeypatch, client,
+                                                               caplog, django_capture_on_commit_callbacks):
+    def crash(*args, **kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered at /opt/gpu-7/driver")
+
+    monkeypatch.setattr(services.training, "run_training", crash, raising=False)
+    version = publish(alice, intent_rows(1))
+    job = run_job(django_capture_on_commit_callbacks, owner=alice, name="crash",
+                  base_model=services.base_model_ensure_default(), datanet_versions=[version], **FAST)
+    assert job.state == JobState.FAILED and job.finished_at and not ModelVersion.objects.exists()
+    error_id = re.search(r"error id ([0-9a-f]{12})", job.error).group(1)
+    assert "CUDA" not in job.error and "RuntimeError" not in job.error and "CUDA" not in job.log_tail
+    assert error_id in caplog.text and "device-side assert" in caplog.text
+    assert AuditEvent.objects.filter(action="fine_tune.failed", object_id=str(job.pk)).count() == 1
+    client.force_login(alice)
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert error_id in page and "CUDA" not in page
 
 
 def test_paid_deploy_waits_for_the_attribution_index(intent_rows, alice, publish, settings,

@@ -40,6 +40,16 @@ def test_chain_node_serves_json_rpc_and_records_its_deployment(db, settings):
             distributor.claim(account, 6 * OPEN, tree.proof(account))
         assert forged.value.error_name == "InvalidProof" and forged.value.error_args["cumulativeAmount"] == 6 * OPEN
         assert token.balance_of(account) == 5 * OPEN
+        # Governance is deployed over the same OPEN and recorded next to it.
+        from governance.models import GovernanceDeployment
+        from rewards.chain.governance import FeeSplit, governance_contracts
+
+        recorded = GovernanceDeployment.objects.get(chain_id=deployment.chain_id, genesis_hash=deployment.genesis_hash)
+        governance = governance_contracts(client, votes=recorded.votes_address, timelock=recorded.timelock_address,
+                                          governor=recorded.governor_address, parameters=recorded.parameters_address)
+        assert recorded.token_address == deployment.token_address == governance.votes.underlying()
+        assert governance.governor.timelock() == governance.timelock.address == governance.parameters.owner()
+        assert governance.parameters.fee_split() == FeeSplit(1_000, 3_000, 6_000)
     finally:
         server.shutdown()
         server.server_close()

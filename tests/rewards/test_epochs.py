@@ -1,9 +1,12 @@
 """Epoch close against the real in-process chain: freeze, tree, funding, root, claims, crash and resume."""
 
+import re
+
 import pytest
 
+from accounts.models import AuditEvent
 from rewards import ledger, services
-from rewards.chain import verify_proof
+from rewards.chain import ChainSendError, verify_proof
 from rewards.models import AccountKind, Epoch, EpochState, ReconciliationIssue
 from rewards.selectors import claims_for
 
@@ -68,7 +71,7 @@ def test_second_epoch_pays_only_the_increase(chain, earners, charlie):
     assert ledger.ledger_check().ok and services.chain_reconcile() == []
 
 
-def test_close_killed_between_funding_and_root_resumes_and_pays_once(chain, earners, monkeypatch):
+def test_close_killed_between_funding_and_root_resumes_and_pays_once(chain, earners, monkeypatch, caplog):
     alice, bob, _ = earners
     real_post_root = services.EPOCH_STEPS[EpochState.FUNDED]
 
@@ -79,7 +82,11 @@ def test_close_killed_between_funding_and_root_resumes_and_pays_once(chain, earn
     with pytest.raises(RuntimeError, match="worker killed"):
         services.epoch_close()
     epoch = Epoch.objects.get()
-    assert epoch.state == EpochState.FUNDED and "worker killed" in epoch.last_error
+    # An unexpected error is stored as a generic message with an error id; its text is only in the logs.
+    assert epoch.state == EpochState.FUNDED and "worker killed" not in epoch.last_error
+    error_id = re.search(r"error id ([0-9a-f]{12})", epoch.last_error).group(1)
+    assert epoch.last_error.startswith("funded: An unexpected error stopped this job")
+    assert any(error_id in r.getMessage() and "worker killed" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
     funded = chain.token.balance_of(chain.distributor.address)
     assert funded == epoch.total_cumulative and chain.distributor.epoch() == 0
 
@@ -100,6 +107,40 @@ def test_close_killed_between_funding_and_root_resumes_and_pays_once(chain, earn
         assert chain.token.balance_of(account.address) == pending
     services.claims_index()
     assert chain.token.balance_of(chain.distributor.address) == 0
+    assert ledger.ledger_check().ok and services.chain_reconcile() == []
+
+
+def test_a_close_that_keeps_failing_stops_with_a_reason_until_an_admin_runs_it(chain, earners, monkeypatch, settings):
+    _, _, staff = earners
+    settings.JOB_MAX_ATTEMPTS = 2
+    real_post_root = services.EPOCH_STEPS[EpochState.FUNDED]
+
+    def unreachable(epoch, client):
+        raise ChainSendError("the node at rpc.example refused the transaction")
+
+    monkeypatch.setitem(services.EPOCH_STEPS, EpochState.FUNDED, unreachable)
+    for _ in range(2):  # the first run gets to `funded`; it and one more fail there
+        with pytest.raises(ChainSendError):
+            services.epoch_close()
+    # A chain error is expected: the admin sees it as it is.
+    assert Epoch.objects.get().last_error == "funded: the node at rpc.example refused the transaction"
+    with pytest.raises(services.EpochBlocked, match="stopped after 2 attempts"):
+        services.epoch_close()
+    epoch = Epoch.objects.get()
+    assert epoch.state == EpochState.FUNDED and epoch.lease_owner == "" and chain.distributor.epoch() == 0
+    assert epoch.last_error.startswith("The close of epoch 1 stopped after 2 attempts: none of them got past the "
+                                       "funded step. Fix the cause")
+    assert epoch.last_error.endswith("Last error: funded: the node at rpc.example refused the transaction")
+    assert AuditEvent.objects.filter(action="rewards.epoch_close_stopped").count() == 1
+
+    # Fixed; the automatic runs (beat, task retries) still leave it to a person...
+    monkeypatch.setitem(services.EPOCH_STEPS, EpochState.FUNDED, real_post_root)
+    with pytest.raises(services.EpochBlocked):
+        services.epoch_close()
+    assert chain.distributor.epoch() == 0 and Epoch.objects.get().last_error == epoch.last_error
+    # ...and an admin running it again (the admin's "Close an epoch now") closes it.
+    epoch = services.epoch_close(actor=staff)
+    assert epoch.state == EpochState.CLOSED and epoch.last_error == "" and chain.distributor.epoch() == 1
     assert ledger.ledger_check().ok and services.chain_reconcile() == []
 
 

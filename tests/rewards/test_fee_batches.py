@@ -16,6 +16,7 @@ from rewards.models import (
     Settlement,
     SettlementShare,
 )
+from rewards.services import settlement
 from rewards.tasks import fees_settle
 
 OPEN = 10**18
@@ -170,7 +171,7 @@ def test_a_batch_killed_midway_books_nothing_and_the_rerun_books_once(db, alice,
     grant(alice, OPEN)
     for n in range(3):
         record(n, alice, bob, 1_000 + n, {charlie.pk: 10**6})
-    real_insert_rows = services.insert_rows
+    real_insert_rows = settlement.insert_rows  # the batch's bulk insert, where fee_settle_batch finds it
 
     def killed_at_the_shares(model, rows, **kwargs):
         # The settlements and the ledger entries are written by now; the process dies before the shares.
@@ -178,7 +179,7 @@ def test_a_batch_killed_midway_books_nothing_and_the_rerun_books_once(db, alice,
             raise RuntimeError("worker killed")
         return real_insert_rows(model, rows, **kwargs)
 
-    monkeypatch.setattr(services, "insert_rows", killed_at_the_shares)
+    monkeypatch.setattr(settlement, "insert_rows", killed_at_the_shares)
     with pytest.raises(RuntimeError, match="worker killed"):
         services.fee_settle_batch()
     assert not Settlement.objects.exists() and not LedgerEntry.objects.filter(transaction__kind="fee").exists()
@@ -186,7 +187,7 @@ def test_a_batch_killed_midway_books_nothing_and_the_rerun_books_once(db, alice,
     assert LedgerAccount.objects.get(key=f"credit:{alice.pk}").held == 3_003
     assert ledger.ledger_check().ok
 
-    monkeypatch.setattr(services, "insert_rows", real_insert_rows)
+    monkeypatch.setattr(settlement, "insert_rows", real_insert_rows)
     assert services.fee_settle_batch().settled == 3
     assert services.fee_settle_batch().settled == 0
     assert ledger.balance(kind=AccountKind.CREDIT, user=alice) == OPEN - 3_003

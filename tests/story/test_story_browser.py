@@ -136,11 +136,11 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     expect(page.get_by_test_id("job-state")).to_have_text("Succeeded", timeout=300_000)
     page.get_by_test_id("model-link").click()
     expect(page.get_by_test_id("attribution-status")).to_contain_text("Ready")
-    page.get_by_label("Price per inference").fill(str(PRICE))
+    page.get_by_label("Price per inference").fill("0.01")  # PRICE, typed in OPEN
     page.get_by_role("button", name="Save").click()
     page.get_by_role("button", name="Deploy").click()
     expect(page.locator("h1 .badge")).to_have_text("deployed")
-    expect(page.get_by_text("Trained on 30 rows from 3 contributors")).to_be_visible()
+    expect(page.get_by_text("Trained on 24 rows from 3 contributors, 6 held out for evaluation")).to_be_visible()
     slug = page.locator(".lead code").inner_text()
     screenshot("story-3-model")
     logout(page)
@@ -220,7 +220,8 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     assert amount == earned
     before = chain.token.balance_of(wallet.address)
     page.get_by_role("button", name="Claim for me").click()
-    expect(page.get_by_text("Claim submitted: the OPEN was sent to your wallet.")).to_be_visible()
+    expect(page.get_by_test_id("relay-status")).to_contain_text("the OPEN was sent to your wallet")
+    expect(page.get_by_text("Relayed in transaction")).to_be_visible()
     assert chain.token.balance_of(wallet.address) - before == amount
     page.goto(f"{live_server.url}/rewards/")
     expect(page.get_by_test_id("paid")).to_have_text(shown)

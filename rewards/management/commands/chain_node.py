@@ -4,7 +4,8 @@ Neither web3 nor eth-tester ships a JSON-RPC server (eth-tester-rpc is abandoned
 threaded `http.server` that forwards each call's method and params through web3's
 EthereumTesterProvider (with its request/result formatting middleware) and returns JSON. Web, worker
 and beat reach it with `CHAIN_RPC_URL=http://127.0.0.1:8545`. At start it deploys the OPEN token and
-the distributor and records them (`ChainDeployment`, keyed by chain id + genesis hash), so a restarted
+the distributor (and, with the governance app, vOPEN, timelock, governor and parameter registry) and
+records them (`ChainDeployment`, keyed by chain id + genesis hash), so a restarted
 chain is detected and the lost state reported by reconciliation. Development only: state lives in
 memory and dies with the process.
 """
@@ -13,6 +14,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from eth_tester.exceptions import TransactionFailed
@@ -102,8 +104,16 @@ class Command(BaseCommand):
         set_chain_client(client)
         try:
             deployment = deployment_ensure(client=client)
+            governance = None
+            if apps.is_installed("governance"):
+                from governance.chainio import deployment_ensure as governance_ensure
+
+                governance = governance_ensure(client=client)
         finally:
             set_chain_client(None)
         self.stdout.write(f"chain {deployment.chain_id}: OPEN {deployment.token_address}, "
                           f"distributor {deployment.distributor_address}, treasury {deployment.treasury_address}")
+        if governance is not None:
+            self.stdout.write(f"governance: vOPEN {governance.votes_address}, timelock {governance.timelock_address}, "
+                              f"governor {governance.governor_address}, parameters {governance.parameters_address}")
         return ThreadingHTTPServer((host, port), make_handler(client))

@@ -1,0 +1,48 @@
+"""Writes for Proof of Attribution: index builds (gpu queue), receipts and their verification.
+
+The computation is the engine's (`attribution.engine`); these functions feed it the model version's
+own training rows, encoded exactly as training encoded them, and turn its results into rows. Callers
+import this package (`from attribution import services; services.receipt_create(...)`); the code lives
+in the module named for what it does:
+
+* `encoding`: rows and queries encoded exactly as training encoded them.
+* `builds`: `index_build_queue`, the build job `index_build`, `index_verify` and `index_config` (the
+  platform's index configuration).
+* `loading`: the per-process LRU cache of a model and its verified index (`cache_clear`), and
+  `model_output`, the model's own answer.
+* `receipts`: `receipt_create`, `receipt_verify` and `query_digest`.
+* `errors`: `IndexNotReady`, `IndexCorrupt`, `ReceiptMismatch`, `BuildError`.
+"""
+
+from .builds import (
+    BUILD_LABEL,
+    PROGRESS_EVERY_S,
+    STORAGE_ROOT,
+    index_build,
+    index_build_queue,
+    index_config,
+    index_verify,
+)
+from .errors import BuildError, IndexCorrupt, IndexNotReady, ReceiptMismatch
+from .loading import cache_clear, model_output
+from .receipts import ReceiptCheck, query_digest, receipt_create, receipt_verify
+
+__all__ = [
+    "BUILD_LABEL",
+    "PROGRESS_EVERY_S",
+    "STORAGE_ROOT",
+    "BuildError",
+    "IndexCorrupt",
+    "IndexNotReady",
+    "ReceiptCheck",
+    "ReceiptMismatch",
+    "cache_clear",
+    "index_build",
+    "index_build_queue",
+    "index_config",
+    "index_verify",
+    "model_output",
+    "query_digest",
+    "receipt_create",
+    "receipt_verify",
+]

@@ -1,0 +1,90 @@
+"""Governance's door to the chain engine: the recorded `GovernanceDeployment` on the current chain
+(deployed next to rewards' token and distributor in development, configured in production) and handles
+on its contracts. The chain client itself is rewards' (`rewards.chainio.get_chain_client`): one client,
+one nonce tracker, per process."""
+
+import logging
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from rewards import services as rewards_services
+from rewards.chain import ChainClient
+from rewards.chain.governance import FeeSplit, GovernanceParameters, deploy_governance, governance_contracts
+from rewards.chain.governance import GovernanceDeployment as ChainGovernance
+from rewards.chainio import ChainUnavailable, genesis_hash, get_chain_client
+from rewards.chainio import deployment_ensure as rewards_deployment_ensure
+
+from .models import GovernanceDeployment
+
+logger = logging.getLogger("governance.chain")
+
+
+def parameters_from_settings() -> GovernanceParameters:
+    return GovernanceParameters(
+        voting_delay_blocks=settings.GOVERNANCE_VOTING_DELAY_BLOCKS,
+        voting_period_blocks=settings.GOVERNANCE_VOTING_PERIOD_BLOCKS,
+        proposal_threshold=settings.GOVERNANCE_PROPOSAL_THRESHOLD,
+        quorum_percent=settings.GOVERNANCE_QUORUM_PERCENT,
+        timelock_delay_s=settings.GOVERNANCE_TIMELOCK_DELAY_S,
+        max_protocol_bps=settings.GOVERNANCE_MAX_PROTOCOL_BPS,
+        max_owner_bps=settings.GOVERNANCE_MAX_OWNER_BPS,
+        min_contributors_bps=settings.GOVERNANCE_MIN_CONTRIBUTORS_BPS,
+    )
+
+
+def contracts(deployment: GovernanceDeployment, client: ChainClient) -> ChainGovernance:
+    return governance_contracts(client, votes=deployment.votes_address, timelock=deployment.timelock_address,
+                                governor=deployment.governor_address, parameters=deployment.parameters_address,
+                                deployed_at_block=deployment.deployed_at_block)
+
+
+def deployment_record(*, client: ChainClient, token_address: str, votes_address: str, timelock_address: str,
+                      governor_address: str, parameters_address: str,
+                      deployed_at_block: int) -> GovernanceDeployment:
+    """Record (or return the recorded) governance deployment of this chain."""
+    chain_id, genesis = client.chain_id, genesis_hash(client)
+    try:
+        with transaction.atomic():
+            deployment, _ = GovernanceDeployment.objects.get_or_create(
+                chain_id=chain_id, genesis_hash=genesis,
+                defaults={"token_address": token_address, "votes_address": votes_address,
+                          "timelock_address": timelock_address, "governor_address": governor_address,
+                          "parameters_address": parameters_address, "deployed_at_block": deployed_at_block})
+    except IntegrityError:
+        deployment = GovernanceDeployment.objects.get(chain_id=chain_id, genesis_hash=genesis)
+    return deployment
+
+
+def deployment_ensure(*, client: ChainClient | None = None) -> GovernanceDeployment:
+    """The governance deployment of the current chain: the recorded one, else the configured addresses,
+    else (with `REWARDS_CHAIN_AUTO_DEPLOY`, development) a fresh deployment over rewards' OPEN token whose
+    registry starts from the current fee policy."""
+    client = client or get_chain_client()
+    found = GovernanceDeployment.objects.filter(chain_id=client.chain_id, genesis_hash=genesis_hash(client)).first()
+    if found is not None:
+        return found
+    rewards_deployment = rewards_deployment_ensure(client=client)
+    configured = (settings.GOVERNANCE_VOTES_ADDRESS, settings.GOVERNANCE_TIMELOCK_ADDRESS,
+                  settings.GOVERNANCE_GOVERNOR_ADDRESS, settings.GOVERNANCE_PARAMETERS_ADDRESS)
+    if all(configured):
+        votes, timelock, governor, parameters = configured
+        return deployment_record(client=client, token_address=rewards_deployment.token_address,
+                                 votes_address=votes, timelock_address=timelock, governor_address=governor,
+                                 parameters_address=parameters,
+                                 deployed_at_block=settings.GOVERNANCE_DEPLOYED_AT_BLOCK)
+    if not settings.REWARDS_CHAIN_AUTO_DEPLOY:
+        raise ChainUnavailable("No governance deployment is recorded for this chain and auto-deploy is off: set "
+                               "GOVERNANCE_VOTES_ADDRESS, GOVERNANCE_TIMELOCK_ADDRESS, GOVERNANCE_GOVERNOR_ADDRESS "
+                               "and GOVERNANCE_PARAMETERS_ADDRESS.")
+    policy = rewards_services.fee_policy_current()
+    deployed = deploy_governance(client, token_address=rewards_deployment.token_address,
+                                 initial_split=FeeSplit(policy.protocol_bps, policy.owner_bps, policy.contributors_bps),
+                                 parameters=parameters_from_settings())
+    logger.info("deployed vOPEN %s, timelock %s, governor %s, parameters %s", deployed.votes.address,
+                deployed.timelock.address, deployed.governor.address, deployed.parameters.address)
+    return deployment_record(client=client, token_address=rewards_deployment.token_address,
+                             votes_address=deployed.votes.address, timelock_address=deployed.timelock.address,
+                             governor_address=deployed.governor.address,
+                             parameters_address=deployed.parameters.address,
+                             deployed_at_block=deployed.deployed_at_block)

@@ -1,0 +1,149 @@
+"""Governance state mirrored from the chain. The chain is the source of truth: these rows are written
+only by the indexer (`services.governance_index`), each event once by (transaction hash, log index)."""
+
+from django.db import models
+from django.utils import timezone
+
+from rewards.fields import AmountField
+
+
+class GovernanceDeployment(models.Model):
+    """vOPEN, timelock, governor and parameter registry on one chain, keyed like rewards' deployment by
+    chain id and genesis hash (a restarted development chain gets a new row)."""
+
+    chain_id = models.BigIntegerField()
+    genesis_hash = models.CharField(max_length=66)
+    token_address = models.CharField(max_length=42, help_text="OPEN, the token vOPEN wraps.")
+    votes_address = models.CharField(max_length=42)
+    timelock_address = models.CharField(max_length=42)
+    governor_address = models.CharField(max_length=42)
+    parameters_address = models.CharField(max_length=42)
+    deployed_at_block = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain_id", "genesis_hash"], name="governance_deployment_chain")]
+
+    def __str__(self):
+        return f"chain {self.chain_id} governor {self.governor_address}"
+
+
+class GovernanceCursor(models.Model):
+    deployment = models.ForeignKey(GovernanceDeployment, on_delete=models.CASCADE, related_name="cursors")
+    name = models.CharField(max_length=32)
+    next_block = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "name"], name="governance_cursor_unique")]
+
+    def __str__(self):
+        return f"{self.name} @ {self.next_block}"
+
+
+class ProposalState(models.TextChoices):
+    """IGovernor.ProposalState, as the governor reports it."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    CANCELED = "canceled"
+    DEFEATED = "defeated"
+    SUCCEEDED = "succeeded"
+    QUEUED = "queued"
+    EXPIRED = "expired"
+    EXECUTED = "executed"
+
+
+class ChangeKind(models.TextChoices):
+    FEE_SPLIT = "fee_split", "fee split"
+    OTHER = "other", "other calls"
+
+
+class Proposal(models.Model):
+    deployment = models.ForeignKey(GovernanceDeployment, on_delete=models.PROTECT, related_name="proposals")
+    proposal_id = models.CharField(max_length=78, help_text="The governor's uint256 proposal id, in decimal.")
+    proposer = models.CharField(max_length=42)
+    description = models.TextField()
+    targets = models.JSONField(default=list)
+    values = models.JSONField(default=list, help_text="Wei per call, as decimal strings.")
+    calldatas = models.JSONField(default=list, help_text="0x-hex call data per call.")
+    change_kind = models.CharField(max_length=16, choices=ChangeKind.choices)
+    protocol_bps = models.PositiveIntegerField(null=True, blank=True)
+    owner_bps = models.PositiveIntegerField(null=True, blank=True)
+    contributors_bps = models.PositiveIntegerField(null=True, blank=True)
+    vote_start = models.PositiveBigIntegerField(help_text="Snapshot block: voting power is read here.")
+    vote_end = models.PositiveBigIntegerField(help_text="Last block of the vote.")
+    state = models.CharField(max_length=16, choices=ProposalState.choices, default=ProposalState.PENDING)
+    votes_for = AmountField(default=0)
+    votes_against = AmountField(default=0)
+    votes_abstain = AmountField(default=0)
+    eta = models.DateTimeField(null=True, blank=True, help_text="When the timelock lets it execute.")
+    created_tx_hash = models.CharField(max_length=66)
+    created_block = models.PositiveBigIntegerField()
+    executed_tx_hash = models.CharField(max_length=66, blank=True)
+    state_checked_block = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_block", "-id"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "proposal_id"], name="governance_proposal_once")]
+
+    def __str__(self):
+        return f"proposal {self.proposal_id[:12]}… ({self.state})"
+
+    @property
+    def fee_split(self) -> dict | None:
+        if self.change_kind != ChangeKind.FEE_SPLIT:
+            return None
+        return {"protocol_bps": self.protocol_bps, "owner_bps": self.owner_bps,
+                "contributors_bps": self.contributors_bps}
+
+
+class VoteSupport(models.TextChoices):
+    AGAINST = "against"
+    FOR = "for"
+    ABSTAIN = "abstain"
+
+
+class Vote(models.Model):
+    proposal = models.ForeignKey(Proposal, on_delete=models.CASCADE, related_name="votes")
+    voter = models.CharField(max_length=42)
+    support = models.CharField(max_length=8, choices=VoteSupport.choices)
+    weight = AmountField()
+    reason = models.TextField(blank=True)
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    block_number = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["block_number", "log_index"]
+        constraints = [models.UniqueConstraint(fields=["proposal", "tx_hash", "log_index"], name="governance_vote_once")]
+
+    def __str__(self):
+        return f"{self.voter} {self.support} {self.proposal_id}"
+
+
+class ParameterChange(models.Model):
+    """A `FeeSplitChanged` of the registry, and the rewards fee-policy version it became (none when the
+    database already had that split, e.g. the registry's initial split)."""
+
+    deployment = models.ForeignKey(GovernanceDeployment, on_delete=models.PROTECT, related_name="changes")
+    registry_version = models.PositiveIntegerField()
+    protocol_bps = models.PositiveIntegerField()
+    owner_bps = models.PositiveIntegerField()
+    contributors_bps = models.PositiveIntegerField()
+    proposal = models.ForeignKey(Proposal, null=True, blank=True, on_delete=models.PROTECT, related_name="changes")
+    fee_policy_version = models.PositiveIntegerField(null=True, blank=True,
+                                                     help_text="rewards FeePolicyVersion.version it created.")
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    block_number = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-block_number", "-log_index"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "tx_hash", "log_index"],
+                                               name="governance_change_once")]
+
+    def __str__(self):
+        return f"fee split v{self.registry_version}: {self.protocol_bps}/{self.owner_bps}/{self.contributors_bps}"

@@ -1,0 +1,98 @@
+"""Fee policy and fee splitting: the published policy (basis points for the protocol, the model owner and
+the contributors, and where the contributors' part goes when nobody is credited), its versions, and how
+one fee is split under a version (largest remainder, `rewards.splitting`), exactly, to the base unit.
+"""
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from accounts.services import audit_record
+
+from ..models import Fallback, FeePolicy, FeePolicyVersion
+from ..splitting import largest_remainder
+
+PPM = 1_000_000
+BPS = 10_000
+
+
+# --- Fee policy ----------------------------------------------------------------------------------------
+
+def fee_policy_current() -> FeePolicyVersion:
+    """The policy version new settlements use (version 1 from the defaults until an admin edits it)."""
+    version = FeePolicyVersion.objects.order_by("-version").first()
+    if version is None:
+        policy = FeePolicy.objects.filter(pk=1).first() or FeePolicy()
+        try:
+            with transaction.atomic():
+                FeePolicy.objects.get_or_create(pk=1, defaults={"protocol_bps": policy.protocol_bps,
+                                                                "owner_bps": policy.owner_bps,
+                                                                "contributors_bps": policy.contributors_bps,
+                                                                "fallback": policy.fallback})
+                version = FeePolicyVersion.objects.create(
+                    version=1, protocol_bps=policy.protocol_bps, owner_bps=policy.owner_bps,
+                    contributors_bps=policy.contributors_bps, fallback=policy.fallback)
+        except IntegrityError:
+            version = FeePolicyVersion.objects.get(version=1)
+    return version
+
+
+def fee_policy_set(*, actor, protocol_bps: int, owner_bps: int, contributors_bps: int,
+                   fallback: str = Fallback.OWNER) -> FeePolicyVersion:
+    values = {"protocol_bps": protocol_bps, "owner_bps": owner_bps, "contributors_bps": contributors_bps}
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= BPS:
+            raise ValidationError({name: "Give a whole number of basis points between 0 and 10,000."})
+    if sum(values.values()) != BPS:
+        raise ValidationError(f"The shares add up to {sum(values.values())} basis points; they must add up to 10,000.")
+    if fallback not in Fallback.values:
+        raise ValidationError({"fallback": f"Choose one of {', '.join(Fallback.values)}."})
+    current = fee_policy_current()
+    with transaction.atomic():
+        version = FeePolicyVersion.objects.create(version=current.version + 1, fallback=fallback,
+                                                  created_by=actor if getattr(actor, "pk", None) else None, **values)
+        FeePolicy.objects.update_or_create(pk=1, defaults={**values, "fallback": fallback, "version": version.version})
+        audit_record(actor=actor, action="rewards.fee_policy_set", target=version,
+                     details={**values, "fallback": fallback, "version": version.version})
+    return version
+
+
+# --- Splitting ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FeeSplit:
+    protocol: int
+    owner: int
+    contributors: dict  # {user_id: amount}
+    fallback_used: bool
+
+    @property
+    def total(self) -> int:
+        return self.protocol + self.owner + sum(self.contributors.values())
+
+
+def fee_split(*, fee: int, policy: FeePolicyVersion, contributor_shares: dict) -> FeeSplit:
+    parts = largest_remainder(fee, [("protocol", policy.protocol_bps), ("owner", policy.owner_bps),
+                                    ("contributors", policy.contributors_bps)])
+    protocol, owner, pool = parts["protocol"], parts["owner"], parts["contributors"]
+    shares = {uid: ppm for uid, ppm in contributor_shares.items() if ppm > 0}
+    if not shares:
+        if policy.fallback == Fallback.PROTOCOL:
+            protocol += pool
+        else:
+            owner += pool
+        return FeeSplit(protocol, owner, {}, pool > 0 or policy.contributors_bps > 0)
+    contributors = largest_remainder(pool, sorted(shares.items()))
+    return FeeSplit(protocol, owner, contributors, False)
+
+
+def _clean_shares(contributor_shares) -> dict[int, int]:
+    shares: dict[int, int] = {}
+    for key, value in (contributor_shares or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValidationError({"contributor_shares": f"Share of user {key} must be a non-negative int (ppm)."})
+        shares[int(key)] = shares.get(int(key), 0) + value
+    if shares and sum(shares.values()) != PPM:
+        raise ValidationError({"contributor_shares": f"Shares must sum to {PPM:,} ppm, got {sum(shares.values()):,}."})
+    return shares
