@@ -103,6 +103,7 @@ class EpochSummary(models.Model):
 
     class Meta:
         ordering = ["frozen_at", "number"]
+        verbose_name_plural = "epoch summaries"
         constraints = [models.UniqueConstraint(fields=["number", "synthetic"], name="insights_epoch_once")]
 
     def __str__(self):
