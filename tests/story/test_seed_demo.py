@@ -72,9 +72,9 @@ def test_seed_demo_plays_the_story_and_a_second_run_creates_nothing(chain, setti
     assert all(sum(r.contributor_shares_ppm.values()) == 1_000_000 for r in receipts)
     by_attribution = sum(r.payload["basis"] == "attribution" for r in receipts)
     print(f"receipts paid by attribution: {by_attribution} of {len(receipts)}")
-    # "Most" as issue #16 says it: which credit groups pass their noise test depends on the index's secret
-    # projection seed, drawn anew on every build (11-12 of 12 in repeated runs on their own, 7 of 12 once in a
-    # full CI run), so the demo promises a majority, not a fixed count.
+    # "Most" as issue #16 says it: which credit groups pass their noise test varies from build to build (each
+    # index draws a new secret projection seed): 11-12 of 12 in repeated runs on their own, 7 of 12 once in a
+    # full CI run (not reproduced alone), so the demo promises a majority, not a fixed count.
     assert by_attribution > len(receipts) / 2
     failed = InferenceRecord.objects.filter(status="failed")
     assert failed.count() == story.FAILED_CALLS and {r.error_code for r in failed} == {"model_not_found"}
