@@ -87,6 +87,27 @@ def fine_tune(django_capture_on_commit_callbacks):
 
 
 @pytest.fixture
+def causal_sums_model(tmp_path, alice, publish, fine_tune, sync):
+    """A tiny Llama fine-tuned on "What is a plus b?" instruction rows, deployed free (price 0) and loaded by the
+    model server: ``(model version, path of the base model)``."""
+    from models_registry import services as registry_services
+    from models_registry.models import BaseModel
+    from models_registry.training import build_tiny_causal_model
+
+    rows = [{"prompt": f"What is {a} plus {b}?", "response": f"{a + b}"} for a in range(6) for b in range(6)]
+    path = build_tiny_causal_model(tmp_path / "tiny-llama", [f"{r['prompt']} {r['response']}" for r in rows],
+                                   arch="llama", seed=0)
+    base = BaseModel.objects.create(name="Tiny Llama", slug="tiny-llama", source_kind="path", source_ref=str(path),
+                                    architecture="llama", task_types=["instruction", "text"])
+    version = publish(alice, rows, task_type="instruction", labels=(), name="Sums")
+    model = fine_tune(owner=alice, name="sums", base_model=base, datanet_versions=[version], epochs=2, batch_size=8,
+                      max_seq_length=48, eval_fraction=0.2)
+    registry_services.model_version_set_deployed(version=model, actor=alice, deployed=True)
+    assert sync().loaded == [model.slug]
+    return model, path
+
+
+@pytest.fixture
 def openai_client(live_server, api_key_for):
     import openai
 

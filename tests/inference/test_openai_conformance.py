@@ -198,20 +198,6 @@ def fresh_bases(serving):
         httpx.post(f"{serving}/v1/bases/unload", json={"name": name}, timeout=60).raise_for_status()
 
 
-def _deploy_causal(tmp_path, alice, publish, fine_tune, sync):
-    rows = [{"prompt": f"What is {a} plus {b}?", "response": f"{a + b}"} for a in range(6) for b in range(6)]
-    path = build_tiny_causal_model(tmp_path / "tiny-llama", [f"{r['prompt']} {r['response']}" for r in rows],
-                                   arch="llama", seed=0)
-    base = BaseModel.objects.create(name="Tiny Llama", slug="tiny-llama", source_kind="path", source_ref=str(path),
-                                    architecture="llama", task_types=["instruction", "text"])
-    version = publish(alice, rows, task_type="instruction", labels=(), name="Sums")
-    model = fine_tune(owner=alice, name="sums", base_model=base, datanet_versions=[version], epochs=2, batch_size=8,
-                      max_seq_length=48, eval_fraction=0.2)
-    registry_services.model_version_set_deployed(version=model, actor=alice, deployed=True)  # free: price 0
-    assert sync().loaded == [model.slug]
-    return model, AutoTokenizer.from_pretrained(path)
-
-
 def _stop_in(text: str) -> str | None:
     """Two letters or digits the sampled text has after its start: a stop sequence it would meet."""
     return next((text[i:i + 2] for i in range(1, len(text) - 1)
@@ -222,9 +208,10 @@ def _text(chunks) -> str:
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
-def test_causal_chat_through_both_clients(openai_client, alice, charlie, serving, fresh_bases, sync, publish,
-                                          fine_tune, live_server, tmp_path, api_key_for):
-    model, tokenizer = _deploy_causal(tmp_path, alice, publish, fine_tune, sync)
+def test_causal_chat_through_both_clients(openai_client, alice, charlie, serving, fresh_bases, sync, causal_sums_model,
+                                          live_server, api_key_for):
+    model, path = causal_sums_model
+    tokenizer = AutoTokenizer.from_pretrained(path)
     api = openai_client(charlie)
 
     # Multi-turn: the model is conditioned on the rendered history (BOS + the chat template's text).

@@ -13,8 +13,6 @@ from inference import selectors as inference_selectors
 from inference.integrations import credit_balance
 from inference.models import InferenceRecord
 from models_registry import services as registry_services
-from models_registry.models import BaseModel
-from models_registry.training import build_tiny_causal_model
 from rewards import services as rewards_services
 
 FAST = {"epochs": 4, "batch_size": 8, "max_seq_length": 32, "eval_fraction": 0.25, "learning_rate": 2e-3}
@@ -146,18 +144,9 @@ def test_classifier_chat_stream_receipt_fee_and_records(openai_client, alice, bo
     cache.clear()
 
 
-def test_causal_model_completions_stream_and_disconnect(openai_client, alice, charlie, serving, sync, publish,
-                                                       fine_tune, live_server, tmp_path, api_key_for):
-    rows = [{"prompt": f"What is {a} plus {b}?", "response": f"{a + b}"} for a in range(6) for b in range(6)]
-    path = build_tiny_causal_model(tmp_path / "tiny-llama", [f"{r['prompt']} {r['response']}" for r in rows],
-                                   arch="llama", seed=0)
-    base = BaseModel.objects.create(name="Tiny Llama", slug="tiny-llama", source_kind="path", source_ref=str(path),
-                                    architecture="llama", task_types=["instruction", "text"])
-    version = publish(alice, rows, task_type="instruction", labels=(), name="Sums")
-    model = fine_tune(owner=alice, name="sums", base_model=base, datanet_versions=[version], epochs=2, batch_size=8,
-                      max_seq_length=48, eval_fraction=0.2)
-    registry_services.model_version_set_deployed(version=model, actor=alice, deployed=True)  # free: price 0
-    assert sync().loaded == [model.slug]
+def test_causal_model_completions_stream_and_disconnect(openai_client, alice, charlie, serving, sync,
+                                                       causal_sums_model, live_server, api_key_for):
+    model, _ = causal_sums_model
     api = openai_client(charlie)
 
     answer = api.chat.completions.create(model=model.slug, temperature=0, max_tokens=8,
