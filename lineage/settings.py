@@ -337,7 +337,9 @@ REWARDS_RELAY_THRESHOLD = env.int("REWARDS_RELAY_THRESHOLD", default=0)  # base 
 REWARDS_RELAY_CLAIMS = env.bool("REWARDS_RELAY_CLAIMS", default=True)  # the "claim for me" button
 # Starter credit: every account created by signing up gets this much OPEN inference credit once, from the
 # grants account (`rewards.services.credit_starter_grant`). In OPEN, decimals allowed ("0.5"); 0 = no grant.
-REWARDS_STARTER_GRANT_OPEN = env.str("REWARDS_STARTER_GRANT_OPEN", default="10")
+# Off by default in production: granted credit spent on one's own model comes back as claimable earnings, so a
+# grant per free account is a faucet for whoever makes many accounts (docs/rewards.md).
+REWARDS_STARTER_GRANT_OPEN = env.str("REWARDS_STARTER_GRANT_OPEN", default="10" if DEBUG else "0")
 REWARDS_RELAY_BATCH = env.int("REWARDS_RELAY_BATCH", default=50)
 REWARDS_EPOCH_LEASE_S = env.int("REWARDS_EPOCH_LEASE_S", default=900)
 REWARDS_ROWS_PER_CONTRIBUTOR = env.int("REWARDS_ROWS_PER_CONTRIBUTOR", default=10)

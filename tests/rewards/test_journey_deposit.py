@@ -76,3 +76,23 @@ def test_the_rewards_page_and_menu_link_the_deposit_page(db, client, alice):
     client.force_login(alice)
     page = client.get("/rewards/").content.decode()
     assert 'href="/rewards/deposit/"' in page
+
+
+def test_the_starter_grant_is_off_by_default_in_production():
+    """A grant per free account is a faucet (spent on one's own model it returns as earnings): DEBUG=0 defaults
+    it to 0; development keeps 10."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = "from django.conf import settings; import django; django.setup(); print(settings.REWARDS_STARTER_GRANT_OPEN)"
+
+    def default(debug: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "REWARDS_STARTER_GRANT_OPEN"}
+        env.update(DJANGO_SETTINGS_MODULE="lineage.settings", DEBUG=debug, SECRET_KEY="x" * 50)
+        return subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                              check=True).stdout.strip().splitlines()[-1]
+
+    assert default("0") == "0" and default("1") == "10"
