@@ -1,5 +1,6 @@
 """Pages: the index list, a receipt explained in plain words, a model version's valuation report."""
 
+from django.http import Http404
 from django.shortcuts import render
 
 from models_registry import selectors as model_selectors
@@ -13,7 +14,15 @@ def index(request):
 
 
 def receipt(request, receipt_id):
-    receipt = selectors.receipt_get(receipt_id=receipt_id)
+    try:
+        receipt = selectors.receipt_get(receipt_id=receipt_id)
+    except Http404:
+        from inference import selectors as inference_selectors
+
+        # A queued answer's receipt id is given out at once; the attribution worker stores it seconds later.
+        if inference_selectors.receipt_awaited(receipt_id=receipt_id) is None:
+            raise
+        return render(request, "attribution/receipt_pending.html", {"receipt_id": receipt_id}, status=202)
     version = receipt.model_version
     return render(request, "attribution/receipt.html", {
         "receipt": receipt,

@@ -2,7 +2,7 @@
 
 What runs is the production path: a throwaway SQLite database (in a temporary `LINEAGE_VAR_DIR`; or the
 database named by `DATABASE_URL` when set: give it a database of its own) is migrated, two public
-Datanets are created, `insights.services.history_generate(days=365)` writes a year of summaries, a real
+Datanets are created, `lineage.demo.history.history_generate(days=365)` writes a year of summaries, a real
 `summaries_refresh(since=None)` runs, and the page and the API are requested through Django's test
 client (middleware, templates, JSON rendering included) for several ranges. Each figure is the median of
 `--repeat` requests after one warm-up, with the chart cache warm (what a visitor after the first one sees
@@ -49,6 +49,7 @@ def main() -> int:
     from accounts.services import demo_users_ensure
     from datanets import services as datanet_services
     from insights import services
+    from lineage.demo.history import history_generate
 
     call_command("migrate", verbosity=0)
     owner = demo_users_ensure().by_role["owner"]
@@ -57,7 +58,7 @@ def main() -> int:
                                         label_set=["billing", "shipping"])
     days = 90 if args.quick else 365
     started = time.perf_counter()
-    history = services.history_generate(days=days, seed=0)
+    history = history_generate(days=days, seed=0)
     generate_s = time.perf_counter() - started
     started = time.perf_counter()
     services.summaries_refresh(since=None, sample_serving=False)

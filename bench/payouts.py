@@ -3,7 +3,9 @@
     .venv/bin/python bench/payouts.py [--quick] [--json]
 
 Gas is measured on the in-process py-evm chain (Prague rules, the same bytecode as production) with a
-100,000-account tree, so proofs have the depth a real epoch would have. Fee settlement is measured on
+100,000-account tree, so proofs have the depth a real epoch would have. Governance and stakes are measured
+there too: one fee-split proposal from proposing to execution (propose, vote, queue, execute) and one
+contributor's stake, unstake request, withdrawal and slash (``gas_governance_*`` / ``gas_stake_*``). Fee settlement is measured on
 PostgreSQL (``rewards/bench.py``). Targets: tree build <= 3 s at 100k accounts, root update ~45k gas,
 first claim <= 110k gas, >= 2,000 fees settled per second.
 """
@@ -28,6 +30,8 @@ from rewards.chain import (  # noqa: E402  (the repo root must be on sys.path fi
     checksum_address,
     deploy_rewards,
 )
+from rewards.chain.governance import FeeSplit, deploy_governance  # noqa: E402
+from rewards.chain.staking import StakingParameters, deploy_staking, new_request_id  # noqa: E402
 
 OPEN = 10**18
 CLAIM_MANY_BATCH = 20
@@ -104,6 +108,41 @@ def measure_gas(tree: CumulativeRewardsTree, rewards: dict[str, int], claims: in
     }
 
 
+def measure_governance_gas() -> dict[str, int]:
+    """One proposal through the governor and timelock (two voters, so the second vote is a typical one) and
+    one stake's life on ContributorStakes (approve not counted: it is the ERC-20's)."""
+    client = ChainClient.in_process()
+    chain, accounts = client.local_chain, client.local_chain.accounts
+    rewards = deploy_rewards(client, supply=10**12 * OPEN)
+    gov = deploy_governance(client, token_address=rewards.token.address, initial_split=FeeSplit(1_000, 3_000, 6_000))
+    stakes = deploy_staking(client, token_address=rewards.token.address, admin=gov.timelock.address,
+                            slasher=client.address, parameters=StakingParameters(cooldown_s=60)).staking
+    voters = accounts[2:4]
+    for voter in voters:
+        rewards.token.transfer(voter.address, 1_000 * OPEN)
+        gov.votes.wrap(rewards.token, 1_000 * OPEN, sender=voter)
+        gov.votes.delegate(voter.address, sender=voter)
+    actions = gov.parameters.fee_split_proposal(FeeSplit(500, 2_500, 7_000), "bench: data 70%")
+    results = {"gas_governance_propose": gov.governor.propose(actions, sender=voters[0]).gas_used}
+    chain.mine_blocks(1)
+    results["gas_governance_vote_first"] = gov.governor.cast_vote(actions.proposal_id, "for", sender=voters[0]).gas_used
+    results["gas_governance_vote"] = gov.governor.cast_vote(actions.proposal_id, "for", sender=voters[1]).gas_used
+    chain.mine_blocks(10)
+    results["gas_governance_queue"] = gov.governor.queue(actions).gas_used
+    results["gas_governance_execute"] = gov.governor.execute(actions).gas_used
+    results["gas_governance_delegate"] = gov.votes.delegate(voters[0].address, sender=voters[1]).gas_used
+
+    staker = accounts[4]
+    rewards.token.transfer(staker.address, 100 * OPEN)
+    results["gas_stake_first"] = stakes.stake(rewards.token, 1, 40 * OPEN, new_request_id(), sender=staker).gas_used
+    results["gas_stake"] = stakes.stake(rewards.token, 1, 10 * OPEN, new_request_id(), sender=staker).gas_used
+    results["gas_stake_unstake"] = stakes.request_unstake(1, 20 * OPEN, new_request_id(), sender=staker).gas_used
+    results["gas_stake_slash"] = stakes.slash(staker.address, 1, 5 * OPEN, new_request_id()).gas_used
+    chain.tester.time_travel(chain.tester.get_block_by_number("pending")["timestamp"] + 61)
+    results["gas_stake_withdraw"] = stakes.withdraw(1, sender=staker).gas_used
+    return results
+
+
 def run(quick: bool, settled_per_s: Callable[[bool], dict | None] = measure_settled_per_s) -> dict[str, float]:
     repeats = 1 if quick else 3
     rewards_10k = random_rewards(10_000, seed=10)
@@ -124,6 +163,7 @@ def run(quick: bool, settled_per_s: Callable[[bool], dict | None] = measure_sett
         "tree_cpu_s_100k": round(tree_cpu_s_100k, 3),
         "proofs_per_s_100k": round(proofs_per_s),
         **measure_gas(tree_100k, rewards_100k, claims=5 if quick else 20),
+        **measure_governance_gas(),
     }
     results.update(settled_per_s(quick) or {})
     return results
@@ -147,6 +187,14 @@ def main() -> None:
     print(f"gas claim, later         : {results['gas_claim_later']:,.0f}")
     print(f"gas claimMany per account: {results['gas_claim_many_per_account']:,.0f} first, "
           f"{results['gas_claim_many_later_per_account']:,.0f} later (batches of {CLAIM_MANY_BATCH})")
+    print(f"gas propose / vote       : {results['gas_governance_propose']:,} / "
+          f"{results['gas_governance_vote_first']:,} first, {results['gas_governance_vote']:,} next")
+    print(f"gas queue / execute      : {results['gas_governance_queue']:,} / {results['gas_governance_execute']:,}"
+          f"   (execute sets the fee split through the timelock)")
+    print(f"gas delegate (redelegate): {results['gas_governance_delegate']:,}")
+    print(f"gas stake                : {results['gas_stake_first']:,} first, {results['gas_stake']:,} more")
+    print(f"gas unstake / withdraw   : {results['gas_stake_unstake']:,} / {results['gas_stake_withdraw']:,}")
+    print(f"gas slash                : {results['gas_stake_slash']:,}")
     if "settled_per_s" in results:
         rounds = ", ".join(f"{results[key]:,} with {key.rsplit('_', 1)[1].removesuffix('settler')}"
                            for key in results if key.startswith("settled_per_s_"))

@@ -5,8 +5,6 @@ so a private Datanet answers 404 to anyone who may not see it, whatever they sen
 Django's `ValidationError` (→ 400 `invalid` with `fields`) and `PermissionDenied` (→ 403).
 """
 
-import csv
-import io
 
 from django.contrib.auth import get_user_model
 from django.http import Http404, StreamingHttpResponse
@@ -19,10 +17,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lineage.api import JSONParser, Pagination
+from lineage.csv_export import csv_chunks
 
 from . import selectors, services
-from .ingest import neutralise_formula
-from .models import ContributionSource, RecordStatus
+from .models import ContributionSource, RecordStatus, TaskType
 from .serializers import (
     AccessDecideSerializer,
     AccessRequestCreateSerializer,
@@ -72,17 +70,8 @@ VERSION_NUMBER = OpenApiParameter("number", OpenApiTypes.INT, OpenApiParameter.P
 # --- Helpers -----------------------------------------------------------------------------------------
 
 def _csv_cell_stream(header, rows):
-    """CSV as byte chunks, every cell passed through the ingest engine's formula neutraliser."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for n, row in enumerate(rows, start=1):
-        writer.writerow([neutralise_formula("" if cell is None else cell) for cell in row])
-        if n % 500 == 0:
-            yield buffer.getvalue().encode("utf-8")
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue().encode("utf-8")
+    """CSV as byte chunks, every cell formula-neutralised (the site's one CSV writer, lineage.csv_export)."""
+    return csv_chunks(header, rows)
 
 
 class IgnoreFormatNegotiation(DefaultContentNegotiation):
@@ -152,7 +141,7 @@ class DatanetListView(DatanetsView):
         summary="List and search the Datanets you can see",
         parameters=[
             OpenApiParameter("q", OpenApiTypes.STR, description="Text in the name, summary or slug."),
-            OpenApiParameter("task_type", OpenApiTypes.STR, description="text-classification, instruction or text."),
+            OpenApiParameter("task_type", OpenApiTypes.STR, description="text-classification, instruction, text or documents."),
             OpenApiParameter("tag", OpenApiTypes.STR, description="One tag."),
             OpenApiParameter("page", OpenApiTypes.INT),
             OpenApiParameter("page_size", OpenApiTypes.INT),
@@ -301,7 +290,9 @@ class ContributionListView(SignedInView):
         tags=TAGS,
         summary="Contribute rows: a file (multipart `file`) or JSON `{\"rows\": [...]}` (scope: contribute)",
         description="Answers 202 at once; validation runs in the background. Poll `status_url` until `state` is "
-        "`in_review`, `done` or `failed`, then read per-row problems at `errors_url`.",
+        "`in_review`, `done` or `failed`, then read per-row problems at `errors_url`. A Documents Datanet takes "
+        "documents (.txt, .md, .html, .pdf, .docx, optionally .gz, or a .zip of them): repeat the `file` part for "
+        "several; each is split into passages, and a document that cannot be read is one error row.",
         parameters=[SLUG],
         request={
             "application/json": inline_serializer(
@@ -314,7 +305,12 @@ class ContributionListView(SignedInView):
     def post(self, request, slug):
         incoming = ContributionRowsSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        if "file" in incoming.validated_data:
+        if "file" in incoming.validated_data and self.datanet.task_type == TaskType.DOCUMENTS:
+            # Documents: every `file` part of the request (one contribution, split into passages).
+            contribution = services.contribution_create_from_documents(datanet=self.datanet, contributor=request.user,
+                uploaded_files=request.FILES.getlist("file"), source=ContributionSource.API_FILE,
+            )
+        elif "file" in incoming.validated_data:
             contribution = services.contribution_create_from_file(datanet=self.datanet, contributor=request.user,
                 uploaded_file=incoming.validated_data["file"], source=ContributionSource.API_FILE,
             )

@@ -19,7 +19,9 @@ class DatanetForm(forms.Form):
     summary = forms.CharField(max_length=280, required=False, help_text="One sentence: what rows belong here.")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), required=False,
                                   help_text="Markdown: what to contribute, what not to, and how rows are judged.")
-    task_type = forms.ChoiceField(choices=TaskType.choices, help_text="Fixes the columns every row must have.")
+    task_type = forms.ChoiceField(choices=TaskType.choices, help_text="Fixes the columns every row must have. Documents: "
+                                  "contributors upload .txt, .md, .html, .pdf or .docx files, split into passages "
+                                  "that each published version can be searched by.")
     label_set = CommaListField(required=False, label="Labels",
                                help_text="Text classification only: the allowed labels, separated by commas.")
     metadata_columns = CommaListField(required=False, help_text="Optional extra columns kept with each row, e.g. source, language.")
@@ -53,6 +55,33 @@ class DatanetSettingsForm(DatanetForm):
     def clean(self):
         self.cleaned_data["task_type"] = self.datanet.task_type
         return super().clean()
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """One or several files from one file input; cleans to a list."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        clean_one = super().clean
+        if isinstance(data, list | tuple) and data:
+            return [clean_one(item, initial) for item in data]
+        return [clean_one(None if isinstance(data, list | tuple) else data, initial)]  # none chosen: "required"
+
+
+class DocumentUploadForm(forms.Form):
+    """A Documents Datanet's upload: one or several documents, each split into passages."""
+
+    documents = MultipleFileField(help_text="Text (.txt), Markdown (.md), web pages (.html), PDF files with a text layer "
+                                            "(.pdf) or Word documents (.docx), each optionally gzip-compressed, or a .zip "
+                                            "of them. Choose several at once: a document that cannot be read is reported "
+                                            "and the others are kept.")
 
 
 class UploadForm(forms.Form):

@@ -15,6 +15,7 @@ class TaskType(models.TextChoices):
     TEXT_CLASSIFICATION = "text-classification", "Text classification (text → label)"
     INSTRUCTION = "instruction", "Instruction (prompt → response)"
     TEXT = "text", "Text"
+    DOCUMENTS = "documents", "Documents (passages for retrieval)"
 
 
 class Licence(models.TextChoices):
@@ -213,8 +214,21 @@ class Record(models.Model):
 
     @property
     def where(self):
-        """Where the row was in its contributor's upload: "line 7", or "row 7" for uploads without lines."""
+        """Where the row was in its contributor's upload: "line 7", "row 7" for uploads without lines, or for
+        a passage of a document its document and anchor ("“guide.pdf”, p. 3")."""
+        if self.line_number is None and set(self.fields) == DOCUMENT_PASSAGE_FIELDS:
+            return document_location(self.fields)
         return f"line {self.line_number}" if self.line_number is not None else f"row {self.row_number}"
+
+
+# A Documents Datanet's row (datanets/ingest/schema.py TASK_COLUMNS): such a Datanet has no other columns.
+DOCUMENT_PASSAGE_FIELDS = frozenset({"text", "document", "anchor", "page", "headings"})
+
+
+def document_location(values) -> str:
+    """A passage's document and anchor as people cite it: "“guide.pdf”, p. 3" (or just the document)."""
+    anchor = values.get("anchor") or ""
+    return f"“{values.get('document')}”" + (f", {anchor}" if anchor else "")
 
 
 class RowError(models.Model):
@@ -238,7 +252,11 @@ class RowError(models.Model):
 
     @property
     def where(self):
-        """The contributor's own numbering: the line of their file, or the row where the upload has no lines."""
+        """The contributor's own numbering: the line of their file, the row where the upload has no lines, or
+        the document (and anchor) of a document upload."""
+        content = self.content or {}
+        if self.line_number is None and content.get("document") and "anchor" in content:  # a document upload's
+            return document_location(content)
         return f"line {self.line_number}" if self.line_number is not None else f"row {self.row_number}"
 
 

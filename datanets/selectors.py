@@ -8,10 +8,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from .models import (
+    DOCUMENT_PASSAGE_FIELDS,
     AccessState,
     Contribution,
     ContributionPolicy,
@@ -160,6 +162,36 @@ def contributions_for_user(*, user, datanet: Datanet | None = None):
     return queryset.filter(datanet=datanet) if datanet else queryset
 
 
+def contributions_overview_for(*, user):
+    """Every upload of the user across Datanets, newest first, for "My contributions". Each is annotated
+    with its rows' review outcome: `accepted_rows`, `pending_rows` and `rejected_rows` (rejected by a
+    curator). Rows refused before review are the upload's own counts: `rows_rejected` (invalid) and
+    `rows_duplicate` (exact duplicates)."""
+    return (
+        Contribution.objects.filter(contributor=user).select_related("datanet")
+        .annotate(accepted_rows=Count("records", filter=Q(records__status=RecordStatus.ACCEPTED)),
+                  pending_rows=Count("records", filter=Q(records__status=RecordStatus.PENDING)),
+                  rejected_rows=Count("records", filter=Q(records__status=RecordStatus.REJECTED)))
+        .order_by("-created_at", "-id")
+    )
+
+
+def rows_rejected_by_curators_for(*, user):
+    """The user's rows a curator rejected, latest decision first, with the curator's reason."""
+    return (Record.objects.filter(contributor=user, status=RecordStatus.REJECTED)
+            .select_related("datanet", "contribution").order_by("-reviewed_at", "-id"))
+
+
+def rows_rejected_recently_count(*, user, since) -> int:
+    """How many of the user's rows a curator rejected at or after `since`."""
+    return Record.objects.filter(contributor=user, status=RecordStatus.REJECTED, reviewed_at__gte=since).count()
+
+
+def datanet_ids_visible_among(*, user, ids) -> set[int]:
+    """Which of these Datanets the user may still see (a member removed from a private one may not)."""
+    return set(datanets_visible_to(user=user).filter(pk__in=list(ids)).values_list("pk", flat=True))
+
+
 def contribution_get_for(*, datanet: Datanet, pk: int, user) -> Contribution:
     """Contributors see their own contributions; curators see every contribution of their Datanet."""
     contribution = Contribution.objects.filter(datanet=datanet, pk=pk).select_related("contributor").first()
@@ -192,6 +224,15 @@ def review_queue(*, datanet: Datanet, status: str = RecordStatus.PENDING, flag: 
     return queryset.order_by("id")
 
 
+def review_record_get(*, datanet: Datanet, pk: int) -> Record:
+    """One row of this Datanet as the review queue shows it; a 404 when it is not one of its rows."""
+    record = (Record.objects.filter(datanet=datanet, pk=pk).select_related("contributor", "near_duplicate_of")
+              .first())
+    if record is None:
+        raise Http404("No such row.")
+    return record
+
+
 def _search_fields(queryset, query: str):
     # JSON containment differs by backend; a cast to text works on both SQLite and PostgreSQL.
     from django.db.models import TextField
@@ -212,6 +253,21 @@ def rows_for_viewer(*, datanet: Datanet, version: DatanetVersion | None = None, 
     if query:
         queryset = _search_fields(queryset, query)
     return queryset.select_related("contributor").order_by("id")
+
+
+DOCUMENTS_LISTED = 200
+
+
+def documents_in(*, datanet: Datanet, version: DatanetVersion | None = None) -> dict:
+    """The documents of a Documents Datanet, by name, with their passages and contributors: a version's, or
+    the accepted passages of the live Datanet. At most `DOCUMENTS_LISTED` documents are listed; `count` is
+    how many there are."""
+    records = (Record.objects.filter(versions=version) if version is not None
+               else Record.objects.filter(datanet=datanet, status=RecordStatus.ACCEPTED))
+    by_document = (records.order_by().annotate(document=KeyTextTransform("document", "fields"))
+                   .values("document").annotate(passages=Count("pk"), contributors=Count("contributor", distinct=True))
+                   .order_by("document"))
+    return {"count": by_document.count(), "listed": list(by_document[:DOCUMENTS_LISTED])}
 
 
 def version_rows_among(*, version: DatanetVersion, row_ids, limit: int):
@@ -257,7 +313,11 @@ def existing_rows_described_to(*, datanet: Datanet, user, row_ids) -> dict[int, 
                                                         "line_number", "contribution__file_name"))
         for record in records:
             excerpt = record.excerpt if len(record.excerpt) <= 80 else record.excerpt[:79] + "…"
-            if record.contributor_id == getattr(user, "pk", None):
+            if record.contributor_id == getattr(user, "pk", None) and record.line_number is None and set(
+                    record.fields) == DOCUMENT_PASSAGE_FIELDS:
+                described[record.pk] = (f"your passage “{excerpt}” already in this Datanet ({record.where}, in your "
+                                        f"upload “{record.contribution.file_name}”)")
+            elif record.contributor_id == getattr(user, "pk", None):
                 described[record.pk] = (f"your row “{excerpt}” already in this Datanet ({record.where} of your "
                                         f"upload “{record.contribution.file_name}”)")
             elif perms.can_curate or (perms.can_view and record.status == RecordStatus.ACCEPTED):

@@ -1,8 +1,7 @@
 """Datanet pages. Thin: permissions come from selectors, writes go through services; htmx requests get
 the page's partial only."""
 
-import csv
-import io
+from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -12,14 +11,23 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from datanets.ingest import neutralise_formula
 from datanets.ingest.stats import column_statistics
+from lineage.csv_export import csv_download
 
-from . import selectors, services
-from .forms import AccessRequestForm, DatanetForm, DatanetSettingsForm, PublishForm, UploadForm
+from . import review_actions, selectors, services
+from .forms import (
+    AccessRequestForm,
+    DatanetForm,
+    DatanetSettingsForm,
+    DocumentUploadForm,
+    PublishForm,
+    UploadForm,
+)
 from .models import ContributionSource, ContributionState, RecordStatus, Role, TaskType, TrainingAccessRequest
+from .review_views import row_labels_chosen
 
 PAGE_SIZE = 50
 
@@ -75,6 +83,7 @@ def detail(request, slug):
         access_request=TrainingAccessRequest.objects.filter(datanet=datanet, requester=request.user).first()
         if request.user.is_authenticated else None,
         access_form=AccessRequestForm(),
+        documents=selectors.documents_in(datanet=datanet) if datanet.task_type == TaskType.DOCUMENTS else None,
     )
     return render(request, "datanets/detail.html", context)
 
@@ -129,11 +138,21 @@ def members(request, slug):
 def contribute(request, slug):
     datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
     perms = selectors.datanet_permissions(datanet=datanet, user=request.user)
-    upload_form = UploadForm()
+    documents = datanet.task_type == TaskType.DOCUMENTS  # documents are uploaded and split; rows are not typed
+    upload_form = DocumentUploadForm() if documents else UploadForm()
+    uploading = documents or "file" in request.FILES
     row_error = None
     if request.method == "POST" and perms.can_contribute:
         try:
-            if "file" in request.FILES:
+            if documents:
+                upload_form = DocumentUploadForm(request.POST, request.FILES)
+                if upload_form.is_valid():
+                    contribution = services.contribution_create_from_documents(
+                        datanet=datanet, contributor=request.user, uploaded_files=upload_form.cleaned_data["documents"],
+                        source=ContributionSource.UPLOAD,
+                    )
+                    return redirect(contribution)
+            elif "file" in request.FILES:
                 upload_form = UploadForm(request.POST, request.FILES)
                 if upload_form.is_valid():
                     contribution = services.contribution_create_from_file(
@@ -148,11 +167,16 @@ def contribute(request, slug):
                 )
                 return redirect(contribution)
         except ValidationError as exc:
-            if "file" in request.FILES:
+            if uploading:
                 _form_errors_from(exc, upload_form)
             else:
                 row_error = " ".join(exc.messages)
-    context = _context(request, datanet, upload_form=upload_form, row_error=row_error,
+        except PermissionDenied as exc:  # e.g. the Datanet requires a stake: say so on the form
+            if uploading:
+                upload_form.add_error(None, str(exc))
+            else:
+                row_error = str(exc)
+    context = _context(request, datanet, upload_form=upload_form, row_error=row_error, documents=documents,
                        columns=datanet.schema.columns, typed_rows=range(5))
     return render(request, "datanets/contribute.html", context)
 
@@ -183,6 +207,22 @@ def contribution(request, slug, pk):
     return render(request, _partial(request, "datanets/contribution.html", "status"), context)
 
 
+@login_required
+def my_contributions(request):
+    """Every upload of the signed-in user across Datanets, its rows' outcome, and the rows curators
+    rejected with their reasons."""
+    uploads = Paginator(selectors.contributions_overview_for(user=request.user), PAGE_SIZE).get_page(
+        request.GET.get("page"))
+    rejected = Paginator(selectors.rows_rejected_by_curators_for(user=request.user), PAGE_SIZE).get_page(
+        request.GET.get("rejected_page"))
+    visible = selectors.datanet_ids_visible_among(
+        user=request.user, ids={c.datanet_id for c in uploads} | {r.datanet_id for r in rejected})
+    week_ago = timezone.now() - timedelta(days=7)
+    context = {"uploads": uploads, "rejected": rejected, "visible_datanet_ids": visible,
+               "rejected_this_week": selectors.rows_rejected_recently_count(user=request.user, since=week_ago)}
+    return render(request, "datanets/my_contributions.html", context)
+
+
 CONTRIBUTION_FLOW = (ContributionState.RECEIVED, ContributionState.VALIDATING, ContributionState.IN_REVIEW,
                      ContributionState.DONE)
 
@@ -206,14 +246,7 @@ def contribution_errors_csv(request, slug, pk):
     datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
     item = selectors.contribution_get_for(datanet=datanet, pk=pk, user=request.user)
     header, rows = selectors.contribution_error_table(contribution=item)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([neutralise_formula("" if cell is None else cell) for cell in row])
-    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="contribution-{item.pk}-errors.csv"'
-    return response
+    return csv_download(header=header, rows=rows, filename=f"contribution-{item.pk}-errors.csv")
 
 
 # --- Review ------------------------------------------------------------------------------------------
@@ -263,10 +296,17 @@ def review_decide(request, slug):
     try:
         if not record_ids:
             raise ValidationError("Select at least one row first.")
-        changed = services.records_review(
-            datanet=datanet, reviewer=request.user, record_ids=record_ids,
-            decision=request.POST.get("decision", ""), reason=request.POST.get("reason", ""),
-        )
+        if request.POST.get("decision") == "accept" and datanet.label_set:
+            # Labels changed in the rows' pickers are applied with the accept, in one transaction.
+            changed = review_actions.records_accept_relabelled(
+                datanet=datanet, reviewer=request.user, record_ids=record_ids,
+                labels=row_labels_chosen(request.POST, record_ids),
+            )
+        else:
+            changed = services.records_review(
+                datanet=datanet, reviewer=request.user, record_ids=record_ids,
+                decision=request.POST.get("decision", ""), reason=request.POST.get("reason", ""),
+            )
         messages.success(request, f"{changed} row{'s' if changed != 1 else ''} {request.POST.get('decision')}ed.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
@@ -306,7 +346,8 @@ def version(request, slug, number):
     datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
     item = selectors.version_get(datanet=datanet, number=number)
     previous = datanet.versions.filter(number__lt=number).order_by("-number").first()
-    context = _context(request, datanet, version=item, previous=previous, check=None,
+    documents = selectors.documents_in(datanet=datanet, version=item) if datanet.task_type == TaskType.DOCUMENTS else None
+    context = _context(request, datanet, version=item, previous=previous, check=None, documents=documents,
                        contributors=sorted(item.manifest.get("rows_by_contributor", {}).items(), key=lambda kv: -len(kv[1])))
     return render(request, "datanets/version.html", context)
 

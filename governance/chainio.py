@@ -1,20 +1,26 @@
 """Governance's door to the chain engine: the recorded `GovernanceDeployment` on the current chain
-(deployed next to rewards' token and distributor in development, configured in production) and handles
-on its contracts. The chain client itself is rewards' (`rewards.chainio.get_chain_client`): one client,
-one nonce tracker, per process."""
+(deployed next to rewards' token and distributor in development, configured in production), the staking
+contract recorded on it (`staking_ensure`), handles on its contracts, and the development keys that may
+sign for a linked wallet (`dev_signer_for`). The chain client itself is rewards'
+(`rewards.chainio.get_chain_client`): one client, one nonce tracker, per process."""
 
 import logging
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_tester.backends.pyevm.main import get_default_account_keys
 
 from rewards import services as rewards_services
 from rewards.chain import ChainClient
 from rewards.chain.governance import FeeSplit, GovernanceParameters, deploy_governance, governance_contracts
 from rewards.chain.governance import GovernanceDeployment as ChainGovernance
+from rewards.chain.staking import StakingContract, StakingParameters, deploy_staking
 from rewards.chainio import ChainUnavailable, genesis_hash, get_chain_client
 from rewards.chainio import deployment_ensure as rewards_deployment_ensure
 
+from .conf import DEV_CHAIN_ID, setting
 from .models import GovernanceDeployment
 
 logger = logging.getLogger("governance.chain")
@@ -88,3 +94,56 @@ def deployment_ensure(*, client: ChainClient | None = None) -> GovernanceDeploym
                              governor_address=deployed.governor.address,
                              parameters_address=deployed.parameters.address,
                              deployed_at_block=deployed.deployed_at_block)
+
+
+def deployment_recorded(*, client: ChainClient) -> GovernanceDeployment | None:
+    """The recorded deployment of this chain, or None; never deploys (reconciliation must not)."""
+    return GovernanceDeployment.objects.filter(chain_id=client.chain_id, genesis_hash=genesis_hash(client)).first()
+
+
+def staking_contract(deployment: GovernanceDeployment, client: ChainClient) -> StakingContract | None:
+    return StakingContract(client, deployment.staking_address) if deployment.staking_address else None
+
+
+def staking_parameters_from_settings() -> StakingParameters:
+    return StakingParameters(cooldown_s=setting("GOVERNANCE_STAKE_COOLDOWN_S"),
+                             max_slash_bps=setting("GOVERNANCE_STAKE_MAX_SLASH_BPS"))
+
+
+def staking_ensure(*, client: ChainClient | None = None) -> GovernanceDeployment:
+    """The governance deployment with its ContributorStakes: the recorded one, else the configured address
+    (`GOVERNANCE_STAKING_ADDRESS`), else (auto-deploy, development) a fresh one over OPEN whose admin is the
+    governance timelock (only a passed proposal changes who may slash) and whose slasher is the platform's
+    key."""
+    client = client or get_chain_client()
+    deployment = deployment_ensure(client=client)
+    if deployment.staking_address:
+        return deployment
+    configured = setting("GOVERNANCE_STAKING_ADDRESS")
+    if configured:
+        address, block = configured, setting("GOVERNANCE_STAKING_DEPLOYED_AT_BLOCK")
+    elif settings.REWARDS_CHAIN_AUTO_DEPLOY:
+        deployed = deploy_staking(client, token_address=deployment.token_address, admin=deployment.timelock_address,
+                                  slasher=client.address, parameters=staking_parameters_from_settings())
+        address, block = deployed.staking.address, deployed.deployed_at_block
+        logger.info("deployed contributor stakes %s", address)
+    else:
+        raise ChainUnavailable("No contributor-stakes contract is recorded for this chain and auto-deploy is off: "
+                               "set GOVERNANCE_STAKING_ADDRESS.")
+    GovernanceDeployment.objects.filter(pk=deployment.pk, staking_address="").update(
+        staking_address=address, staking_deployed_at_block=block)
+    deployment.refresh_from_db()
+    return deployment
+
+
+def dev_signer_for(address: str, *, client: ChainClient) -> LocalAccount | None:
+    """The development chain's own key for `address` (eth-tester's funded accounts), when development
+    signing is on (`GOVERNANCE_DEV_SIGNING`) and this is the in-process chain; None otherwise: the user's
+    wallet signs."""
+    if not setting("GOVERNANCE_DEV_SIGNING") or client.chain_id != DEV_CHAIN_ID:
+        return None
+    for key in get_default_account_keys():
+        account = Account.from_key(key.to_bytes())
+        if account.address.lower() == (address or "").lower():
+            return account
+    return None

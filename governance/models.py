@@ -1,6 +1,10 @@
-"""Governance state mirrored from the chain. The chain is the source of truth: these rows are written
-only by the indexer (`services.governance_index`), each event once by (transaction hash, log index)."""
+"""Governance state mirrored from the chain. The chain is the source of truth: proposals, votes, parameter
+changes and stake movements are written only by the indexers (`services.governance_index`,
+`services.stakes_index`), each event once by (transaction hash, log index). `WalletAction` (a transaction
+asked for from a page), `DatanetStakeRequirement` and `StakeSlash` (the platform's decision and its
+evidence) are the platform's own records."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -19,6 +23,8 @@ class GovernanceDeployment(models.Model):
     governor_address = models.CharField(max_length=42)
     parameters_address = models.CharField(max_length=42)
     deployed_at_block = models.PositiveBigIntegerField(default=0)
+    staking_address = models.CharField(max_length=42, blank=True, help_text="ContributorStakes; empty until deployed.")
+    staking_deployed_at_block = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -147,3 +153,135 @@ class ParameterChange(models.Model):
 
     def __str__(self):
         return f"fee split v{self.registry_version}: {self.protocol_bps}/{self.owner_bps}/{self.contributors_bps}"
+
+
+# --- Transactions asked for from the pages -------------------------------------------------------------
+
+class ActionKind(models.TextChoices):
+    DELEGATE = "delegate", "wrap OPEN and delegate"
+    PROPOSE = "propose"
+    VOTE = "vote"
+    QUEUE = "queue"
+    EXECUTE = "execute"
+    STAKE = "stake"
+    UNSTAKE = "unstake", "ask to unstake"
+    WITHDRAW = "withdraw"
+
+
+class ActionState(models.TextChoices):
+    PREPARED = "prepared", "waiting for your wallet"
+    QUEUED = "queued"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class WalletAction(models.Model):
+    """One governance or stake step a user asked for. Relayed (`relayed`): the platform signs it, with the
+    linked wallet's development key or, for queue and execute (anyone may send them), its own key; the
+    `chain` worker sends it and running it again never repeats it on chain. Otherwise it is `prepared`: the
+    page shows the transaction for the user's own wallet and the indexer sees the outcome on chain."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet_actions")
+    kind = models.CharField(max_length=16, choices=ActionKind.choices)
+    address = models.CharField(max_length=42, help_text="The wallet that acts (the platform's key for queue/execute).")
+    params = models.JSONField(default=dict)
+    request_id = models.CharField(max_length=66, blank=True, help_text="Stake/unstake: the id the contract takes once.")
+    relayed = models.BooleanField(default=False)
+    state = models.CharField(max_length=16, choices=ActionState.choices)
+    tx_hashes = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    proposal = models.ForeignKey(Proposal, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.kind} by {self.address} ({self.state})"
+
+
+# --- Contributor stakes ---------------------------------------------------------------------------------
+
+class DatanetStakeRequirement(models.Model):
+    """A Datanet owner's rule: contributing needs at least `minimum` OPEN staked on it (active, not
+    unstaking) by the contributor's linked wallets. The owner and curators are exempt."""
+
+    datanet = models.OneToOneField("datanets.Datanet", on_delete=models.CASCADE, related_name="stake_requirement")
+    minimum = AmountField(help_text="Base units of OPEN.")
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"stake of {self.minimum} on datanet {self.datanet_id}"
+
+
+class StakeEventKind(models.TextChoices):
+    STAKED = "staked"
+    UNSTAKE_REQUESTED = "unstake_requested", "unstake requested"
+    WITHDRAWN = "withdrawn"
+    SLASHED = "slashed"
+
+
+class StakeEvent(models.Model):
+    """A stake movement read from ContributorStakes. `datanet_id` is the on-chain id (the Datanet's pk)."""
+
+    deployment = models.ForeignKey(GovernanceDeployment, on_delete=models.PROTECT, related_name="stake_events")
+    kind = models.CharField(max_length=20, choices=StakeEventKind.choices)
+    address = models.CharField(max_length=42, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="stake_events")
+    datanet_id = models.PositiveBigIntegerField(db_index=True)
+    amount = AmountField()
+    from_active = AmountField(default=0)
+    from_unstaking = AmountField(default=0)
+    unlock_at = models.PositiveBigIntegerField(default=0, help_text="Unix time (unstake requests).")
+    request_id = models.CharField(max_length=66, blank=True, help_text="Request id, or a slash's evidence hash.")
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    block_number = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["block_number", "log_index"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "tx_hash", "log_index"],
+                                               name="governance_stake_event_once")]
+
+    def __str__(self):
+        return f"{self.kind} {self.amount} by {self.address} on {self.datanet_id}"
+
+
+class SlashState(models.TextChoices):
+    PENDING = "pending", "being sent"
+    DONE = "done", "slashed"
+    FAILED = "failed"
+    NOTHING = "nothing", "nothing staked to slash"
+
+
+class StakeSlash(models.Model):
+    """The platform's decision to slash a contributor's stake for rows rejected as spam, with its evidence
+    (each row's id and the curator's reason). `evidence_hash` is keccak256 of `evidence` as canonical JSON;
+    the contract takes it once and names it in `Slashed`, so anyone can check the slash against the rows."""
+
+    deployment = models.ForeignKey(GovernanceDeployment, on_delete=models.PROTECT, related_name="slashes")
+    datanet = models.ForeignKey("datanets.Datanet", on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stake_slashes")
+    address = models.CharField(max_length=42)
+    evidence = models.JSONField()
+    evidence_hash = models.CharField(max_length=66, unique=True)
+    share_bps = models.PositiveIntegerField(help_text="Share of the stake slashed.")
+    amount = AmountField(default=0, help_text="OPEN moved to the Datanet's pool (once done).")
+    state = models.CharField(max_length=16, choices=SlashState.choices, default=SlashState.PENDING)
+    tx_hash = models.CharField(max_length=66, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"slash of {self.address} on datanet {self.datanet_id} ({self.state})"
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.evidence.get("rows", [])

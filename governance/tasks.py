@@ -6,6 +6,22 @@ from celery import shared_task
 
 @shared_task(name="governance.tasks.chain_index_governance", acks_late=True)
 def chain_index_governance() -> int:
-    from .services import governance_index
+    """Beat, every minute: mirror the governor, the registry and the stakes; then apply the slash rule."""
+    from rewards.chainio import ChainUnavailable
 
-    return governance_index()
+    from .services import governance_index, stake_slashes_enforce, stakes_index
+
+    recorded = governance_index()
+    try:
+        recorded += stakes_index()
+    except ChainUnavailable:  # no stakes contract configured here: governance alone
+        return recorded
+    stake_slashes_enforce()
+    return recorded
+
+
+@shared_task(name="governance.tasks.chain_wallet_action", acks_late=True)
+def chain_wallet_action(action_id: int) -> str:
+    from .services import wallet_action_run
+
+    return wallet_action_run(action_id=action_id).state

@@ -1,6 +1,35 @@
-from django.shortcuts import render
+"""Governance pages: proposals and votes (read from the database), and the forms that ask for a transaction
+(delegate, propose, vote, stake; staff: queue and execute). Thin: writes through services, which either
+queue the transaction for the platform to sign (development keys; the platform's own for queue/execute) or
+prepare it for the user's wallet (`actions/<pk>/` shows it)."""
 
-from . import selectors
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from datanets.selectors import datanet_get_visible, datanet_permissions
+from rewards.chain.governance import FeeSplit
+
+from . import selectors, services
+from .forms import DelegateForm, FeeSplitProposalForm, StakeForm, StakeRequirementForm, VoteForm
+from .models import ActionKind, Proposal, ProposalState
+
+
+def _asked(request, action):
+    if action.relayed:
+        messages.info(request, f"Sent to the chain for {action.address}: this page shows when it is confirmed.")
+    else:
+        messages.info(request, "Sign and send the transaction below with your wallet.")
+    return redirect("governance:action", pk=action.pk)
+
+
+def _form_errors(form, exc: ValidationError) -> None:
+    for message in exc.messages:
+        form.add_error(None, message)
 
 
 def proposal_list(request):
@@ -9,4 +38,126 @@ def proposal_list(request):
 
 
 def proposal_detail(request, pk: int):
-    return render(request, "governance/proposal_detail.html", selectors.proposal_detail(pk=pk))
+    context = selectors.proposal_detail(pk=pk)
+    context["vote_form"] = VoteForm()
+    context["can_vote"] = request.user.is_authenticated and context["proposal"].state == ProposalState.ACTIVE
+    return render(request, "governance/proposal_detail.html", context)
+
+
+@login_required
+@require_POST
+def vote(request, pk: int):
+    proposal = get_object_or_404(Proposal.objects.select_related("deployment"), pk=pk)
+    form = VoteForm(request.POST)
+    if form.is_valid():
+        try:
+            action = services.vote_request(user=request.user, proposal=proposal, **form.cleaned_data)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            return _asked(request, action)
+    return redirect("governance:proposal", pk=pk)
+
+
+@login_required
+def propose(request):
+    form = FeeSplitProposalForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            action = services.proposal_submit(
+                user=request.user, description=data["description"],
+                split=FeeSplit(data["protocol_bps"], data["owner_bps"], data["contributors_bps"]))
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            return _asked(request, action)
+    return render(request, "governance/propose.html",
+                  {"form": form, "wallet": selectors.wallet_address_for(user=request.user)})
+
+
+@login_required
+def delegate(request):
+    form = DelegateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            action = services.delegate_request(user=request.user, amount=form.cleaned_data["amount"] or 0,
+                                               delegatee=form.cleaned_data["delegatee"])
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            return _asked(request, action)
+    return render(request, "governance/delegate.html",
+                  {"form": form, "overview": selectors.wallet_overview(user=request.user),
+                   "actions": selectors.wallet_actions_for(user=request.user, limit=10)})
+
+
+@staff_member_required
+def queue(request):
+    return render(request, "governance/queue.html", selectors.proposals_awaiting())
+
+
+@staff_member_required
+@require_POST
+def advance(request, pk: int):
+    proposal = get_object_or_404(Proposal.objects.select_related("deployment"), pk=pk)
+    try:
+        action = services.proposal_advance(actor=request.user, proposal=proposal, step=request.POST.get("step", ""))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("governance:queue")
+    return _asked(request, action)
+
+
+@login_required
+def action_detail(request, pk: int):
+    action = selectors.wallet_action_get(pk=pk, user=request.user)
+    if request.method == "POST":
+        try:
+            services.wallet_action_retry(user=request.user, action=action)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return redirect("governance:action", pk=pk)
+    return render(request, "governance/action.html", {"action": action})
+
+
+@login_required
+def stakes(request):
+    form = StakeForm(request.POST or None, initial={"datanet": request.GET.get("datanet", "")})
+    if request.method == "POST" and form.is_valid():
+        amount, kind = form.cleaned_data["amount"] or 0, request.POST.get("kind", "")
+        ask = {ActionKind.STAKE: services.stake_request, ActionKind.UNSTAKE: services.unstake_request}
+        try:
+            try:
+                datanet = datanet_get_visible(slug=form.cleaned_data["datanet"], user=request.user)
+            except Http404 as exc:
+                raise ValidationError(f"There is no Datanet “{form.cleaned_data['datanet']}” you can see.") from exc
+            if kind == ActionKind.WITHDRAW:
+                action = services.withdraw_request(user=request.user, datanet=datanet)
+            elif kind in ask:
+                action = ask[kind](user=request.user, datanet=datanet, amount=amount)
+            else:
+                raise ValidationError("Stake, unstake or withdraw.")
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            return _asked(request, action)
+    return render(request, "governance/stakes.html", {"form": form, **selectors.stakes_for(user=request.user)})
+
+
+@login_required
+def datanet_stake(request, slug: str):
+    datanet = datanet_get_visible(slug=slug, user=request.user)
+    can_manage = datanet_permissions(datanet=datanet, user=request.user).can_manage
+    overview = selectors.datanet_stake_overview(datanet=datanet)
+    initial = {"minimum": int(overview["requirement"].minimum) if overview["requirement"] else 0}
+    form = StakeRequirementForm(request.POST or None, initial=initial)
+    if request.method == "POST":
+        if not can_manage:
+            raise PermissionDenied("Only this Datanet's owner sets its stake requirement.")
+        if form.is_valid():
+            services.stake_requirement_set(datanet=datanet, actor=request.user, minimum=form.cleaned_data["minimum"])
+            messages.success(request, "Stake requirement saved.")
+            return redirect("governance:datanet_stake", slug=slug)
+    return render(request, "governance/datanet_stake.html",
+                  {"datanet": datanet, "form": form, "can_manage": can_manage, **overview})

@@ -1,16 +1,29 @@
-"""HTTP client of the model server (`inference.engine.server`), used by the web tier and serve_models.
+"""HTTP client of the model servers (`inference.engine.server`), used by the web tier and serve_models.
 
-No Django import: errors come back as :class:`ModelServerError` carrying the server's OpenAI-style
-error object and HTTP status; an unreachable server is a 503 `model_server_unavailable`.
+`ModelServerClient(url)` talks to one server; `ModelServerClient("http://a:8100,http://b:8100")` (or a
+list) to several, routing each request through `inference.routing.ServerPool`: to a healthy server that
+holds the adapter, retried on another one when a server fails before the first token. The web tier builds
+it from `settings.INFERENCE_SERVER_URL` (one URL or the comma-joined `INFERENCE_SERVER_URLS`).
+
+Every request carries `Authorization: Bearer <token>`; the token defaults to `INFERENCE_SERVER_TOKEN`
+(Django's setting when Django is configured, else the environment). Errors come back as
+`ModelServerError` with the server's OpenAI-style error and status; an unreachable server is a 503
+`model_server_unavailable`, one that refuses the token a 503 `model_server_auth` (an operator's problem,
+never reported to API users as their own authentication failure).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
+
+# Engine errors a server reports inside a stream, by the status the same error has as an HTTP answer.
+_STREAM_ERROR_STATUS = {"EngineCapacityError": 503, "AdapterNotFoundError": 404, "RequestTimeoutError": 504}
 
 
 @dataclass
@@ -32,6 +45,39 @@ class ModelServerError(Exception):
         return cls(status=status, message=str(error.get("message") or "model server error"),
                    type=str(error.get("type") or "server_error"), param=error.get("param"), code=error.get("code"))
 
+    @property
+    def server_unusable(self) -> bool:
+        """The server could not take the request at all (down, draining, overloaded, wrong token): another
+        server may."""
+        return self.code in ("model_server_unavailable", "model_server_auth") or self.status == 503
+
+
+def unavailable(url: str, exc: Exception) -> ModelServerError:
+    return ModelServerError(status=503, message=f"The model server {url} is not reachable ({type(exc).__name__}).",
+                            code="model_server_unavailable")
+
+
+def configured_token() -> str:
+    """`INFERENCE_SERVER_TOKEN` from Django's settings when they are configured, else from the environment
+    (or the file named by `INFERENCE_SERVER_TOKEN_FILE`). Imported lazily: this module works without Django."""
+    try:
+        from django.conf import settings
+
+        if settings.configured:
+            return getattr(settings, "INFERENCE_SERVER_TOKEN", "") or ""
+    except ImportError:  # pragma: no cover - Django is installed wherever Lineage runs
+        pass
+    path = os.environ.get("INFERENCE_SERVER_TOKEN_FILE")
+    if path:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    return os.environ.get("INFERENCE_SERVER_TOKEN", "")
+
+
+def split_urls(urls: str | Sequence[str]) -> list[str]:
+    """`"http://a:8100, http://b:8100/"` or a list -> `["http://a:8100", "http://b:8100"]`."""
+    items = urls.split(",") if isinstance(urls, str) else list(urls)
+    return [item.strip().rstrip("/") for item in items if item and item.strip()]
+
 
 @dataclass
 class GenerationEvents:
@@ -41,8 +87,8 @@ class GenerationEvents:
     final: dict = field(default_factory=dict)
 
     def deltas(self) -> Iterator[str]:
-        # The server streams with `Connection: close` and no length, so a server that dies mid-answer looks
-        # like a body that simply ended: only `[DONE]` after the final event proves the answer is complete.
+        # A server that dies mid-answer may look like a body that simply ended: only `[DONE]` after the
+        # final event proves the answer is complete.
         try:
             for line in self.response.iter_lines():
                 if not line.startswith("data: "):
@@ -54,7 +100,8 @@ class GenerationEvents:
                     return
                 event = json.loads(data)
                 if "error" in event:
-                    raise ModelServerError.from_response(500, event)
+                    status = _STREAM_ERROR_STATUS.get(str((event["error"] or {}).get("code")), 500)
+                    raise ModelServerError.from_response(status, event)
                 if "delta" in event:
                     yield event["delta"]
                 else:
@@ -73,41 +120,58 @@ def _generate_input(prompt: str | None, messages: list[dict] | None) -> dict:
     return {"messages": list(messages)} if messages is not None else {"prompt": prompt}
 
 
-class ModelServerClient:
-    def __init__(self, base_url: str, *, timeout: float = 120.0, connect_timeout: float = 5.0) -> None:
+class ServerConnection:
+    """One model server: every endpoint, with the token, as plain calls."""
+
+    def __init__(self, base_url: str, *, token: str = "", timeout: float = 120.0, connect_timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=connect_timeout))
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(base_url=self.base_url, headers=headers,
+                                    timeout=httpx.Timeout(timeout, connect=connect_timeout))
+
+    def __repr__(self) -> str:
+        return f"ServerConnection({self.base_url!r})"
 
     def close(self) -> None:
         self._client.close()
 
-    def _request(self, method: str, path: str, body: dict | None = None, *, timeout: float | None = None) -> dict:
+    def _error(self, status: int, payload: object) -> ModelServerError:
+        if status == 401:
+            return ModelServerError(status=503, code="model_server_auth", message=(
+                f"The model server {self.base_url} refused this process's token: set the same INFERENCE_SERVER_TOKEN"
+                " for the web tier and the model servers."))
+        return ModelServerError.from_response(status, payload)
+
+    def request(self, method: str, path: str, body: dict | None = None, *, timeout: float | None = None) -> dict:
         try:
             kwargs = {"json": body} if body is not None else {}
             if timeout is not None:
                 kwargs["timeout"] = timeout
             response = self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise unavailable(self.base_url, exc) from exc
+            # The server took the request and is slow: sending it elsewhere would run it twice.
+            raise ModelServerError(status=503, message=f"The model server {self.base_url} did not answer in time.",
+                                   code="model_server_timeout") from exc
         except httpx.HTTPError as exc:
-            raise ModelServerError(status=503, message=f"The model server is not reachable ({type(exc).__name__}).",
-                                   type="server_error", code="model_server_unavailable") from exc
+            raise unavailable(self.base_url, exc) from exc
         try:
             payload = response.json()
         except ValueError:
             payload = None
         if response.status_code >= 400:
-            raise ModelServerError.from_response(response.status_code, payload)
+            raise self._error(response.status_code, payload)
         return payload
 
     # -- inference
     def classify(self, text: str, *, adapter: str | None) -> dict:
-        return self._request("POST", "/v1/classify", {"input": [text], "adapter": adapter})["results"][0]
+        return self.request("POST", "/v1/classify", {"input": [text], "adapter": adapter})["results"][0]
 
     def generate(self, prompt: str | None = None, *, adapter: str | None, messages: list[dict] | None = None,
                  **params) -> dict:
-        """Generate from `prompt`, or from a chat history (`messages`, rendered by the server with the base
-        tokenizer's chat template; the answer then carries that `prompt`)."""
-        return self._request("POST", "/v1/generate", {**_generate_input(prompt, messages), "adapter": adapter,
-                                                      **params})
+        return self.request("POST", "/v1/generate", {**_generate_input(prompt, messages), "adapter": adapter,
+                                                     **params})
 
     def generate_stream(self, prompt: str | None = None, *, adapter: str | None, messages: list[dict] | None = None,
                         **params) -> GenerationEvents:
@@ -117,8 +181,7 @@ class ModelServerClient:
         try:
             response = self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise ModelServerError(status=503, message=f"The model server is not reachable ({type(exc).__name__}).",
-                                   code="model_server_unavailable") from exc
+            raise unavailable(self.base_url, exc) from exc
         if response.status_code >= 400:
             response.read()
             try:
@@ -126,24 +189,106 @@ class ModelServerClient:
             except ValueError:
                 payload = None
             response.close()
-            raise ModelServerError.from_response(response.status_code, payload)
+            raise self._error(response.status_code, payload)
         return GenerationEvents(response)
 
     # -- administration
     def stats(self, *, timeout: float | None = None) -> dict:
-        return self._request("GET", "/v1/stats", timeout=timeout)
+        return self.request("GET", "/v1/stats", timeout=timeout)
 
     def health(self, *, timeout: float | None = None) -> dict:
-        return self._request("GET", "/healthz", timeout=timeout)
+        """Liveness (`/healthz`, no token needed)."""
+        return self.request("GET", "/healthz", timeout=timeout)
 
-    def load_base(self, *, name: str, path: str, task: str, **options) -> dict:
-        return self._request("POST", "/v1/bases/load", {"name": name, "path": path, "task": task, **options})
+    def status(self, *, timeout: float | None = None) -> dict:
+        """What the server holds (`/v1/health`): bases, adapters, its instance id and model root."""
+        return self.request("GET", "/v1/health", timeout=timeout)
 
-    def load_adapter(self, *, name: str, path: str, sha256: str, base: str, labels=None, wait: bool = True) -> dict:
-        body = {"name": name, "path": path, "sha256": sha256, "base": base, "wait": wait}
+    def load_base(self, *, name: str, model: str, task: str, **options) -> dict:
+        return self.request("POST", "/v1/bases/load", {"name": name, "model": model, "task": task, **options})
+
+    def unload_base(self, *, name: str) -> dict:
+        return self.request("POST", "/v1/bases/unload", {"name": name})
+
+    def load_adapter(self, *, name: str, version: str, sha256: str, base: str, labels=None, wait: bool = True) -> dict:
+        body = {"name": name, "version": version, "sha256": sha256, "base": base, "wait": wait}
         if labels:
             body["labels"] = list(labels)
-        return self._request("POST", "/v1/adapters/load", body)
+        return self.request("POST", "/v1/adapters/load", body)
 
     def unload_adapter(self, *, name: str) -> dict:
-        return self._request("POST", "/v1/adapters/unload", {"name": name})
+        return self.request("POST", "/v1/adapters/unload", {"name": name})
+
+
+class ModelServerClient:
+    """The model servers at `base_url` (one URL, a comma-separated list, or a sequence).
+
+    Inference calls are routed (see `inference.routing`); administration calls (`load_base`,
+    `load_adapter`, ...) and `status` need a client for one server, since they act on that server."""
+
+    def __init__(self, base_url: str | Sequence[str], *, token: str | None = None, timeout: float = 120.0,
+                 connect_timeout: float = 5.0, health_ttl: float = 2.0) -> None:
+        from .routing import ServerPool
+
+        urls = split_urls(base_url)
+        if not urls:
+            raise ValueError("no model server URL: set INFERENCE_SERVER_URL or INFERENCE_SERVER_URLS")
+        # Kept as given (less a trailing slash) so callers can tell whether their configuration changed.
+        self.base_url = base_url.rstrip("/") if isinstance(base_url, str) else ",".join(urls)
+        token = configured_token() if token is None else token
+        self.connections = [ServerConnection(url, token=token, timeout=timeout, connect_timeout=connect_timeout)
+                            for url in urls]
+        self.pool = ServerPool(self.connections, health_ttl=health_ttl)
+
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
+
+    def _single(self, what: str) -> ServerConnection:
+        if len(self.connections) != 1:
+            raise ValueError(f"{what} acts on one model server: use ModelServerClient(url) for each server")
+        return self.connections[0]
+
+    # -- inference (routed)
+    def classify(self, text: str, *, adapter: str | None) -> dict:
+        return self.pool.call(lambda server: server.classify(text, adapter=adapter), adapter=adapter)
+
+    def generate(self, prompt: str | None = None, *, adapter: str | None, messages: list[dict] | None = None,
+                 **params) -> dict:
+        """Generate from `prompt`, or from a chat history (`messages`, rendered by the server with the base
+        tokenizer's chat template; the answer then carries that `prompt`)."""
+        return self.pool.call(lambda server: server.generate(prompt, adapter=adapter, messages=messages, **params),
+                              adapter=adapter)
+
+    def generate_stream(self, prompt: str | None = None, *, adapter: str | None, messages: list[dict] | None = None,
+                        **params):
+        """A stream whose request errors are raised here, before any token; see `routing.RoutedGeneration`."""
+        return self.pool.stream(
+            lambda server: server.generate_stream(prompt, adapter=adapter, messages=messages, **params),
+            adapter=adapter)
+
+    # -- status
+    def stats(self, *, timeout: float | None = None) -> dict:
+        """One server's `/v1/stats`; for several, their bases side by side (named `base @ host:port`) and
+        `servers` saying which answered. Raises when none did."""
+        return self.pool.stats(timeout=timeout)
+
+    def health(self, *, timeout: float | None = None) -> dict:
+        return self.pool.liveness(timeout=timeout)
+
+    # -- administration (one server)
+    def status(self, *, timeout: float | None = None) -> dict:
+        return self._single("status").status(timeout=timeout)
+
+    def load_base(self, *, name: str, model: str, task: str, **options) -> dict:
+        return self._single("load_base").load_base(name=name, model=model, task=task, **options)
+
+    def unload_base(self, *, name: str) -> dict:
+        return self._single("unload_base").unload_base(name=name)
+
+    def load_adapter(self, *, name: str, version: str, sha256: str, base: str, labels=None, wait: bool = True) -> dict:
+        return self._single("load_adapter").load_adapter(name=name, version=version, sha256=sha256, base=base,
+                                                         labels=labels, wait=wait)
+
+    def unload_adapter(self, *, name: str) -> dict:
+        return self._single("unload_adapter").unload_adapter(name=name)

@@ -75,24 +75,42 @@ def query_digest(input_text: str, output: str) -> str:
     return attribution_services.query_digest(input_text, output)
 
 
-def receipt_create(*, model_version, input_text: str, output: str, inference_id: str, requester=None) -> Receipt:
-    """``requester`` (who asked) may read the receipt's input and output; others see only the rows."""
+def receipt_possible(*, model_version) -> bool:
+    """Whether a receipt can be made for the model version now (its attribution index is ready); read from
+    the version's own status, so the web tier never loads the index or the attribution engine."""
+    return model_version.attribution_status == "ready"
+
+
+def receipt_id_reserve() -> str:
+    """A fresh receipt id (what `attribution.models.new_receipt_id` makes), reserved for a queued receipt."""
+    from attribution.models import new_receipt_id
+
+    return new_receipt_id()
+
+
+def receipt_url(receipt_id: str) -> str:
     from django.urls import reverse
 
+    return reverse("attribution:receipt", args=[str(receipt_id)])
+
+
+def receipt_create(*, model_version, input_text: str, output: str, inference_id: str, requester=None,
+                   receipt_id: str | None = None) -> Receipt:
+    """``requester`` (who asked) may read the receipt's input and output; others see only the rows.
+    ``receipt_id``: the id reserved for this inference's receipt when its answer was given (queued receipts)."""
     from attribution import services as attribution_services
 
     try:
         receipt = attribution_services.receipt_create(
             model_version=model_version, input_text=input_text, output=output, inference_id=inference_id,
-            requester=requester)
+            requester=requester, receipt_id=receipt_id)
     except attribution_services.ReceiptMismatch as exc:
         raise ReceiptMismatch(str(exc)) from exc
     except attribution_services.IndexNotReady as exc:
         raise ReceiptUnavailable(str(exc) or "The attribution index of this model is not built yet.") from exc
     shares = {int(k): int(v) for k, v in (receipt.contributor_shares_ppm or {}).items()}
     rows = {str(k): list(v) for k, v in receipt.contributor_rows.items()}
-    return Receipt(receipt_id=str(receipt.receipt_id),
-                   url=reverse("attribution:receipt", args=[str(receipt.receipt_id)]),
+    return Receipt(receipt_id=str(receipt.receipt_id), url=receipt_url(receipt.receipt_id),
                    model_version_hash=receipt.model_version_hash, requester_id=receipt.requester_id,
                    query_digest=receipt.query_digest,
                    shares_ppm=shares, rows=rows, top_rows=list(receipt.top_rows))
@@ -105,6 +123,38 @@ def receipt_mismatches(receipt: Receipt, *, model_version_hash: str, requester_i
         ("requester", receipt.requester_id == requester_id),
         ("query", receipt.query_digest == query_digest),
     ) if not same]
+
+
+def fee_hold(*, inference_id: str, payer, model_version, fee: int) -> None:
+    """Hold a queued answer's fee on the payer's credit now (its split follows with the receipt:
+    `fee_attach`). Raises `CreditShort` when the credit does not cover it: the answer is then refused."""
+    from rewards import services as rewards_services
+
+    try:
+        rewards_services.fee_record(inference_id=inference_id, payer=payer, model_owner=model_version.owner,
+                                    fee=int(fee), contributor_shares={}, model_version_hash=model_version.version_hash,
+                                    awaiting_receipt=True)
+    except rewards_services.InsufficientCredit as exc:
+        raise CreditShort(str(exc), needed=exc.needed, available=exc.available) from exc
+
+
+def fee_attach(*, inference_id: str, payer, model_version, receipt: Receipt | None, query_digest: str) -> bool:
+    """Split a held fee by `receipt` (only if it is this inference's, as `fee_settle` checks). False when no
+    fee was held for the inference (an answer queued before fees were held at answer time)."""
+    from rewards import services as rewards_services
+
+    if receipt is not None:
+        differs = receipt_mismatches(receipt, model_version_hash=model_version.version_hash, requester_id=payer.pk,
+                                     query_digest=query_digest)
+        if differs:
+            logger.warning("receipt %s is not inference %s's (different %s): fee settled without it",
+                           receipt.receipt_id, inference_id, ", ".join(differs))
+            receipt = None
+    held = rewards_services.fee_attach_receipt(
+        inference_id=inference_id, contributor_shares=dict(receipt.shares_ppm) if receipt else {},
+        receipt_id=receipt.receipt_id if receipt else None,
+        contributor_rows={int(k): v for k, v in receipt.rows.items()} if receipt else None)
+    return held is not None
 
 
 def fee_settle(*, inference_id: str, payer, model_version, fee: int, receipt: Receipt | None,

@@ -4,7 +4,7 @@ from django.conf import settings
 
 from models_registry import selectors as registry_selectors
 
-from .models import InferenceRecord
+from .models import InferenceRecord, InferenceStatus
 
 
 def inference_records_for(*, user):
@@ -13,6 +13,14 @@ def inference_records_for(*, user):
 
 def inference_record_get(*, inference_id) -> InferenceRecord | None:
     return InferenceRecord.objects.filter(pk=inference_id).first()
+
+
+def receipt_awaited(*, receipt_id: str) -> InferenceRecord | None:
+    """The answered inference whose receipt id was reserved and whose queued receipt is not stored yet."""
+    if not receipt_id:
+        return None
+    return InferenceRecord.objects.filter(receipt_id=str(receipt_id), finished_at__isnull=True,
+                                          status=InferenceStatus.SUCCEEDED).first()
 
 
 def deployed_models():

@@ -7,9 +7,12 @@ Per request (`inference_begin` → answer → `inference_complete` / `inference_
 3. the payer's credit must cover the model's `price_per_inference` (429 `insufficient_quota`, OpenAI's
    short-credit answer; the message names the deposit page);
 4. the model server answers (errors come back OpenAI-shaped; a failed answer is never charged);
-5. the attribution receipt is created (`attribution.services.receipt_create`; synchronous unless
-   `INFERENCE_RECEIPTS_ASYNC`, which queues receipt and fee on commit), then the fee is settled with
-   the receipt's contributor shares (`rewards.services.fee_settle`, idempotent per inference id).
+5. the attribution receipt is created (`attribution.services.receipt_create`), then the fee is settled
+   with the receipt's contributor shares (`rewards.services.fee_settle`, idempotent per inference id).
+   By default (`INFERENCE_RECEIPTS_ASYNC`, on) both are queued on commit to the `attribution` queue, whose
+   worker owns the model and the index, so a web worker never loads torch: the answer carries at once the
+   receipt id reserved for this inference (stored on its record), the worker stores the receipt under that
+   id. `INFERENCE_RECEIPTS_ASYNC=0` computes them in the request (development, when chosen explicitly).
    The record keeps the digest of what was asked and answered (`query_digest`); a receipt whose model
    version, requester or query digest differs from the record's is not this inference's (one stored
    under its id beforehand, say): it is logged and the fee is settled as if there were no receipt.
@@ -148,16 +151,7 @@ def inference_complete(*, inference: Inference, input_text: str, output: str, to
     record.latency_ms = (time.perf_counter() - inference.started) * 1e3
     record.query_digest = integrations.query_digest(input_text, output)
     if settings.INFERENCE_RECEIPTS_ASYNC:
-        from .tasks import inference_settle_task
-
-        with transaction.atomic():
-            record.status = InferenceStatus.SUCCEEDED
-            record.save(update_fields=["tokens_in", "tokens_out", "adapter_slot", "latency_ms", "query_digest",
-                                       "status"])
-            inference_settle_task.delay_on_commit(str(record.pk), input_text, output)
-        metrics.observe(record)
-        return Settled(inference_id=inference.inference_id, receipt_id=None, receipt_url=None, fee=inference.fee,
-                       model_version_hash=version.version_hash, receipt_status="queued")
+        return _complete_queued(inference=inference, input_text=input_text, output=output)
     receipt = _receipt(inference=inference, input_text=input_text, output=output)
     try:
         with transaction.atomic():
@@ -177,17 +171,51 @@ def inference_complete(*, inference: Inference, input_text: str, output: str, to
     return _settled(inference, receipt)
 
 
+def _complete_queued(*, inference: Inference, input_text: str, output: str) -> Settled:
+    """Record the answer and queue its receipt and fee (`inference_settle_task`, on commit, `attribution`
+    queue). When the model's index is ready, a receipt id is reserved for this inference now: it is stored on
+    the record, the answer carries it, and the worker stores the receipt under it (nothing else can take it:
+    only the platform names receipt ids, and a receipt already under the inference id that is not this
+    inference's own is refused there, the fee then settled without it)."""
+    from .tasks import inference_settle_task
+
+    record, version = inference.record, inference.version
+    reserved = integrations.receipt_id_reserve() if integrations.receipt_possible(model_version=version) else ""
+    try:
+        with transaction.atomic():
+            # The fee is held now, at the price the answer was given at: only its split waits for the
+            # receipt. Holding it in the worker instead would let one payer's concurrent answers outrun
+            # their credit (the extra answers then free) and charge a price changed in between.
+            if inference.fee > 0:
+                integrations.fee_hold(inference_id=inference.inference_id, payer=record.user, model_version=version,
+                                      fee=inference.fee)
+            record.status, record.receipt_id, record.fee = InferenceStatus.SUCCEEDED, reserved, inference.fee
+            record.save(update_fields=["tokens_in", "tokens_out", "adapter_slot", "latency_ms", "query_digest",
+                                       "status", "receipt_id", "fee"])
+            inference_settle_task.delay_on_commit(str(record.pk), input_text, output)
+    except integrations.CreditShort as exc:
+        error = insufficient_quota(str(exc))
+        inference_fail(inference=inference, error=error)
+        raise error from exc
+    metrics.observe(record)
+    return Settled(inference_id=inference.inference_id, receipt_id=reserved or None,
+                   receipt_url=integrations.receipt_url(reserved) if reserved else None, fee=inference.fee,
+                   model_version_hash=version.version_hash, receipt_status="queued" if reserved else "unavailable")
+
+
 def _expected_digest(record: InferenceRecord, input_text: str, output: str) -> str:
     # Records queued before `query_digest` existed carry none: the queued input and output stand in.
     return record.query_digest or integrations.query_digest(input_text, output)
 
 
-def _receipt(*, inference: Inference, input_text: str, output: str):
-    """The inference's receipt, or None: none could be made, or the one under its id is not its own."""
+def _receipt(*, inference: Inference, input_text: str, output: str, receipt_id: str | None = None):
+    """The inference's receipt, or None: none could be made, or the one under its id is not its own.
+    `receipt_id`: the id reserved when a queued answer was given."""
     record = inference.record
     try:
         receipt = integrations.receipt_create(model_version=inference.version, input_text=input_text, output=output,
-                                              inference_id=inference.inference_id, requester=record.user)
+                                              inference_id=inference.inference_id, requester=record.user,
+                                              receipt_id=receipt_id or None)
     except integrations.ReceiptMismatch as exc:
         logger.warning("receipt refused for inference %s, fee settled without one: %s", inference.inference_id, exc)
         return None
@@ -225,19 +253,29 @@ def _settled(inference: Inference, receipt) -> Settled:
 
 
 def inference_settle_queued(*, inference_id: str, input_text: str, output: str) -> InferenceRecord:
-    """The queued half of an answer under `INFERENCE_RECEIPTS_ASYNC`: receipt, then fee. Idempotent."""
+    """The queued half of an answer under `INFERENCE_RECEIPTS_ASYNC` (the `attribution` queue's worker):
+    receipt, stored under the id reserved on the record, then fee. Idempotent."""
     record = InferenceRecord.objects.select_related("user").get(pk=inference_id)
     if record.finished_at is not None:
         return record
     version = registry_selectors.model_version_by_hash(version_hash=record.model_version_hash)
-    fee = int(version.price_per_inference)
+    # The fee the answer was given at (held then); records queued before fees were held carry none yet.
+    fee = int(record.fee) if record.fee else int(version.price_per_inference)
     inference = Inference(record=record, version=version, fee=fee)
-    receipt = _receipt(inference=inference, input_text=input_text, output=output)
+    if record.query_digest and integrations.query_digest(input_text, output) != record.query_digest:
+        # Not what was answered: no receipt is made of it (least of all under the id the answer carried).
+        logger.warning("queued settlement of inference %s names another input or output than was answered: fee "
+                       "settled without a receipt", inference_id)
+        receipt = None
+    else:
+        receipt = _receipt(inference=inference, input_text=input_text, output=output, receipt_id=record.receipt_id)
     try:
         with transaction.atomic():
-            if fee > 0:
+            digest = _expected_digest(record, input_text, output)
+            if fee > 0 and not integrations.fee_attach(inference_id=inference_id, payer=record.user,
+                                                       model_version=version, receipt=receipt, query_digest=digest):
                 integrations.fee_settle(inference_id=inference_id, payer=record.user, model_version=version, fee=fee,
-                                        receipt=receipt, query_digest=_expected_digest(record, input_text, output))
+                                        receipt=receipt, query_digest=digest)
             record.fee, record.receipt_id = fee, receipt.receipt_id if receipt else ""
             record.finished_at = timezone.now()
             record.save(update_fields=["fee", "receipt_id", "finished_at"])

@@ -6,12 +6,16 @@ from django.http import HttpResponse, HttpResponseForbidden
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from . import integrations, metrics, selectors
+from . import integrations, metrics, selectors, services
 
 
 @ensure_csrf_cookie
 def playground(request):
+    """Try a deployed model. A classifier labels each message on its own (no sampling settings); a causal
+    model (instruction or text) keeps a conversation, sent as the `messages` history of each request."""
     models = list(selectors.deployed_models())
+    for model in models:
+        model.playground_kind = "classifier" if services.is_classifier(model) else "chat"
     credit = integrations.credit_balance(user=request.user) if request.user.is_authenticated else None
     return render(request, "inference/playground.html", {"models": models, "credit": credit})
 

@@ -2,7 +2,7 @@
 
 Pages and the API read only these tables, never the other apps' raw rows, so a dashboard over a year
 costs the same as one over a week. Every summary row carries `synthetic`: rows written by
-`services.history_generate` (demo history) are flagged and stored beside the real rows, never summed
+`lineage.demo.history.history_generate` (demo history) are flagged and stored beside the real rows, never summed
 into them; readers show a day that has real rows as measured (ignoring its synthetic rows) and mark
 every point that used synthetic rows.
 

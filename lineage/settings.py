@@ -64,10 +64,12 @@ INSTALLED_APPS = [
     "datanets",
     "models_registry",
     "attribution",
+    "retrieval",
     "inference",
     "rewards",
     "insights",
     "governance",
+    "notifications",
     "lineage",  # project-wide system checks (lineage/checks.py)
     "lineage.demo",
 ]
@@ -273,8 +275,12 @@ CELERY_TASK_DEFAULT_EXCHANGE = "default"
 CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
 # Each queue has its own exchange and routing key: queues declared by name alone all bind to the default
 # key, and every task would then be delivered to all three queues.
-CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ("default", "gpu", "chain"))
+# `attribution`: receipts and fees of answers already given, on the worker that keeps the models and indexes
+# loaded (never a web worker, never behind hours of training on `gpu`).
+CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name)
+                           for name in ("default", "gpu", "chain", "attribution"))
 CELERY_TASK_ROUTES = {
+    "inference.tasks.inference_settle_task": {"queue": "attribution"},
     "models_registry.tasks.*": {"queue": "gpu"},
     "attribution.tasks.*": {"queue": "gpu"},
     "rewards.tasks.chain_*": {"queue": "chain"},
@@ -349,6 +355,9 @@ REWARDS_SETTLE_BATCH = env.int("REWARDS_SETTLE_BATCH", default=500)
 REWARDS_SETTLE_EVERY_S = env.float("REWARDS_SETTLE_EVERY_S", default=5.0)
 REWARDS_SETTLE_DEBOUNCE_S = env.int("REWARDS_SETTLE_DEBOUNCE_S", default=1)
 REWARDS_SETTLE_MAX_S = env.float("REWARDS_SETTLE_MAX_S", default=30.0)
+# A fee held when a queued answer was given waits this long for its receipt; then it is settled without one
+# (as an empty receipt: the fee policy's fallback), so a lost attribution task never holds credit forever.
+REWARDS_RECEIPT_WAIT_S = env.int("REWARDS_RECEIPT_WAIT_S", default=3600)
 CELERY_BEAT_SCHEDULE.update({
     "rewards-index-deposits": {"task": "rewards.tasks.chain_index_deposits", "schedule": timedelta(minutes=1)},
     "rewards-index-claims": {"task": "rewards.tasks.chain_index_claims", "schedule": timedelta(minutes=1)},
@@ -377,6 +386,16 @@ GOVERNANCE_MIN_CONTRIBUTORS_BPS = env.int("GOVERNANCE_MIN_CONTRIBUTORS_BPS", def
 CELERY_TASK_ROUTES["governance.tasks.chain_*"] = {"queue": "chain"}
 CELERY_BEAT_SCHEDULE["governance-index"] = {"task": "governance.tasks.chain_index_governance",
                                             "schedule": timedelta(minutes=1)}
+
+# --- Notifications and webhooks (docs/notifications.md)
+# Outside development a webhook URL must be https and resolve only to public addresses (checked when added and
+# at every delivery); development and tests may post to local servers.
+WEBHOOKS_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKS_ALLOW_PRIVATE_URLS", default=DEBUG)
+WEBHOOKS_TIMEOUT_S = env.float("WEBHOOKS_TIMEOUT_S", default=10.0)  # per connect/read; the endpoint must answer in time
+WEBHOOKS_MAX_ATTEMPTS = env.int("WEBHOOKS_MAX_ATTEMPTS", default=8)  # then the delivery is marked failed
+WEBHOOKS_RETRY_BASE_S = env.int("WEBHOOKS_RETRY_BASE_S", default=30)  # 30 s, 1 min, 2 min, ... after each failure
+WEBHOOKS_RETRY_MAX_S = env.int("WEBHOOKS_RETRY_MAX_S", default=6 * 3600)
+WEBHOOKS_MAX_PER_USER = env.int("WEBHOOKS_MAX_PER_USER", default=20)
 
 # --- Attribution
 # Index builds run on the gpu queue when a model version registers; receipts are scored in-process.
@@ -409,9 +428,44 @@ ATTRIBUTION_BUILD_ON_REGISTER = env.bool("ATTRIBUTION_BUILD_ON_REGISTER", defaul
 ATTRIBUTION_BUILD_TIME_LIMIT_S = env.int("ATTRIBUTION_BUILD_TIME_LIMIT_S", default=6 * 3600)
 ATTRIBUTION_CACHE_DIR = Path(env.str("ATTRIBUTION_CACHE_DIR", default=str(VAR_DIR / "cache" / "attribution")))
 
+# --- Documents and retrieval: a Documents Datanet's uploads are split into passages (datanets/ingest/
+# document_rows.py); each published version gets a retrieval index (MiniLM + usearch + BM25, retrieval/engine/)
+# built on the gpu queue and searched at /api/v1/datanets/<slug>/versions/<n>/search/.
+DATANETS_MAX_DOCUMENT_BYTES = env.int("DATANETS_MAX_DOCUMENT_BYTES", default=50 * MB)  # one document, as uploaded
+DATANETS_MAX_DOCUMENTS_PER_UPLOAD = env.int("DATANETS_MAX_DOCUMENTS_PER_UPLOAD", default=200)  # files or zip members
+DATANETS_PASSAGE_MAX_TOKENS = env.int("DATANETS_PASSAGE_MAX_TOKENS", default=192)  # MiniLM reads 256 at most
+DATANETS_PASSAGE_OVERLAP_TOKENS = env.int("DATANETS_PASSAGE_OVERLAP_TOKENS", default=32)
+RETRIEVAL_DEVICE = env.str("RETRIEVAL_DEVICE", default="auto")  # where passages are embedded: auto, cpu or cuda
+RETRIEVAL_BUILD_TIME_LIMIT_S = env.int("RETRIEVAL_BUILD_TIME_LIMIT_S", default=2 * 3600)
+RETRIEVAL_CACHE_INDEXES = env.int("RETRIEVAL_CACHE_INDEXES", default=16)  # opened indexes held per process (LRU)
+RETRIEVAL_CACHE_DIR = Path(env.str("RETRIEVAL_CACHE_DIR", default=str(VAR_DIR / "cache" / "retrieval")))
+RETRIEVAL_MAX_K = env.int("RETRIEVAL_MAX_K", default=50)  # results one search may ask for
+RETRIEVAL_MAX_QUERY_CHARS = env.int("RETRIEVAL_MAX_QUERY_CHARS", default=1000)
+CELERY_TASK_ROUTES["retrieval.tasks.*"] = {"queue": "gpu"}
+# Verbatim spans of causal answers (attribution/engine/verbatim.py): a repeat shorter than this many tokens is
+# ordinary phrasing, not a copy; each span names at most this many of the rows holding it (and their total).
+ATTRIBUTION_VERBATIM_MIN_TOKENS = env.int("ATTRIBUTION_VERBATIM_MIN_TOKENS", default=8)
+ATTRIBUTION_VERBATIM_MAX_ROWS = env.int("ATTRIBUTION_VERBATIM_MAX_ROWS", default=10)
+
 # --- Inference
 # The model server (`manage.py serve_models`) owns the models and the GPU; the web tier proxies to it.
 INFERENCE_SERVER_URL = env.str("INFERENCE_SERVER_URL", default="http://127.0.0.1:8100")
+# Several model servers: INFERENCE_SERVER_URLS="http://gpu-a:8100,http://gpu-b:8100"; a single
+# INFERENCE_SERVER_URL is the one-element list. The web tier's client reads INFERENCE_SERVER_URL, which
+# carries the list comma-joined, and routes each request to a healthy server holding its adapter.
+INFERENCE_SERVER_URLS = env.list("INFERENCE_SERVER_URLS", default=[]) or [
+    url.strip() for url in INFERENCE_SERVER_URL.split(",") if url.strip()]
+INFERENCE_SERVER_URL = ",".join(INFERENCE_SERVER_URLS)
+# The bearer token shared by the web tier and every model server (they refuse requests without it). Empty:
+# a model server listens on loopback only.
+INFERENCE_SERVER_TOKEN = secret("INFERENCE_SERVER_TOKEN", default="")
+# Where a model server loads bases and adapters from (by id, never by a caller's path); serve_models
+# publishes the deployed versions' files into it.
+INFERENCE_MODEL_ROOT = Path(env.str("INFERENCE_MODEL_ROOT", default=str(VAR_DIR / "serving")))
+INFERENCE_BASE_REPLICAS = env.int("INFERENCE_BASE_REPLICAS", default=0)  # servers per base (serve_models --no-server); 0 = all
+INFERENCE_SERVER_REQUEST_TIMEOUT_S = env.float("INFERENCE_SERVER_REQUEST_TIMEOUT_S", default=300.0)  # per request, server side
+INFERENCE_SERVER_KEEPALIVE_S = env.float("INFERENCE_SERVER_KEEPALIVE_S", default=5.0)  # idle connection kept open
+INFERENCE_SERVER_GRACE_S = env.float("INFERENCE_SERVER_GRACE_S", default=30.0)  # running answers finish on shutdown
 INFERENCE_SLOTS = env.int("INFERENCE_SLOTS", default=8)  # adapters resident on device per base model
 INFERENCE_MAX_RANK = env.int("INFERENCE_MAX_RANK", default=16)
 INFERENCE_MAX_BATCH_ROWS = env.int("INFERENCE_MAX_BATCH_ROWS", default=32)
@@ -423,7 +477,7 @@ INFERENCE_TIMEOUT_S = env.float("INFERENCE_TIMEOUT_S", default=120.0)  # web -> 
 INFERENCE_MAX_PROMPT_CHARS = env.int("INFERENCE_MAX_PROMPT_CHARS", default=32_000)
 INFERENCE_MAX_TOKENS_DEFAULT = env.int("INFERENCE_MAX_TOKENS_DEFAULT", default=64)
 INFERENCE_MAX_TOKENS_LIMIT = env.int("INFERENCE_MAX_TOKENS_LIMIT", default=1024)
-INFERENCE_RECEIPTS_ASYNC = env.bool("INFERENCE_RECEIPTS_ASYNC", default=False)  # queue receipt + fee after answering
+INFERENCE_RECEIPTS_ASYNC = env.bool("INFERENCE_RECEIPTS_ASYNC", default=True)  # queue receipt + fee (attribution queue); 0 = in the request
 
 # --- Insights
 # The dashboards read summary tables that beat refreshes every INSIGHTS_REFRESH_EVERY_S for the last

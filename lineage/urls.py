@@ -14,9 +14,11 @@ admin.site.site_header = "Lineage administration"
 api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("datanets.api_urls")),
+    path("", include("models_registry.api_urls")),
     path("", include("rewards.api_urls")),
     path("", include("inference.api_urls")),
     path("", include("attribution.api_urls")),
+    path("", include("retrieval.api_urls")),
     path("", include("insights.api_urls")),
 ]
 
@@ -29,12 +31,14 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),
     path("datanets/", include("datanets.urls")),
+    path("datanets/", include("retrieval.urls")),  # a version's search page, beside its Datanet's pages
     path("models/", include("models_registry.urls")),
     path("attribution/", include("attribution.urls")),
     path("playground/", include("inference.urls")),
     path("rewards/", include("rewards.urls")),
     path("insights/", include("insights.urls")),
     path("governance/", include("governance.urls")),
+    path("notifications/", include("notifications.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

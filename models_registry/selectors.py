@@ -1,12 +1,16 @@
 from django.db.models import Q
 from django.http import Http404
 
+from datanets import selectors as datanet_selectors
+
 from .models import BaseModel, FineTuneJob, JobState, ModelVersion
 from .training.quality import learning_advice, learning_problems, majority_baseline
 
 
-def jobs_for(*, user):
-    return FineTuneJob.objects.filter(owner=user).select_related("base_model")
+def jobs_for(*, user, state: str = ""):
+    """The user's own fine-tunes (`state`: only those in it)."""
+    jobs = FineTuneJob.objects.filter(owner=user).select_related("base_model")
+    return jobs.filter(state=state) if state else jobs
 
 
 def job_get_for(*, user, pk: int) -> FineTuneJob:
@@ -16,9 +20,11 @@ def job_get_for(*, user, pk: int) -> FineTuneJob:
     return job
 
 
-def model_versions_visible_to(*, user):
-    """Deployed models are public; owners also see their undeployed ones."""
+def model_versions_visible_to(*, user, mine: bool = False):
+    """Deployed models are public; owners also see their undeployed ones (`mine`: only the user's own)."""
     queryset = ModelVersion.objects.select_related("base_model", "owner")
+    if mine:
+        return queryset.filter(owner=user) if getattr(user, "is_authenticated", False) else queryset.none()
     if getattr(user, "is_authenticated", False):
         return queryset.filter(Q(deployed=True) | Q(owner=user))
     return queryset.filter(deployed=True)
@@ -29,6 +35,40 @@ def model_version_get_visible(*, slug: str, user) -> ModelVersion:
     if version is None:
         raise Http404("No such model.")
     return version
+
+
+def model_version_lineage_for(*, version: ModelVersion, user) -> dict:
+    """The model's lineage as `user` may read it: {datanets: [...], rows, contributors}. Each training
+    Datanet version keeps its row and contributor counts, licence and manifest hash (the hash pins the
+    exact rows); one the user may not see loses its name, slug and number (`visible` false), since a
+    public model card must not reveal that a private Datanet exists, nor what it is called."""
+    lineage = version.lineage or {}
+    entries = lineage.get("datanets", [])
+    slugs = [d["datanet"] for d in entries]
+    visible = set(datanet_selectors.datanets_visible_to(user=user).filter(slug__in=slugs).values_list("slug", flat=True))
+    datanets = []
+    for entry in entries:
+        shown = entry["datanet"] in visible
+        datanets.append({
+            "visible": shown, "datanet": entry["datanet"] if shown else None, "name": entry["name"] if shown else None,
+            "version": entry["version"] if shown else None, "version_hash": entry["version_hash"],
+            "licence": entry.get("licence", ""), "rows": entry["rows"], "contributors": entry["contributors"],
+        })
+    return {"datanets": datanets, "rows": lineage.get("rows", 0), "contributors": lineage.get("contributors", 0)}
+
+
+def datanet_version_for_training(*, user, datanet_slug: str, number: int):
+    """(version, problem): the Datanet version a fine-tune request names, or why it cannot be used. A
+    Datanet the user may not see reads as missing, so a request cannot probe for private Datanets."""
+    datanet = datanet_selectors.datanets_visible_to(user=user).filter(slug=datanet_slug).first()
+    if datanet is None:
+        return None, f"No Datanet “{datanet_slug}” that you can see."
+    version = datanet_selectors.versions_for(datanet=datanet).filter(number=number).first()
+    if version is None:
+        latest = datanet_selectors.versions_for(datanet=datanet).first()
+        hint = f"its latest is v{latest.number}" if latest else "it has no published version yet"
+        return None, f"“{datanet.name}” has no version {number} ({hint})."
+    return version, None
 
 
 # --- The model card's figures: what was trained on, what was held out, and whether it learned. -----

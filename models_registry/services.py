@@ -19,6 +19,7 @@ from django.utils.text import slugify
 from accounts.services import audit_record
 from datanets import selectors as datanet_selectors
 from lineage import jobs
+from notifications import notify
 
 # Torch-free modules of the training engine only; ``training.run_training`` (torch, transformers,
 # peft) is resolved when a worker runs a job, so web processes never load those libraries.
@@ -230,6 +231,37 @@ def fine_tune_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
     return job
 
 
+RESUMABLE_STATES = (JobState.CANCELLED, JobState.FAILED)
+
+
+def fine_tune_resume(*, job: FineTuneJob, actor) -> FineTuneJob:
+    """Queue a cancelled or failed job again. The engine continues from the checkpoint in the job's work
+    dir (written when it was cancelled, and every `TRAINING_CHECKPOINT_EVERY_STEPS` steps), or starts over
+    where none was written. The base must still be offered and the owner still allowed to train on every
+    version: access may have been withdrawn since the job was launched."""
+    if job.owner_id != actor.pk:
+        raise PermissionDenied("Only the job's owner resumes it.")
+    from .tasks import fine_tune_run_task
+
+    with transaction.atomic():
+        job = FineTuneJob.objects.select_for_update().select_related("base_model").get(pk=job.pk)
+        if job.state not in RESUMABLE_STATES:
+            raise ValidationError(f"This fine-tune is {job.get_state_display().lower()}; only a cancelled or failed "
+                                  "one can be resumed.")
+        if not job.base_model.is_active:
+            raise ValidationError({"base_model": f"{job.base_model} is no longer offered; launch a new fine-tune."})
+        _check_versions(owner=actor, task=job.task, versions=list(job.datanet_versions.select_related("datanet")))
+        previous = job.state
+        # A fresh run of deliveries: the attempts cap counts the deliveries of this run only.
+        job.state, job.cancel_requested, job.error, job.finished_at, job.attempts = JobState.QUEUED, False, "", None, 0
+        job.save(update_fields=["state", "cancel_requested", "error", "finished_at", "attempts"])
+        audit_record(actor=actor, action="fine_tune.resume", target=job, details={"from": previous, "step": job.step})
+        _append_log(job.pk, f"resumed by the owner ({previous} at step {job.step})")
+        fine_tune_run_task.delay_on_commit(job.pk)
+    job.refresh_from_db()
+    return job
+
+
 def _job_work_dir(job: FineTuneJob) -> Path:
     # The creation time keeps a restored or reset database from pointing a new job at an old run's files.
     return Path(settings.TRAINING_WORK_DIR) / f"job-{job.pk}-{job.created_at:%Y%m%d%H%M%S%f}"
@@ -327,6 +359,7 @@ def _job_finish(*, job_id: int, state: str, message: str) -> FineTuneJob:
             job.error = message
         job.save(update_fields=["state", "finished_at", "error"])
         audit_record(actor=None, action=f"fine_tune.{state}", target=job, details={"message": message[:2000]})
+        notify.event(kind="fine_tune.finished", object_id=job.pk)
     return job
 
 
@@ -382,6 +415,7 @@ def model_version_register(*, job_id: int, result) -> FineTuneJob:
                      details={"hash": version.version_hash, "job": job.pk, "metrics": result.metrics})
         # Listeners (the attribution app queues its index build) run once the version is committed.
         transaction.on_commit(lambda: model_version_registered.send(sender=ModelVersion, version=version))
+        notify.event(kind="fine_tune.finished", object_id=job.pk)
     _append_log(job.pk, f"registered model version {result.model_version_id[:12]}")
     return job
 
@@ -418,6 +452,15 @@ def model_version_update(*, version: ModelVersion, actor, price_per_inference=No
     if description is not None:
         changes["description"] = description[:5000]
     with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        # The deploy rule, from the other side: a deployed model may not start charging before its
+        # attribution index is ready (deploying free, then pricing, would skip the deploy check).
+        if (changes.get("price_per_inference", 0) > 0 and locked.deployed
+                and locked.attribution_status != AttributionStatus.READY):
+            raise ValidationError({"price_per_inference": (
+                "This model is deployed and its attribution index is "
+                f"{locked.get_attribution_status_display().lower()}: it cannot charge before the index is ready. "
+                "Wait for the build, or undeploy it first.")})
         ModelVersion.objects.filter(pk=version.pk).update(**changes)
         audit_record(actor=actor, action="model_version.update", target=version,
                      details={k: str(v) for k, v in changes.items()})

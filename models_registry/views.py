@@ -7,8 +7,6 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from datanets import selectors as datanet_selectors
-
 from . import selectors, services
 from .forms import FineTuneForm, ModelSettingsForm
 
@@ -99,17 +97,9 @@ def version(request, slug):
     matrix = item.metrics.get("confusion_matrix")
     context = {"version": item, "is_owner": is_owner, "settings_form": settings_form, "labels": labels,
                "confusion": list(zip(labels, matrix, strict=False)) if matrix else None,
-               "lineage_datanets": _lineage_datanets(item, request.user),
+               "lineage_datanets": selectors.model_version_lineage_for(version=item, user=request.user)["datanets"],
                "card": selectors.model_version_card(version=item)}
     return render(request, "models_registry/version.html", context)
-
-
-def _lineage_datanets(item, user) -> list[dict]:
-    """The model's training Datanets; a private one the viewer may not see is shown without its name or
-    address (a public model card must not reveal that a private Datanet exists, nor what it is called)."""
-    slugs = [d["datanet"] for d in (item.lineage or {}).get("datanets", [])]
-    visible = set(datanet_selectors.datanets_visible_to(user=user).filter(slug__in=slugs).values_list("slug", flat=True))
-    return [{**d, "visible": d["datanet"] in visible} for d in (item.lineage or {}).get("datanets", [])]
 
 
 @login_required

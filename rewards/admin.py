@@ -28,6 +28,7 @@ from .models import (
     PayoutAllocation,
     PayoutLeaf,
     PendingFee,
+    PromotionalCredit,
     ReconciliationIssue,
     Settlement,
     SettlementShare,
@@ -119,8 +120,9 @@ class FeePolicyVersionAdmin(ReadOnlyAdmin):
 
 @admin.register(CreditGrant)
 class CreditGrantAdmin(OpenAmountsAdmin):
-    list_display = ("user", "amount", "reason", "granted_by", "created_at")
-    fields = ("user", "amount", "reason")
+    list_display = ("user", "amount", "reason", "promotional", "granted_by", "created_at")
+    list_filter = ("promotional",)
+    fields = ("user", "amount", "reason", "promotional")
     raw_id_fields = ("user",)
 
     def has_change_permission(self, request, obj=None):
@@ -131,11 +133,30 @@ class CreditGrantAdmin(OpenAmountsAdmin):
 
     def save_model(self, request, obj, form, change):
         try:
-            grant = services.credit_grant(actor=request.user, user=obj.user, amount=int(obj.amount), reason=obj.reason)
+            grant = services.credit_grant(actor=request.user, user=obj.user, amount=int(obj.amount), reason=obj.reason,
+                                          promotional=obj.promotional)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
             return
         obj.pk = grant.pk
+
+
+@admin.register(PromotionalCredit)
+class PromotionalCreditAdmin(OpenAmountsAdmin):
+    """What is left of each user's promotional credit (read-only: grants and fees move it)."""
+
+    list_display = ("user", "remaining")
+    search_fields = ("user__email", "user__username")
+    raw_id_fields = ("user",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class EntryInline(admin.TabularInline):

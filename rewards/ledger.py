@@ -307,6 +307,9 @@ def _fee_transaction_problems(accounts: dict[int, LedgerAccount]) -> list[str]:
         add(txn_id, account_key(AccountKind.CREDIT, payer_id), -fees)
     for txn_id, protocol in grouped_sums(settlements, "transaction_id", "protocol_amount").items():
         add(txn_id, account_key(AccountKind.TREASURY), protocol)
+    for txn_id, promotional in grouped_sums(settlements, "transaction_id", "promotional_amount").items():
+        if promotional:
+            add(txn_id, account_key(AccountKind.GRANTS), promotional)
     role_kind = {ShareRole.OWNER: AccountKind.OWNER_EARNINGS, ShareRole.CONTRIBUTOR: AccountKind.EARNINGS}
     shares = SettlementShare.objects.all()
     for (txn_id, role, user_id), amount in grouped_sums(
@@ -319,8 +322,8 @@ def _fee_transaction_problems(accounts: dict[int, LedgerAccount]) -> list[str]:
             problems.append(f"fee transaction {key[0]}: account {key[1]} has {actual.get(key, 0)}, its settlements "
                             f"put {expected.get(key, 0)} there")
     shared = grouped_sums(shares, "settlement_id")
-    for pk, fee, protocol, owner, contributors in settlements.values_list(
-            "pk", "fee", "protocol_amount", "owner_amount", "contributors_amount"):
-        if protocol + owner + contributors != fee or owner + contributors != shared.get(pk, 0):
+    for pk, fee, protocol, owner, contributors, promotional in settlements.values_list(
+            "pk", "fee", "protocol_amount", "owner_amount", "contributors_amount", "promotional_amount"):
+        if protocol + owner + contributors + promotional != fee or owner + contributors != shared.get(pk, 0):
             problems.append(f"settlement {pk}: the split does not add up to its fee {fee}")
     return problems[:50]

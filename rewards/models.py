@@ -170,6 +170,10 @@ class PendingFee(models.Model):
     policy = models.ForeignKey(FeePolicyVersion, on_delete=models.PROTECT, related_name="+", db_index=False)
     contributor_shares = models.JSONField(default=dict, blank=True, help_text="{user id: ppm}, summing to 10**6.")
     contributor_rows = models.JSONField(default=dict, blank=True, help_text="{user id: [row ids]}")
+    promotional = AmountField(default=0, help_text="The part of the fee paid with promotional credit: split to nobody.")
+    awaiting_receipt = models.BooleanField(
+        default=False, help_text="Held when the answer was given; its receipt (and so its split) is still being "
+                                 "computed by an attribution worker. Not settled until it arrives.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -195,6 +199,8 @@ class Settlement(AppendOnly):
     owner_amount = AmountField()
     contributors_amount = AmountField(help_text="After the fallback: 0 when the receipt named nobody.")
     fallback_used = models.BooleanField(default=False)
+    promotional_amount = AmountField(default=0, help_text="Paid with promotional credit and booked back to the grants "
+                                                          "account; the split covers the rest of the fee.")
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="settlements")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -472,10 +478,26 @@ class CreditGrant(AppendOnly):
     reason = models.CharField(max_length=200)
     granted_by = models.ForeignKey(USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True)
+    promotional = models.BooleanField(
+        default=False, help_text="Promotional credit (every starter grant): fees paid with it earn nobody; their "
+                                 "whole amount goes back to the grants account. An account costs nothing to make, so "
+                                 "credit given per account must never become anyone's earnings.")
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self):
         return f"grant of {format_open(self.amount)} OPEN to {self.user}"
+
+
+class PromotionalCredit(models.Model):
+    """How much of a user's credit is still promotional (`CreditGrant.promotional`). Fees spend it first
+    (`services.fee_record`, under this row's lock); what a fee took is `PendingFee.promotional` and then
+    `Settlement.promotional_amount`, booked back to the grants account instead of being split."""
+
+    user = models.OneToOneField(USER, on_delete=models.PROTECT, primary_key=True, related_name="+")
+    remaining = AmountField(default=0)
+
+    def __str__(self):
+        return f"{format_open(self.remaining)} OPEN promotional credit of {self.user}"
 
 
 class ReconciliationIssue(models.Model):

@@ -234,6 +234,24 @@ def fee_for(*, inference_id: str, user) -> dict | None:
     }
 
 
+def _shares_newest_first(*, user):
+    return (SettlementShare.objects.filter(user=user).select_related("settlement", "epoch")
+            .order_by("-settlement__created_at", "-id"))
+
+
+def _earning_items(shares, *, user, held: bool) -> list[dict]:
+    """One dict per share: the inference, its model, receipt, role, amount, rows, epoch and claim status."""
+    leaves = PayoutLeaf.objects.filter(user=user).values_list("epoch_id", "user_id", "address", "cumulative_amount")
+    cumulative = {(e, u): (a, c) for e, u, a, c in leaves}
+    booked = _booked_by_address({a for a, _ in cumulative.values()})
+    return [{
+        "inference_id": s.settlement.inference_id, "model_version_hash": s.settlement.model_version_hash,
+        "receipt_id": s.settlement.receipt_id, "role": s.role, "ppm": s.ppm, "amount": s.amount,
+        "amount_open": ledger.format_open(s.amount), "rows": s.rows, "created_at": s.settlement.created_at,
+        "epoch": s.epoch.number if s.epoch else None, "status": _share_status(s, cumulative, booked, held=held),
+    } for s in shares]
+
+
 def earnings_for(*, user, limit: int = 200) -> dict:
     """Totals, per-inference rows (what, from which rows, which epoch, claim status) and per-model sums.
 
@@ -241,18 +259,9 @@ def earnings_for(*, user, limit: int = 200) -> dict:
     paid), then `held` (the rest, while the user has an open hold: it waits for the curator) or
     `accruing` (the rest otherwise: the next epoch pays it). `holds` lists the open and confirmed holds
     with their reason and flagged rows."""
-    shares = list(SettlementShare.objects.filter(user=user)
-                  .select_related("settlement", "epoch").order_by("-settlement__created_at", "-id")[:limit])
-    leaves = PayoutLeaf.objects.filter(user=user).values_list("epoch_id", "user_id", "address", "cumulative_amount")
-    cumulative = {(e, u): (a, c) for e, u, a, c in leaves}
-    booked = _booked_by_address({a for a, _ in cumulative.values()})
+    shares = list(_shares_newest_first(user=user)[:limit])
     open_holds = earnings_holds_open(user=user)
-    items = [{
-        "inference_id": s.settlement.inference_id, "model_version_hash": s.settlement.model_version_hash,
-        "receipt_id": s.settlement.receipt_id, "role": s.role, "ppm": s.ppm, "amount": s.amount,
-        "amount_open": ledger.format_open(s.amount), "rows": s.rows, "created_at": s.settlement.created_at,
-        "epoch": s.epoch.number if s.epoch else None, "status": _share_status(s, cumulative, booked, held=bool(open_holds)),
-    } for s in shares]
+    items = _earning_items(shares, user=user, held=bool(open_holds))
     all_shares = SettlementShare.objects.filter(user=user)
     by_model = ledger.grouped_sums(all_shares.filter(role=ShareRole.CONTRIBUTOR), "settlement__model_version_hash")
     owner_revenue = ledger.grouped_sums(all_shares.filter(role=ShareRole.OWNER), "settlement__model_version_hash")
@@ -282,12 +291,100 @@ def earnings_for(*, user, limit: int = 200) -> dict:
     }
 
 
-def earnings_series(*, user, days: int = 60) -> list[tuple]:
-    """[(date, base units earned that day)] for the chart, oldest first."""
+# --- The rewards page: paginated lists, models by name, the earnings chart ------------------------------
+
+PAGE_SIZE = 25
+
+
+def model_names_by_hash(*, hashes) -> dict[str, dict]:
+    """{model version hash: {"name", "url"}} for the hashes of registered models (others are left out)."""
+    from models_registry import selectors as registry_selectors
+
+    names = {}
+    for version_hash in sorted({h for h in hashes if h}):
+        version = registry_selectors.model_version_by_hash(version_hash=version_hash)
+        if version is not None:
+            names[version_hash] = {"name": version.name, "url": version.get_absolute_url()}
+    return names
+
+
+def with_model_names(items: list[dict]) -> list[dict]:
+    """The items (each with a `model_version_hash`) with `model_name` and `model_url` added (empty for a
+    hash no registered model has)."""
+    names = model_names_by_hash(hashes=[item["model_version_hash"] for item in items])
+    for item in items:
+        known = names.get(item["model_version_hash"], {})
+        item["model_name"], item["model_url"] = known.get("name", ""), known.get("url", "")
+    return items
+
+
+def _receipt_url(receipt_id: str) -> str:
+    from django.urls import reverse
+
+    return reverse("attribution:receipt", args=[receipt_id]) if receipt_id else ""
+
+
+def earnings_page(*, user, page_number, per_page: int = PAGE_SIZE):
+    """One page (a Django `Page`) of the user's earnings, one item per inference share, newest first: as
+    `earnings_for`'s items, plus the model's name and the receipt's address. A bad page number gives the
+    nearest real page."""
+    from django.core.paginator import Paginator
+
+    page = Paginator(_shares_newest_first(user=user), per_page).get_page(page_number)
+    items = _earning_items(list(page.object_list), user=user, held=bool(earnings_holds_open(user=user)))
+    for item in items:
+        item["receipt_url"] = _receipt_url(item["receipt_id"])
+    page.object_list = with_model_names(items)
+    return page
+
+
+def receipts_page(*, user, page_number, per_page: int = PAGE_SIZE):
+    """One page (a Django `Page`) of the answers the user paid for, newest settled first: when, the model,
+    the fee and its attribution receipt. Fees still waiting for their settlement batch are not listed."""
+    from django.core.paginator import Paginator
+
+    settlements = Settlement.objects.filter(payer=user).order_by("-created_at", "-id")
+    page = Paginator(settlements, per_page).get_page(page_number)
+    page.object_list = with_model_names([{
+        "inference_id": s.inference_id, "created_at": s.created_at, "model_version_hash": s.model_version_hash,
+        "fee": s.fee, "fee_open": ledger.format_open(s.fee), "receipt_id": s.receipt_id,
+        "receipt_url": _receipt_url(s.receipt_id),
+    } for s in page.object_list])
+    return page
+
+
+def earnings_chart(*, user, days: int = 90, today=None) -> dict:
+    """OPEN earned per UTC day, from the first day with earnings in the last `days` days to today, in the
+    insights dashboards' chart format (static/js/insights.js draws it with the vendored Chart.js), with the
+    exact amounts for the table beside it. `series` is [(date, base units)] of every day (the no-script
+    SVG draws it); `empty` when nothing was earned in that time."""
+    from datetime import UTC, datetime, time, timedelta
+
+    from django.utils import timezone
+
+    today = today or timezone.now().astimezone(UTC).date()
+    since = datetime.combine(today - timedelta(days=days - 1), time.min, tzinfo=UTC)
     totals: dict = defaultdict(int)
-    for created, amount in SettlementShare.objects.filter(user=user).values_list("settlement__created_at", "amount"):
-        totals[created.date()] += int(amount)
-    return sorted(totals.items())[-days:]
+    for created, amount in (SettlementShare.objects.filter(user=user, settlement__created_at__gte=since)
+                            .values_list("settlement__created_at", "amount")):
+        totals[created.astimezone(UTC).date()] += int(amount)
+    if not totals:
+        return {"empty": True, "days": days}
+    first = min(totals)
+    series = [(first + timedelta(days=i), totals.get(first + timedelta(days=i), 0))
+              for i in range((today - first).days + 1)]
+    labels = [f"{day:%d %b %Y}" for day, _ in series]
+    total = sum(totals.values())
+    best_day, best = max(series, key=lambda point: (point[1], point[0]))
+    return {
+        "empty": False, "days": days, "series": series, "unit": "OPEN",
+        "summary": (f"OPEN earned per day from {labels[0]} to {labels[-1]}: {ledger.format_open(total)} OPEN in "
+                    f"total, most on {best_day:%d %b %Y} ({ledger.format_open(best)} OPEN)."),
+        "rows": [{"label": label, "amount_open": ledger.format_open(amount)}
+                 for label, (_, amount) in zip(labels, series, strict=True)],
+        "chart_json": {"labels": labels, "series": [{"label": "Earned", "values": [amount / 10**18 for _, amount in series]}],
+                       "synthetic": [], "kind": "bar", "stacked": False, "unit": "OPEN"},
+    }
 
 
 def admin_overview() -> dict:

@@ -10,6 +10,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 
+from lineage.csv_export import csv_download
+
 from . import selectors, services
 from .charts import earnings_svg
 from .ledger import format_open
@@ -18,10 +20,17 @@ from .ledger import format_open
 def index(request):
     if not request.user.is_authenticated:
         return render(request, "rewards/index.html", {"policy": selectors.fee_policy_public()})
+    earnings = selectors.earnings_for(user=request.user, limit=0)  # the per-inference list is paginated below
+    selectors.with_model_names(earnings["by_model"] + earnings["owner_revenue"] + earnings["holds"]
+                               + earnings["withheld_holds"])
+    chart = selectors.earnings_chart(user=request.user)
     context = {
-        "earnings": selectors.earnings_for(user=request.user),
+        "earnings": earnings,
+        "earnings_page": selectors.earnings_page(user=request.user, page_number=request.GET.get("earnings_page")),
+        "receipts_page": selectors.receipts_page(user=request.user, page_number=request.GET.get("receipts_page")),
         "claims": selectors.claims_for(user=request.user),
-        "chart": earnings_svg(selectors.earnings_series(user=request.user)),
+        "chart": chart,
+        "chart_svg": "" if chart["empty"] else earnings_svg(chart["series"]),  # drawn without JavaScript
         "wallet": selectors.wallet_state(user=request.user),
         "relay_enabled": settings.REWARDS_RELAY_CLAIMS,
     }
@@ -61,11 +70,14 @@ def deposit(request):
 
 @login_required
 def wallet(request):
-    context = {"wallet": selectors.wallet_state(user=request.user), "delay_hours": settings.WALLET_CHANGE_DELAY_HOURS}
+    """Link a payout wallet by SIWE. After a refusal the form comes back as it was: the address typed, or
+    the message issued and the signature pasted, with the reason beside the field."""
+    context = {"wallet": selectors.wallet_state(user=request.user), "delay_hours": settings.WALLET_CHANGE_DELAY_HOURS,
+               "address": request.POST.get("address", "").strip()}
     if request.method == "POST":
         try:
             if request.POST.get("action") == "prepare":
-                issued = services.wallet_nonce_issue(user=request.user, address=request.POST.get("address", ""))
+                issued = services.wallet_nonce_issue(user=request.user, address=context["address"])
                 context["issued"] = issued
             else:
                 linked = services.wallet_link(user=request.user, message=request.POST.get("message", ""),
@@ -75,7 +87,9 @@ def wallet(request):
                 return redirect("rewards:wallet")
         except ValidationError as exc:
             context["errors"] = exc.messages
+            context["error_field"] = "address" if request.POST.get("action") == "prepare" else "signature"
             context["message"] = request.POST.get("message", "")
+            context["signature"] = request.POST.get("signature", "")
     return render(request, "rewards/wallet.html", context)
 
 
@@ -86,3 +100,47 @@ def fees(request):
 @staff_member_required
 def admin_overview(request):
     return render(request, "rewards/admin_overview.html", selectors.admin_overview())
+
+
+# --- CSV exports: every row of the two lists on the rewards page (the page shows them 25 at a time) ---------
+
+CSV_PAGE_ROWS = 500
+EARNINGS_CSV_HEADER = ["when_utc", "inference_id", "model", "model_version_hash", "role", "amount_open",
+                       "amount_base_units", "rows", "epoch", "status", "receipt_url"]
+RECEIPTS_CSV_HEADER = ["when_utc", "inference_id", "model", "model_version_hash", "fee_open", "fee_base_units",
+                       "receipt_id", "receipt_url"]
+
+
+def _all_pages(read_page):
+    """Every item of a paginated selector, page by page (the download streams; no page is held twice)."""
+    number = 1
+    while True:
+        page = read_page(number)
+        yield from page.object_list
+        if not page.has_next():
+            return
+        number += 1
+
+
+@login_required
+def earnings_csv(request):
+    """What the user's data and models earned, one row per inference share, newest first."""
+    def rows():
+        for m in _all_pages(lambda n: selectors.earnings_page(user=request.user, page_number=n, per_page=CSV_PAGE_ROWS)):
+            yield [m["created_at"].isoformat(), m["inference_id"], m["model_name"], m["model_version_hash"], m["role"],
+                   format_open(m["amount"], grouping=False), str(int(m["amount"])), " ".join(map(str, m["rows"] or [])), m["epoch"], m["status"],
+                   request.build_absolute_uri(m["receipt_url"]) if m["receipt_url"] else ""]
+
+    return csv_download(header=EARNINGS_CSV_HEADER, rows=rows(), filename="lineage-earnings.csv")
+
+
+@login_required
+def receipts_csv(request):
+    """The answers the user paid for, with their fee and attribution receipt, newest first."""
+    def rows():
+        for m in _all_pages(lambda n: selectors.receipts_page(user=request.user, page_number=n, per_page=CSV_PAGE_ROWS)):
+            yield [m["created_at"].isoformat(), m["inference_id"], m["model_name"], m["model_version_hash"],
+                   format_open(m["fee"], grouping=False), str(int(m["fee"])), m["receipt_id"],
+                   request.build_absolute_uri(m["receipt_url"]) if m["receipt_url"] else ""]
+
+    return csv_download(header=RECEIPTS_CSV_HEADER, rows=rows(), filename="lineage-receipts.csv")

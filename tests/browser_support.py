@@ -1,13 +1,20 @@
 """Steps the browser tests and the wallet tests share: logging in and out through the real allauth pages,
-and signing a message as a wallet does (EIP-191 personal_sign)."""
+signing a message as a wallet does (EIP-191 personal_sign), and checking a page with axe-core."""
 
 import re
 
+from axe_playwright_python.sync_playwright import Axe
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from playwright.sync_api import expect
 
 PASSWORD = "correct-horse-battery-staple"  # the cast's password (tests/conftest.py)
+
+# axe-core (bundled by the pinned axe-playwright-python, so it runs offline) with the WCAG 2.x A/AA rules and
+# its best practices. A page fails on any violation of these impacts.
+FAILING_IMPACTS = ("serious", "critical")
+AXE_OPTIONS = {"resultTypes": ["violations"]}
+_axe = Axe()
 
 
 def login(page, live_server, user):
@@ -25,3 +32,30 @@ def logout(page):
 
 def personal_sign(account, message: str) -> str:
     return "0x" + bytes(Account.sign_message(encode_defunct(text=message), private_key=account.key).signature).hex()
+
+
+def accessibility_violations(page, impacts=FAILING_IMPACTS) -> list[dict]:
+    """axe-core's violations on the page as it is now, of these impacts."""
+    page.wait_for_load_state("load")
+    results = _axe.run(page, options=AXE_OPTIONS)
+    return [v for v in results.response["violations"] if v.get("impact") in impacts]
+
+
+def describe_violations(violations: list[dict]) -> str:
+    lines = []
+    for violation in violations:
+        lines.append(f"- {violation['id']} ({violation['impact']}): {violation['help']} [{violation['helpUrl']}]")
+        for node in violation["nodes"][:5]:
+            lines.append(f"    at {', '.join(map(str, node['target']))}: {node['html'][:200]}")
+            summary = node.get("failureSummary", "").replace("\n", " ")
+            if summary:
+                lines.append(f"      {summary[:300]}")
+        if len(violation["nodes"]) > 5:
+            lines.append(f"    … and {len(violation['nodes']) - 5} more elements")
+    return "\n".join(lines)
+
+
+def assert_accessible(page):
+    """Fail on any serious or critical axe-core violation of the page as it is now (its URL in the message)."""
+    violations = accessibility_violations(page)
+    assert not violations, f"Accessibility violations on {page.url}:\n{describe_violations(violations)}"

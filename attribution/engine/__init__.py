@@ -4,7 +4,8 @@ Flow: ``build_index`` (per-example LoRA gradients → seeded block projection �
 fp16 Ψ shards + contributor matrix + hashed manifest) → ``Attributor.attribute`` per inference (query
 gradient → top rows, contributor scores, shares) → ``build_receipt`` / ``receipt_digest``.
 ``value_training_data`` values rows and flags likely-mislabeled ones; ``ExactInfluence`` is the
-full-parameter yardstick for small models. Module docstrings explain each rule.
+full-parameter yardstick for small models. ``build_span_index`` / ``SpanIndex.find_spans`` find where a causal
+answer repeats a training row verbatim (suffix array; numpy, no torch). Module docstrings explain each rule.
 """
 
 from importlib import import_module
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         largest_remainder_ppm,
     )
     from .valuation import DataValuation, index_valuation, mean_query_features, value_training_data
+    from .verbatim import SpanIndex, VerbatimSpan, build_span_index
 
 # Re-exports resolve on first use (PEP 562), so importing the package, or a torch-free module of it,
 # does not load torch and transformers: web processes import services that name these, and only the
@@ -49,13 +51,16 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ProjectionSpec": ("projection", "ProjectionSpec"),
     "RowScore": ("index", "RowScore"),
     "ScoreMap": ("shares", "ScoreMap"),
+    "SpanIndex": ("verbatim", "SpanIndex"),
     "SharePolicy": ("shares", "SharePolicy"),
     "TopRows": ("index", "TopRows"),
     "TrainingBatch": ("build", "TrainingBatch"),
     "VerificationReport": ("index", "VerificationReport"),
+    "VerbatimSpan": ("verbatim", "VerbatimSpan"),
     "allocate_block_dims": ("projection", "allocate_block_dims"),
     "build_index": ("build", "build_index"),
     "build_receipt": ("receipt", "build_receipt"),
+    "build_span_index": ("verbatim", "build_span_index"),
     "canonical_json": ("canonical", "canonical_json"),
     "canonical_sha256": ("canonical", "canonical_sha256"),
     "account_shares": ("shares", "account_shares"),
@@ -103,12 +108,15 @@ __all__ = [
     "RowScore",
     "ScoreMap",
     "SharePolicy",
+    "SpanIndex",
     "TopRows",
     "TrainingBatch",
+    "VerbatimSpan",
     "VerificationReport",
     "allocate_block_dims",
     "build_index",
     "build_receipt",
+    "build_span_index",
     "canonical_json",
     "canonical_sha256",
     "compiled_kernel_failure",

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 RECEIPT_VERSION = 3  # 3: row-level share policy (credit groups, measured null, paid rows, fallback basis)
 _UNDIGESTED_FIELDS = ("latency_ms",)
+# Verbatim spans (verbatim.py, causal models) name each row's contributor as people see them; a name is a
+# label that its owner may change, not a result, so the digest covers the contributor id beside it instead.
+_UNDIGESTED_SPAN_ROW_FIELDS = ("contributor_name",)
 
 
 def _rounded(value: float) -> float:
@@ -54,5 +57,13 @@ def build_receipt(attribution: Attribution, index: AttributionIndex, inference_i
 
 
 def receipt_digest(receipt: dict[str, Any]) -> str:
-    """Canonical sha256 of a receipt, excluding observational fields (``latency_ms``)."""
-    return canonical_sha256({k: v for k, v in receipt.items() if k not in _UNDIGESTED_FIELDS})
+    """Canonical sha256 of a receipt, excluding observational fields (``latency_ms``) and the display
+    names of verbatim spans' contributors. A receipt without ``verbatim_spans`` hashes as it always did."""
+    digested = {k: v for k, v in receipt.items() if k not in _UNDIGESTED_FIELDS}
+    if "verbatim_spans" in digested:
+        digested["verbatim_spans"] = [
+            {**span, "rows": [{k: v for k, v in row.items() if k not in _UNDIGESTED_SPAN_ROW_FIELDS}
+                              for row in span.get("rows", [])]}
+            for span in digested["verbatim_spans"]
+        ]
+    return canonical_sha256(digested)

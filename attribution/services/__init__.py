@@ -11,6 +11,8 @@ in the module named for what it does:
 * `loading`: the per-process LRU cache of a model and its verified index (`cache_clear`), and
   `model_output`, the model's own answer.
 * `receipts`: `receipt_create`, `receipt_verify` and `query_digest`.
+* `verbatim`: the span index of causal versions (`span_index_store`, `span_index_verify`) and the
+  verbatim spans a receipt lists (`with_verbatim_spans`).
 * `errors`: `IndexNotReady`, `IndexCorrupt`, `ReceiptMismatch`, `BuildError`.
 """
 
@@ -23,9 +25,11 @@ from .builds import (
     index_config,
     index_verify,
 )
+from .encoding import training_batch, training_row_ids
 from .errors import BuildError, IndexCorrupt, IndexNotReady, ReceiptMismatch
 from .loading import cache_clear, model_output
 from .receipts import ReceiptCheck, query_digest, receipt_create, receipt_verify
+from .verbatim import span_index_store, span_index_verify, with_verbatim_spans
 
 __all__ = [
     "BUILD_LABEL",
@@ -43,6 +47,11 @@ __all__ = [
     "index_verify",
     "model_output",
     "query_digest",
+    "training_batch",
+    "training_row_ids",
     "receipt_create",
     "receipt_verify",
+    "span_index_store",
+    "span_index_verify",
+    "with_verbatim_spans",
 ]

@@ -32,9 +32,10 @@ from models_registry import services as model_services
 from .. import engine
 from ..engine.layout import MANIFEST_NAME
 from ..models import AttributionIndex, IndexState, ValuationReport
-from .encoding import _encode_rows, _training_row_ids
+from .encoding import training_batch, training_row_ids
 from .errors import BuildError, IndexCorrupt
 from .loading import _evict, _index_file_names, _load_model, _make_attributable, _open_verified, _ready_index
+from .verbatim import span_index_store, span_index_verify
 
 if TYPE_CHECKING:
     from ..engine.build import TrainingBatch
@@ -245,10 +246,7 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
     model, tokenizer, content = _load_model(version)
     _make_attributable(model)
     data = content["data"]
-    label_names = content.get("label_names") or []
-    max_len = int(content["hyperparameters"]["max_seq_length"])
-    task = content["task"]
-    row_ids = _training_row_ids(data)
+    row_ids = training_row_ids(data)
     eval_ids = list(data.get("eval_row_ids", []))
     records = datanet_selectors.records_by_uid(uids=row_ids + eval_ids)
     missing = [uid for uid in row_ids if uid not in records]
@@ -264,8 +262,7 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
     def batches() -> Iterator[TrainingBatch]:
         for start in range(0, total, batch_size):
             ids = row_ids[start:start + batch_size]
-            inputs = _encode_rows(task=task, tokenizer=tokenizer, fields=[records[i].fields for i in ids],
-                                  label_names=label_names, max_len=max_len)
+            inputs = training_batch(content=content, tokenizer=tokenizer, fields=[records[i].fields for i in ids])
             # First come keeps a duplicate cluster's credit: upload order is the record id's order.
             yield engine.TrainingBatch(inputs, ids, [str(contributors.get(i) or records[i].contributor_id) for i in ids],
                                        [clusters.get(i) for i in ids], [records[i].pk for i in ids])
@@ -276,8 +273,7 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
     eval_present = [uid for uid in eval_ids if uid in records]
     # The held-out split values every row (harmful rows earn nothing) and measures the share policy's noise null.
     eval_batches = [
-        _encode_rows(task=task, tokenizer=tokenizer, fields=[records[i].fields for i in eval_present[s:s + batch_size]],
-                     label_names=label_names, max_len=max_len)
+        training_batch(content=content, tokenizer=tokenizer, fields=[records[i].fields for i in eval_present[s:s + batch_size]])
         for s in range(0, len(eval_present), batch_size)
     ]
     local = work / "index"
@@ -304,9 +300,14 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
         )
 
     _store_index_files(local=local, engine_index=engine_index, prefix=index.storage_prefix)
+    # Causal versions: the suffix array of the same rows, for receipts' verbatim spans (services/verbatim.py).
+    spans = span_index_store(index=index, content=content, tokenizer=tokenizer, row_ids=engine_index.row_ids,
+                             contributor_ids=engine_index.row_contributor_ids,
+                             fields=[records[i].fields for i in engine_index.row_ids], work=work)
     return _Built(
         index_hash=engine_index.index_hash, damping=float(engine_index.method["damping"]),
-        method={key: value for key, value in engine_index.method.items()} | {"projection": engine_index.projection.kind},
+        method={key: value for key, value in engine_index.method.items()} | {"projection": engine_index.projection.kind}
+        | ({"verbatim": spans} if spans else {}),
         row_count=engine_index.num_rows, contributor_count=len(engine_index.contributors),
         valuation=valuation, valuation_error=valuation_error, eval_rows=len(eval_present),
         credit=_credit_summary(engine_index),
@@ -347,6 +348,7 @@ def index_verify(*, model_version) -> AttributionIndex:
     _evict(index.model_version_hash)
     try:
         _open_verified(index)
+        span_index_verify(index=index)
     except IndexCorrupt as exc:
         _build_fail(index=index, reason=str(exc))
         raise

@@ -1,7 +1,9 @@
 """Encoding rows and queries exactly as training encoded them: the model version's training rows in the
-order its manifest records (`_training_row_ids`), batches of rows (`_encode_rows`) and one inference as a
-labelled example whose own output is the label that is attributed (`_encode_query`). The tokenizers are
-`models_registry.training`'s, imported on first use (they load transformers).
+order its manifest records (`training_row_ids`), batches of rows (`training_batch`: training's own
+`models_registry.training.encode_batch`, fed the task, labels and sequence length the manifest records)
+and one inference as a labelled example whose own output is the label that is attributed
+(`_encode_query`). The tokenizers are `models_registry.training`'s, imported on first use (they load
+transformers).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 
 
-def _training_row_ids(data: dict) -> list[str]:
+def training_row_ids(data: dict) -> list[str]:
     """The last epoch's order, then any row only earlier epochs used (a run cut short by max_steps)."""
     epochs = data.get("epoch_row_ids") or []
     ordered = list(epochs[-1]) if epochs else list(data.get("train_row_ids", []))
@@ -22,24 +24,13 @@ def _training_row_ids(data: dict) -> list[str]:
     return ordered
 
 
-def _encode_rows(*, task: str, tokenizer, fields: list[dict], label_names, max_len: int) -> dict:
-    from models_registry.training import (
-        pad_batch,
-        tokenize_classification,
-        tokenize_instructions,
-        tokenize_texts,
-    )
+def training_batch(*, content: dict, tokenizer, fields: list[dict]) -> dict:
+    """One batch of a model version's rows for its index, encoded by training's own function with the task,
+    labels and sequence length its manifest (`content`) records, so the index sees what training saw."""
+    from models_registry.training import encode_batch
 
-    if task == "text-classification":
-        label_ids = {name: i for i, name in enumerate(label_names)}
-        examples = tokenize_classification(tokenizer, [f["text"] for f in fields],
-                                           [label_ids[f["label"]] for f in fields], max_len)
-    elif task == "instruction":
-        examples = tokenize_instructions(tokenizer, [f["prompt"] for f in fields], [f["response"] for f in fields],
-                                         [f.get("context") for f in fields], max_len)
-    else:
-        examples = tokenize_texts(tokenizer, [f["text"] for f in fields], max_len)
-    return pad_batch(examples, tokenizer.pad_token_id)
+    return encode_batch(tokenizer, content["task"], fields, content.get("label_names") or [],
+                        int(content["hyperparameters"]["max_seq_length"]))
 
 
 def _encode_query(*, task: str, tokenizer, input_text: str, output: str, label_names, max_len: int) -> dict:

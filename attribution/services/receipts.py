@@ -21,6 +21,7 @@ from ..models import AttributionReceipt
 from .encoding import _encode_query
 from .errors import ReceiptMismatch
 from .loading import _evict, _Loaded, _loaded_for, _ready_index
+from .verbatim import with_verbatim_spans
 
 
 def _query_digest(input_text: str, output: str) -> str:
@@ -66,8 +67,12 @@ def _attribute(entry: _Loaded, *, input_text: str, output: str, inference_id: st
 
 
 def receipt_create(*, model_version, input_text: str, output: str, inference_id: str | None = None,
-                   requester=None) -> AttributionReceipt:
+                   requester=None, receipt_id: str | None = None) -> AttributionReceipt:
     """Attribute one inference (`output` = the predicted label or the generated text) and store its receipt.
+
+    `receipt_id`: the id the platform reserved for this inference's receipt when it answered (queued
+    receipts, `inference.services`); a new random one otherwise. It never picks a stored receipt: only
+    `inference_id` does, under the rules below.
 
     Idempotent per `inference_id`: the receipt stored under it is returned only when it is this call's
     (same model version, requester and query); otherwise `ReceiptMismatch`, and the stored one is left
@@ -84,9 +89,11 @@ def receipt_create(*, model_version, input_text: str, output: str, inference_id:
     entry = _loaded_for(index)
     payload, contributor_rows, latency_ms = _attribute(entry, input_text=input_text, output=output,
                                                        inference_id=inference_id)
+    payload = with_verbatim_spans(payload, index=index, tokenizer=entry.tokenizer, output=output)
     try:
         with transaction.atomic():
             receipt = AttributionReceipt.objects.create(
+                **({"receipt_id": str(receipt_id)} if receipt_id else {}),
                 model_version=model_version, model_version_hash=model_version.version_hash,
                 index_hash=payload["index_hash"], method=payload["method"], inference_id=inference_id or None,
                 requester=requester if getattr(requester, "is_authenticated", False) else None,
@@ -130,6 +137,7 @@ def receipt_verify(*, receipt: AttributionReceipt) -> ReceiptCheck:
     entry = _loaded_for(index)
     payload, _, _ = _attribute(entry, input_text=receipt.input_text, output=receipt.output,
                                inference_id=receipt.inference_id)
+    payload = with_verbatim_spans(payload, index=index, tokenizer=entry.tokenizer, output=receipt.output, reverify=True)
     recomputed = receipt_digest(payload)
     if recomputed != receipt.receipt_digest:
         problems.append("recomputing the attribution gives a different receipt")

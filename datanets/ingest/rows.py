@@ -52,7 +52,8 @@ class RowResult:
     Exactly one of ``fields`` (accepted) and ``rejection`` is set. A rejected row carries ``content``:
     what it held, as short strings (its values as read, or its raw text under ``"raw"`` when it could
     not be parsed), so a report of rejected rows can show each one; None when nothing could be read.
-    Messages name a row by :attr:`where`, the contributor's own numbering.
+    Messages name a row by :attr:`where`, the contributor's own numbering; ``location`` replaces it where
+    rows come from something other than lines (a passage of a document: "“guide.pdf”, p. 3").
     """
 
     row_number: int
@@ -62,6 +63,7 @@ class RowResult:
     rejection: Rejection | None = None
     flags: tuple[RowFlag, ...] = ()
     content: Mapping[str, str] | None = None
+    location: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -69,8 +71,9 @@ class RowResult:
 
     @property
     def where(self) -> str:
-        """"line 7" (the line of the file where the row starts) or, without lines, "row 7"."""
-        return where(self.row_number, self.line_number)
+        """"line 7" (the line of the file where the row starts) or, without lines, "row 7"; the
+        ``location`` when the reader gave one."""
+        return self.location or where(self.row_number, self.line_number)
 
 
 def where(row_number: int, line_number: int | None) -> str:

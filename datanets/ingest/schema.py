@@ -23,6 +23,7 @@ class TaskType(StrEnum):
     TEXT_CLASSIFICATION = "text-classification"
     INSTRUCTION = "instruction"
     TEXT = "text"
+    DOCUMENTS = "documents"
 
 
 # (required columns, optional columns) for each task type, in storage order.
@@ -30,7 +31,13 @@ TASK_COLUMNS: dict[TaskType, tuple[tuple[str, ...], tuple[str, ...]]] = {
     TaskType.TEXT_CLASSIFICATION: (("text", "label"), ()),
     TaskType.INSTRUCTION: (("prompt", "response"), ("context",)),
     TaskType.TEXT: (("text",), ()),
+    # A passage of an uploaded document (`document_rows`): where it came from travels with it.
+    TaskType.DOCUMENTS: (("text", "document"), ("anchor", "page", "headings")),
 }
+# Where a task's content identity is narrower than "every task column but the label": a passage is the
+# same content whichever document (or page of it) it was found in, so copies across documents and
+# contributors are caught as duplicates.
+TASK_CONTENT_COLUMNS: dict[TaskType, tuple[str, ...]] = {TaskType.DOCUMENTS: ("text",)}
 
 # Columns the engine adds to published versions; metadata may not shadow them.
 RESERVED_COLUMNS = frozenset({"row_id", "contributor_id", "content_hash"})
@@ -91,9 +98,13 @@ class DatanetSchema:
             lookup[key] = name
         object.__setattr__(self, "_lookup", lookup)
         required, optional = TASK_COLUMNS[task_type]
-        object.__setattr__(self, "_content_columns", tuple(c for c in required + optional if c != "label"))
+        content = TASK_CONTENT_COLUMNS.get(task_type) or tuple(c for c in required + optional if c != "label")
+        object.__setattr__(self, "_content_columns", content)
 
     def _check_labels(self) -> None:
+        if self.task_type is TaskType.DOCUMENTS and self.metadata_columns:
+            raise SchemaError("A documents Datanet has no metadata columns: each passage keeps its document, "
+                              "anchor, page and headings")
         if self.task_type is not TaskType.TEXT_CLASSIFICATION:
             if self.label_set:
                 raise SchemaError(f"A {self.task_type.value} Datanet has no labels")

@@ -92,6 +92,7 @@ class UploadScreener:
         self._describe = describe_existing
         self._descriptions: dict[RowId, str] = {}
         self._line_of: dict[int, int | None] = {}  # upload row number -> its line, for rows indexed here
+        self._location_of: dict[int, str] = {}  # the same, for rows a reader located otherwise (documents)
         # (row numbers, signatures, band keys) of each chunk's rows that reached near-duplicate
         # screening, so the caller can index the stored rows without hashing their text again.
         self._computed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -132,11 +133,15 @@ class UploadScreener:
         keys = np.concatenate([keys for _, _, keys in self._computed])[found]
         return numbers[found].tolist(), signatures, keys
 
+    def _upload_where(self, row_number: int) -> str:
+        return self._location_of.get(row_number) or where(row_number, self._line_of.get(row_number))
+
     # --- exact ------------------------------------------------------------------------------------
 
     @staticmethod
     def _where(row: RowResult) -> str:
-        return row.where.capitalize()
+        # Only the first letter: a location names a document, whose spelling is the contributor's.
+        return row.where[:1].upper() + row.where[1:]
 
     def _describe_ids(self, row_ids: Iterable[RowId | None]) -> None:
         if self._describe is None:
@@ -217,6 +222,8 @@ class UploadScreener:
         row_numbers = [chunk[i].row_number for i in pending]
         for i in pending:
             self._line_of[chunk[i].row_number] = chunk[i].line_number
+            if chunk[i].location:
+                self._location_of[chunk[i].row_number] = chunk[i].location
         self._computed.append((np.asarray(row_numbers, dtype=np.int64), signatures, keys))
         in_datanet = self._index.query_signatures(signatures, keys) if self._index is not None else None
         in_upload = None
@@ -247,7 +254,7 @@ class UploadScreener:
                     RowFlag(
                         NEAR_DUPLICATE,
                         f"{self._where(chunk[i])}: {match.estimated_jaccard:.0%} similar to "
-                        f"{where(int(match.row_id), self._line_of.get(int(match.row_id)))} of this upload",
+                        f"{self._upload_where(int(match.row_id))} of this upload",
                         upload_row_number=int(match.row_id),
                         similarity=match.estimated_jaccard,
                     )

@@ -12,7 +12,8 @@ Plain Python + PyTorch (no Django). Public API:
 - :class:`AdapterCache`: the device / host / disk adapter tiers.
 - :func:`adapter_directory_sha256`: the digest callers must pass when loading an adapter.
 - Errors in :mod:`.errors`, each with ``http_status`` and an OpenAI-style ``to_dict()``.
-- :mod:`.server`: a stdlib HTTP server around one engine (``python -m inference.engine.server``).
+- :mod:`.server`: the model server (uvicorn + Starlette, :mod:`.server_app`) around the engines of an
+  :class:`~.engine_host.EngineHost`, loading from a :mod:`.model_store` (``python -m inference.engine.server``).
 """
 
 from .adapters import AdapterSource, LoadedAdapter, adapter_directory_sha256, adapter_sha256, read_adapter

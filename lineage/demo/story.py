@@ -475,12 +475,14 @@ def dashboards_refresh(*, changed: bool, log: Callable[[str], None] = logger.inf
     try:
         from insights import selectors as insights_selectors
         from insights import services as insights_services
+
+        from .history import history_generate
     except ImportError:
-        insights_services = insights_selectors = None
-    history = getattr(insights_services, "history_generate", None)
+        insights_services = insights_selectors = history_generate = None
+    history = history_generate
     refresh = getattr(insights_services, "summaries_refresh", None)
     if history is None or refresh is None:
-        return "not refreshed: insights.services.history_generate/summaries_refresh are not available"
+        return "not refreshed: lineage.demo.history.history_generate/insights.services.summaries_refresh are not available"
     done = []
     if not insights_selectors.synthetic_present():
         history(days=365, seed=0)

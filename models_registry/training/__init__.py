@@ -10,9 +10,10 @@ Typical use::
     result.model_version_id, result.metrics, result.base_metrics, result.epoch_row_ids
 
 Module map: ``sources`` (base models), ``encoding`` (token ids and loss masks shared with the
-attribution and inference engines), ``spec`` (spec, rows, deterministic data plan), ``runner``
-(the training loop), ``evaluation``, ``manifest`` (model version ids), ``predict``, ``tiny_models``
-and ``synthetic`` (deterministic test/benchmark datasets).
+attribution and inference engines; ``encode_rows``/``encode_batch`` are the one encoding of dataset
+rows), ``spec`` (spec, rows, deterministic data plan), ``runner`` (the training loop), ``evaluation``,
+``manifest`` (model version ids), ``predict``, ``tiny_models`` and ``synthetic`` (deterministic
+test/benchmark datasets).
 """
 
 from importlib import import_module
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
         IGNORE_INDEX,
         EncodedExample,
         causal_prompt_ids,
+        encode_batch,
         encode_causal,
         encode_classification,
+        encode_rows,
         format_instruction_prompt,
         pad_batch,
         tokenize_classification,
@@ -88,8 +91,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "classification_metrics": ("evaluation", "classification_metrics"),
     "config_sha256": ("sources", "config_sha256"),
     "default_lora_target_modules": ("sources", "default_lora_target_modules"),
+    "encode_batch": ("encoding", "encode_batch"),
     "encode_causal": ("encoding", "encode_causal"),
     "encode_classification": ("encoding", "encode_classification"),
+    "encode_rows": ("encoding", "encode_rows"),
     "evaluate_causal": ("evaluation", "evaluate_causal"),
     "evaluate_classification": ("evaluation", "evaluate_classification"),
     "export_adapter_zip": ("manifest", "export_adapter_zip"),
@@ -150,8 +155,10 @@ __all__ = [
     "classification_metrics",
     "config_sha256",
     "default_lora_target_modules",
+    "encode_batch",
     "encode_causal",
     "encode_classification",
+    "encode_rows",
     "evaluate_causal",
     "evaluate_classification",
     "export_adapter_zip",

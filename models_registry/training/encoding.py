@@ -17,12 +17,17 @@ Conventions (all three callers rely on them):
 - Plain text rows: ``[bos] + ids(text) + [eos]`` cut to ``max_len``; every real token is a label.
 - Batches are right-padded to the longest example in the batch (dynamic padding); padding has
   ``attention_mask`` 0 and label -100.
+
+``encode_rows`` turns dataset rows into examples for any task; training pads them per step with
+``pad_batch`` and the attribution index build encodes its batches with ``encode_batch`` (both), so the
+index sees byte for byte the input ids, labels and attention masks training saw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -125,6 +130,44 @@ def pad_batch(examples: Sequence[EncodedExample], pad_token_id: int) -> dict[str
             labels[i, : len(e.labels)] = torch.tensor(e.labels, dtype=torch.long)
         batch["labels"] = labels
     return batch
+
+
+def encode_rows(
+    tokenizer: PreTrainedTokenizerBase,
+    task: str,
+    fields: Sequence[Mapping[str, Any]],
+    label_names: Sequence[str],
+    max_len: int,
+) -> list[EncodedExample]:
+    """Dataset rows (each row's ``fields``) as training encodes them, one unpadded example per row.
+
+    ``text-classification`` reads ``text`` and ``label`` (its index in ``label_names``); ``instruction``
+    reads ``prompt``, ``response`` and an optional ``context``; ``text`` reads ``text``."""
+    if task == "text-classification":
+        label_ids = {name: i for i, name in enumerate(label_names)}
+        return tokenize_classification(
+            tokenizer, [f["text"] for f in fields], [label_ids[f["label"]] for f in fields], max_len
+        )
+    if task == "instruction":
+        return tokenize_instructions(
+            tokenizer,
+            [f["prompt"] for f in fields],
+            [f["response"] for f in fields],
+            [f.get("context") for f in fields],
+            max_len,
+        )
+    return tokenize_texts(tokenizer, [f["text"] for f in fields], max_len)
+
+
+def encode_batch(
+    tokenizer: PreTrainedTokenizerBase,
+    task: str,
+    fields: Sequence[Mapping[str, Any]],
+    label_names: Sequence[str],
+    max_len: int,
+) -> dict[str, torch.Tensor]:
+    """One padded batch of rows: ``encode_rows`` then ``pad_batch``, what a training step feeds the model."""
+    return pad_batch(encode_rows(tokenizer, task, fields, label_names, max_len), tokenizer.pad_token_id)
 
 
 def encode_classification(

@@ -36,13 +36,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from .encoding import (
-    EncodedExample,
-    pad_batch,
-    tokenize_classification,
-    tokenize_instructions,
-    tokenize_texts,
-)
+from .encoding import EncodedExample, encode_rows, pad_batch
 from .errors import InvalidTrainingInput, ModelSourceError, TrainingCancelled, TrainingFailed
 from .evaluation import evaluate_causal, evaluate_classification
 from .manifest import MANIFEST_NAME, engine_code_version, library_versions, read_manifest, write_manifest
@@ -332,24 +326,10 @@ class _Run:
         self.model.to(self.device)
 
     def _encode(self, rows: Sequence[TrainingRow]) -> list[EncodedExample]:
-        spec, tokenizer = self.spec, self.tokenizer
-        if spec.task == "text-classification":
-            label_ids = {name: i for i, name in enumerate(spec.label_names)}
-            return tokenize_classification(
-                tokenizer,
-                [r.fields["text"] for r in rows],
-                [label_ids[r.fields["label"]] for r in rows],
-                spec.max_seq_length,
-            )
-        if spec.task == "instruction":
-            return tokenize_instructions(
-                tokenizer,
-                [r.fields["prompt"] for r in rows],
-                [r.fields["response"] for r in rows],
-                [r.fields.get("context") for r in rows],
-                spec.max_seq_length,
-            )
-        return tokenize_texts(tokenizer, [r.fields["text"] for r in rows], spec.max_seq_length)
+        spec = self.spec
+        return encode_rows(
+            self.tokenizer, spec.task, [r.fields for r in rows], spec.label_names, spec.max_seq_length
+        )
 
     # -- checkpoints -------------------------------------------------------------------------
     def _trainable_state(self) -> dict[str, torch.Tensor]:

@@ -20,8 +20,10 @@ VOTES_CONTRACT = "OpenVotes"
 TIMELOCK_CONTRACT = "LineageTimelock"
 GOVERNOR_CONTRACT = "LineageGovernor"
 PARAMETERS_CONTRACT = "ProtocolParameters"
+# Contributor stakes per Datanet (rewards/chain/staking.py).
+STAKING_CONTRACT = "ContributorStakes"
 CONTRACT_NAMES: tuple[str, ...] = (TOKEN_CONTRACT, DISTRIBUTOR_CONTRACT, VOTES_CONTRACT, TIMELOCK_CONTRACT,
-                                   GOVERNOR_CONTRACT, PARAMETERS_CONTRACT)
+                                   GOVERNOR_CONTRACT, PARAMETERS_CONTRACT, STAKING_CONTRACT)
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,10 @@ class _BoundContract:
     def _call(self, function_name: str, *args: Any) -> Any:
         return self.client.call(self.contract, function_name, *args)
 
+    def calldata(self, function_name: str, *args: Any) -> str:
+        """``0x``-hex call data of ``function_name(*args)``: what a wallet signs to send it itself."""
+        return self.contract.encode_abi(function_name, args=list(args))
+
     def _transact(self, function_name: str, *args: Any, sender: LocalAccount | None) -> TxResult:
         return self.client.transact(self.contract, function_name, *args, sender=sender)
 

@@ -32,6 +32,7 @@ from .client import ChainClient, TxResult
 from .contracts import LogPage, LogPosition, TokenContract, _BoundContract, _position
 from .errors import ChainRevert
 from .hashing import keccak256
+from .staking import format_open, stake_refusal
 
 BPS = 10_000
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -112,6 +113,42 @@ def fee_split_refusal(revert: ChainRevert) -> str | None:
         return (f"The {share} share is {args['value']:,} bps; the registry allows "
                 f"{args['min']:,} to {args['max']:,}.")
     return None
+
+
+def _states_named(bitmap: bytes) -> str:
+    """The ``expectedStates`` bitmap of ``GovernorUnexpectedProposalState`` as words ("succeeded or queued")."""
+    bits = int.from_bytes(bytes(bitmap), "big")
+    names = [name for index, name in enumerate(PROPOSAL_STATES) if bits >> index & 1]
+    return " or ".join(names) or "another state"
+
+
+def refusal_reason(revert: ChainRevert) -> str:
+    """Why a governance, registry, staking or OPEN transaction was refused, in words: the one place the
+    pages turn a decoded revert (:class:`~rewards.chain.errors.ChainRevert`) into a sentence."""
+    worded = fee_split_refusal(revert) or stake_refusal(revert)
+    if worded:
+        return worded
+    args, name = revert.error_args, revert.error_name
+    if name == "GovernorUnexpectedProposalState":
+        return (f"The proposal is {PROPOSAL_STATES[args['current']]}; this step needs it "
+                f"{_states_named(args['expectedStates'])}.")
+    if name == "GovernorAlreadyCastVote":
+        return f"{args['voter']} has already voted on this proposal."
+    if name == "GovernorInsufficientProposerVotes":
+        return (f"Proposing needs {format_open(args['threshold'], 'vOPEN')} of voting power; "
+                f"{args['proposer']} has {format_open(args['votes'], 'vOPEN')}.")
+    if name == "GovernorNonexistentProposal":
+        return "There is no such proposal on chain."
+    if name == "TimelockUnexpectedOperationState":
+        return "The timelock's delay has not passed yet, or the operation was already executed."
+    if name == "ERC20InsufficientBalance":
+        return f"{args['sender']} holds {format_open(args['balance'])}; {format_open(args['needed'])} is needed."
+    if name == "ERC20InsufficientAllowance":
+        return f"The allowance is {format_open(args['allowance'])}; {format_open(args['needed'])} is needed."
+    if name == "ERC20ExceededSafeSupply":
+        return "That would exceed vOPEN's largest supply."
+    arguments = ", ".join(f"{key}={value}" for key, value in args.items())
+    return f"The chain refused it: {name}({arguments})."
 
 
 # --- Events --------------------------------------------------------------------------------------------
@@ -317,6 +354,23 @@ class GovernorContract(_BoundContract):
 
     def has_voted(self, proposal_id: int, account: str) -> bool:
         return self._call("hasVoted", proposal_id, Web3.to_checksum_address(account))
+
+    def proposal_exists(self, proposal_id: int) -> bool:
+        """Whether ``propose`` already created this id (a resend after a lost answer must not retry it)."""
+        return self.proposal_snapshot(proposal_id) != 0
+
+    def get_votes(self, account: str, timepoint: int) -> int:
+        """Voting power of ``account`` at block ``timepoint`` (a proposal's snapshot)."""
+        return self._call("getVotes", Web3.to_checksum_address(account), timepoint)
+
+    def propose_calldata(self, actions: ProposalActions) -> str:
+        return self.calldata("propose", list(actions.targets), list(actions.values), list(actions.calldatas),
+                             actions.description)
+
+    def vote_calldata(self, proposal_id: int, support: str, reason: str = "") -> str:
+        if reason:
+            return self.calldata("castVoteWithReason", proposal_id, SUPPORT[support], reason)
+        return self.calldata("castVote", proposal_id, SUPPORT[support])
 
     # Writes
     def propose(self, actions: ProposalActions, *, sender: LocalAccount | None = None) -> TxResult:

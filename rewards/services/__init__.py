@@ -35,7 +35,15 @@ from .credit import (
 from .epochs import EPOCH_CLOSE_LABEL, EPOCH_STEPS, EpochBlocked, epoch_close, epoch_resume
 from .fees import BPS, PPM, FeeSplit, fee_policy_current, fee_policy_set, fee_split
 from .reconcile import chain_reconcile
-from .settlement import FeeBatch, fee_record, fee_settle, fee_settle_batch, fees_settle_pending
+from .settlement import (
+    FeeBatch,
+    fee_attach_receipt,
+    fee_record,
+    fee_settle,
+    fee_settle_batch,
+    fees_release_unreceipted,
+    fees_settle_pending,
+)
 from .wallets import SIWE_MESSAGES, siwe_domain, wallet_link, wallet_nonce_issue, wallets_effective_at
 
 __all__ = [
@@ -63,9 +71,11 @@ __all__ = [
     "epoch_resume",
     "fee_policy_current",
     "fee_policy_set",
+    "fee_attach_receipt",
     "fee_record",
     "fee_settle",
     "fee_settle_batch",
+    "fees_release_unreceipted",
     "fee_split",
     "fees_settle_pending",
     "format_open",

@@ -14,13 +14,18 @@ from .. import ledger
 from ..amounts import AmountError, parse_open
 from ..chainio import ZERO_ADDRESS, contracts, deployment_ensure, get_chain_client, report_issue
 from ..ledger import format_open
-from ..models import AccountKind, ChainCursor, ChainDeposit, CreditGrant, LedgerTransaction
+from ..models import AccountKind, ChainCursor, ChainDeposit, CreditGrant, LedgerTransaction, PromotionalCredit
 from .chain_events import _cursor, _user_by_address
 
 
 def credit_grant(*, actor, user, amount: int, reason: str, idempotency_key: str | None = None,
-                 audit_action: str = "rewards.credit_grant") -> CreditGrant:
-    """An admin grants OPEN credit (from the grants account). Audited; idempotent per key."""
+                 audit_action: str = "rewards.credit_grant", promotional: bool = False) -> CreditGrant:
+    """An admin grants OPEN credit (from the grants account). Audited; idempotent per key.
+
+    `promotional` credit (every starter grant; an admin may mark a grant so) pays for inferences like any
+    credit, but a fee paid with it earns nobody: its amount goes back to the grants account (`fee_record`
+    spends promotional credit first). Otherwise one free account per grant, spent on one's own model,
+    would come back as claimable owner and contributor earnings: a faucet."""
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise ValidationError({"amount": "Grant a positive int amount in base units."})
     reason = (reason or "").strip()
@@ -37,9 +42,14 @@ def credit_grant(*, actor, user, amount: int, reason: str, idempotency_key: str 
         txn = ledger.post(idempotency_key=key, kind=LedgerTransaction.Kind.GRANT, memo=reason,
                           lines=[(accounts["grants"], -amount), (credit, amount)])
         grant = CreditGrant.objects.create(user=user, amount=amount, reason=reason[:200], transaction=txn,
-                                           granted_by=actor if getattr(actor, "pk", None) else None)
+                                           granted_by=actor if getattr(actor, "pk", None) else None,
+                                           promotional=promotional)
+        if promotional:
+            promo, _ = PromotionalCredit.objects.select_for_update().get_or_create(user=user)
+            promo.remaining = int(promo.remaining) + amount
+            promo.save(update_fields=["remaining"])
         audit_record(actor=actor, action=audit_action, target=grant,
-                     details={"user": user.pk, "amount": str(amount), "reason": reason})
+                     details={"user": user.pk, "amount": str(amount), "reason": reason, "promotional": promotional})
     return grant
 
 
@@ -68,7 +78,7 @@ def credit_starter_grant(*, user) -> CreditGrant | None:
     key = f"starter:{user.pk}"
     try:
         return credit_grant(actor=None, user=user, amount=amount, reason=STARTER_GRANT_REASON, idempotency_key=key,
-                            audit_action="rewards.starter_grant")
+                            audit_action="rewards.starter_grant", promotional=True)
     except IntegrityError:
         # A concurrent call booked it first (same idempotency key): that grant is this user's one.
         return CreditGrant.objects.get(transaction__idempotency_key=f"grant:{key}")

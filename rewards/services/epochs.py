@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.services import audit_record
 from lineage import jobs
+from notifications import notify
 from rewards.chain import ChainError, ClaimRequest
 
 from .. import ledger
@@ -189,6 +190,7 @@ def _step_finish(epoch: Epoch, client) -> Epoch:
         epoch = _advance(epoch, EpochState.CLOSED, closed_at=timezone.now())
         audit_record(actor=None, action="rewards.epoch_close", target=epoch,
                      details={"number": epoch.number, "root": epoch.root, "total": str(epoch.total_cumulative)})
+        notify.event(kind="epoch.closed", object_id=epoch.pk)
     return epoch
 
 

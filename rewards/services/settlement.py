@@ -7,6 +7,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -14,10 +15,11 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from .. import ledger
 from ..bulk import insert_rows
-from ..models import AccountKind, PendingFee, Settlement, SettlementShare, ShareRole
+from ..models import AccountKind, PendingFee, PromotionalCredit, Settlement, SettlementShare, ShareRole
 from .fees import _clean_shares, fee_policy_current, fee_split
 
 logger = logging.getLogger("rewards")
@@ -43,7 +45,7 @@ def _fee_input(*, inference_id, fee, contributor_shares) -> tuple[str, dict[int,
 
 def fee_record(*, inference_id: str, payer, model_owner, fee: int, contributor_shares: dict,
                model_version_hash: str, receipt_id: str | None = None, contributor_rows: dict | None = None,
-               settle_soon: bool = True) -> PendingFee | Settlement:
+               settle_soon: bool = True, awaiting_receipt: bool = False) -> PendingFee | Settlement:
     """Record an inference's `fee` (base units) and hold it on `payer`'s credit; it is booked by the next
     `fee_settle_batch` (queued on commit, at most once a `REWARDS_SETTLE_DEBOUNCE_S`; beat runs it every
     `REWARDS_SETTLE_EVERY_S` too). Call it in the request's transaction: a rollback takes the hold back.
@@ -51,7 +53,11 @@ def fee_record(*, inference_id: str, payer, model_owner, fee: int, contributor_s
     Returns the `PendingFee`, or the `Settlement` when this inference was already settled. Idempotent: a
     repeat with the same `inference_id` writes nothing. Raises `InsufficientCredit` (nothing written)
     when `balance - held` is short, and `ValidationError` for bad input or an inference id reused with a
-    different fee or payer."""
+    different fee or payer.
+
+    `awaiting_receipt`: hold the fee now, when the answer is given, and split it once its receipt arrives
+    (`fee_attach_receipt`); until then no batch settles it. So an answer is only given against credit that
+    is held for it, whoever computes the receipt and however many answers one payer asks for at once."""
     inference_id, shares = _fee_input(inference_id=inference_id, fee=fee, contributor_shares=contributor_shares)
     existing = Settlement.objects.filter(inference_id=inference_id).first()
     if existing is not None:
@@ -64,17 +70,80 @@ def fee_record(*, inference_id: str, payer, model_owner, fee: int, contributor_s
                 inference_id=inference_id, payer=payer, model_owner=model_owner,
                 model_version_hash=model_version_hash or "", receipt_id=receipt_id or "", fee=fee,
                 policy=fee_policy_current(), contributor_shares={str(uid): ppm for uid, ppm in shares.items()},
-                contributor_rows=rows)
+                contributor_rows=rows, awaiting_receipt=awaiting_receipt)
             ledger.credit_hold(user_id=payer.pk, amount=fee)
+            promotional = _promotional_take(user_id=payer.pk, fee=fee)
+            if promotional:
+                PendingFee.objects.filter(pk=pending.pk).update(promotional=promotional)
+                pending.promotional = promotional
     except IntegrityError:
         existing = (PendingFee.objects.filter(inference_id=inference_id).first()
                     or Settlement.objects.filter(inference_id=inference_id).first())
         if existing is None:
             raise
         return _same_fee(existing, payer=payer, fee=fee)
-    if settle_soon:
+    if settle_soon and not awaiting_receipt:
         _settle_soon()
     return pending
+
+
+def fee_attach_receipt(*, inference_id: str, contributor_shares: dict, receipt_id: str | None = None,
+                       contributor_rows: dict | None = None) -> PendingFee | Settlement | None:
+    """The split of a fee held with `awaiting_receipt`: store its receipt's shares (empty: no receipt could be
+    made, the policy's fallback pays the pool) and let the next batch settle it. Idempotent: a fee already
+    released for settlement (its receipt came before, or it waited past `REWARDS_RECEIPT_WAIT_S`) or already
+    settled is returned unchanged; None when no fee was held under `inference_id`."""
+    inference_id, shares = _fee_input(inference_id=inference_id, fee=1, contributor_shares=contributor_shares)
+    rows = {str(int(k)): [str(r) for r in v][: settings.REWARDS_ROWS_PER_CONTRIBUTOR]
+            for k, v in (contributor_rows or {}).items() if int(k) in shares}
+    with transaction.atomic():
+        pending = PendingFee.objects.select_for_update().filter(inference_id=inference_id).first()
+        if pending is None:
+            return Settlement.objects.filter(inference_id=inference_id).first()
+        if not pending.awaiting_receipt:
+            return pending
+        pending.contributor_shares = {str(uid): ppm for uid, ppm in shares.items()}
+        pending.contributor_rows, pending.receipt_id, pending.awaiting_receipt = rows, receipt_id or "", False
+        pending.save(update_fields=["contributor_shares", "contributor_rows", "receipt_id", "awaiting_receipt"])
+    _settle_soon()
+    return pending
+
+
+def fees_release_unreceipted(*, older_than_s: int | None = None) -> int:
+    """Fees held for a receipt that never came (its attribution task was lost) are released for settlement
+    without one after `REWARDS_RECEIPT_WAIT_S`: the payer was answered, so the fee is owed; its pool goes by
+    the policy's fallback, as for any answer without a receipt. Returns how many were released."""
+    wait = settings.REWARDS_RECEIPT_WAIT_S if older_than_s is None else older_than_s
+    cutoff = timezone.now() - timedelta(seconds=wait)
+    stale = list(PendingFee.objects.filter(awaiting_receipt=True, created_at__lt=cutoff)
+                 .values_list("inference_id", flat=True)[:10_000])
+    if stale:
+        logger.warning("settling %d fee(s) whose receipt never came, without one: %s", len(stale), stale[:10])
+        PendingFee.objects.filter(inference_id__in=stale, awaiting_receipt=True).update(awaiting_receipt=False)
+    return len(stale)
+
+
+def _promotional_take(*, user_id: int, fee: int) -> int:
+    """Spend the payer's promotional credit first: how much of `fee` it pays (0 for almost everyone: one
+    indexed lookup). Called after `credit_hold`, so the payer's credit row is locked first and two fees
+    of one payer take promotional credit one after the other."""
+    promo = PromotionalCredit.objects.select_for_update().filter(user_id=user_id).first()
+    if promo is None or int(promo.remaining) <= 0:
+        return 0
+    take = min(fee, int(promo.remaining))
+    PromotionalCredit.objects.filter(pk=promo.pk).update(remaining=int(promo.remaining) - take)
+    return take
+
+
+def _promotional_restore(fees) -> None:
+    """A fee released without a charge gives back the promotional credit it took."""
+    back: dict[int, int] = defaultdict(int)
+    for p in fees:
+        if int(p.promotional):
+            back[p.payer_id] += int(p.promotional)
+    for user_id, amount in sorted(back.items()):
+        promo = PromotionalCredit.objects.select_for_update().get(user_id=user_id)
+        PromotionalCredit.objects.filter(pk=promo.pk).update(remaining=int(promo.remaining) + amount)
 
 
 def _settle_soon() -> None:
@@ -105,7 +174,8 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
     without a charge. A crash anywhere rolls the whole batch back; the next run settles it."""
     limit = limit or settings.REWARDS_SETTLE_BATCH
     with transaction.atomic():
-        queryset = (PendingFee.objects.select_for_update(skip_locked=True, of=("self",)).select_related("policy")
+        queryset = (PendingFee.objects.filter(awaiting_receipt=False)
+                    .select_for_update(skip_locked=True, of=("self",)).select_related("policy")
                     .annotate(settled_before=Exists(Settlement.objects.filter(inference_id=OuterRef("inference_id")))))
         if inference_ids is not None:
             queryset = queryset.filter(inference_id__in=[str(i) for i in inference_ids])
@@ -118,13 +188,16 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
         # left out of that fee's split rather than blocking the batch.
         named = {int(uid) for p in to_book for uid in p.contributor_shares}
         existing = set(get_user_model().objects.filter(pk__in=named).values_list("pk", flat=True)) if named else set()
-        splits = [fee_split(fee=p.fee, policy=p.policy, contributor_shares={
+        # The promotional part of a fee is split to nobody (`credit_grant`): only the rest is.
+        splits = [fee_split(fee=p.fee - int(p.promotional), policy=p.policy, contributor_shares={
             int(uid): ppm for uid, ppm in p.contributor_shares.items() if int(uid) in existing}) for p in to_book]
 
         amounts: dict[tuple, int] = defaultdict(int)  # (account kind, user id or None) -> amount
         released: dict[tuple, int] = defaultdict(int)
         for p, split in zip(to_book, splits, strict=True):
             amounts[(AccountKind.CREDIT, p.payer_id)] -= p.fee
+            if int(p.promotional):
+                amounts[(AccountKind.GRANTS, None)] += int(p.promotional)
             amounts[(AccountKind.TREASURY, None)] += split.protocol
             amounts[(AccountKind.OWNER_EARNINGS, p.model_owner_id)] += split.owner
             for uid, amount in split.contributors.items():
@@ -140,7 +213,7 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
                 "model_version_hash": p.model_version_hash, "receipt_id": p.receipt_id, "fee": p.fee,
                 "policy_id": p.policy_id, "protocol_amount": split.protocol, "owner_amount": split.owner,
                 "contributors_amount": sum(split.contributors.values()), "fallback_used": split.fallback_used,
-                "transaction_id": txn.pk, "created_at": p.created_at,
+                "promotional_amount": int(p.promotional), "transaction_id": txn.pk, "created_at": p.created_at,
             } for p, split in zip(to_book, splits, strict=True)], returning=("inference_id", "id"))
             settlement_ids = dict(created)
             shares = []
@@ -153,6 +226,7 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
                             "ppm": p.contributor_shares[str(uid)], "amount": amount,
                             "rows": p.contributor_rows.get(str(uid), [])} for uid, amount in split.contributors.items()]
             insert_rows(SettlementShare, shares)
+            _promotional_restore([p for p in pending if p.settled_before])
             PendingFee.objects.filter(pk__in=[p.pk for p in pending]).delete()
 
         txn = ledger.post_settled_fees(
@@ -171,6 +245,7 @@ def fees_settle_pending(*, max_seconds: float | None = None, limit: int | None =
     Returns how many were settled. The beat task and the on-demand task both call this."""
     deadline = time.monotonic() + (max_seconds if max_seconds is not None else settings.REWARDS_SETTLE_MAX_S)
     limit = limit or settings.REWARDS_SETTLE_BATCH
+    fees_release_unreceipted()
     settled = 0
     while True:
         batch = fee_settle_batch(limit=limit)

@@ -58,7 +58,7 @@
           legend: {position: "bottom", labels: {boxWidth: 12}},
           tooltip: {
             callbacks: {
-              label: (item) => `${item.dataset.label}: ${format(item.raw)}`,
+              label: (item) => `${item.dataset.label}: ${format(item.raw)}${data.unit === "OPEN" ? " OPEN" : ""}`,
               footer: (items) => (items.length && synthetic[items[0].dataIndex] ? "synthetic (generated history)" : ""),
             },
           },

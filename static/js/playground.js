@@ -1,13 +1,65 @@
 // Playground: streams a chat completion over the session (cookie + CSRF token) with fetch and a
 // ReadableStream, then shows the attribution receipt carried in the last chunk's `lineage` field.
+// A classifier (data-kind="classifier") labels each message on its own and takes no sampling settings; a
+// chat model keeps the conversation: earlier turns stay on the page and go with each message as `messages`.
 (function () {
   "use strict";
   const form = document.getElementById("playground-form");
   if (!form) return;
   const $ = (id) => document.getElementById(id);
   const answer = $("pg-answer"), error = $("pg-error"), meta = $("pg-meta");
-  const send = $("pg-send"), stop = $("pg-stop");
+  const send = $("pg-send"), stop = $("pg-stop"), prompt = $("pg-prompt"), model = $("pg-model");
+  const conversation = $("pg-conversation"), current = $("pg-current"), question = $("pg-question");
+  const KIND_HELP = {
+    classifier: "A classifier: it answers each message with one of its labels, on its own.",
+    chat: "A chat model: it keeps the conversation; each message is sent with the earlier turns.",
+  };
   let controller = null;
+  let history = [];  // the chat's finished turns, as sent: {role, content}
+  let exchange = null;  // the turn on screen: {question, done}
+
+  const kind = () => (model.selectedOptions[0] && model.selectedOptions[0].dataset.kind) || "chat";
+
+  function applyKind() {
+    const chat = kind() === "chat";
+    $("pg-sampling").hidden = !chat;
+    $("pg-new").hidden = !chat;
+    $("pg-kind-help").textContent = KIND_HELP[chat ? "chat" : "classifier"];
+    conversation.hidden = !chat || !conversation.children.length;
+  }
+
+  function turn(role, text) {
+    const item = document.createElement("li");
+    item.className = "turn turn-" + (role === "user" ? "user" : "assistant");
+    const label = document.createElement("span");
+    label.className = "turn-role";
+    label.textContent = role === "user" ? "You" : "Model";
+    const body = document.createElement("p");
+    body.className = role === "user" ? "" : "answer-text";
+    body.textContent = text;
+    item.append(label, body);
+    return item;
+  }
+
+  // The finished chat turn on screen moves up into the conversation before the next one starts.
+  function keepFinishedTurn() {
+    if (!exchange || !exchange.done || !exchange.chat) return;
+    conversation.append(turn("user", exchange.question), turn("assistant", answer.textContent));
+    conversation.hidden = kind() !== "chat";
+  }
+
+  function newConversation() {
+    history = [];
+    exchange = null;
+    conversation.replaceChildren();
+    conversation.hidden = true;
+    current.hidden = true;
+    answer.textContent = "";
+    error.hidden = true;
+    meta.textContent = "";
+    $("pg-empty").hidden = false;
+    prompt.focus();
+  }
 
   function csrfToken() {
     const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -80,7 +132,14 @@
 
   async function run(event) {
     event.preventDefault();
+    const chat = kind() === "chat";
+    const text = prompt.value;
+    keepFinishedTurn();
+    exchange = { question: text, done: false, chat };
+    question.textContent = text;
     answer.textContent = "";
+    current.hidden = false;
+    $("pg-empty").hidden = true;
     error.hidden = true;
     meta.textContent = "";
     $("pg-receipt-empty").hidden = false;
@@ -89,13 +148,16 @@
     send.disabled = true;
     stop.disabled = false;
     const body = {
-      model: $("pg-model").value,
-      messages: [{ role: "user", content: $("pg-prompt").value }],
-      max_tokens: Number($("pg-max-tokens").value),
-      temperature: Number($("pg-temperature").value),
+      model: model.value,
+      messages: chat ? [...history, { role: "user", content: text }] : [{ role: "user", content: text }],
       stream: true,
       stream_options: { include_usage: true },  // the last chunk (choices: []) carries the token counts
     };
+    if (chat) {
+      body.max_tokens = Number($("pg-max-tokens").value);
+      body.temperature = Number($("pg-temperature").value);
+    }
+    let failed = false, stopped = false;
     try {
       const response = await fetch(form.dataset.endpoint, {
         method: "POST",
@@ -105,6 +167,7 @@
         signal: controller.signal,
       });
       if (!response.ok) {
+        failed = true;
         const payload = await response.json().catch(() => ({}));
         showError((payload.error && payload.error.message) || payload.detail || "HTTP " + response.status,
                   payload.error && payload.error.code);
@@ -125,7 +188,7 @@
           const data = line.slice(6);
           if (data === "[DONE]") continue;
           const chunk = JSON.parse(data);
-          if (chunk.error) { showError(chunk.error.message, chunk.error.code); continue; }
+          if (chunk.error) { failed = true; showError(chunk.error.message, chunk.error.code); continue; }
           const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
           if (delta && delta.content) answer.textContent += delta.content;
           if (chunk.usage) meta.textContent = chunk.usage.prompt_tokens + " tokens in, " + chunk.usage.completion_tokens + " out";
@@ -133,14 +196,27 @@
         }
       }
     } catch (err) {
-      if (err.name !== "AbortError") showError(String(err));
+      if (err.name === "AbortError") stopped = true;
+      else { failed = true; showError(String(err)); }
     } finally {
       send.disabled = false;
       stop.disabled = true;
       controller = null;
+      // An answered turn (all of it, or what came before Stop) joins the chat's history; a refused one does
+      // not, and its message stays in the box to send again.
+      if (!failed && (!stopped || answer.textContent)) {
+        exchange.done = true;
+        if (chat) {
+          history.push({ role: "user", content: text }, { role: "assistant", content: answer.textContent });
+          prompt.value = "";
+        }
+      }
     }
   }
 
   form.addEventListener("submit", run);
   stop.addEventListener("click", () => controller && controller.abort());
+  model.addEventListener("change", applyKind);
+  $("pg-new").addEventListener("click", newConversation);
+  applyKind();
 })();

@@ -283,3 +283,75 @@ def test_fee_settle_drops_a_receipt_made_for_another_payer_model_or_query(world,
     for n in (1, 2, 3):
         dropped = PendingFee.objects.get(inference_id=f"fee-guard-{n}")
         assert dropped.receipt_id == "" and dropped.contributor_shares == {}
+
+
+# --- (e) A queued answer holds its fee when it is given; only the split waits for the receipt ---------------
+
+def _answer_queued(model, payer, text, label):
+    inference = inference_services.inference_begin(user=payer, api_key=None, endpoint="chat.completions",
+                                                   model=model.slug)
+    return inference_services.inference_complete(inference=inference, input_text=text, output=label, tokens_in=7,
+                                                 tokens_out=1, slot=None)
+
+
+def test_queued_answers_cannot_outrun_the_payers_credit_and_pay_the_price_they_were_given_at(
+        world, paid_model, settings, django_capture_on_commit_callbacks):
+    from inference.errors import OpenAIError
+    from rewards import ledger
+
+    settings.INFERENCE_RECEIPTS_ASYNC = True
+    model, payer = paid_model  # 10 answers' worth of credit
+    text, label = training_row(world, world.alice)
+    # Eleven answers asked before any attribution worker runs (their tasks are not executed yet).
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        given = [_answer_queued(model, payer, text, label) for _ in range(10)]
+        with pytest.raises(OpenAIError) as refused:
+            _answer_queued(model, payer, text, label)
+    assert refused.value.status == 429 and refused.value.code == "insufficient_quota"
+    assert ledger.credit_available(user_id=payer.pk) == 0  # all ten are held now, not when the worker runs
+    assert PendingFee.objects.filter(awaiting_receipt=True).count() == 10
+    assert rewards_services.fees_settle_pending() == 0  # nothing is booked before its receipt arrives
+    # The owner raises the price before the receipts are computed: the answers were given at the old one.
+    model_services.model_version_update(version=model, actor=world.alice, price_per_inference=3 * PRICE)
+    for callback in queued:
+        callback()
+    rewards_services.fees_settle_pending()
+    settled = Settlement.objects.filter(inference_id__in=[g.inference_id for g in given])
+    assert settled.count() == 10 and {s.fee for s in settled} == {PRICE}
+    assert all(s.receipt_id for s in settled) and all(s.contributors_amount > 0 for s in settled)
+    assert ledger.ledger_check().ok
+
+
+def test_a_fee_whose_receipt_never_comes_is_settled_without_one_after_the_wait(
+        world, paid_model, settings, django_capture_on_commit_callbacks):
+    settings.INFERENCE_RECEIPTS_ASYNC = True
+    model, payer = paid_model
+    text, label = training_row(world, world.alice)
+    with django_capture_on_commit_callbacks(execute=False):  # the attribution task is lost
+        answer = _answer_queued(model, payer, text, label)
+    assert rewards_services.fees_settle_pending() == 0
+    assert rewards_services.fees_release_unreceipted(older_than_s=0) == 1
+    rewards_services.fees_settle_pending()
+    settlement = Settlement.objects.get(inference_id=answer.inference_id)
+    assert settlement.fee == PRICE and settlement.receipt_id == "" and settlement.contributors_amount == 0
+    # The task arrives late after all: the fee is settled once, by the first booking.
+    record = inference_services.inference_settle_queued(inference_id=answer.inference_id, input_text=text,
+                                                        output=label)
+    assert record.finished_at is not None
+    assert Settlement.objects.filter(inference_id=answer.inference_id).count() == 1
+
+
+def test_a_reserved_receipt_page_says_it_is_being_computed_until_the_worker_stores_it(
+        world, paid_model, settings, django_capture_on_commit_callbacks, client):
+    settings.INFERENCE_RECEIPTS_ASYNC = True
+    model, payer = paid_model
+    text, label = training_row(world, world.alice)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        answer = _answer_queued(model, payer, text, label)
+    page = client.get(answer.receipt_url)
+    assert page.status_code == 202 and "Receipt being computed" in page.content.decode()
+    assert client.get("/attribution/receipts/not-a-reserved-id/").status_code == 404
+    for callback in queued:
+        callback()
+    page = client.get(answer.receipt_url)
+    assert page.status_code == 200 and "Receipt being computed" not in page.content.decode()

@@ -3,7 +3,7 @@ errors; a curator accepts in the queue; the owner publishes; the diff shows the 
 
 
 import pytest
-from browser_support import login, logout
+from browser_support import assert_accessible, login, logout
 from playwright.sync_api import expect
 
 from datanets import services
@@ -37,6 +37,7 @@ def test_upload_review_publish_diff(live_server, page, alice, bob, charlie, tmp_
     # 1. A contributor uploads a CSV with two bad rows and a duplicate.
     login(page, live_server, charlie)
     page.goto(f"{live_server.url}/datanets/{datanet.slug}/contribute/")
+    assert_accessible(page)
     upload = tmp_path / "tickets.csv"
     upload.write_text(UPLOAD)
     page.get_by_label("File").set_input_files(str(upload))
@@ -49,6 +50,7 @@ def test_upload_review_publish_diff(live_server, page, alice, bob, charlie, tmp_
     expect(errors).to_contain_text("empty")
     expect(errors).to_contain_text("refunds")
     expect(errors.locator("tr", has_text="duplicate")).to_contain_text("6")  # the line number
+    assert_accessible(page)
     screenshot("contribution-errors")
     logout(page)
 
@@ -56,23 +58,28 @@ def test_upload_review_publish_diff(live_server, page, alice, bob, charlie, tmp_
     login(page, live_server, bob)
     page.goto(f"{live_server.url}/datanets/{datanet.slug}/review/")
     expect(page.get_by_test_id("progress")).to_contain_text("2 waiting")
+    assert_accessible(page)
     page.get_by_label("Select all on this page").check()
     page.get_by_role("button", name="Accept selected").click()
     expect(page.get_by_test_id("progress")).to_contain_text("0 waiting")
+    assert_accessible(page)
     screenshot("review-queue")
     logout(page)
 
     # 3. The owner publishes v2 and the diff shows exactly the two new rows.
     login(page, live_server, alice)
     page.goto(f"{live_server.url}/datanets/{datanet.slug}/versions/")
+    assert_accessible(page)
     page.get_by_role("button", name="Publish version").click()
     expect(page.get_by_role("heading", name="v2")).to_be_visible()
     page.get_by_role("button", name="Re-verify against its files").click()
     expect(page.locator("#verify")).to_contain_text("Verified")
+    assert_accessible(page)
     page.get_by_role("link", name="What changed since v1").click()
     expect(page.get_by_test_id("diff-summary")).to_contain_text("2 rows added, 0 removed")
     added = page.locator("#added-rows")
     expect(added).to_contain_text("My invoice shows the wrong amount")
     expect(added).to_contain_text("The courier left my parcel")
     expect(page.get_by_text("Charlie: +2")).to_be_visible()
+    assert_accessible(page)
     screenshot("version-diff")

@@ -42,6 +42,8 @@ POLICY = {
     ("datanets:contribution_errors_csv", "GET"): "200 200 200 404 login | 200 200 200 404 login",
     ("datanets:review", "GET"): "200 200 403 403 login | 200 200 403 404 login",
     ("datanets:review_decide", "POST"): "302 302 403 403 login | 302 302 403 404 login",
+    ("datanets:review_row_decide", "POST"): "302 302 403 403 login | 302 302 403 404 login",
+    ("datanets:my_contributions", "GET"): "200 200 200 200 login | 200 200 200 200 login",  # one's own uploads
     ("datanets:versions", "GET"): READ,
     ("datanets:versions", "POST"): "302 302 403 403 403 | 302 302 403 404 404",
     ("datanets:version_diff", "GET"): READ,
@@ -54,6 +56,8 @@ POLICY = {
     ("datanets:contributor", "GET"): READ,
     ("datanets:access_request", "POST"): "302 302 302 302 login | 302 302 302 404 login",
     ("datanets:access_decide", "POST"): "302 403 403 403 login | 302 403 403 404 login",
+    # The search page of a version (retrieval/urls.py): these Datanets hold rows, so it says there is no search.
+    ("retrieval:version_search", "GET"): READ,
     # --- REST API (datanets/api_urls.py) ---
     ("datanets-api-list", "GET"): "200 200 200 200 200 | 200 200 200 200 200",
     ("datanets-api-list", "POST"): "201 201 201 201 401 | 201 201 201 201 401",
@@ -81,6 +85,8 @@ POLICY = {
     # Owner and curator may already train, so asking is refused with a reason (400).
     ("datanets-api-access-requests", "POST"): "400 400 201 201 401 | 400 400 201 404 404",
     ("datanets-api-access-request-decide", "POST"): "200 403 403 403 401 | 200 403 403 404 404",
+    # Search (retrieval/api_urls.py): read access decides; a Datanet of rows is `not_searchable` (400).
+    ("datanets-api-version-search", "GET"): "400 400 400 400 400 | 400 400 400 404 404",
 }
 
 
@@ -158,6 +164,8 @@ def _kwargs(route, name, state, users):
         kwargs["number"] = 1
     if "<int:contribution_id>" in route or ("<int:pk>" in route and "contribution" in route):
         kwargs["contribution_id" if "<int:contribution_id>" in route else "pk"] = state["contribution"].pk
+    if "<int:pk>" in route and "/rows/" in route:
+        kwargs["pk"] = state["pending"][0]
     if "<int:request_id>" in route or ("<int:pk>" in route and "access" in route):
         kwargs["request_id" if "<int:request_id>" in route else "pk"] = state["access_request"].pk
     if "<int:user_id>" in route:

@@ -143,7 +143,7 @@ def test_near_dup_index_cache_follows_settings_and_never_misses_rows(datanet, al
     stale = services.near_dup_index_load(datanet=datanet)
     send(datanet, charlie, b"text,label\nThe courier left my parcel at the wrong house again,shipping\n")
     services.near_dup_index_save(datanet=datanet, index=stale)
-    services._near_dup_cache_path(datanet).with_suffix(".hwm").write_text(str(Record.objects.latest("pk").pk))
+    services.near_duplicates._near_dup_cache_path(datanet).with_suffix(".hwm").write_text(str(Record.objects.latest("pk").pk))
     later = send(datanet, bob, b"text,label\nThe courier left my parcel at the wrong house again!,shipping\n")
     assert later.records.get().near_duplicate_of.contributor == charlie
 
@@ -187,7 +187,7 @@ def test_an_unexpected_validation_error_is_hidden_from_the_contributor(datanet, 
         def __init__(self, *args, **kwargs):
             raise RuntimeError("near-dup cache at /srv/lineage/var/cache is corrupt")
 
-    monkeypatch.setattr(services, "UploadScreener", Exploding)
+    monkeypatch.setattr(services.validation, "UploadScreener", Exploding)
     contribution = send(datanet, bob, GOOD_CSV.encode())
     assert contribution.state == ContributionState.FAILED and contribution.error_code == "unexpected_error"
     error_id = re.search(r"error id ([0-9a-f]{12})", contribution.error_message).group(1)

@@ -1,4 +1,4 @@
-"""The stdlib HTTP server: classify, generate (plain and streamed), adapter admin, errors, disconnects."""
+"""The model server's HTTP API: classify, generate (plain and streamed), adapter admin, errors, disconnects."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from inference.engine import ServingEngine, plain_chat_prompt
+from inference.engine.model_store import publish_adapter
 from inference.engine.server import serve
 from inference.engine.testing import build_tiny_bert_classifier, build_tiny_llama, save_random_adapter
 
 torch.set_num_threads(2)
 
 
-def _start(engine):
-    server = serve(engine, "127.0.0.1", 0)
+def _start(engine, model_root):
+    server = serve(engine, "127.0.0.1", 0, model_root=model_root, token="")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server
@@ -38,8 +39,11 @@ def servers(tmp_path_factory):
         "gen": (root / "gen", save_random_adapter(AutoModelForCausalLM.from_pretrained(llama_dir), root / "gen",
                                                   rank=4, target_modules=["q_proj", "v_proj"], scale=0.5)),
     }
-    classify = _start(ServingEngine.from_pretrained(bert_dir, "classification", num_slots=2, max_rank=8))
-    generate = _start(ServingEngine.from_pretrained(llama_dir, "causal_lm", num_slots=2, max_rank=8))
+    model_root = root / "model-root"
+    for name, (path, _) in adapters.items():
+        publish_adapter(model_root, name, path)  # loads name the published version, never a path
+    classify = _start(ServingEngine.from_pretrained(bert_dir, "classification", num_slots=2, max_rank=8), model_root)
+    generate = _start(ServingEngine.from_pretrained(llama_dir, "causal_lm", num_slots=2, max_rank=8), model_root)
     yield {"classify": classify, "generate": generate, "adapters": adapters}
     for server in (classify, generate):
         server.shutdown()
@@ -59,8 +63,8 @@ def _call(server, method, path, body=None):
 
 
 def _load(server, adapters, name):
-    path, sha = adapters[name]
-    return _call(server, "POST", "/v1/adapters/load", {"name": name, "path": str(path), "sha256": sha})
+    _, sha = adapters[name]
+    return _call(server, "POST", "/v1/adapters/load", {"name": name, "version": name, "sha256": sha})
 
 
 def test_health_classify_and_stats(servers):
@@ -134,8 +138,7 @@ def test_bad_json_wrong_route_and_bad_digest(servers):
     assert connection.getresponse().status == 400
     connection.close()
     assert _call(server, "GET", "/v1/nothing")[0] == 404
-    path, _ = servers["adapters"]["gen"]
-    status, error = _call(server, "POST", "/v1/adapters/load", {"name": "x", "path": str(path), "sha256": "0" * 64})
+    status, error = _call(server, "POST", "/v1/adapters/load", {"name": "x", "version": "gen", "sha256": "0" * 64})
     assert status == 422 and "sha256 mismatch" in error["error"]["message"]
 
 

@@ -57,9 +57,11 @@ def test_each_task_goes_to_exactly_its_own_queue():
     from lineage.celery import app
 
     queues = {q.name: q for q in app.amqp.queues.values()}
-    assert set(queues) == {"default", "gpu", "chain"}
-    assert len({(q.exchange.name, q.routing_key) for q in queues.values()}) == 3
+    assert set(queues) == {"default", "gpu", "chain", "attribution"}
+    assert len({(q.exchange.name, q.routing_key) for q in queues.values()}) == 4
     route = app.amqp.router.route({}, "models_registry.tasks.fine_tune_run_task")
     assert route["queue"].name == "gpu" and route["queue"].routing_key == "gpu"
     assert app.amqp.router.route({}, "rewards.tasks.chain_epoch_close")["queue"].name == "chain"
     assert app.amqp.router.route({}, "datanets.tasks.contribution_validate_task")["queue"].name == "default"
+    # Queued receipts go to the worker that owns the models and indexes (lineage/celery.py).
+    assert app.amqp.router.route({}, "inference.tasks.inference_settle_task")["queue"].name == "attribution"

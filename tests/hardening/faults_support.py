@@ -283,7 +283,7 @@ def calls_function(contract, name: str) -> Callable[[list], bool]:
 
 def _zero_args(contract, name: str) -> list:
     abi = next(item for item in contract.contract.abi if item.get("type") == "function" and item["name"] == name)
-    zero = {"address": "0x" + "0" * 40, "bytes32": b"\0" * 32, "bool": False}
+    zero = {"address": "0x" + "0" * 40, "bytes32": b"\0" * 32, "bool": False, "string": "", "bytes": b""}
     return [[] if p["type"].endswith("]") else zero.get(p["type"], 0) for p in abi["inputs"]]
 
 

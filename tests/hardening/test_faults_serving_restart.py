@@ -34,6 +34,8 @@ def model_server(tmp_path, settings):
     settings.INFERENCE_SERVER_URL = server.url
     settings.INFERENCE_SLOTS = 2
     settings.INFERENCE_TIMEOUT_S = 30
+    # Receipt and fee in the request, as asserted below (the queued default is covered by test_real_broker.py).
+    settings.INFERENCE_RECEIPTS_ASYNC = False
     from inference import answering
 
     answering._local.__dict__.clear()  # no keep-alive client from another test's server

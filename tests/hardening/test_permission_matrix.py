@@ -32,7 +32,7 @@ from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from hardening_support import build_world
-from matrix_support import datanet_request_bodies
+from matrix_support import datanet_request_bodies, model_request_bodies
 from rest_framework.test import APIClient
 
 SESSION_ROLES = ("anonymous", "stranger", "contributor", "curator", "owner", "staff")
@@ -85,6 +85,8 @@ POLICY = {
     ("datanets:contribution_errors_csv", "GET"): "login 404 200 200 200 404",
     ("datanets:review", "GET"): "login 404 403 200 200 404",
     ("datanets:review_decide", "POST"): "login 404 403 302 302 404",
+    ("datanets:review_row_decide", "POST"): "login 404 403 302 302 404",
+    ("datanets:my_contributions", "GET"): "login 200 200 200 200 200",  # one's own uploads, any Datanet
     ("datanets:versions", "GET"): MEMBERS,
     ("datanets:versions", "POST"): "404 404 403 302 302 404",
     ("datanets:version_diff", "GET"): MEMBERS,
@@ -96,6 +98,7 @@ POLICY = {
     ("datanets:contributor", "GET"): MEMBERS,
     ("datanets:access_request", "POST"): "login 404 302 302 302 404",
     ("datanets:access_decide", "POST"): "login 404 403 403 302 404",
+    ("retrieval:version_search", "GET"): MEMBERS,  # a Datanet of rows: the page says it cannot be searched
     # --- Datanets API, on the private Datanet ---
     ("datanets-api-list", "GET"): "200 200 200 200 200 200 200 403 403 403",
     ("datanets-api-list", "POST"): "401 201 201 201 201 201 403 201 403 403",
@@ -122,6 +125,7 @@ POLICY = {
     ("datanets-api-access-requests", "GET"): API_MEMBERS_READ,
     ("datanets-api-access-requests", "POST"): "404 404 201 400 400 404 403 403 400 403",
     ("datanets-api-access-request-decide", "POST"): "404 404 403 403 200 404 403 200 403 403",
+    ("datanets-api-version-search", "GET"): "404 404 400 400 400 404 400 403 403 403",  # rows: not_searchable
     # --- ModelFactory pages (the model is deployed: its card is public; the job is the owner's) ---
     ("models_registry:index", "GET"): PUBLIC,
     ("models_registry:job_create", "GET"): "login 200 200 200 200 200",
@@ -131,6 +135,21 @@ POLICY = {
     ("models_registry:version", "POST"): "403 403 403 403 302 403",
     ("models_registry:version_deploy", "POST"): "login 403 403 403 302 302",
     ("models_registry:version_download", "GET"): "403 403 403 403 200 403",
+    # --- ModelFactory API: the job is the owner's (404 to others); the model is deployed (public to read,
+    # the owner's to change; staff may deploy and undeploy) and priced, downloads not allowed; launching
+    # trains on the private Datanet (approval-only: the contributor's request is still pending) ---
+    ("base-models-api-list", "GET"): "200 200 200 200 200 200 200 403 403 403",
+    ("fine-tunes-api-list", "GET"): API_SIGNED_IN_READ,
+    ("fine-tunes-api-list", "POST"): "401 400 400 201 201 400 403 403 201 403",
+    ("fine-tunes-api-detail", "GET"): "401 404 404 404 200 404 200 403 403 403",
+    ("fine-tunes-api-cancel", "POST"): "401 404 404 404 409 404 403 403 409 403",  # it has succeeded
+    ("fine-tunes-api-resume", "POST"): "401 404 404 404 409 404 403 403 409 403",
+    ("models-api-list", "GET"): "200 200 200 200 200 200 200 403 403 403",
+    ("models-api-detail", "GET"): "200 200 200 200 200 200 200 403 403 403",
+    ("models-api-detail", "PATCH"): "401 403 403 403 200 403 403 403 200 403",
+    ("models-api-adapter", "GET"): "403 403 403 403 200 403 200 403 403 403",
+    ("models-api-deploy", "POST"): "401 403 403 403 200 200 403 403 200 403",
+    ("models-api-undeploy", "POST"): "401 403 403 403 200 200 403 403 200 403",
     # --- Attribution (receipts are capability links: whoever holds the id reads the attribution) ---
     ("attribution:index", "GET"): PUBLIC,
     ("attribution:receipt", "GET"): PUBLIC,
@@ -149,6 +168,14 @@ POLICY = {
     # --- Governance (proposals and votes are public chain data; the matrix world has no proposal) ---
     ("governance:proposals", "GET"): PUBLIC,
     ("governance:proposal", "GET"): "404 404 404 404 404 404",
+    ("governance:vote", "POST"): "login 404 404 404 404 404",
+    ("governance:propose", "GET"): "login 200 200 200 200 200",
+    ("governance:delegate", "GET"): "login 200 200 200 200 200",
+    ("governance:stakes", "GET"): "login 200 200 200 200 200",
+    ("governance:queue", "GET"): "admin-login admin-login admin-login admin-login admin-login 200",
+    ("governance:advance", "POST"): "admin-login admin-login admin-login admin-login admin-login 404",
+    ("governance:action", "GET"): "login 404 404 404 404 404",  # another user's wallet action: not found
+    ("governance:datanet_stake", "GET"): "login 404 200 200 200 404",  # the private Datanet's members only
     # --- Rewards (a fee is readable by its payer, the contributor; the model's owner; and staff) ---
     ("rewards:index", "GET"): PUBLIC,
     ("rewards:claim", "GET"): "login 200 200 200 200 200",
@@ -157,6 +184,8 @@ POLICY = {
     ("rewards:wallet", "GET"): "login 200 200 200 200 200",
     ("rewards:fees", "GET"): PUBLIC,
     ("rewards:admin", "GET"): "admin-login admin-login admin-login admin-login admin-login 200",
+    ("rewards:earnings_csv", "GET"): "login 200 200 200 200 200",  # each person's own earnings
+    ("rewards:receipts_csv", "GET"): "login 200 200 200 200 200",
     ("rewards-api-earnings", "GET"): API_SIGNED_IN_READ,
     ("rewards-api-claims", "GET"): API_SIGNED_IN_READ,
     ("rewards-api-fee", "GET"): "401 404 200 404 200 200 200 403 403 403",
@@ -173,6 +202,15 @@ POLICY = {
     ("insights-api-retention", "GET"): "200 200 200 200 200 200 200 403 403 403",
     ("insights-api-epochs", "GET"): "200 200 200 200 200 200 200 403 403 403",
     ("insights-api-top-earners", "GET"): "200 200 200 200 200 200 200 403 403 403",
+    # --- Notifications: each person's own settings and webhooks (the owner's webhook, on the private Datanet,
+    # is not found by anyone else, staff included); adding one with an empty form shows the form's errors ---
+    ("notifications:settings", "GET"): "login 200 200 200 200 200",
+    ("notifications:settings", "POST"): "login 302 302 302 302 302",
+    ("notifications:webhooks", "GET"): "login 200 200 200 200 200",
+    ("notifications:webhooks", "POST"): "login 200 200 200 200 200",
+    ("notifications:webhook", "GET"): "login 404 404 404 200 404",
+    ("notifications:webhook_test", "POST"): "login 404 404 404 302 404",
+    ("notifications:webhook_delete", "POST"): "login 404 404 404 302 404",
     # --- API documentation: public, whatever the key's scopes ---
     ("api-schema", "GET"): "200 200 200 200 200 200 200 200 200 200",
     ("api-docs", "GET"): "200 200 200 200 200 200 200 200 200 200",
@@ -260,6 +298,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
     app.conf.task_always_eager = True
     with django_db_blocker.unblock(), override_settings(
         MEDIA_ROOT=root / "media", DATANETS_CACHE_DIR=root / "cache", TRAINING_WORK_DIR=root / "training",
+        INFERENCE_RECEIPTS_ASYNC=False,  # the paid inference's receipt and fee exist before the matrix reads them
     ):
         with transaction.atomic():
             base = build_world(run_on_commit=TestCase.captureOnCommitCallbacks)
@@ -296,9 +335,13 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
                 user=users["contributor"], api_key=None, endpoint="chat/completions", model=model.slug)
             inference_services.inference_complete(inference=inference, input_text="the lamp is dim", output="negative",
                                                   tokens_in=5, tokens_out=1, slot=None)
+            from notifications.services import webhook_create
+
+            webhook = webhook_create(owner=users["owner"], url="https://93.184.216.34/matrix", events=["version.published"],
+                                     datanet=private)
             yield {"base": base, "users": users, "private": base.datanets["private"], "public": base.datanets["public"],
                    "job": job, "model": model, "receipt": receipt, "inference_id": inference.inference_id,
-                   "media": root / "media"}
+                   "media": root / "media", "webhook": webhook}
             attribution_services.cache_clear()
             transaction.set_rollback(True)
     app.conf.task_always_eager = eager
@@ -332,8 +375,9 @@ def _kwargs(route, name, world):
     """URL arguments from the names of a route's parameters."""
     state, users = world["private"], world["users"]
     values = {
-        "slug": world["model"].slug if name.startswith(("models_registry:", "attribution:valuation", "insights:model",
-                                                         "insights-api-model")) else state["datanet"].slug,
+        "slug": world["model"].slug if name.startswith(("models_registry:", "models-api-", "attribution:valuation",
+                                                         "insights:model", "insights-api-model")) else state["datanet"].slug,
+        "job_id": world["job"].pk,
         "number": 1,
         "contribution_id": state["contribution"].pk,
         "request_id": state["access_request"].pk,
@@ -345,12 +389,15 @@ def _kwargs(route, name, world):
         "model_id": world["model"].slug,
         "key": "not-a-real-key",
         "uidb36": "1",
+        "webhook_id": world["webhook"].pk,
     }
-    if name.startswith("datanets:") and "<int:pk>" in route:
+    if name.startswith("datanets:") and "<int:pk>" in route and "/rows/" in route:
+        values["pk"] = state["pending"][0]
+    elif name.startswith("datanets:") and "<int:pk>" in route:
         values["pk"] = state["access_request"].pk if "access" in route else state["contribution"].pk
     elif name == "models_registry:job" or name == "models_registry:job_cancel":
         values["pk"] = world["job"].pk
-    elif name == "governance:proposal":
+    elif name.startswith("governance:"):
         values["pk"] = 1
     elif name == "accounts:api_key_revoke":
         from accounts.models import ApiKey
@@ -363,6 +410,7 @@ def _kwargs(route, name, world):
 def _body(name, method, world, counter):
     state, users = world["private"], world["users"]
     bodies = datanet_request_bodies(users=users, pending=state["pending"], counter=counter)
+    bodies.update(model_request_bodies(datanet_slug=state["datanet"].slug, version_number=3))
     bodies.update({
         ("accounts:api_keys", "POST"): {"name": "matrix", "scopes": ["read"]},
         ("models_registry:version", "POST"): {"price_per_inference": 2000, "allow_download": ""},

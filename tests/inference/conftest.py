@@ -20,12 +20,13 @@ def _one_thread():
 
 
 @pytest.fixture(scope="session")
-def model_server_url():
-    """`python -m inference.engine.server` on a free port, with no base model loaded yet."""
+def model_server_url(tmp_path_factory):
+    """`python -m inference.engine.server` on a free port, with no base model loaded yet (`sync` publishes
+    into its own model root)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "inference.engine.server", "--port", "0", "--threads", "1", "--slots", "4",
-         "--device", "cpu"],
+         "--device", "cpu", "--model-root", str(tmp_path_factory.mktemp("model-root"))],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url, lines, deadline = None, [], time.monotonic() + 120

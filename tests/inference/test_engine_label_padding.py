@@ -12,6 +12,7 @@ from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from inference.engine import AdapterIncompatibleError, ServingEngine
+from inference.engine.model_store import publish_adapter, publish_base
 from inference.engine.server import serve
 from inference.engine.testing import build_tiny_bert_classifier, build_tiny_llama, save_random_adapter
 
@@ -89,22 +90,26 @@ def _call(address, method, path, body=None):
 def test_one_server_routes_to_several_bases(bert, tmp_path):
     base_dir, adapters = bert
     llama_dir = build_tiny_llama(tmp_path / "llama")
-    server = serve(None, "127.0.0.1", 0, engine_defaults={"num_slots": 2, "max_rank": 8})
+    root = tmp_path / "model-root"
+    publish_base(root, "bert-base", base_dir)  # the server loads by id from its model root, never by path
+    publish_base(root, "llama-base", llama_dir)
+    path, sha, labels = adapters["three"]
+    publish_adapter(root, "three-v1", path)
+    server = serve(None, "127.0.0.1", 0, engine_defaults={"num_slots": 2, "max_rank": 8}, model_root=root, token="")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     address = server.server_address[:2]
     try:
         assert _call(address, "POST", "/v1/classify", {"input": "hi"})[0] == 503  # no base yet
         status, body = _call(address, "POST", "/v1/bases/load",
-                             {"name": "bert", "path": str(base_dir), "task": "classification", "num_labels": 4})
+                             {"name": "bert", "model": "bert-base", "task": "classification", "num_labels": 4})
         assert status == 200 and body["num_labels"] == 4
         assert _call(address, "POST", "/v1/bases/load",
-                     {"name": "llama", "path": str(llama_dir), "task": "causal_lm"})[0] == 200
-        path, sha, labels = adapters["three"]
+                     {"name": "llama", "model": "llama-base", "task": "causal_lm"})[0] == 200
         # With two bases, a load must say which one.
-        status, error = _call(address, "POST", "/v1/adapters/load", {"name": "three", "path": str(path), "sha256": sha})
+        status, error = _call(address, "POST", "/v1/adapters/load", {"name": "three", "version": "three-v1", "sha256": sha})
         assert status == 400 and error["error"]["param"] == "base"
-        status, info = _call(address, "POST", "/v1/adapters/load", {"name": "three", "path": str(path), "sha256": sha,
-                                                                    "base": "bert", "labels": list(labels)})
+        status, info = _call(address, "POST", "/v1/adapters/load", {"name": "three", "version": "three-v1",
+                                                                    "sha256": sha, "base": "bert", "labels": list(labels)})
         assert status == 200 and info["base"] == "bert"
         status, body = _call(address, "POST", "/v1/classify", {"input": "hello world", "adapter": "three"})
         assert status == 200 and set(body["results"][0]["probabilities"]) == set(labels)

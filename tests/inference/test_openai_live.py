@@ -127,8 +127,11 @@ def test_classifier_chat_stream_receipt_fee_and_records(openai_client, alice, bo
     client.force_login(staff)
     page = client.get("/playground/operator/")
     assert page.status_code == 200 and model.slug in page.content.decode()
+    # It refreshes itself in place (htmx polling), not with a meta refresh that reloads under the reader.
+    assert 'http-equiv="refresh"' not in page.content.decode() and 'hx-trigger="every 10s"' in page.content.decode()
     overview = inference_selectors.operator_overview()
-    (base,) = overview["bases"]
+    # The session's model server may hold other tests' bases too: this model's base is the one serving it.
+    (base,) = [b for b in overview["bases"] if any(a["name"] == model.slug for a in b["adapters"])]
     assert base["adapters"][0]["name"] == model.slug and base["adapters"][0]["requests"] == 3
     metrics = client.get("/metrics").content.decode()
     assert f'lineage_model_server_adapter_requests{{adapter="{model.slug}"' in metrics

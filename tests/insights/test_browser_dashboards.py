@@ -2,11 +2,12 @@
 them through htmx, drill-down pages draw, and an empty platform shows its "no data yet" state."""
 
 import pytest
+from browser_support import assert_accessible
 from playwright.sync_api import expect
 
 from datanets import services as datanet_services
-from insights import services
 from insights.catalog import OVERVIEW_CHARTS
+from lineage.demo.history import history_generate
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +29,7 @@ def _drawn(page):
 def test_charts_draw_with_a_year_of_history_and_the_range_swaps_them(live_server, page, alice, screenshot):
     datanet = datanet_services.datanet_create(owner=alice, name="Support tickets", task_type="text-classification",
                                               label_set=["billing", "shipping"])
-    services.history_generate(days=365, seed=0)
+    history_generate(days=365, seed=0)
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
 
@@ -41,6 +42,7 @@ def test_charts_draw_with_a_year_of_history_and_the_range_swaps_them(live_server
     # The table alternative holds the same points.
     page.get_by_text("Table: contribution velocity").click()
     assert page.locator("#chart-contribution_velocity tbody tr").count() == 90
+    assert_accessible(page)
     screenshot("insights-dashboard")
 
     page.get_by_label("Period", exact=True).select_option("365d")
@@ -49,6 +51,7 @@ def test_charts_draw_with_a_year_of_history_and_the_range_swaps_them(live_server
     assert all(painted) and len(painted) == len(OVERVIEW_CHARTS) + 2
     page.get_by_text("Table: contribution velocity").click()
     assert page.locator("#chart-contribution_velocity tbody tr").count() in (53, 54)  # automatic: weekly points
+    assert_accessible(page)
     page.get_by_label("Points per", exact=True).select_option("day")
     page.wait_for_url("**/insights/?range=365d&bucket=day*")
     assert all(_drawn(page))
@@ -60,6 +63,7 @@ def test_charts_draw_with_a_year_of_history_and_the_range_swaps_them(live_server
     painted = _drawn(page)
     assert len(painted) == 3 and all(painted)
     assert page.get_by_role("heading", name="Support tickets", level=1).is_visible()
+    assert_accessible(page)
     assert errors == []
 
 
@@ -68,6 +72,8 @@ def test_empty_dashboard_shows_no_data_yet(live_server, page, db):
     assert page.get_by_role("heading", name="No data yet").is_visible()
     assert page.locator("canvas").count() == 0
     assert page.locator(".empty-state").first.is_visible()
+    assert_accessible(page)
     page.get_by_label("Period", exact=True).select_option("7d")
     page.wait_for_url("**/insights/?range=7d*")
     assert page.get_by_role("heading", name="No data yet").is_visible()
+    assert_accessible(page)

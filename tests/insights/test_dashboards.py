@@ -12,6 +12,7 @@ from datanets.models import Contribution
 from insights import selectors, services
 from insights.catalog import OVERVIEW_CHARTS
 from insights.models import CohortRetention, EpochSummary, MetricFact
+from lineage.demo.history import history_generate
 
 CHART_IDS = [c.id for c in OVERVIEW_CHARTS]
 
@@ -60,7 +61,7 @@ def test_a_year_of_generated_history_renders_marked_synthetic(db, client, anon, 
     with django_capture_on_commit_callbacks(execute=True):
         datanet_services.contribution_create_from_rows(datanet=datanet, contributor=bob,
                                                        rows=[{"text": "refund please", "label": "billing"}])
-    report = services.history_generate(days=365, seed=7)
+    report = history_generate(days=365, seed=7)
     assert report.last_day == timezone.now().date() - timedelta(days=1)
     assert report.first_day == report.last_day - timedelta(days=364)
     assert report.facts > 10_000 and report.epochs > 40 and report.cohorts > 100
@@ -70,7 +71,7 @@ def test_a_year_of_generated_history_renders_marked_synthetic(db, client, anon, 
     before = MetricFact.objects.count()
 
     # Same seed, same history; a real refresh never touches synthetic rows.
-    services.history_generate(days=365, seed=7)
+    history_generate(days=365, seed=7)
     assert MetricFact.objects.count() == before
     services.summaries_refresh(since=None)
     assert MetricFact.objects.filter(synthetic=True).count() == before
@@ -114,7 +115,7 @@ def test_a_year_of_generated_history_renders_marked_synthetic(db, client, anon, 
 
 def test_real_facts_replace_synthetic_ones_for_the_same_day(db, anon, datanet, bob,
                                                             django_capture_on_commit_callbacks):
-    services.history_generate(days=10, seed=1)
+    history_generate(days=10, seed=1)
     yesterday = timezone.now().date() - timedelta(days=1)
     synthetic = MetricFact.objects.get(day=yesterday, metric="contrib.rows_submitted", scope_kind="global",
                                        synthetic=True).value
@@ -190,7 +191,7 @@ def test_window_parse_aligns_weeks_and_defaults_by_length():
 
 
 def test_htmx_request_gets_only_the_dashboard_fragment(db, client):
-    services.history_generate(days=30, seed=3)
+    history_generate(days=30, seed=3)
     fragment = client.get("/insights/", {"range": "30d"}, HTTP_HX_REQUEST="true").content.decode()
     assert fragment.lstrip().startswith('<div id="dashboard"') and "<html" not in fragment
     assert fragment.count("<canvas") == len(CHART_IDS) + 2
@@ -234,5 +235,5 @@ def test_operator_metrics_at_metrics(db, client, settings):
 def test_history_generate_rejects_bad_arguments(db):
     for days in (0, -1, 5000, "365"):
         with pytest.raises(ValueError):
-            services.history_generate(days=days)
+            history_generate(days=days)
     assert not (MetricFact.objects.exists() or CohortRetention.objects.exists() or EpochSummary.objects.exists())

@@ -5,6 +5,7 @@ import re
 from contextlib import contextmanager
 
 import pytest
+from browser_support import assert_accessible
 from celery.contrib.testing.worker import start_worker
 from playwright.sync_api import expect
 
@@ -42,6 +43,7 @@ def launch_and_watch(live_server, page, alice, version, screenshot):
     page.get_by_role("button", name=re.compile("Sign In", re.I)).click()
 
     page.goto(f"{live_server.url}/models/jobs/new/")
+    assert_accessible(page)
     page.get_by_label("Name").fill("support-intents")
     page.get_by_label(re.compile(f"Support intents v{version.number}")).check()
     page.locator("summary", has_text="LoRA and training settings").click()
@@ -55,6 +57,7 @@ def launch_and_watch(live_server, page, alice, version, screenshot):
     state = page.get_by_test_id("job-state")
     expect(state).to_have_text(re.compile("Queued|Running|Succeeded"))
     expect(state).to_have_text("Succeeded", timeout=240_000)  # the page polls with htmx
+    assert_accessible(page)
     screenshot("fine-tune-job")
     page.get_by_test_id("model-link").click()
     fine_tuned = float(page.locator("td[data-metric='accuracy']").get_attribute("data-value"))
@@ -63,6 +66,7 @@ def launch_and_watch(live_server, page, alice, version, screenshot):
     majority = float(page.get_by_test_id("majority-rate").inner_text().rstrip("%")) / 100
     assert fine_tuned > majority
     expect(page.get_by_text("Trained on 36 rows from 1 contributor, 12 held out for evaluation")).to_be_visible()
+    assert_accessible(page)
     screenshot("model-card")
 
 
@@ -75,6 +79,8 @@ def test_form_explains_refusals(live_server, page, alice, charlie, intent_rows, 
     page.get_by_role("button", name=re.compile("Sign In", re.I)).click()
     page.goto(f"{live_server.url}/models/jobs/new/")
     expect(page.get_by_text("You have no Datanet version you may train on yet")).to_be_visible()
+    assert_accessible(page)
     page.get_by_label("Name").fill("nothing")
     page.get_by_role("button", name="Launch fine-tune").click()
     expect(page.locator(".errorlist")).to_contain_text("required")
+    assert_accessible(page)

@@ -6,6 +6,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from browser_support import assert_accessible
 from eth_account import Account
 from playwright.sync_api import expect
 
@@ -37,19 +38,23 @@ def test_link_wallet_by_signature_see_earnings_and_claim_exactly_what_is_shown(
 
     # The wallet page issues a SIWE message for the address; the wallet signs it (personal_sign).
     page.goto(f"{live_server.url}/rewards/wallet/")
+    assert_accessible(page)
     page.get_by_label("Wallet address").fill(wallet.address)
     page.get_by_role("button", name="Prepare the message").click()
     message = page.get_by_label("Message").input_value()
     assert wallet.address in message and "Nonce:" in message
+    assert_accessible(page)
     # A signature by another key is refused, with the reason, and nothing is linked.
     page.get_by_label("Signature").fill(sign_siwe(Account.from_key("0x" + "13" * 32), message))
     page.get_by_role("button", name="Link wallet").click()
     expect(page.get_by_role("alert")).to_contain_text("not made by the wallet named in the message")
     expect(page.get_by_test_id("current-wallet")).to_have_count(0)
+    assert_accessible(page)
     # Signed by the wallet itself: linked, effective at once (a first wallet).
     page.get_by_label("Signature").fill(sign_siwe(wallet, page.get_by_label("Message").input_value()))
     page.get_by_role("button", name="Link wallet").click()
     expect(page.get_by_test_id("current-wallet")).to_have_text(wallet.address)
+    assert_accessible(page)
 
     # An inference on a model trained on Alice's rows: Charlie pays, Bob owns the model. The fee is recorded
     # as the inference API records it (held on Charlie's credit, booked by the settlement batch it queues).
@@ -65,6 +70,7 @@ def test_link_wallet_by_signature_see_earnings_and_claim_exactly_what_is_shown(
     earned = base_units(page.get_by_test_id("earned").inner_text())
     assert earned == ledger.balance(kind=AccountKind.EARNINGS, user=alice) > 6 * OPEN
     expect(page.get_by_text("Nothing published for you yet")).to_be_visible()
+    assert_accessible(page)
 
     # The epoch closes (beat or the admin action): the earnings are published in a Merkle root on chain.
     epoch = services.epoch_close()
@@ -73,17 +79,20 @@ def test_link_wallet_by_signature_see_earnings_and_claim_exactly_what_is_shown(
     expect(row).to_contain_text("claimable")
     shown = base_units(page.get_by_test_id("claimable").inner_text())
     assert shown == earned == base_units(page.get_by_test_id("pending").inner_text())
+    assert_accessible(page)
     screenshot("rewards-earnings")
 
     # Claim for me: the platform relays claimMany; the OPEN goes to the linked address.
     before = chain.token.balance_of(wallet.address)
     page.get_by_role("button", name="Claim for me").click()
     expect(page.get_by_text("Relayed in transaction")).to_be_visible()
+    assert_accessible(page)  # the claim page, after the relay
     assert chain.token.balance_of(wallet.address) - before == shown
     page.goto(f"{live_server.url}/rewards/")
     assert base_units(page.get_by_test_id("paid").inner_text()) == shown
     expect(page.get_by_test_id("claimable")).to_have_text("0")
     expect(row).to_contain_text("paid")
+    assert_accessible(page)
     check = ledger.ledger_check()
     assert check.ok, check.problems
     assert services.chain_reconcile() == []

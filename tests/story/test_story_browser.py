@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import openai
 import pytest
-from browser_support import login, logout, personal_sign
+from browser_support import assert_accessible, login, logout, personal_sign
 from eth_account import Account
 from eth_utils import keccak
 from playwright.sync_api import expect
@@ -93,6 +93,7 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     # 1. Alice uploads her CSV: ten rows go to review, the bad label and the copy are refused with reasons.
     login(page, live_server, alice)
     page.goto(f"{live_server.url}/datanets/{datanet.slug}/contribute/")
+    assert_accessible(page)
     upload = tmp_path / "billing-tickets.csv"
     upload.write_text(UPLOAD)
     page.get_by_label("File").set_input_files(str(upload))
@@ -103,6 +104,7 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     expect(page.get_by_test_id("rows-duplicate")).to_have_text("1")
     expect(page.locator("#row-errors")).to_contain_text("refunds")
     contribution_url = page.url
+    assert_accessible(page)
     screenshot("story-1-upload")
     logout(page)
 
@@ -110,6 +112,7 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     login(page, live_server, owner)
     page.goto(f"{live_server.url}/datanets/{datanet.slug}/review/")
     expect(page.get_by_test_id("progress")).to_contain_text("10 waiting")
+    assert_accessible(page)
     page.get_by_label("Select all on this page").check()
     page.get_by_role("button", name="Accept selected").click()
     expect(page.get_by_test_id("progress")).to_contain_text("0 waiting")
@@ -118,15 +121,19 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     page.goto(contribution_url)
     expect(page.get_by_test_id("state")).to_have_text("Done")
     expect(page.locator("#rows tr[data-status='accepted']")).to_have_count(10)
+    assert_accessible(page)
     screenshot("story-2-accepted")
     logout(page)
 
     # 3. Omar publishes v2, fine-tunes on it from the form, prices the model and deploys it.
     login(page, live_server, owner)
     page.goto(f"{live_server.url}/datanets/{datanet.slug}/versions/")
+    assert_accessible(page)
     page.get_by_role("button", name="Publish version").click()
     expect(page.get_by_role("heading", name="v2")).to_be_visible()
+    assert_accessible(page)
     page.goto(f"{live_server.url}/models/jobs/new/")
+    assert_accessible(page)
     page.get_by_label("Name").fill("Support intents")
     page.get_by_label(re.compile("Support tickets v2")).check()
     page.locator("summary", has_text="LoRA and training settings").click()
@@ -134,6 +141,7 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
         page.get_by_label(label).fill(value)
     page.get_by_role("button", name="Launch fine-tune").click(timeout=300_000)  # trains during the request
     expect(page.get_by_test_id("job-state")).to_have_text("Succeeded", timeout=300_000)
+    assert_accessible(page)
     page.get_by_test_id("model-link").click()
     expect(page.get_by_test_id("attribution-status")).to_contain_text("Ready")
     page.get_by_label("Price per inference").fill("0.01")  # PRICE, typed in OPEN
@@ -142,6 +150,7 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     expect(page.locator("h1 .badge")).to_have_text("deployed")
     expect(page.get_by_text("Trained on 24 rows from 3 contributors, 6 held out for evaluation")).to_be_visible()
     slug = page.locator(".lead code").inner_text()
+    assert_accessible(page)
     screenshot("story-3-model")
     logout(page)
     report = model_server.sync()  # what serve_models' poll does under `make run`
@@ -154,6 +163,7 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     page.get_by_label(re.compile(r"^\s*infer:")).check()
     page.get_by_role("button", name="Create key").click()
     secret = page.locator("#new-key-secret").inner_text().strip()
+    assert_accessible(page)
     client = openai.OpenAI(api_key=secret, base_url=f"{live_server.url}/v1", max_retries=0, timeout=120)
     assert [m.id for m in client.models.list().data] == [slug]
     answers = [client.chat.completions.create(model=slug, messages=[{"role": "user", "content": q}])
@@ -162,16 +172,25 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
         assert answer.choices[0].message.content in LABELS
         assert answer.model_extra["lineage"]["fee"] == str(PRICE) and answer.model_extra["lineage"]["receipt_id"]
     assert credit_balance(user=world.developer) == OPEN - len(QUESTIONS) * PRICE
-    # Alice's rows are the only billing rows: the receipts of billing answers credit her.
+    # Each answer carries its receipt id at once; the attribution worker stores the receipt right after (the
+    # queued default: tasks run eagerly here, on the request's commit). Alice's rows are the only billing
+    # rows: the receipts of billing answers credit her.
+    from attribution.models import AttributionReceipt
+
+    assert {a.model_extra["lineage"]["receipt_status"] for a in answers} == {"queued"}
+    receipts = {r.receipt_id: r for r in AttributionReceipt.objects.filter(
+        receipt_id__in=[a.model_extra["lineage"]["receipt_id"] for a in answers])}
+    assert len(receipts) == len(answers)
     credited = [(question, answer.model_extra["lineage"]) for question, answer in zip(QUESTIONS, answers, strict=True)
-                if alice.pk in {c["user_id"] for c in answer.model_extra["lineage"]["contributors"]}]
-    assert credited, [a.model_extra["lineage"]["contributors"] for a in answers]
+                if str(alice.pk) in receipts[answer.model_extra["lineage"]["receipt_id"]].contributor_shares_ppm]
+    assert credited, [r.contributor_shares_ppm for r in receipts.values()]
     question, lineage = credited[0]
     page.goto(lineage["receipt_url"])
     expect(page.get_by_role("heading", name="Attribution receipt")).to_be_visible()
     expect(page.get_by_test_id("input")).to_have_text(question)  # the asker sees their own question
     expect(page.locator("#shares")).to_contain_text("Alice")
     expect(page.locator("#rows tr[data-row]").first).to_be_visible()
+    assert_accessible(page)
     screenshot("story-4-receipt")
     logout(page)
     fees_settle_pending()  # the fees are booked in batches: beat runs this every few seconds
@@ -186,10 +205,12 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     page.get_by_role("button", name="Prepare the message").click()
     message = page.locator("#message").input_value()
     assert wallet.address in message and f"Chain ID: {chain.client.chain_id}" in message
+    assert_accessible(page)
     # A signature by another key is refused, and the message stays on the page to sign again.
     page.locator("#signature").fill(personal_sign(Account.from_key(keccak(text="someone else")), message))
     page.get_by_role("button", name="Link wallet").click()
     expect(page.get_by_role("alert")).to_contain_text("not made by the wallet named in the message")
+    assert_accessible(page)
     page.get_by_label("Signature").fill(personal_sign(wallet, message))
     page.get_by_role("button", name="Link wallet").click()
     expect(page.get_by_test_id("current-wallet")).to_have_text(wallet.address)
@@ -197,11 +218,13 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     page.goto(f"{live_server.url}/rewards/")
     expect(page.get_by_test_id("earned")).to_have_text(ledger.format_open(earned))
     expect(page.get_by_test_id("pending")).to_have_text("0")
+    assert_accessible(page)
     logout(page)
 
     # 6. An admin closes the epoch from the Django admin: frozen, Merkle root built, funded and posted.
     login(page, live_server, world.admin)
     page.goto(f"{live_server.url}/rewards/admin/")
+    assert_accessible(page)
     page.get_by_role("link", name="Close an epoch").click()
     page.locator("select[name='action']").select_option("close_epoch")
     page.get_by_role("button", name="Go").click()
@@ -209,6 +232,7 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     page.goto(f"{live_server.url}/rewards/admin/")
     expect(page.locator("table").first.locator("tbody tr").first).to_contain_text("closed")
     expect(page.get_by_text("The database and the chain agree")).to_be_visible()
+    assert_accessible(page)
     screenshot("story-6-epoch")
     logout(page)
 
@@ -222,9 +246,11 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     page.get_by_role("button", name="Claim for me").click()
     expect(page.get_by_test_id("relay-status")).to_contain_text("the OPEN was sent to your wallet")
     expect(page.get_by_text("Relayed in transaction")).to_be_visible()
+    assert_accessible(page)
     assert chain.token.balance_of(wallet.address) - before == amount
     page.goto(f"{live_server.url}/rewards/")
     expect(page.get_by_test_id("paid")).to_have_text(shown)
+    assert_accessible(page)
     expect(page.get_by_test_id("claimable")).to_have_text("0")
     screenshot("story-7-claimed")
     assert ledger.ledger_check().ok

@@ -4,7 +4,8 @@ Neither web3 nor eth-tester ships a JSON-RPC server (eth-tester-rpc is abandoned
 threaded `http.server` that forwards each call's method and params through web3's
 EthereumTesterProvider (with its request/result formatting middleware) and returns JSON. Web, worker
 and beat reach it with `CHAIN_RPC_URL=http://127.0.0.1:8545`. At start it deploys the OPEN token and
-the distributor (and, with the governance app, vOPEN, timelock, governor and parameter registry) and
+the distributor (and, with the governance app, vOPEN, timelock, governor, parameter registry and the
+contributor stakes) and
 records them (`ChainDeployment`, keyed by chain id + genesis hash), so a restarted
 chain is detected and the lost state reported by reconciliation. Development only: state lives in
 memory and dies with the process.
@@ -106,14 +107,15 @@ class Command(BaseCommand):
             deployment = deployment_ensure(client=client)
             governance = None
             if apps.is_installed("governance"):
-                from governance.chainio import deployment_ensure as governance_ensure
+                from governance.chainio import staking_ensure
 
-                governance = governance_ensure(client=client)
+                governance = staking_ensure(client=client)  # governance, then the contributor stakes
         finally:
             set_chain_client(None)
         self.stdout.write(f"chain {deployment.chain_id}: OPEN {deployment.token_address}, "
                           f"distributor {deployment.distributor_address}, treasury {deployment.treasury_address}")
         if governance is not None:
             self.stdout.write(f"governance: vOPEN {governance.votes_address}, timelock {governance.timelock_address}, "
-                              f"governor {governance.governor_address}, parameters {governance.parameters_address}")
+                              f"governor {governance.governor_address}, parameters {governance.parameters_address}, "
+                              f"stakes {governance.staking_address}")
         return ThreadingHTTPServer((host, port), make_handler(client))

@@ -1,13 +1,19 @@
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
 from rewards.services import chain_reconcile
 
 
 class Command(BaseCommand):
-    help = "Compare the database with the chain (roots, funding, claims); report disagreements, never patch."
+    help = ("Compare the database with the chain (roots, funding, claims; with governance: votes, stakes, slashes "
+            "and the fee split); report disagreements, never patch.")
 
     def handle(self, *args, **options):
         issues = chain_reconcile()
+        if apps.is_installed("governance"):
+            from governance.services import governance_reconcile
+
+            issues += governance_reconcile()
         for issue in issues:
             self.stderr.write(f"{issue.kind}: {issue.detail}")
         if issues:

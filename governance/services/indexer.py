@@ -1,13 +1,10 @@
-"""Writes for governance: the indexer that mirrors the governor and the parameter registry.
-
-Public API for other apps:
+"""The indexer that mirrors the governor and the parameter registry.
 
 * `governance_index(*, client=None)`: read `ProposalCreated`, `VoteCast`, `ProposalQueued`,
   `ProposalExecuted`, `ProposalCanceled` and the registry's `FeeSplitChanged` from confirmed blocks, each
   once by (transaction hash, log index); refresh the state and tallies of proposals still open from the
   governor; turn a fee split set on chain into a new rewards fee-policy version (through
   `rewards.services.fee_policy_set`, audited), which applies from the next fee recorded.
-* `deployment_ensure(...)` (from `governance.chainio`): the deployment on the current chain.
 """
 
 import logging
@@ -31,8 +28,8 @@ from rewards.chain.governance import (
 )
 from rewards.chainio import get_chain_client
 
-from .chainio import contracts, deployment_ensure  # noqa: F401  (deployment_ensure re-exported)
-from .models import ChangeKind, GovernanceCursor, ParameterChange, Proposal, ProposalState, Vote
+from ..chainio import contracts, deployment_ensure
+from ..models import ChangeKind, GovernanceCursor, ParameterChange, Proposal, ProposalState, Vote
 
 logger = logging.getLogger("governance")
 CURSOR = "governance"

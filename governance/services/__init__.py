@@ -1,0 +1,60 @@
+"""Writes for governance. Callers import this package (`from governance import services`); each write lives
+in the module named for what it does:
+
+* `indexer`: `governance_index(...)` mirrors the governor and the parameter registry (proposals, votes,
+  queue/execute/cancel, `FeeSplitChanged` → a new rewards fee-policy version).
+* `actions`: transactions asked for from the pages (`WalletAction`): `delegate_request`, `proposal_submit`
+  (the registry checks the split first and its refusal is shown in words), `vote_request`,
+  `proposal_advance` (staff: queue / execute), `wallet_action_run` (the `chain` worker; safe to run again),
+  `wallet_action_retry`.
+* `staking`: `stake_requirement_set`, `stake_allows_contribution(*, user, datanet) -> (bool, reason)` (the
+  contribution upload path's check), `stake_request` / `unstake_request` / `withdraw_request`,
+  `stakes_index`, and the slash rule `stake_slashes_enforce` / `stake_slash_run`.
+* `reconcile`: `governance_reconcile(...)`, run by `manage.py chain_reconcile`.
+* `deployment_ensure(...)` / `staking_ensure(...)` (from `governance.chainio`): the deployment on this chain.
+"""
+
+from ..chainio import deployment_ensure, staking_ensure
+from .actions import (
+    delegate_request,
+    proposal_advance,
+    proposal_submit,
+    vote_request,
+    wallet_action_retry,
+    wallet_action_run,
+)
+from .indexer import governance_index
+from .reconcile import governance_reconcile
+from .staking import (
+    spam_rows,
+    stake_allows_contribution,
+    stake_request,
+    stake_requirement_set,
+    stake_slash_run,
+    stake_slashes_enforce,
+    stakes_index,
+    unstake_request,
+    withdraw_request,
+)
+
+__all__ = [
+    "delegate_request",
+    "deployment_ensure",
+    "governance_index",
+    "governance_reconcile",
+    "proposal_advance",
+    "proposal_submit",
+    "spam_rows",
+    "stake_allows_contribution",
+    "stake_request",
+    "stake_requirement_set",
+    "stake_slash_run",
+    "stake_slashes_enforce",
+    "stakes_index",
+    "staking_ensure",
+    "unstake_request",
+    "vote_request",
+    "wallet_action_retry",
+    "wallet_action_run",
+    "withdraw_request",
+]

@@ -1,0 +1,24 @@
+"""The errors the retrieval app raises, in one place so services, selectors and views name the same class."""
+
+from lineage import jobs
+
+
+class IndexNotReady(Exception):
+    """A version has no index that can be searched yet (queued, building or failed); `code` says which."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class IndexCorrupt(Exception):
+    """The stored index files no longer match the hash recorded when the index was built."""
+
+
+class NotSearchable(Exception):
+    """The version belongs to a Datanet that is not a Documents Datanet: it has no search index."""
+
+
+class BuildError(jobs.ExpectedJobError):
+    """A reason an index cannot be built that a person can act on (shown as it is)."""
