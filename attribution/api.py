@@ -7,6 +7,7 @@ and their receipts are made when a model answers, so a request that names one is
 The input and output are returned only to whoever asked, the model's owner and staff; everything else
 in a receipt (rows, contributors, shares, hashes) is readable by anyone holding its id."""
 
+from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -108,8 +109,22 @@ class AttributionCreateView(APIView):
 class AttributionDetailView(APIView):
     required_scopes = {"GET": "read"}
 
-    @extend_schema(tags=TAGS, responses={200: ReceiptSerializer, 404: OpenApiResponse(ERROR_RESPONSE)},
-                   summary="A stored attribution receipt")
+    @extend_schema(tags=TAGS, responses={
+        200: ReceiptSerializer, 404: OpenApiResponse(ERROR_RESPONSE),
+        202: OpenApiResponse(ERROR_RESPONSE, description="The answer was given and its receipt id reserved; the "
+                                                         "attribution worker has not stored the receipt yet (code "
+                                                         "`receipt_pending`). Retry after `Retry-After` seconds.")},
+        summary="A stored attribution receipt")
     def get(self, request, receipt_id: str):
-        receipt = selectors.receipt_get(receipt_id=receipt_id)
+        try:
+            receipt = selectors.receipt_get(receipt_id=receipt_id)
+        except Http404:
+            from inference import selectors as inference_selectors
+
+            # A queued answer carries its receipt id at once; the attribution worker stores it seconds later.
+            if inference_selectors.receipt_awaited(receipt_id=receipt_id) is None:
+                raise
+            return Response({"code": "receipt_pending", "fields": {},
+                             "detail": "The answer was given and this receipt is being computed; ask again shortly."},
+                            status=status.HTTP_202_ACCEPTED, headers={"Retry-After": "2"})
         return Response(ReceiptSerializer(receipt, context={"request": request}).data)

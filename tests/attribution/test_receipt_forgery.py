@@ -342,7 +342,7 @@ def test_a_fee_whose_receipt_never_comes_is_settled_without_one_after_the_wait(
 
 
 def test_a_reserved_receipt_page_says_it_is_being_computed_until_the_worker_stores_it(
-        world, paid_model, settings, django_capture_on_commit_callbacks, client):
+        world, paid_model, settings, django_capture_on_commit_callbacks, client, key_client):
     settings.INFERENCE_RECEIPTS_ASYNC = True
     model, payer = paid_model
     text, label = training_row(world, world.alice)
@@ -351,7 +351,14 @@ def test_a_reserved_receipt_page_says_it_is_being_computed_until_the_worker_stor
     page = client.get(answer.receipt_url)
     assert page.status_code == 202 and "Receipt being computed" in page.content.decode()
     assert client.get("/attribution/receipts/not-a-reserved-id/").status_code == 404
+    api = key_client(world.others[1], "read")  # receipts are capability links: anyone holding the id
+    pending = api.get(f"/api/v1/attributions/{answer.receipt_id}/")
+    assert pending.status_code == 202 and pending.json()["code"] == "receipt_pending"
+    assert pending["Retry-After"] == "2"
+    assert api.get("/api/v1/attributions/not-a-reserved-id/").status_code == 404
     for callback in queued:
         callback()
     page = client.get(answer.receipt_url)
     assert page.status_code == 200 and "Receipt being computed" not in page.content.decode()
+    stored = api.get(f"/api/v1/attributions/{answer.receipt_id}/")
+    assert stored.status_code == 200 and stored.json()["receipt_id"] == answer.receipt_id

@@ -19,6 +19,7 @@ from . import __version__, config
 from ._http import API, Transport
 from ._waiting import Backoff
 from .datanets import DatanetsAPI
+from .errors import WaitTimeoutError
 from .fine_tunes import FineTunesAPI
 from .models import ModelsAPI
 from .types import ChatAnswer, Earnings, Me, Receipt
@@ -28,11 +29,20 @@ class ReceiptsAPI:
     def __init__(self, client: Lineage) -> None:
         self._http = client._http
 
-    def get(self, receipt_id: str) -> Receipt:
-        """An attribution receipt: which training rows and contributors an answer is attributed to. A receipt
-        that is still being computed is 404 for a few seconds after the answer."""
-        return Receipt.from_api(self._http.request("GET", f"{API}/attributions/{receipt_id}/",
-                                                   what=f"receipt “{receipt_id}”"))
+    def get(self, receipt_id: str, *, wait_s: float = 30.0) -> Receipt:
+        """An attribution receipt: which training rows and contributors an answer is attributed to. An answer
+        carries its receipt id at once and the attribution worker stores the receipt seconds later (the
+        server answers 202 `receipt_pending` meanwhile): this waits up to `wait_s` seconds for it, then raises
+        `WaitTimeoutError`."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            data = self._http.request("GET", f"{API}/attributions/{receipt_id}/", what=f"receipt “{receipt_id}”")
+            if not (isinstance(data, dict) and data.get("code") == "receipt_pending"):
+                return Receipt.from_api(data)
+            if time.monotonic() >= deadline:
+                raise WaitTimeoutError(f"Receipt {receipt_id} is still being computed after {wait_s:.0f} s; "
+                                       "ask again later (the answer and its fee are recorded).", result=data)
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
 
 class EarningsAPI:
