@@ -6,14 +6,14 @@ they differ. Files are memory-mapped by the engine, so processes on one machine 
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import default_storage
+
+from lineage.stored_files import file_stamps, local_directory
 
 from . import engine
 from .engine.store import MANIFEST_NAME, IndexManifest
@@ -57,33 +57,15 @@ _cache_lock = threading.Lock()
 
 
 def _local_dir(index: RetrievalIndex) -> Path:
-    """The index directory on this machine: the storage path itself, or a download made once."""
-    try:
-        return Path(default_storage.path(f"{index.storage_prefix}/{MANIFEST_NAME}")).parent
-    except NotImplementedError:
-        pass
-    target = Path(settings.RETRIEVAL_CACHE_DIR) / index.index_hash
-    if not (target / ".complete").exists():
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True, exist_ok=True)
-        with default_storage.open(f"{index.storage_prefix}/{MANIFEST_NAME}", "rb") as src:
-            raw = src.read()
-        (target / MANIFEST_NAME).write_bytes(raw)
-        for name in IndexManifest.from_bytes(raw).files:
-            with default_storage.open(f"{index.storage_prefix}/{name}", "rb") as src, open(target / name, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        (target / ".complete").touch()
-    return target
-
-
-def _stamps(directory: Path) -> dict:
-    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.iterdir()) if p.is_file()}
+    return local_directory(storage_prefix=index.storage_prefix, manifest_name=MANIFEST_NAME,
+                           cache_dir=Path(settings.RETRIEVAL_CACHE_DIR) / index.index_hash,
+                           files_of=lambda raw: IndexManifest.from_bytes(raw).files)
 
 
 def _open_verified(index: RetrievalIndex, directory: Path) -> _Opened:
     try:
         opened = engine.open_index(directory, index.index_hash)
-        return _Opened(index.index_hash, opened, directory, _stamps(directory))
+        return _Opened(index.index_hash, opened, directory, file_stamps(directory))
     except engine.IndexIntegrityError as exc:
         raise IndexCorrupt(f"The search index of {index.version} failed verification ({'; '.join(exc.problems)}); "
                            "it has to be built again.") from exc
@@ -104,7 +86,7 @@ def opened_index(index: RetrievalIndex) -> engine.RetrievalIndex:
             _cache.move_to_end(key)
     if entry is not None and entry.directory == directory:
         try:
-            unchanged = _stamps(directory) == entry.stamps
+            unchanged = file_stamps(directory) == entry.stamps
         except OSError:
             unchanged = False
         if unchanged:

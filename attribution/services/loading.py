@@ -6,7 +6,7 @@ load on first use, in the worker or serving process that attributes.
 
 from __future__ import annotations
 
-import shutil
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 
+from lineage.stored_files import file_stamps, local_directory
 from models_registry import services as model_services
 
 # Torch-free engine modules only; ``engine.Attributor`` and ``engine.AttributionIndex`` resolve on first use.
@@ -85,28 +85,9 @@ _cache_lock = threading.Lock()
 
 
 def _index_local_dir(index: AttributionIndex) -> Path:
-    """The index directory on this machine: the storage path itself, or a verified download once."""
-    try:
-        return Path(default_storage.path(f"{index.storage_prefix}/{MANIFEST_NAME}")).parent
-    except NotImplementedError:
-        pass
-    target = Path(settings.ATTRIBUTION_CACHE_DIR) / index.index_hash
-    if not (target / ".complete").exists():
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True, exist_ok=True)
-        with default_storage.open(f"{index.storage_prefix}/{MANIFEST_NAME}", "rb") as src:
-            (target / MANIFEST_NAME).write_bytes(src.read())
-        manifest = engine.AttributionIndex(target).manifest
-        for name in _index_file_names(manifest):
-            with default_storage.open(f"{index.storage_prefix}/{name}", "rb") as src, open(target / name, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        (target / ".complete").touch()
-    return target
-
-
-def _stamps(directory: Path) -> dict:
-    """(size, mtime) of every file: a cheap per-receipt check that nothing changed since verification."""
-    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.iterdir()) if p.is_file()}
+    return local_directory(storage_prefix=index.storage_prefix, manifest_name=MANIFEST_NAME,
+                           cache_dir=Path(settings.ATTRIBUTION_CACHE_DIR) / index.index_hash,
+                           files_of=lambda raw: _index_file_names(json.loads(raw)))
 
 
 def _open_verified(index: AttributionIndex) -> tuple[EngineIndex, Path]:
@@ -138,7 +119,7 @@ def _loaded_for(index: AttributionIndex) -> _Loaded:
             _cache.move_to_end(key)
     if entry is not None and entry.index_hash == index.index_hash:
         try:
-            unchanged = _stamps(entry.directory) == entry.stamps
+            unchanged = file_stamps(entry.directory) == entry.stamps
         except OSError:
             unchanged = False
         if unchanged:
@@ -149,7 +130,7 @@ def _loaded_for(index: AttributionIndex) -> _Loaded:
     _make_attributable(model)
     attributor = engine.Attributor(model, engine_index, _share_policy())
     entry = _Loaded(index.index_hash, model, tokenizer, content, engine_index, attributor, directory,
-                    _stamps(directory), threading.Lock())
+                    file_stamps(directory), threading.Lock())
     with _cache_lock:
         _cache[key] = entry
         _cache.move_to_end(key)

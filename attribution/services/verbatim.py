@@ -23,6 +23,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 
 from accounts import selectors as accounts_selectors
+from lineage.stored_files import file_stamps
 
 from .errors import BuildError, IndexCorrupt
 
@@ -92,10 +93,6 @@ def _local_dir(index, summary: dict) -> Path:
     return target
 
 
-def _stamps(directory: Path) -> dict:
-    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.iterdir()) if p.is_file()}
-
-
 def _opened(index, *, reverify: bool = False):
     """The version's span index, verified file by file against the hash its index row recorded (then
     trusted while the files' sizes and mtimes are unchanged); None when it has none. `IndexCorrupt` when
@@ -108,7 +105,7 @@ def _opened(index, *, reverify: bool = False):
         cached = _cache.pop(key, None)
     if cached is not None and not reverify and cached[0].span_hash == summary["span_hash"]:
         try:
-            unchanged = _stamps(cached[0].directory) == cached[1]
+            unchanged = file_stamps(cached[0].directory) == cached[1]
         except OSError:
             unchanged = False
         if unchanged:
@@ -128,7 +125,7 @@ def _opened(index, *, reverify: bool = False):
         raise IndexCorrupt(f"{where} failed verification ({'; '.join(report.problems)}). No receipt is computed "
                            "from it; rebuild the index.")
     with _cache_lock:
-        _cache[key] = (span_index, _stamps(directory))
+        _cache[key] = (span_index, file_stamps(directory))
         while len(_cache) > max(1, settings.ATTRIBUTION_CACHE_MODELS):
             _cache.pop(next(iter(_cache)))
     return span_index
