@@ -8,7 +8,7 @@ master while request threads run). With sync workers three long streams blocked 
 Prometheus across workers: each gunicorn worker is its own process with its own counters, so `/metrics`
 answered by one worker would show only the requests that worker served. prometheus-client's multiprocess
 mode keeps every worker's values in files under `PROMETHEUS_MULTIPROC_DIR` and sums them at scrape time
-(`inference.metrics.scrape_registry`). The variable must be set before any worker imports
+(`lineage.observability.scrape_registry`). The variable must be set before any worker imports
 prometheus-client, which is why it is set here, at configuration time in the master, and not by the app.
 """
 

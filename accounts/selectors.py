@@ -8,7 +8,7 @@ def api_keys_for_user(*, user):
 # --- Reads for insights' summaries.
 
 def audit_events_for(*, actions, start=None, end=None) -> list[dict]:
-    """Audit events with these actions (optionally in [start, end)), oldest first: created_at, action,
+    """Audit events with these actions (`AuditAction` members; optionally in [start, end)), oldest first: created_at, action,
     object_type, object_id."""
     from .models import AuditEvent
 

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiKey, AuditEvent
+from .models import ApiKey, AuditAction, AuditEvent
 
 KEY_PREFIX = "lin"
 # Writing last_used_at on every request would turn reads into writes; a minute is precise enough.
@@ -22,8 +22,14 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def audit_record(*, actor, action: str, target=None, object_type: str = "", object_id="", details=None) -> AuditEvent:
-    """Record who did what to which object. Call inside the transaction that makes the change."""
+def audit_record(*, actor, action: AuditAction, target=None, object_type: str = "", object_id="",
+                 details=None) -> AuditEvent:
+    """Record who did what to which object. Call inside the transaction that makes the change. `action` is
+    an `AuditAction` member (or its value); anything else is a programming error, refused before writing."""
+    if action not in AuditAction.values:
+        raise ValueError(f"Unknown audit action {action!r}: add it to accounts.models.AuditAction, or use one of "
+                         "its members.")
+    action = AuditAction(action)
     if target is not None:
         object_type = object_type or target._meta.label_lower
         object_id = object_id or target.pk
@@ -64,7 +70,7 @@ def api_key_create(*, user, name: str, scopes) -> IssuedKey:
     secret = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     with transaction.atomic():
         key = ApiKey.objects.create(user=user, name=name[:80], prefix=prefix, secret_hash=hash_secret(secret), scopes=scopes)
-        audit_record(actor=user, action="api_key.create", target=key, details={"name": key.name, "scopes": scopes})
+        audit_record(actor=user, action=AuditAction.API_KEY_CREATE, target=key, details={"name": key.name, "scopes": scopes})
     return IssuedKey(api_key=key, secret=secret)
 
 
@@ -74,7 +80,7 @@ def api_key_revoke(*, api_key: ApiKey, actor) -> ApiKey:
         if key.revoked_at is None:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])
-            audit_record(actor=actor, action="api_key.revoke", target=key, details={"name": key.name})
+            audit_record(actor=actor, action=AuditAction.API_KEY_REVOKE, target=key, details={"name": key.name})
     return key
 
 
@@ -130,7 +136,7 @@ def demo_users_ensure() -> DemoUsers:
             if created:
                 user.set_password(DEMO_PASSWORD)
                 user.save(update_fields=["password"])
-                audit_record(actor=None, action="demo.user_create", target=user, details={"role": role})
+                audit_record(actor=None, action=AuditAction.DEMO_USER_CREATE, target=user, details={"role": role})
             EmailAddress.objects.get_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
             by_role[role] = user
     return DemoUsers(password=DEMO_PASSWORD, by_role=by_role)

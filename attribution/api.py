@@ -8,22 +8,19 @@ The input and output are returned only to whoever asked, the model's owner and s
 in a receipt (rows, contributors, shares, hashes) is readable by anyone holding its id."""
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lineage.api import ApiError
+from lineage.api import ApiError, error_schema
 from models_registry import selectors as model_selectors
 
 from . import selectors, services
 from .models import AttributionReceipt
 
 TAGS = ["attribution"]
-ERROR_RESPONSE = inline_serializer("AttributionError", {
-    "code": serializers.CharField(), "detail": serializers.CharField(),
-    "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
-})
+ERROR_RESPONSE, _ = error_schema("AttributionError", forbidden="", not_found="")
 
 
 class AttributionRequestSerializer(serializers.Serializer):

@@ -17,6 +17,13 @@ shingle size), each row linked to the root of the earliest accepted row it match
 Queries: held-out sentences (and for the copier, sentences on the copied row's template). The eval split
 given to the index is a separate held-out set. Trained adapters are cached in var/bench/.
 
+Every retrained model gets the honest model's optimisation budget (the same number of optimiser steps): with a
+budget in epochs, an adversary's 50 extra rows were 50 rows' worth of extra steps for an under-trained model and
+lowered its held-out loss whatever they held (measured: random strings took the held-out loss from 1.06 to 0.95),
+so "useless" rows were not useless and the cases did not test what they claim. Each adversarial case prints its
+retraining truth beside the payout: the held-out loss (a third held-out set, neither queries nor eval split)
+of the model trained with the adversary's rows against the honest model's.
+
 Figures (target in brackets):
 * ``sybil``: the largest honest contributor's rows relabelled into 2, 5 and 50 accounts (same model, same
   rows, only account labels differ; the index is rebuilt each time). ``gain`` = (total pool share of those
@@ -24,9 +31,15 @@ Figures (target in brackets):
   ``merge``: two honest accounts merged into one: the largest change of any pool share (the merged account
   against the sum of the two, everyone else against themselves) over all queries. [<= 1e-6, i.e. nothing]
 * ``junk_lottery``: 200 random character strings with random labels in 200 one-row accounts, trained on
-  (the model is retrained): their total share of the pool. [<= 0.5%]
+  (the model is retrained): their total share of the pool, the part of it the platform holds for curator
+  review after the index build (``held_accounts``: the owners of rows flagged harmful, and contributors whose
+  rows together are worth less than ATTRIBUTION_LOW_VALUE_RATIO of as many typical rows on the eval
+  split), and what reaches them unreviewed. [unreviewed <= 0.5%] Honest accounts held by the same rules are
+  reported (a false hold delays an honest contributor's earnings until a curator releases them).
 * ``volume_spam``: 200 rows of random words (the domain's vocabulary, shuffled) with random labels from one
-  account, retrained: its share of the pool. [<= 0.5%]
+  account, retrained: the same three figures. [unreviewed <= 0.5%] Some of these rows name their label by
+  chance ("… freezes …" labelled technical) and are worth as much as honest rows on the eval split; the rest
+  hurt. Per-row rules pay the first and cannot charge the second; the account's net value is what exposes it.
 * ``copier``: on the clean model, the honest row with the most credit (its contributor's pool share on each
   query split over that contributor's rows in proportion to their positive row scores, summed over the
   queries) is the target. A copier account, accepted after everyone, uploads near-copies of it (small
@@ -35,8 +48,8 @@ Figures (target in brackets):
   the queries that paid the target on the clean model / the target's credit on those queries on the clean
   model. [ratio <= 5%] Reported beside it: the same split for near-copies alone (they share the cluster, so
   first come keeps the credit) and the target's own credit after the copy.
-* ``poisoner``: 30 real sentences with wrong labels from one account, retrained: its share of the pool
-  [<= 0.5%], and how many of its rows the index flags as harmful on the eval split (reported; the honest
+* ``poisoner``: 30 real sentences with wrong labels from one account, retrained: the same three figures
+  [unreviewed <= 0.5%], and how many of its rows the index flags as harmful on the eval split (reported; the honest
   baseline is the 30-row honest contributor's share on the same model).
 Baselines measured in the same run: the test accuracy of each model, the share of empty attributions (the
 fallback pays), and honest contributors' shares.
@@ -50,6 +63,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 import sys
@@ -71,8 +85,10 @@ from attribution.engine import (  # noqa: E402
     SharePolicy,
     TrainingBatch,
     build_index,
+    per_example_loss,
     with_predicted_labels,
 )
+from attribution.engine import credit as credit_rules  # noqa: E402
 from bench.lora_support import _SLOTS, _TEMPLATES, INTENTS, minilm_lora, rows, tokenise, train_lora  # noqa: E402
 from datanets.ingest.neardup import NearDupIndex  # noqa: E402
 from datanets.ingest.normalise import normalise_text  # noqa: E402
@@ -283,6 +299,7 @@ class Harness:
         self.model, self.tokenizer = minilm_lora(seed=0)
         self.initial = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
         self.cached_models = 0
+        self.steps: int | None = None  # set to the honest model's step count once it is trained
 
     def encode(self, texts: Sequence[str], labels: Sequence[int]) -> dict[str, torch.Tensor]:
         return tokenise(self.tokenizer, list(texts), list(labels), self.seq)
@@ -296,20 +313,32 @@ class Harness:
         return self.model
 
     def trained(self, training: list[Row]):
-        """The model trained on ``training`` (cached in var/bench/ by data, recipe and initial adapter)."""
+        """The model trained on ``training`` (cached in var/bench/ by data, recipe and initial adapter), with
+        the optimisation budget of the honest model (``steps``, once set): every model gets the same number
+        of optimiser steps, so rows added by an adversary add data, not training time (with a budget in
+        epochs, 50 more rows of anything meant more steps for an under-trained model, and lowered its
+        held-out loss whatever they held)."""
         data = self.encode([r.text for r in training], [r.label for r in training])
         digest = hashlib.sha256()
         for tensor in (*data.values(), *self.initial.values()):
             digest.update(tensor.numpy().tobytes())
         digest.update(f"epochs={self.epochs}:seq={self.seq}:seed=1:bs=16:lr=2e-3".encode())
+        if self.steps is not None:
+            digest.update(f":steps={self.steps}".encode())
         path = CACHE_DIR / f"adversarial_{digest.hexdigest()[:16]}.pt"
         if path.exists():
             self.cached_models += 1
             return self._load(torch.load(path))
-        train_lora(self._load(self.initial), data, self.epochs, seed=1)
+        train_lora(self._load(self.initial), data, self.epochs, seed=1, steps=self.steps)
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         torch.save({n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}, path)
         return self.model
+
+    def held_out_loss(self, inputs) -> float:
+        """Mean loss of the current model on ``inputs`` (their true labels)."""
+        with torch.no_grad():
+            logits = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        return float(per_example_loss(logits, inputs["labels"]).mean())
 
     def accuracy(self, inputs) -> float:
         with torch.no_grad():
@@ -337,10 +366,15 @@ class Payout:
     row_credit: list[dict[str, float]]  # per query: the paid rows' share of the pool (top rows of each account)
     empty: int
     index: object
+    held: frozenset = frozenset()  # accounts whose earnings the platform holds for curator review
 
     def total(self, accounts: Callable[[str], bool], queries: Sequence[int] | None = None) -> float:
         picked = range(len(self.pools)) if queries is None else queries
         return float(sum(share for q in picked for c, share in self.pools[q].items() if accounts(c)))
+
+    def unheld_total(self, accounts: Callable[[str], bool], queries: Sequence[int] | None = None) -> float:
+        """What reaches ``accounts`` without a curator's review: their pool share, less held accounts'."""
+        return self.total(lambda c: accounts(c) and c not in self.held, queries)
 
     def row_total(self, row_id: str, queries: Sequence[int] | None = None) -> float:
         picked = range(len(self.pools)) if queries is None else queries
@@ -350,6 +384,22 @@ class Payout:
 def harmful_row_ids(index) -> set[str]:
     """Rows the index's valuation on the eval split flags as harmful (they earn nothing)."""
     return set(index.manifest["credit"]["harmful_rows"])
+
+
+def held_accounts(index) -> frozenset:
+    """Accounts whose earnings the platform holds for review after this index's build
+    (attribution/services/builds.py ``_credit_summary``): owners of rows flagged harmful, and contributors whose
+    rows together are worth less than ATTRIBUTION_LOW_VALUE_RATIO of as many typical rows."""
+    flagged = harmful_row_ids(index)
+    held = {c for r, c in zip(index.row_ids, index.row_contributor_ids) if r in flagged}
+    if index.manifest["credit"].get("valued"):
+        tables = index.credit()
+        positions, _ = credit_rules.low_value_contributors(
+            tables.row_values, tables.row_owner, len(index.contributors),
+            platform_settings().ATTRIBUTION_LOW_VALUE_RATIO, tables.contributor_value_se,
+            platform_settings().ATTRIBUTION_LOW_VALUE_FDR, index.manifest["credit"].get("value_queries", 0))
+        held |= {index.contributors[p] for p in positions.tolist()}
+    return frozenset(held)
 
 
 class Platform:
@@ -375,7 +425,7 @@ class Platform:
         paid = [a.shares if not a.shares.is_empty else fallback for a in attributions]
         return Payout([dict(p.shares) for p in paid],
                       [{row: credit for listed in p.rows.values() for row, credit in listed} for p in paid],
-                      sum(a.shares.is_empty for a in attributions), index)
+                      sum(a.shares.is_empty for a in attributions), index, held_accounts(index))
 
     def pay(self, model, training: list[Row], queries: dict, account=lambda r: r.contributor, tag="") -> Payout:
         return self.payout(model, self.build(model, training, account, tag), queries)
@@ -404,14 +454,17 @@ def main() -> None:
         splits = (2, 5, 50)
     harness = Harness(seq, epochs)
     honest = accept(honest_rows(sizes, seed=0))
-    held_out = sentences(n_queries + n_eval + 400, seed=7)
+    held_out = sentences(n_queries + n_eval + 600, seed=7)
     honest_texts = {normalise_text(r.text, casefold=True) for r in honest}
     held_out = [s for s in held_out if normalise_text(s.text, casefold=True) not in honest_texts]
     query_sentences, eval_sentences = held_out[:n_queries], held_out[n_queries : n_queries + n_eval]
-    spare = held_out[n_queries + n_eval :]
+    spare = held_out[n_queries + n_eval + 200 :]
     queries = harness.encode([s.text for s in query_sentences], [s.label for s in query_sentences])
     eval_data = harness.encode([s.text for s in eval_sentences], [s.label for s in eval_sentences])
     eval_inputs = [rows(eval_data, slice(s, s + 32)) for s in range(0, n_eval, 32)]
+    # A separate held-out set for the retraining truth (neither queries nor the index's eval split).
+    truth_sentences = held_out[n_queries + n_eval : n_queries + n_eval + 200]
+    truth_data = harness.encode([s.text for s in truth_sentences], [s.label for s in truth_sentences])
     report: dict = {"config": {"rows_honest": len(honest), "contributors": len(sizes), "seq_len": seq,
                                "epochs": epochs, "queries": n_queries, "eval_rows": n_eval,
                                "index": {**index_config(99).__dict__, "projection": index_config(99).projection.__dict__},
@@ -428,6 +481,33 @@ def main() -> None:
         # Clean model: sybil, merge, and the copier's target.
         model = harness.trained(honest)
         clean_accuracy = harness.accuracy(eval_data)
+        clean_loss = harness.held_out_loss(truth_data)
+        harness.steps = epochs * math.ceil(len(honest) / 16)  # every retrain gets the honest model's budget
+        report["config"]["optimiser_steps"] = harness.steps
+
+        def truth(tag: str) -> dict:
+            """What the adversary's rows did to the model, by retraining: held-out loss with them vs without."""
+            loss = harness.held_out_loss(truth_data)
+            return {"held_out_loss_without": clean_loss, "held_out_loss_with": loss, "rows_helped": loss < clean_loss,
+                    "accuracy": harness.accuracy(truth_data)}
+
+        def money(paid: Payout, adversary: Callable[[str], bool], target: str) -> dict:
+            """The adversary's pool share, the part of it held for review, what reaches it unreviewed (the
+            target), and honest accounts held by mistake."""
+            pool = paid.total(adversary) / n_queries
+            unheld = paid.unheld_total(adversary) / n_queries
+            honest_held = sorted(c for c in paid.held if c in counts)
+            return {"pool_share": pool, "held_share": pool - unheld, "honest_accounts_held": honest_held,
+                    **check(unheld, TARGETS[target])}
+
+        def money_words(m: dict) -> str:
+            return (f"{m['pool_share']:.3%} of the pool, {m['held_share']:.3%} of it held for review, "
+                    f"{m['value']:.3%} reaches it unreviewed (target <= 0.5%) {'PASS' if m['pass'] else 'FAIL'}; "
+                    f"honest accounts held: {len(m['honest_accounts_held'])}")
+
+        def truth_words(t: dict) -> str:
+            return (f"retraining truth: held-out loss {t['held_out_loss_without']:.3f} without its rows, "
+                    f"{t['held_out_loss_with']:.3f} with them ({'they helped' if t['rows_helped'] else 'they hurt'})")
         clean_built = platform.build(model, honest, tag="clean")
         clean = platform.payout(model, clean_built, queries)
         counts: dict[str, int] = {}
@@ -438,7 +518,9 @@ def main() -> None:
         say(f"MiniLM + LoRA r=8: {len(honest)} honest rows from {len(sizes)} contributors, seq {seq}, {epochs} "
             f"epochs, accuracy {clean_accuracy:.2f} on the eval split; {n_queries} queries, "
             f"{clean.empty} of them empty (fallback paid)")
-        say(f"  honest baseline: {largest} ({counts[largest]} rows) holds {one / n_queries:.2%} of the pool")
+        say(f"  honest baseline: {largest} ({counts[largest]} rows) holds {one / n_queries:.2%} of the pool; "
+            f"honest accounts held for review on the clean model: {len(clean.held)} of {len(counts)}")
+        report["honest_accounts_held_clean"] = sorted(clean.held)
         # What the credit rules cost honest rows on the clean model (no adversary in it).
         credit = clean_built[0].manifest["credit"]
         honest_credit = {key: credit[key] for key in ("groups", "gradient_duplicate_pairs", "duplicate_rows_uncredited",
@@ -481,24 +563,22 @@ def main() -> None:
                       existing=honest)
         model = harness.trained(junk)
         paid = platform.pay(model, junk, queries, tag="junk")
-        share = paid.total(lambda c: c.startswith("junk")) / n_queries
-        report["junk_lottery"] = {"rows": n_junk, "accounts": n_junk, "empty": paid.empty,
-                                  "accuracy": harness.accuracy(eval_data), **check(share, TARGETS["junk_lottery"])}
-        say(f"  junk lottery: {n_junk} random strings in {n_junk} one-row accounts hold {share:.3%} of the pool "
-            f"(target <= 0.5%) {'PASS' if report['junk_lottery']['pass'] else 'FAIL'}; "
-            f"{paid.empty} queries empty; accuracy {report['junk_lottery']['accuracy']:.2f}")
+        report["junk_lottery"] = {"rows": n_junk, "accounts": n_junk, "empty": paid.empty, "truth": truth("junk"),
+                                  **money(paid, lambda c: c.startswith("junk"), "junk_lottery")}
+        say(f"  junk lottery: {n_junk} random strings in {n_junk} one-row accounts: "
+            f"{money_words(report['junk_lottery'])}; {paid.empty} queries empty; "
+            f"{truth_words(report['junk_lottery']['truth'])}")
 
         # Volume spam: random words, random labels, one account.
         spam = accept([Row(f"s{i}", t, y, "spammer") for i, (t, y) in enumerate(random_words(n_spam, 12))],
                       existing=honest)
         model = harness.trained(spam)
         paid = platform.pay(model, spam, queries, tag="spam")
-        share = paid.total(lambda c: c == "spammer") / n_queries
         report["volume_spam"] = {"rows": sum(r.contributor == "spammer" for r in spam), "empty": paid.empty,
-                                 "accuracy": harness.accuracy(eval_data), **check(share, TARGETS["volume_spam"])}
-        say(f"  volume spam: {report['volume_spam']['rows']} random-word rows from one account hold {share:.3%} of "
-            f"the pool (target <= 0.5%) {'PASS' if report['volume_spam']['pass'] else 'FAIL'}; "
-            f"{paid.empty} queries empty")
+                                 "truth": truth("spam"), **money(paid, lambda c: c == "spammer", "volume_spam")}
+        say(f"  volume spam: {report['volume_spam']['rows']} random-word rows from one account: "
+            f"{money_words(report['volume_spam'])}; {paid.empty} queries empty; "
+            f"{truth_words(report['volume_spam']['truth'])}")
 
         # Copier: near-copies and paraphrases of the most-paid honest row.
         by_id = {r.row_id: r for r in honest}
@@ -548,7 +628,7 @@ def main() -> None:
         training = accept(flipped, existing=honest)
         model = harness.trained(training)
         paid = platform.pay(model, training, queries, tag="poison")
-        share = paid.total(lambda c: c == "poisoner") / n_queries
+        poisoner_money = money(paid, lambda c: c == "poisoner", "poisoner")
         try:
             flagged = harmful_row_ids(paid.index)
             caught = sum(r.row_id in flagged for r in training if r.contributor == "poisoner")
@@ -560,12 +640,10 @@ def main() -> None:
         report["poisoner"] = {"rows": len(flipped), "flagged_harmful": caught, "honest_rows_flagged": false_flags,
                               "honest_baseline": {"contributor": honest_30, "rows": counts[honest_30],
                                                   "share": baseline},
-                              "empty": paid.empty, "accuracy": harness.accuracy(eval_data),
-                              **check(share, TARGETS["poisoner"])}
-        say(f"  poisoner: {len(flipped)} flipped-label rows from one account hold {share:.3%} of the pool "
-            f"(target <= 0.5%) {'PASS' if report['poisoner']['pass'] else 'FAIL'}; {caught} of its rows flagged "
-            f"harmful ({false_flags} honest rows flagged); honest baseline {honest_30} ({counts[honest_30]} rows) "
-            f"{baseline:.2%}")
+                              "empty": paid.empty, "truth": truth("poison"), **poisoner_money}
+        say(f"  poisoner: {len(flipped)} flipped-label rows from one account: {money_words(poisoner_money)}; "
+            f"{caught} of its rows flagged harmful ({false_flags} honest rows flagged); honest baseline {honest_30} "
+            f"({counts[honest_30]} rows) {baseline:.2%}; {truth_words(report['poisoner']['truth'])}")
 
     elapsed = time.perf_counter() - started
     report["wall_s"] = elapsed

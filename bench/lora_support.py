@@ -7,6 +7,7 @@ a deterministic generator of customer-support sentences for 4 intents. ``bench/a
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 
@@ -84,10 +85,13 @@ def rows(inputs: dict[str, torch.Tensor], index) -> dict[str, torch.Tensor]:
     return {key: value[index] for key, value in inputs.items()}
 
 
-def train_lora(model, inputs, epochs: int, seed: int, batch_size: int = 16, lr: float = 2e-3):
+def train_lora(model, inputs, epochs: int, seed: int, batch_size: int = 16, lr: float = 2e-3,
+               steps: int | None = None):
     """Plain AdamW loop on the trainable (LoRA + head) parameters; deterministic per seed: the batch order
     and BERT's hidden/attention dropout (torch's global generator, forked and seeded here, so a retrain
-    gives the same model whichever retrains ran before it in the process)."""
+    gives the same model whichever retrains ran before it in the process). ``steps``: stop after that many
+    optimiser steps (epochs continue until then), so models trained on more or fewer rows can get the same
+    optimisation budget."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
@@ -95,9 +99,13 @@ def train_lora(model, inputs, epochs: int, seed: int, batch_size: int = 16, lr: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.train()
-        for _ in range(epochs):
+        taken = 0
+        while (steps is None and taken < epochs * math.ceil(n / batch_size)) or (steps is not None and taken < steps):
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, batch_size):
+                if steps is not None and taken >= steps:
+                    break
+                taken += 1
                 batch = rows(inputs, order[start : start + batch_size])
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 loss = per_example_loss(logits, batch["labels"]).mean()

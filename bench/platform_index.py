@@ -1,7 +1,7 @@
 """The platform's attribution index configuration, and its row scores, for the quality benchmarks.
 
 ``PLATFORM_INDEX`` mirrors the defaults in lineage/settings.py (ATTRIBUTION_PROJECTION, _CURVATURE,
-_DAMPING_RATIO, _DAMPING_RULE, _GROUP_SIZE, _DUPLICATE_COSINE, _MISLABEL_Z); tests/attribution checks
+_DAMPING_RATIO, _DAMPING_RULE, _GROUP_SIZE, _DUPLICATE_COSINE, _MISLABEL_Z, _LOW_VALUE_RATIO, _LOW_VALUE_FDR); tests/attribution checks
 that ``platform_config`` equals the IndexConfig the platform builds, so benchmarks measure it.
 
 The index has one damping: the stored Ψ rows are exactly the rows a receipt ranks and the rows the
@@ -24,7 +24,7 @@ from attribution.engine import Attributor, IndexConfig, ProjectionSpec, Training
 
 PLATFORM_INDEX = {"kind": "orthogonal", "curvature": "fisher", "damping_ratio": 0.01,
                   "damping_rule": "weighted_mean_eigenvalue", "group_size": 16, "duplicate_cosine": 0.99,
-                  "harm_outlier_z": 3.0, "min_groups": 8}
+                  "harm_outlier_z": 3.0, "min_groups": 8, "low_value_ratio": 0.5, "low_value_fdr": 0.05}
 
 
 def lds(scores: np.ndarray, masks: np.ndarray, subset_losses: np.ndarray) -> float:

@@ -7,7 +7,7 @@ version holds never changes (training reads its rows' fields)."""
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from datanets import services
 
 from .models import Datanet, Record, RecordStatus
@@ -41,7 +41,7 @@ def record_relabel(*, datanet: Datanet, reviewer, record_id, label: str) -> bool
         record.label = label
         record.fields = {**record.fields, "label": label}
         record.save(update_fields=["label", "fields"])
-        audit_record(actor=reviewer, action="record.relabel", target=datanet,
+        audit_record(actor=reviewer, action=AuditAction.RECORD_RELABEL, target=datanet,
                      details={"record": record.pk, "from": previous, "to": label})
     return True
 

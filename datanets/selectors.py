@@ -345,6 +345,17 @@ def version_get(*, datanet: Datanet, number: int) -> DatanetVersion:
     return version
 
 
+def latest_version_rows_by_contributor(*, datanet: Datanet) -> tuple[DatanetVersion | None, dict[int, int]]:
+    """The Datanet's latest version and, per contributor (user id), their rows in it that are still accepted
+    (governance weighs a slashed stake's payout to honest contributors by them); (None, {}) before any version."""
+    version = DatanetVersion.objects.filter(datanet=datanet).order_by("-number").first()
+    if version is None:
+        return None, {}
+    counts = (VersionRecord.objects.filter(version=version, record__status=RecordStatus.ACCEPTED)
+              .values("record__contributor_id").annotate(rows=Count("id")).order_by())
+    return version, {row["record__contributor_id"]: row["rows"] for row in counts}
+
+
 def leaderboard(*, datanet: Datanet, limit: int = 50) -> list[dict]:
     rows = (
         Record.objects.filter(datanet=datanet)

@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from .models import (
     DatanetStakeRequirement,
     GovernanceDeployment,
+    GovernedValue,
     ParameterChange,
     Proposal,
     StakeEvent,
@@ -77,3 +78,10 @@ class StakeEventAdmin(ReadOnlyAdmin):
 class StakeSlashAdmin(ReadOnlyAdmin):
     list_display = ("user", "datanet", "address", "state", "amount", "evidence_hash", "created_at")
     list_filter = ("state",)
+
+
+@admin.register(GovernedValue)
+class GovernedValueAdmin(ReadOnlyAdmin):
+    list_display = ("parameter", "registry_version", "epoch_length_s", "attribution_fdr_bps", "attribution_top_groups",
+                    "proposal", "effective_at", "block_number")
+    list_filter = ("parameter",)

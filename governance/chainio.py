@@ -7,17 +7,24 @@ sign for a linked wallet (`dev_signer_for`). The chain client itself is rewards'
 import logging
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester.backends.pyevm.main import get_default_account_keys
 
 from rewards import services as rewards_services
 from rewards.chain import ChainClient
-from rewards.chain.governance import FeeSplit, GovernanceParameters, deploy_governance, governance_contracts
+from rewards.chain.governance import (
+    FeeSplit,
+    GovernanceParameters,
+    PlatformBounds,
+    deploy_governance,
+    governance_contracts,
+)
 from rewards.chain.governance import GovernanceDeployment as ChainGovernance
 from rewards.chain.staking import StakingContract, StakingParameters, deploy_staking
-from rewards.chainio import ChainUnavailable, genesis_hash, get_chain_client
+from rewards.chain_records import deployment_get_or_record
+from rewards.chain_records import deployment_recorded as recorded_on_chain
+from rewards.chainio import ChainUnavailable, get_chain_client
 from rewards.chainio import deployment_ensure as rewards_deployment_ensure
 
 from .conf import DEV_CHAIN_ID, setting
@@ -36,6 +43,13 @@ def parameters_from_settings() -> GovernanceParameters:
         max_protocol_bps=settings.GOVERNANCE_MAX_PROTOCOL_BPS,
         max_owner_bps=settings.GOVERNANCE_MAX_OWNER_BPS,
         min_contributors_bps=settings.GOVERNANCE_MIN_CONTRIBUTORS_BPS,
+        platform_bounds=PlatformBounds(
+            min_epoch_length_s=setting("GOVERNANCE_MIN_EPOCH_LENGTH_S"),
+            max_epoch_length_s=setting("GOVERNANCE_MAX_EPOCH_LENGTH_S"),
+            min_attribution_fdr_bps=setting("GOVERNANCE_MIN_ATTRIBUTION_FDR_BPS"),
+            max_attribution_fdr_bps=setting("GOVERNANCE_MAX_ATTRIBUTION_FDR_BPS"),
+            min_attribution_top_groups=setting("GOVERNANCE_MIN_ATTRIBUTION_TOP_GROUPS"),
+            max_attribution_top_groups=setting("GOVERNANCE_MAX_ATTRIBUTION_TOP_GROUPS")),
     )
 
 
@@ -49,16 +63,11 @@ def deployment_record(*, client: ChainClient, token_address: str, votes_address:
                       governor_address: str, parameters_address: str,
                       deployed_at_block: int) -> GovernanceDeployment:
     """Record (or return the recorded) governance deployment of this chain."""
-    chain_id, genesis = client.chain_id, genesis_hash(client)
-    try:
-        with transaction.atomic():
-            deployment, _ = GovernanceDeployment.objects.get_or_create(
-                chain_id=chain_id, genesis_hash=genesis,
-                defaults={"token_address": token_address, "votes_address": votes_address,
-                          "timelock_address": timelock_address, "governor_address": governor_address,
-                          "parameters_address": parameters_address, "deployed_at_block": deployed_at_block})
-    except IntegrityError:
-        deployment = GovernanceDeployment.objects.get(chain_id=chain_id, genesis_hash=genesis)
+    deployment, _ = deployment_get_or_record(
+        GovernanceDeployment, client=client,
+        defaults={"token_address": token_address, "votes_address": votes_address,
+                  "timelock_address": timelock_address, "governor_address": governor_address,
+                  "parameters_address": parameters_address, "deployed_at_block": deployed_at_block})
     return deployment
 
 
@@ -67,7 +76,7 @@ def deployment_ensure(*, client: ChainClient | None = None) -> GovernanceDeploym
     else (with `REWARDS_CHAIN_AUTO_DEPLOY`, development) a fresh deployment over rewards' OPEN token whose
     registry starts from the current fee policy."""
     client = client or get_chain_client()
-    found = GovernanceDeployment.objects.filter(chain_id=client.chain_id, genesis_hash=genesis_hash(client)).first()
+    found = recorded_on_chain(GovernanceDeployment, client=client)
     if found is not None:
         return found
     rewards_deployment = rewards_deployment_ensure(client=client)
@@ -98,7 +107,7 @@ def deployment_ensure(*, client: ChainClient | None = None) -> GovernanceDeploym
 
 def deployment_recorded(*, client: ChainClient) -> GovernanceDeployment | None:
     """The recorded deployment of this chain, or None; never deploys (reconciliation must not)."""
-    return GovernanceDeployment.objects.filter(chain_id=client.chain_id, genesis_hash=genesis_hash(client)).first()
+    return recorded_on_chain(GovernanceDeployment, client=client)
 
 
 def staking_contract(deployment: GovernanceDeployment, client: ChainClient) -> StakingContract | None:

@@ -1,4 +1,5 @@
-"""Settings of governance's pages and of contributor stakes (docs/governance.md).
+"""Settings of governance's pages, of contributor stakes and of the governed parameters' bounds
+(docs/governance.md).
 
 Each value is `settings.<NAME>` when lineage/settings.py defines it, else the environment variable of that
 name, else the embedded default below (development values). Read at call time, so a test's `settings`
@@ -27,6 +28,16 @@ DEFAULTS: dict[str, tuple[str, object]] = {
     "GOVERNANCE_SPAM_ROWS_TO_SLASH": ("int", 3),
     "GOVERNANCE_SLASH_BPS": ("int", 2_500),
     "GOVERNANCE_SPAM_REASON_WORD": ("str", "spam"),
+    # Bounds of the governed platform parameters, fixed in the parameter registry when it is deployed: the
+    # epoch length (seconds between earnings epoch closes) and attribution's share policy (the
+    # false-discovery rate in bps, 100 = 0.01, and the most credit groups paid per answer). A proposal
+    # outside them is refused by the registry, in words, before it is proposed.
+    "GOVERNANCE_MIN_EPOCH_LENGTH_S": ("int", 3_600),
+    "GOVERNANCE_MAX_EPOCH_LENGTH_S": ("int", 30 * 86_400),
+    "GOVERNANCE_MIN_ATTRIBUTION_FDR_BPS": ("int", 100),
+    "GOVERNANCE_MAX_ATTRIBUTION_FDR_BPS": ("int", 2_000),
+    "GOVERNANCE_MIN_ATTRIBUTION_TOP_GROUPS": ("int", 10),
+    "GOVERNANCE_MAX_ATTRIBUTION_TOP_GROUPS": ("int", 200),
 }
 
 # eth-tester's chain id: development signing is refused on any other chain.

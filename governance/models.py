@@ -61,6 +61,8 @@ class ProposalState(models.TextChoices):
 
 class ChangeKind(models.TextChoices):
     FEE_SPLIT = "fee_split", "fee split"
+    EPOCH_LENGTH = "epoch_length", "epoch length"
+    SHARE_POLICY = "share_policy", "attribution share policy"
     OTHER = "other", "other calls"
 
 
@@ -76,6 +78,9 @@ class Proposal(models.Model):
     protocol_bps = models.PositiveIntegerField(null=True, blank=True)
     owner_bps = models.PositiveIntegerField(null=True, blank=True)
     contributors_bps = models.PositiveIntegerField(null=True, blank=True)
+    change = models.JSONField(default=dict, blank=True,
+                              help_text="What the registry call sets, decoded: the split's bps, "
+                                        '{"epoch_length_s"} or {"fdr_bps", "fdr", "top_groups"}.')
     vote_start = models.PositiveBigIntegerField(help_text="Snapshot block: voting power is read here.")
     vote_end = models.PositiveBigIntegerField(help_text="Last block of the vote.")
     state = models.CharField(max_length=16, choices=ProposalState.choices, default=ProposalState.PENDING)
@@ -103,6 +108,19 @@ class Proposal(models.Model):
             return None
         return {"protocol_bps": self.protocol_bps, "owner_bps": self.owner_bps,
                 "contributors_bps": self.contributors_bps}
+
+    @property
+    def change_words(self) -> str:
+        """The exact change in words ("Epoch length: 1 day"); empty for a fee split (shown as a table)."""
+        from rewards.chain.parameters import SharePolicyValues, duration_words
+
+        if self.change_kind == ChangeKind.EPOCH_LENGTH:
+            return f"Epoch length: {duration_words(int(self.change['epoch_length_s']))}"
+        if self.change_kind == ChangeKind.SHARE_POLICY:
+            policy = SharePolicyValues(int(self.change["fdr_bps"]), int(self.change["top_groups"]))
+            return (f"Share policy: false-discovery rate {policy.as_dict()['fdr']}, at most {policy.top_groups:,} "
+                    "credit groups paid per answer")
+        return ""
 
 
 class VoteSupport(models.TextChoices):
@@ -153,6 +171,46 @@ class ParameterChange(models.Model):
 
     def __str__(self):
         return f"fee split v{self.registry_version}: {self.protocol_bps}/{self.owner_bps}/{self.contributors_bps}"
+
+
+class GovernedParameter(models.TextChoices):
+    EPOCH_LENGTH = "epoch_length", "epoch length"
+    SHARE_POLICY = "share_policy", "attribution share policy"
+
+
+class GovernedValue(models.Model):
+    """A platform parameter the registry set (`EpochLengthChanged`, `SharePolicyChanged`), as the indexer
+    mirrored it, linked to the executed proposal that set it. The latest row of the latest deployment is in
+    force from its execution on; without one the setting applies (`selectors.epoch_length_s`,
+    `selectors.share_policy_values`)."""
+
+    deployment = models.ForeignKey(GovernanceDeployment, on_delete=models.PROTECT, related_name="governed_values")
+    parameter = models.CharField(max_length=16, choices=GovernedParameter.choices)
+    registry_version = models.PositiveIntegerField(help_text="The registry's version counter of this parameter.")
+    epoch_length_s = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds between epoch closes.")
+    attribution_fdr_bps = models.PositiveIntegerField(null=True, blank=True,
+                                                      help_text="False-discovery rate in bps (1,000 = 0.1).")
+    attribution_top_groups = models.PositiveIntegerField(null=True, blank=True,
+                                                         help_text="Most credit groups paid per answer.")
+    proposal = models.ForeignKey(Proposal, null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="governed_values")
+    effective_at = models.DateTimeField(help_text="The time of the block that executed it.")
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    block_number = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-block_number", "-log_index"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "tx_hash", "log_index"],
+                                               name="governance_value_once")]
+        indexes = [models.Index(fields=["deployment", "parameter", "block_number"])]
+
+    def __str__(self):
+        if self.parameter == GovernedParameter.EPOCH_LENGTH:
+            return f"epoch length v{self.registry_version}: {self.epoch_length_s} s"
+        return (f"share policy v{self.registry_version}: fdr {self.attribution_fdr_bps} bps, "
+                f"{self.attribution_top_groups} groups")
 
 
 # --- Transactions asked for from the pages -------------------------------------------------------------

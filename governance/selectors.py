@@ -3,6 +3,7 @@ in a request, except `wallet_overview`, which says so)."""
 
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 
 from rewards.amounts import format_open
@@ -10,6 +11,9 @@ from rewards.amounts import format_open
 from .models import (
     DatanetStakeRequirement,
     GovernanceCursor,
+    GovernanceDeployment,
+    GovernedParameter,
+    GovernedValue,
     ParameterChange,
     Proposal,
     ProposalState,
@@ -31,17 +35,59 @@ def _votes(proposal: Proposal) -> dict:
 
 
 def proposals_list(*, limit: int = 100) -> list[dict]:
-    return [{"proposal": p, "votes": _votes(p), "change": p.fee_split}
+    return [{"proposal": p, "votes": _votes(p), "change": p.fee_split, "change_words": p.change_words}
             for p in Proposal.objects.select_related("deployment")[:limit]]
 
 
 def proposal_detail(*, pk: int) -> dict:
     proposal = get_object_or_404(Proposal.objects.select_related("deployment"), pk=pk)
     return {"proposal": proposal, "votes": _votes(proposal), "change": proposal.fee_split,
+            "change_words": proposal.change_words,
             "calls": list(zip(proposal.targets, proposal.values, proposal.calldatas, strict=False)),
             "ballots": [{"voter": v.voter, "support": v.support, "weight": _vopen(v.weight), "reason": v.reason,
                          "tx_hash": v.tx_hash} for v in proposal.votes.all()],
-            "applied": list(ParameterChange.objects.filter(proposal=proposal))}
+            "applied": list(ParameterChange.objects.filter(proposal=proposal)),
+            "governed": list(GovernedValue.objects.filter(proposal=proposal))}
+
+
+# --- Governed platform parameters: the value in force, else the setting ------------------------------------
+
+def governed_value(*, parameter: str) -> GovernedValue | None:
+    """The value in force of a governed parameter: the latest one the registry of the latest governance
+    deployment set (a restarted development chain starts from the settings again); None: not governed."""
+    latest = GovernanceDeployment.objects.order_by("-created_at", "-pk").values("pk")[:1]
+    return (GovernedValue.objects.filter(deployment__in=latest, parameter=parameter)
+            .select_related("proposal").order_by("-block_number", "-log_index").first())
+
+
+def epoch_length_in_force() -> dict:
+    """Seconds between earnings epoch closes: {"seconds", "governed" (the GovernedValue, or None when the
+    setting REWARDS_EPOCH_LENGTH_S applies)}."""
+    governed = governed_value(parameter=GovernedParameter.EPOCH_LENGTH)
+    seconds = governed.epoch_length_s if governed else settings.REWARDS_EPOCH_LENGTH_S
+    return {"seconds": int(seconds), "governed": governed}
+
+
+def share_policy_in_force() -> dict:
+    """Attribution's governed share-policy values: {"fdr", "top_groups", "governed" (the GovernedValue, or
+    None when the settings ATTRIBUTION_FDR and ATTRIBUTION_TOP_GROUPS apply)}."""
+    governed = governed_value(parameter=GovernedParameter.SHARE_POLICY)
+    if governed is None:
+        return {"fdr": float(settings.ATTRIBUTION_FDR), "top_groups": int(settings.ATTRIBUTION_TOP_GROUPS),
+                "governed": None}
+    return {"fdr": governed.attribution_fdr_bps / 10_000, "top_groups": int(governed.attribution_top_groups),
+            "governed": governed}
+
+
+def parameters_in_force() -> dict:
+    """What the propose page shows next to its form: each governed parameter's value now and where it comes
+    from (a proposal, or the platform's setting)."""
+    from rewards.chain.parameters import duration_words
+    from rewards.selectors import fee_policy_public
+
+    epoch = epoch_length_in_force()
+    return {"fee_split": fee_policy_public(), "epoch_length": {**epoch, "words": duration_words(epoch["seconds"])},
+            "share_policy": share_policy_in_force()}
 
 
 def indexed_up_to() -> int | None:

@@ -6,10 +6,11 @@ from celery import shared_task
 
 @shared_task(name="governance.tasks.chain_index_governance", acks_late=True)
 def chain_index_governance() -> int:
-    """Beat, every minute: mirror the governor, the registry and the stakes; then apply the slash rule."""
+    """Beat, every minute: mirror the governor, the registry and the stakes; apply the slash rule; book done
+    slashes as the honest contributors' earnings (paid by the next epoch close)."""
     from rewards.chainio import ChainUnavailable
 
-    from .services import governance_index, stake_slashes_enforce, stakes_index
+    from .services import governance_index, slashes_book, stake_slashes_enforce, stakes_index
 
     recorded = governance_index()
     try:
@@ -17,6 +18,7 @@ def chain_index_governance() -> int:
     except ChainUnavailable:  # no stakes contract configured here: governance alone
         return recorded
     stake_slashes_enforce()
+    slashes_book()
     return recorded
 
 

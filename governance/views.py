@@ -1,5 +1,5 @@
 """Governance pages: proposals and votes (read from the database), and the forms that ask for a transaction
-(delegate, propose, vote, stake; staff: queue and execute). Thin: writes through services, which either
+(delegate, propose a fee split, an epoch length or a share policy, vote, stake; staff: queue and execute). Thin: writes through services, which either
 queue the transaction for the platform to sign (development keys; the platform's own for queue/execute) or
 prepare it for the user's wallet (`actions/<pk>/` shows it)."""
 
@@ -12,10 +12,18 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from datanets.selectors import datanet_get_visible, datanet_permissions
-from rewards.chain.governance import FeeSplit
+from rewards.chain.governance import FeeSplit, SharePolicyValues
 
 from . import selectors, services
-from .forms import DelegateForm, FeeSplitProposalForm, StakeForm, StakeRequirementForm, VoteForm
+from .forms import (
+    DelegateForm,
+    EpochLengthProposalForm,
+    FeeSplitProposalForm,
+    SharePolicyProposalForm,
+    StakeForm,
+    StakeRequirementForm,
+    VoteForm,
+)
 from .models import ActionKind, Proposal, ProposalState
 
 
@@ -59,21 +67,37 @@ def vote(request, pk: int):
     return redirect("governance:proposal", pk=pk)
 
 
+PROPOSAL_FORMS = {"fee_split": FeeSplitProposalForm, "epoch_length": EpochLengthProposalForm,
+                  "share_policy": SharePolicyProposalForm}
+
+
+def _proposed_change(kind: str, form) -> dict:
+    """The keyword argument of `services.proposal_submit` that this form's change is."""
+    data = form.cleaned_data
+    if kind == "epoch_length":
+        return {"epoch_length_s": form.epoch_length_s()}
+    if kind == "share_policy":
+        return {"share_policy": SharePolicyValues(form.fdr_bps(), data["top_groups"])}
+    return {"split": FeeSplit(data["protocol_bps"], data["owner_bps"], data["contributors_bps"])}
+
+
 @login_required
 def propose(request):
-    form = FeeSplitProposalForm(request.POST or None)
+    kind = request.POST.get("change") or request.GET.get("change") or "fee_split"
+    if kind not in PROPOSAL_FORMS:
+        raise Http404("Propose a fee split, an epoch length or a share policy.")
+    form = PROPOSAL_FORMS[kind](request.POST or None)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
-            action = services.proposal_submit(
-                user=request.user, description=data["description"],
-                split=FeeSplit(data["protocol_bps"], data["owner_bps"], data["contributors_bps"]))
+            action = services.proposal_submit(user=request.user, description=form.cleaned_data["description"],
+                                              **_proposed_change(kind, form))
         except ValidationError as exc:
             _form_errors(form, exc)
         else:
             return _asked(request, action)
     return render(request, "governance/propose.html",
-                  {"form": form, "wallet": selectors.wallet_address_for(user=request.user)})
+                  {"form": form, "change": kind, "wallet": selectors.wallet_address_for(user=request.user),
+                   "in_force": selectors.parameters_in_force()})
 
 
 @login_required

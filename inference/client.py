@@ -1,4 +1,5 @@
-"""HTTP client of the model servers (`inference.engine.server`), used by the web tier and serve_models.
+"""HTTP client of the model servers (`inference.engine.server`), used by the web tier (answers, search-query
+embeddings) and serve_models.
 
 `ModelServerClient(url)` talks to one server; `ModelServerClient("http://a:8100,http://b:8100")` (or a
 list) to several, routing each request through `inference.routing.ServerPool`: to a healthy server that
@@ -7,9 +8,12 @@ it from `settings.INFERENCE_SERVER_URL` (one URL or the comma-joined `INFERENCE_
 
 Every request carries `Authorization: Bearer <token>`; the token defaults to `INFERENCE_SERVER_TOKEN`
 (Django's setting when Django is configured, else the environment). Errors come back as
-`ModelServerError` with the server's OpenAI-style error and status; an unreachable server is a 503
-`model_server_unavailable`, one that refuses the token a 503 `model_server_auth` (an operator's problem,
-never reported to API users as their own authentication failure).
+`ModelServerError` with the server's OpenAI-style error and status; an unreachable server (refused,
+reset, a stream cut short) is a 503 `model_server_unavailable`, one that took the request and did not
+answer (or send the stream's next part) within the read timeout a 504 `model_server_timeout` (never
+retried on another server: the first may still be running it), and one that refuses the token a 503
+`model_server_auth` (an operator's problem, never reported to API users as their own authentication
+failure). The API answers the first two as 502 `upstream_error` (`inference.errors.from_model_server`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,20 @@ def unavailable(url: str, exc: Exception) -> ModelServerError:
                             code="model_server_unavailable")
 
 
+def timed_out(url: str, what: str = "did not answer in time") -> ModelServerError:
+    """The server took the request and then said nothing within the read timeout. Not `server_unusable`:
+    sending the request elsewhere could run it twice."""
+    return ModelServerError(status=504, message=f"The model server {url} {what}.", code="model_server_timeout")
+
+
+def transport_error(url: str, exc: Exception) -> ModelServerError:
+    """An httpx failure as the client's error: a read timeout is a timeout, anything else (connection
+    refused or reset, a connect timeout: nothing was sent) the server being unreachable."""
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return timed_out(url)
+    return unavailable(url, exc)
+
+
 def configured_token() -> str:
     """`INFERENCE_SERVER_TOKEN` from Django's settings when they are configured, else from the environment
     (or the file named by `INFERENCE_SERVER_TOKEN_FILE`). Imported lazily: this module works without Django."""
@@ -85,6 +103,7 @@ class GenerationEvents:
 
     response: httpx.Response
     final: dict = field(default_factory=dict)
+    server: str = ""  # the server's URL, for messages
 
     def deltas(self) -> Iterator[str]:
         # A server that dies mid-answer may look like a body that simply ended: only `[DONE]` after the
@@ -106,6 +125,9 @@ class GenerationEvents:
                     yield event["delta"]
                 else:
                     self.final = event
+        except httpx.TimeoutException as exc:  # the server stalled: a hung engine, a stopped process
+            raise timed_out(self.server or "answering", "sent nothing more within the read timeout mid-answer"
+                            ) from exc
         except httpx.HTTPError as exc:
             raise ModelServerError(status=503, message=f"The model server connection broke mid-answer "
                                    f"({type(exc).__name__}).", code="model_server_unavailable") from exc
@@ -148,14 +170,8 @@ class ServerConnection:
             if timeout is not None:
                 kwargs["timeout"] = timeout
             response = self._client.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, httpx.ConnectTimeout):
-                raise unavailable(self.base_url, exc) from exc
-            # The server took the request and is slow: sending it elsewhere would run it twice.
-            raise ModelServerError(status=503, message=f"The model server {self.base_url} did not answer in time.",
-                                   code="model_server_timeout") from exc
         except httpx.HTTPError as exc:
-            raise unavailable(self.base_url, exc) from exc
+            raise transport_error(self.base_url, exc) from exc
         try:
             payload = response.json()
         except ValueError:
@@ -180,8 +196,8 @@ class ServerConnection:
             json={**_generate_input(prompt, messages), "adapter": adapter, **params, "stream": True})
         try:
             response = self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise unavailable(self.base_url, exc) from exc
+        except httpx.HTTPError as exc:  # a server that takes the request and sends no headers: a timeout
+            raise transport_error(self.base_url, exc) from exc
         if response.status_code >= 400:
             response.read()
             try:
@@ -190,7 +206,12 @@ class ServerConnection:
                 payload = None
             response.close()
             raise self._error(response.status_code, payload)
-        return GenerationEvents(response)
+        return GenerationEvents(response, server=self.base_url)
+
+    def embed(self, texts: Sequence[str], *, model: str) -> dict:
+        """`POST /v1/embeddings`: OpenAI's embeddings answer (float vectors) plus `model_identity`."""
+        return self.request("POST", "/v1/embeddings", {"input": list(texts), "model": model,
+                                                       "encoding_format": "float"})
 
     # -- administration
     def stats(self, *, timeout: float | None = None) -> dict:
@@ -266,6 +287,10 @@ class ModelServerClient:
         return self.pool.stream(
             lambda server: server.generate_stream(prompt, adapter=adapter, messages=messages, **params),
             adapter=adapter)
+
+    def embed(self, texts: Sequence[str], *, model: str) -> dict:
+        """Embed `texts` on any healthy server (every server embeds with the bundled MiniLM)."""
+        return self.pool.call(lambda server: server.embed(texts, model=model), adapter=None)
 
     # -- status
     def stats(self, *, timeout: float | None = None) -> dict:

@@ -1,6 +1,17 @@
-"""OpenAI-style errors of the serving API: `{"error": {"message", "type", "param", "code"}}`."""
+"""OpenAI-style errors of the serving API: `{"error": {"message", "type", "param", "code"}}`.
+
+A model server that cannot be reached, or that took the request and did not answer in time, is the
+platform's upstream failing, not the caller's mistake: the API answers 502 with `type` `upstream_error`
+and `code` `model_server_unavailable` or `model_server_timeout` (in a stream: the same error as the last
+event before `[DONE]`). The message says what happened and that nothing was charged; the server's
+address is logged for operators, never shown to callers.
+"""
+
+import logging
 
 from django.http import JsonResponse
+
+logger = logging.getLogger("inference")
 
 
 class OpenAIError(Exception):
@@ -37,12 +48,29 @@ ENGINE_CODES = {
     "AdapterIncompatibleError": "model_unavailable",
     "EngineCapacityError": "server_overloaded",
     "RequestCancelledError": "cancelled",
+    "RequestTimeoutError": "model_server_timeout",  # the server's own deadline (--request-timeout) cut it
 }
+
+UPSTREAM_MESSAGES = {
+    "model_server_unavailable": "The model server is not reachable right now, so this request was not answered; "
+                                "nothing was charged. Retry in a moment.",
+    "model_server_timeout": "The model server did not answer in time, so this request was not answered; nothing "
+                            "was charged. Retry, or ask for fewer tokens (max_tokens).",
+}
+
+
+def upstream_error(code: str) -> OpenAIError:
+    """HTTP 502 `upstream_error`: the model server is down (`model_server_unavailable`) or too slow
+    (`model_server_timeout`)."""
+    return OpenAIError(UPSTREAM_MESSAGES[code], status=502, type="upstream_error", code=code)
 
 
 def from_model_server(exc) -> OpenAIError:
     """Turn a `client.ModelServerError` into the error the API answers with."""
     code = ENGINE_CODES.get(exc.code or "", exc.code or "model_server_error")
+    if code in UPSTREAM_MESSAGES:
+        logger.warning("model server failure answered as 502 %s: %s", code, exc.message)
+        return upstream_error(code)
     if code == "model_not_loaded":
         return OpenAIError("This model is deployed but the model server has not loaded it yet; retry in a few "
                            "seconds.", status=503, type="server_error", code=code)

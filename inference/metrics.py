@@ -3,29 +3,20 @@ the adapter's name on the model server).
 
 Request counters and latency are recorded by the web process as requests finish; the model server's
 own counters (per-adapter requests, tiers, hit rates, queue depth) are read from its `/v1/stats`
-when `/metrics` is scraped.
+when `/metrics` is scraped (`ModelServerCollector`, registered from `InferenceConfig.ready`).
 
-Several web processes (gunicorn workers): each worker counts only the requests it served, so a
-scrape answered by one worker would see a fraction of the traffic. When `PROMETHEUS_MULTIPROC_DIR`
-is set (the repository's `gunicorn.conf.py` sets and wipes it for multi-worker runs), prometheus-client
-keeps every worker's values in files there and a scrape sums them (`MultiProcessCollector`). Without
-it, one process's default registry is exposed.
+`/metrics` itself, the multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, every web worker's values summed)
+and the platform-wide HTTP, Celery and broker metrics live in `lineage/observability.py`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 logger = logging.getLogger("inference")
-
-# prometheus-client picks its value storage when it is first imported, so the mode is fixed per process.
-MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-if MULTIPROCESS_DIR:
-    os.makedirs(MULTIPROCESS_DIR, exist_ok=True)  # each process writes its file there on first use
 
 REQUESTS = Counter("lineage_inference_requests", "Inference requests by model, endpoint and outcome.",
                    ["adapter", "endpoint", "status"])
@@ -48,25 +39,32 @@ def observe(record) -> None:
 
 
 class ModelServerCollector:
-    """Gauges from the model server's `/v1/stats`, read at scrape time (a down server yields `up 0`)."""
+    """Gauges from the model servers' `/v1/stats`, read at scrape time.
+
+    `lineage_model_server_up` is 1 when every configured server answered (0 when any is down), and
+    `lineage_model_server_instance_up{server}` says which; the per-base gauges are labelled by base, named
+    `base @ host:port` when `INFERENCE_SERVER_URLS` lists several servers."""
 
     def collect(self):
-        from django.conf import settings
+        from .selectors import model_servers_stats
 
-        from .client import ModelServerClient, ModelServerError
-
-        up = GaugeMetricFamily("lineage_model_server_up", "Whether the model server answered the scrape.")
-        client = ModelServerClient(settings.INFERENCE_SERVER_URL, timeout=2.0, connect_timeout=1.0)
-        try:
-            stats = client.stats(timeout=2.0)
-        except ModelServerError:
-            up.add_metric([], 0)
-            yield up
-            return
-        finally:
-            client.close()
-        up.add_metric([], 1)
+        servers = model_servers_stats(timeout=2.0)
+        up = GaugeMetricFamily("lineage_model_server_up", "Whether every model server answered the scrape.")
+        up.add_metric([], 1 if all(each["up"] for each in servers) else 0)
         yield up
+        instance_up = GaugeMetricFamily("lineage_model_server_instance_up",
+                                        "Whether this model server answered the scrape.", labels=["server"])
+        for each in servers:
+            instance_up.add_metric([each["url"]], 1 if each["up"] else 0)
+        yield instance_up
+        several = len(servers) > 1
+        bases = {}
+        for each in servers:
+            where = each["url"].split("://", 1)[-1]
+            for name, engine in ((each["stats"] or {}).get("bases") or {}).items():
+                bases[f"{name} @ {where}" if several else name] = engine
+        if not bases:
+            return
         waiting = GaugeMetricFamily("lineage_model_server_queue_depth", "Queued requests.", labels=["base"])
         running = GaugeMetricFamily("lineage_model_server_running", "Rows in the running batch.", labels=["base"])
         hits = GaugeMetricFamily("lineage_model_server_cache_hits", "Adapter cache hits per tier.",
@@ -77,7 +75,7 @@ class ModelServerCollector:
                                              "Requests seen by the model server per adapter.", labels=["base", "adapter"])
         adapter_tier = GaugeMetricFamily("lineage_model_server_adapter_on_device",
                                          "1 when the adapter is resident in a device slot.", labels=["base", "adapter"])
-        for base, engine in (stats.get("bases") or {}).items():
+        for base, engine in bases.items():
             waiting.add_metric([base], engine.get("waiting", 0))
             running.add_metric([base], engine.get("running", 0))
             cache = engine.get("cache", {})
@@ -88,25 +86,4 @@ class ModelServerCollector:
                 adapter_requests.add_metric([base, name], info.get("requests", 0))
                 adapter_tier.add_metric([base, name], 1 if info.get("tier") == "device" else 0)
         yield from (waiting, running, hits, misses, adapter_requests, adapter_tier)
-
-
-_collector_registered = False
-
-
-def register_collector() -> None:
-    global _collector_registered
-    if not _collector_registered:
-        REGISTRY.register(ModelServerCollector())
-        _collector_registered = True
-
-
-def scrape_registry() -> CollectorRegistry:
-    """The registry a scrape reads: all web processes' values in multiprocess mode, else this process's."""
-    if MULTIPROCESS_DIR:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIR)
-        registry.register(ModelServerCollector())
-        return registry
-    register_collector()
-    return REGISTRY
 

@@ -27,7 +27,9 @@ the CSRF token (the playground). `model` is a deployed model version's slug.
 - Every answer carries `"lineage": {"inference_id", "receipt_id", "receipt_url", "fee",
   "model_version_hash", "receipt_status", "contributors", "top_rows"}` (`fee` in OPEN base units, as a
   string; `GET /v1/models` gives `price_per_inference` in base units too, labelled by `price_unit`).
-  Errors are `{"error": {"message", "type", "param", "code"}}`; a failed answer costs nothing. Short
+  Errors are `{"error": {"message", "type", "param", "code"}}`; a failed answer costs nothing. A model
+  server that is down or did not answer in time is a 502 `upstream_error` (`model_server_unavailable` /
+  `model_server_timeout`); in a stream that already started, the same error is the last event. Short
   credit is OpenAI's HTTP 429 with `type` and `code` `insufficient_quota` (and `x-should-retry: false`),
   whose message names the page where credit is added (`/rewards/deposit/`).
 - `GET /v1/models/{id}` is one deployed model (the object `GET /v1/models` lists); any other id is a 404

@@ -7,7 +7,8 @@ client first (round robin among equals). A server that cannot take the request (
 broken, 503 while draining or overloaded, a wrong token) is marked down until its next health check,
 and the request goes to the next candidate. A stream is retried only while no token has reached the
 caller: once one delta has been yielded, a failure is the caller's error (the answer is never spliced
-from two servers).
+from two servers). A server that took a request and did not answer in time (`model_server_timeout`) is
+marked down too, but that request is not retried: the slow server may still be running it.
 
 One URL is the degenerate case: no health checks, no retries, exactly the single server's behaviour.
 No Django import; `inference.client.ModelServerClient` is the public entry point.
@@ -133,6 +134,11 @@ class ServerPool:
     def _try_next(self, view: ServerView, exc: ModelServerError) -> bool:
         """Whether a failure on `view` lets the request go to another server (and note what it says)."""
         if self.single:
+            return False
+        if exc.code == "model_server_timeout":
+            # Not retried (the server may still be running it), but the next requests go elsewhere until
+            # its next health check answers.
+            self.mark_down(view, exc.message)
             return False
         if exc.server_unusable:
             self.mark_down(view, exc.message)

@@ -33,7 +33,8 @@ def deployed_model(*, slug: str):
 
 
 def model_server_stats() -> dict | None:
-    """The model server's `/v1/stats`, or None when it does not answer."""
+    """The model server's `/v1/stats` (several servers: their bases side by side, named `base @ host:port`),
+    or None when none answers."""
     from .client import ModelServerClient, ModelServerError
 
     client = ModelServerClient(settings.INFERENCE_SERVER_URL, timeout=3.0, connect_timeout=1.0)
@@ -45,28 +46,57 @@ def model_server_stats() -> dict | None:
         client.close()
 
 
+def model_servers_stats(*, timeout: float = 3.0) -> list[dict]:
+    """Each configured model server's `/v1/stats`, asked at once (a slow server costs one `timeout`, not
+    one per server): `[{"url", "up", "error", "stats"}]` in `INFERENCE_SERVER_URLS` order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .client import ModelServerError, ServerConnection, configured_token, split_urls
+
+    def ask(url: str) -> dict:
+        connection = ServerConnection(url, token=configured_token(), timeout=timeout, connect_timeout=1.0)
+        try:
+            return {"url": url, "up": True, "error": None, "stats": connection.stats(timeout=timeout)}
+        except ModelServerError as exc:
+            return {"url": url, "up": False, "error": exc.message, "stats": None}
+        finally:
+            connection.close()
+
+    urls = split_urls(settings.INFERENCE_SERVER_URL)
+    if len(urls) == 1:
+        return [ask(urls[0])]
+    with ThreadPoolExecutor(max_workers=min(len(urls), 8)) as pool:
+        return list(pool.map(ask, urls))
+
+
 def operator_overview() -> dict:
-    """Per base: loaded adapters by tier, hit rates, queue depth, and per-adapter request counts."""
-    stats = model_server_stats()
-    if stats is None:
-        return {"up": False, "bases": []}
-    bases = []
-    for name, engine in (stats.get("bases") or {}).items():
-        cache = engine.get("cache", {})
-        device, host = cache.get("device", {}), cache.get("host", {})
-        tiers: dict[str, list] = {}
-        adapters = sorted(cache.get("adapters", {}).values(), key=lambda a: (-a.get("requests", 0), a["name"]))
-        for adapter in adapters:
-            tiers.setdefault(adapter["tier"], []).append(adapter["name"])
-        bases.append({
-            "name": name, "task": engine.get("task"), "path": engine.get("path"),
-            "waiting": engine.get("waiting", 0), "running": engine.get("running", 0),
-            "completed": engine.get("completed", 0), "failed": engine.get("failed", 0),
-            "device": device, "host": host, "disk": cache.get("disk", {}),
-            "device_hit_rate": _rate(device), "host_hit_rate": _rate(host),
-            "tiers": tiers, "adapters": adapters,
-        })
-    return {"up": True, "bases": bases}
+    """Per model server: up or down (and why), and per base on it: loaded adapters by tier, hit rates,
+    queue depth, and per-adapter request counts. `up`: whether any server answered; `bases`: every
+    answering server's bases in one list (each naming its `server`)."""
+    servers = []
+    for each in model_servers_stats():
+        bases = [_base_overview(name, engine, each["url"]) for name, engine in
+                 ((each["stats"] or {}).get("bases") or {}).items()]
+        servers.append({"url": each["url"], "up": each["up"], "error": each["error"], "bases": bases})
+    return {"up": any(s["up"] for s in servers), "servers": servers,
+            "bases": [base for server in servers for base in server["bases"]]}
+
+
+def _base_overview(name: str, engine: dict, server: str) -> dict:
+    cache = engine.get("cache", {})
+    device, host = cache.get("device", {}), cache.get("host", {})
+    tiers: dict[str, list] = {}
+    adapters = sorted(cache.get("adapters", {}).values(), key=lambda a: (-a.get("requests", 0), a["name"]))
+    for adapter in adapters:
+        tiers.setdefault(adapter["tier"], []).append(adapter["name"])
+    return {
+        "name": name, "server": server, "task": engine.get("task"), "path": engine.get("path"),
+        "waiting": engine.get("waiting", 0), "running": engine.get("running", 0),
+        "completed": engine.get("completed", 0), "failed": engine.get("failed", 0),
+        "device": device, "host": host, "disk": cache.get("disk", {}),
+        "device_hit_rate": _rate(device), "host_hit_rate": _rate(host),
+        "tiers": tiers, "adapters": adapters,
+    }
 
 
 def _rate(counters: dict) -> float | None:

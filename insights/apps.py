@@ -8,7 +8,6 @@ class InsightsConfig(AppConfig):
     def ready(self):
         from accounts.permissions import api_key_call
 
-        from . import counters, metrics
+        from . import counters
 
         api_key_call.connect(counters.on_api_key_call, dispatch_uid="insights.api_key_call")
-        metrics.connect_task_signals()

@@ -186,3 +186,22 @@ def document_standard_errors(result, generator, request, public):
                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}},
                 })
     return result
+
+
+def error_schema(name: str, *, forbidden: str, not_found: str):
+    """The API's error body (`code`, `detail`, `fields`) as the OpenAPI component `name`, and the usual
+    400/401/403/404 responses with it (`forbidden` and `not_found` say what those mean for the resource)."""
+    from drf_spectacular.utils import OpenApiResponse, inline_serializer
+    from rest_framework import serializers
+
+    body = inline_serializer(name, {
+        "code": serializers.CharField(),
+        "detail": serializers.CharField(),
+        "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
+    })
+    return body, {
+        400: OpenApiResponse(body, description="Invalid input; `fields` names each problem."),
+        401: OpenApiResponse(body, description="No or invalid credentials."),
+        403: OpenApiResponse(body, description=forbidden),
+        404: OpenApiResponse(body, description=not_found),
+    }

@@ -5,6 +5,8 @@ Set `DATABASE_URL`, `CELERY_BROKER_URL`, `CACHE_URL`, `AWS_STORAGE_BUCKET_NAME` 
 to scale out. `DEBUG=0` switches on the production security settings that `check --deploy` wants.
 """
 
+import hashlib
+import hmac
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -75,7 +77,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "insights.metrics.RequestMetricsMiddleware",  # first, so it times everything below it
+    "lineage.observability.RequestMetricsMiddleware",  # first, so it times everything below it
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -289,12 +291,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Attempts at one long job (`lineage.jobs`): a job whose worker died this many times fails with a reason.
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {
-    "rewards-epoch-close": {
-        "task": "rewards.tasks.epoch_close_scheduled",
-        "schedule": crontab(minute=0, hour=0, day_of_week="mon"),
-    },
-}
+CELERY_BEAT_SCHEDULE = {}  # each app's entries are added in its section below
 
 # --- Lineage specifics
 MB = 1024 * 1024
@@ -348,6 +345,11 @@ REWARDS_RELAY_CLAIMS = env.bool("REWARDS_RELAY_CLAIMS", default=True)  # the "cl
 REWARDS_STARTER_GRANT_OPEN = env.str("REWARDS_STARTER_GRANT_OPEN", default="10" if DEBUG else "0")
 REWARDS_RELAY_BATCH = env.int("REWARDS_RELAY_BATCH", default=50)
 REWARDS_EPOCH_LEASE_S = env.int("REWARDS_EPOCH_LEASE_S", default=900)
+# How often earnings epochs close: an epoch closes once this long has passed since the last one froze. A passed
+# governance proposal (`setEpochLength` on the parameter registry) overrides it (docs/governance.md); the beat
+# checks every REWARDS_EPOCH_CHECK_EVERY_S whether a close is due.
+REWARDS_EPOCH_LENGTH_S = env.int("REWARDS_EPOCH_LENGTH_S", default=7 * 86_400)
+REWARDS_EPOCH_CHECK_EVERY_S = env.int("REWARDS_EPOCH_CHECK_EVERY_S", default=300)
 REWARDS_ROWS_PER_CONTRIBUTOR = env.int("REWARDS_ROWS_PER_CONTRIBUTOR", default=10)
 # Fees are held per inference and booked in batches (`rewards.services.fee_settle_batch`): by beat every
 # REWARDS_SETTLE_EVERY_S, and on demand (at most one queued run per REWARDS_SETTLE_DEBOUNCE_S).
@@ -359,6 +361,9 @@ REWARDS_SETTLE_MAX_S = env.float("REWARDS_SETTLE_MAX_S", default=30.0)
 # (as an empty receipt: the fee policy's fallback), so a lost attribution task never holds credit forever.
 REWARDS_RECEIPT_WAIT_S = env.int("REWARDS_RECEIPT_WAIT_S", default=3600)
 CELERY_BEAT_SCHEDULE.update({
+    "rewards-epoch-close": {"task": "rewards.tasks.epoch_close_scheduled",
+                            "schedule": timedelta(seconds=REWARDS_EPOCH_CHECK_EVERY_S),
+                            "options": {"expires": REWARDS_EPOCH_CHECK_EVERY_S}},
     "rewards-index-deposits": {"task": "rewards.tasks.chain_index_deposits", "schedule": timedelta(minutes=1)},
     "rewards-index-claims": {"task": "rewards.tasks.chain_index_claims", "schedule": timedelta(minutes=1)},
     "rewards-reconcile": {"task": "rewards.tasks.chain_reconcile", "schedule": crontab(minute=17)},
@@ -396,6 +401,10 @@ WEBHOOKS_MAX_ATTEMPTS = env.int("WEBHOOKS_MAX_ATTEMPTS", default=8)  # then the 
 WEBHOOKS_RETRY_BASE_S = env.int("WEBHOOKS_RETRY_BASE_S", default=30)  # 30 s, 1 min, 2 min, ... after each failure
 WEBHOOKS_RETRY_MAX_S = env.int("WEBHOOKS_RETRY_MAX_S", default=6 * 3600)
 WEBHOOKS_MAX_PER_USER = env.int("WEBHOOKS_MAX_PER_USER", default=20)
+# Encrypts webhook signing secrets at rest (notifications/secret_box.py); also read from *_FILE. Its default is
+# derived from SECRET_KEY: set this on its own before rotating SECRET_KEY, or the stored secrets become unreadable.
+NOTIFICATIONS_SECRET_KEY = secret("NOTIFICATIONS_SECRET_KEY", default="") or hmac.new(
+    SECRET_KEY.encode("utf-8"), b"lineage.notifications.secret-key", hashlib.sha256).hexdigest()
 
 # --- Attribution
 # Index builds run on the gpu queue when a model version registers; receipts are scored in-process.
@@ -420,6 +429,11 @@ ATTRIBUTION_BATCH_SIZE = env.int("ATTRIBUTION_BATCH_SIZE", default=16)
 ATTRIBUTION_SHARD_ROWS = env.int("ATTRIBUTION_SHARD_ROWS", default=65536)
 ATTRIBUTION_ROWS_PER_CONTRIBUTOR = env.int("ATTRIBUTION_ROWS_PER_CONTRIBUTOR", default=10)  # contributor_rows
 ATTRIBUTION_MISLABEL_Z = env.float("ATTRIBUTION_MISLABEL_Z", default=3.0)  # robust z for "likely mislabeled"
+# Rows that together are worth significantly less than this fraction of as many typical rows on the held-out
+# split (Benjamini-Hochberg at the FDR): a credit group of such rows earns nothing, a contributor's earnings are
+# held for review (attribution/engine/credit.py low_value_sets).
+ATTRIBUTION_LOW_VALUE_RATIO = env.float("ATTRIBUTION_LOW_VALUE_RATIO", default=0.5)
+ATTRIBUTION_LOW_VALUE_FDR = env.float("ATTRIBUTION_LOW_VALUE_FDR", default=0.05)
 ATTRIBUTION_VALUATION_TOP_N = env.int("ATTRIBUTION_VALUATION_TOP_N", default=20)
 ATTRIBUTION_MAX_NEW_TOKENS = env.int("ATTRIBUTION_MAX_NEW_TOKENS", default=32)  # when the API generates the output
 ATTRIBUTION_CACHE_MODELS = env.int("ATTRIBUTION_CACHE_MODELS", default=4)  # models + indexes held per process (LRU)
@@ -456,12 +470,21 @@ INFERENCE_SERVER_URL = env.str("INFERENCE_SERVER_URL", default="http://127.0.0.1
 INFERENCE_SERVER_URLS = env.list("INFERENCE_SERVER_URLS", default=[]) or [
     url.strip() for url in INFERENCE_SERVER_URL.split(",") if url.strip()]
 INFERENCE_SERVER_URL = ",".join(INFERENCE_SERVER_URLS)
+# Dense and hybrid searches embed their query with the bundled MiniLM: on the model servers (their
+# POST /v1/embeddings; web processes then never load torch) or, in this process, as `make run` does. In this
+# process by default only when no model server is configured (neither variable above set).
+RETRIEVAL_EMBED_IN_PROCESS = env.bool("RETRIEVAL_EMBED_IN_PROCESS", default=not (
+    os.environ.get("INFERENCE_SERVER_URLS", "").strip() or os.environ.get("INFERENCE_SERVER_URL", "").strip()))
+RETRIEVAL_EMBED_TIMEOUT_S = env.float("RETRIEVAL_EMBED_TIMEOUT_S", default=30.0)  # web -> model server, one query
 # The bearer token shared by the web tier and every model server (they refuse requests without it). Empty:
 # a model server listens on loopback only.
 INFERENCE_SERVER_TOKEN = secret("INFERENCE_SERVER_TOKEN", default="")
 # Where a model server loads bases and adapters from (by id, never by a caller's path); serve_models
 # publishes the deployed versions' files into it.
 INFERENCE_MODEL_ROOT = Path(env.str("INFERENCE_MODEL_ROOT", default=str(VAR_DIR / "serving")))
+# The model root is kept under this size by removing the least recently used adapters no server holds
+# (after each load, and `manage.py inference_prune_model_root`); 0 = no bound.
+INFERENCE_MODEL_ROOT_MAX_BYTES = env.int("INFERENCE_MODEL_ROOT_MAX_BYTES", default=20 * 2**30)
 INFERENCE_BASE_REPLICAS = env.int("INFERENCE_BASE_REPLICAS", default=0)  # servers per base (serve_models --no-server); 0 = all
 INFERENCE_SERVER_REQUEST_TIMEOUT_S = env.float("INFERENCE_SERVER_REQUEST_TIMEOUT_S", default=300.0)  # per request, server side
 INFERENCE_SERVER_KEEPALIVE_S = env.float("INFERENCE_SERVER_KEEPALIVE_S", default=5.0)  # idle connection kept open

@@ -3,9 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from inference import views as inference_views
-
-from . import views
+from . import observability, views
 
 # Staff sign in through allauth too, so its rate limits and verification apply to the admin.
 admin.site.login = secure_admin_login(admin.site.login)
@@ -26,7 +24,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("v1/", include("inference.openai_urls")),
-    path("metrics", inference_views.prometheus_metrics, name="metrics"),
+    path("metrics", observability.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),

@@ -21,7 +21,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lineage.api import ApiError, JSONParser, Pagination
+from lineage.api import ApiError, JSONParser, Pagination, error_schema
 
 from . import selectors, services
 from .forms import FineTuneForm
@@ -38,17 +38,9 @@ from .serializers import (
 )
 
 JOB_TAGS, MODEL_TAGS = ["fine-tunes"], ["models"]
-ERROR_RESPONSE = inline_serializer("ModelFactoryError", {
-    "code": serializers.CharField(),
-    "detail": serializers.CharField(),
-    "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
-})
-ERRORS = {
-    400: OpenApiResponse(ERROR_RESPONSE, description="Invalid input; `fields` names each problem."),
-    401: OpenApiResponse(ERROR_RESPONSE, description="No or invalid credentials."),
-    403: OpenApiResponse(ERROR_RESPONSE, description="Missing API-key scope, or not the owner."),
-    404: OpenApiResponse(ERROR_RESPONSE, description="No such fine-tune or model that you can see."),
-}
+ERROR_RESPONSE, ERRORS = error_schema(
+    "ModelFactoryError", forbidden="Missing API-key scope, or not the owner.",
+    not_found="No such fine-tune or model that you can see.")
 READ_ERRORS = {code: ERRORS[code] for code in (401, 403, 404)}
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The fine-tune's id.")
 SLUG = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The model version's slug.")
@@ -169,7 +161,8 @@ class FineTuneListView(FineTuneView):
         description="The same spec and the same checks as the page's form: Datanet versions you may train on, "
         "one version per Datanet, a base model that trains their task. Settings left out take the form's "
         "defaults; `learning_rate`, `epochs` and `batch_size` left out (or null) are scaled to the data. "
-        "Answers 201 at once with the queued job; poll its `url` for progress.",
+        "Answers 201 at once with the queued job; poll its `url` for progress. A field not listed here is "
+        "refused (400, each unknown field named in `fields` and the accepted ones in `detail`), never ignored.",
         request=FineTuneCreateSerializer, responses={201: FineTuneJobSerializer, **ERRORS},
     )
     def post(self, request):
@@ -246,7 +239,8 @@ class ModelVersionDetailView(ModelVersionView):
 
     @extend_schema(
         tags=MODEL_TAGS, summary="Set the price per answer, downloads or description (owner; scope: train)",
-        description="`price_per_inference` is in OPEN base units (1 OPEN = 10**18), as a string of digits.",
+        description="`price_per_inference` is in OPEN base units (1 OPEN = 10**18), as a string of digits. "
+        "Any other field is refused (400, named in `fields`, with the accepted ones in `detail`).",
         parameters=[SLUG], request=ModelVersionUpdateSerializer, responses={200: ModelVersionDetailSerializer, **ERRORS},
     )
     def patch(self, request, slug):

@@ -163,6 +163,25 @@ def deployed_model_versions():
     return ModelVersion.objects.filter(deployed=True).select_related("base_model", "owner")
 
 
+def model_version_training_rows(*, version_hashes) -> dict[str, dict[int, int]]:
+    """{version hash: {contributor user id: rows of theirs the adapter was trained on}}, from each version's
+    manifest (its recorded train split, not the Datanet versions' totals). The fee settlement divides the
+    contributors' part of an answer that has no receipt by it: row counts act on rows, so spreading rows
+    over several accounts neither gains nor loses anything. Unknown hashes are left out."""
+    out: dict[str, dict[int, int]] = {}
+    for version_hash, manifest in ModelVersion.objects.filter(version_hash__in=set(version_hashes)).values_list(
+            "version_hash", "manifest"):
+        data = (manifest or {}).get("content", {}).get("data", {})
+        contributors = data.get("row_contributors", {})
+        counts: dict[int, int] = {}
+        for row_id in data.get("train_row_ids", []):
+            owner = str(contributors.get(row_id, ""))
+            if owner.isdigit():
+                counts[int(owner)] = counts.get(int(owner), 0) + 1
+        out[version_hash] = counts
+    return out
+
+
 def model_version_by_hash(*, version_hash: str) -> ModelVersion | None:
     return ModelVersion.objects.filter(version_hash=version_hash).first()
 

@@ -9,10 +9,13 @@ Amounts are OPEN base units (1 OPEN = 10**18, `rewards.amounts`) sent as strings
 API sends them: a JSON number loses precision past 2**53.
 """
 
+from collections.abc import Mapping
+
 from django import forms
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from rewards.amounts import BASE_UNITS, UINT256_MAX, AmountError, format_open, parse_open
 
@@ -64,7 +67,36 @@ class FlatListField(serializers.ListField):
             ) from exc
 
 
-class DatanetVersionRefSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer):
+    """A request serializer that refuses fields it does not know (DRF drops them silently, so a typo such as
+    `epoch` for `epochs` would launch with the default). Each unknown field gets its own message in
+    `fields`, and `detail` names them all with the accepted ones; other field errors come back with them."""
+
+    def to_internal_value(self, data):
+        unknown = sorted(str(key) for key in data if key not in self.fields) if isinstance(data, Mapping) else []
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not unknown or not isinstance(exc.detail, dict):
+                raise
+            raise serializers.ValidationError({**self._unknown_errors(unknown, more=True), **exc.detail}) from exc
+        if unknown:
+            raise serializers.ValidationError(self._unknown_errors(unknown))
+        return value
+
+    def _unknown_errors(self, unknown: list[str], *, more: bool = False) -> dict:
+        accepted = ", ".join(self.fields)
+        errors = {name: [f"Unknown field. Accepted: {accepted}."] for name in unknown}
+        if self.parent is None:  # the request's own fields: `detail` says it too, for clients that show only that
+            several = len(unknown) > 1
+            errors[api_settings.NON_FIELD_ERRORS_KEY] = [
+                f"Unknown field{'s' if several else ''}: {', '.join(unknown)}. Remove {'them' if several else 'it'}; "
+                f"the accepted fields are: {accepted}." + (" Other fields are not valid either: see `fields`."
+                                                             if more else "")]
+        return errors
+
+
+class DatanetVersionRefSerializer(StrictSerializer):
     datanet = serializers.SlugField(max_length=80, help_text="The Datanet's slug.")
     number = serializers.IntegerField(min_value=1, help_text="A published version's number.")
 
@@ -75,7 +107,7 @@ def _module_name(value: str) -> str:
     return value
 
 
-class FineTuneCreateSerializer(serializers.Serializer):
+class FineTuneCreateSerializer(StrictSerializer):
     name = _from_form("name")
     base_model = serializers.SlugField(max_length=80, help_text="A base model's slug (`GET /api/v1/base-models/`).")
     datanet_versions = FlatListField(
@@ -161,17 +193,14 @@ PRICE_HELP = ("Price per answer in OPEN base units (1 OPEN = 10**18), as a strin
               "is 0.05 OPEN; 0 is free.")
 
 
-class ModelVersionUpdateSerializer(serializers.Serializer):
-    """Every field optional (PATCH)."""
+class ModelVersionUpdateSerializer(StrictSerializer):
+    """Every field optional (PATCH); any other field is refused with the accepted ones."""
 
     price_per_inference = OpenBaseUnitsField(required=False, help_text=PRICE_HELP)
     allow_download = serializers.BooleanField(required=False, help_text="Let anyone download the adapter.")
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
 
     def validate(self, attrs):
-        unknown = set(self.initial_data) - set(self.fields) if isinstance(self.initial_data, dict) else set()
-        if unknown:
-            raise serializers.ValidationError({name: "This setting cannot be changed." for name in sorted(unknown)})
         if not attrs:
             raise serializers.ValidationError("Send at least one of price_per_inference, allow_download, description.")
         return attrs

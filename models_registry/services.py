@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from datanets import selectors as datanet_selectors
 from lineage import jobs
 from notifications import notify
@@ -193,7 +193,7 @@ def fine_tune_create(*, owner, name: str, base_model: BaseModel, datanet_version
             owner=owner, name=name[:120], base_model=base_model, task=task, label_names=label_names, hyperparameters=params,
         )
         job.datanet_versions.set(versions)
-        audit_record(actor=owner, action="fine_tune.create", target=job,
+        audit_record(actor=owner, action=AuditAction.FINE_TUNE_CREATE, target=job,
                      details={"base": base_model.slug, "versions": [v.manifest_hash for v in versions], "params": params})
         fine_tune_run_task.delay_on_commit(job.pk)
     return job
@@ -227,7 +227,7 @@ def fine_tune_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
         if job.is_active or job.state == JobState.CANCELLED:
             job.cancel_requested = True
             job.save(update_fields=["cancel_requested", "state", "finished_at"])
-            audit_record(actor=actor, action="fine_tune.cancel", target=job)
+            audit_record(actor=actor, action=AuditAction.FINE_TUNE_CANCEL, target=job)
     return job
 
 
@@ -255,7 +255,7 @@ def fine_tune_resume(*, job: FineTuneJob, actor) -> FineTuneJob:
         # A fresh run of deliveries: the attempts cap counts the deliveries of this run only.
         job.state, job.cancel_requested, job.error, job.finished_at, job.attempts = JobState.QUEUED, False, "", None, 0
         job.save(update_fields=["state", "cancel_requested", "error", "finished_at", "attempts"])
-        audit_record(actor=actor, action="fine_tune.resume", target=job, details={"from": previous, "step": job.step})
+        audit_record(actor=actor, action=AuditAction.FINE_TUNE_RESUME, target=job, details={"from": previous, "step": job.step})
         _append_log(job.pk, f"resumed by the owner ({previous} at step {job.step})")
         fine_tune_run_task.delay_on_commit(job.pk)
     job.refresh_from_db()
@@ -350,6 +350,10 @@ def _fine_tune_train(job: FineTuneJob) -> FineTuneJob:
     return model_version_register(job_id=job.pk, result=result)
 
 
+# The states `_job_finish` ends a job in, and what each is audited as.
+FINISH_AUDIT_ACTIONS = {JobState.FAILED: AuditAction.FINE_TUNE_FAILED, JobState.CANCELLED: AuditAction.FINE_TUNE_CANCELLED}
+
+
 def _job_finish(*, job_id: int, state: str, message: str) -> FineTuneJob:
     _append_log(job_id, message)
     with transaction.atomic():
@@ -358,7 +362,7 @@ def _job_finish(*, job_id: int, state: str, message: str) -> FineTuneJob:
         if state == JobState.FAILED:
             job.error = message
         job.save(update_fields=["state", "finished_at", "error"])
-        audit_record(actor=None, action=f"fine_tune.{state}", target=job, details={"message": message[:2000]})
+        audit_record(actor=None, action=FINISH_AUDIT_ACTIONS[state], target=job, details={"message": message[:2000]})
         notify.event(kind="fine_tune.finished", object_id=job.pk)
     return job
 
@@ -411,7 +415,7 @@ def model_version_register(*, job_id: int, result) -> FineTuneJob:
         job.resumed_from_step = result.resumed_from_step
         job.step = job.total_steps or job.step
         job.save(update_fields=["state", "finished_at", "resumed_from_step", "step"])
-        audit_record(actor=None, action="model_version.register", target=version,
+        audit_record(actor=None, action=AuditAction.MODEL_VERSION_REGISTER, target=version,
                      details={"hash": version.version_hash, "job": job.pk, "metrics": result.metrics})
         # Listeners (the attribution app queues its index build) run once the version is committed.
         transaction.on_commit(lambda: model_version_registered.send(sender=ModelVersion, version=version))
@@ -462,7 +466,7 @@ def model_version_update(*, version: ModelVersion, actor, price_per_inference=No
                 f"{locked.get_attribution_status_display().lower()}: it cannot charge before the index is ready. "
                 "Wait for the build, or undeploy it first.")})
         ModelVersion.objects.filter(pk=version.pk).update(**changes)
-        audit_record(actor=actor, action="model_version.update", target=version,
+        audit_record(actor=actor, action=AuditAction.MODEL_VERSION_UPDATE, target=version,
                      details={k: str(v) for k, v in changes.items()})
     version.refresh_from_db()
     return version
@@ -479,7 +483,7 @@ def model_version_set_deployed(*, version: ModelVersion, actor, deployed: bool) 
                 f"(it is {version.get_attribution_status_display().lower()}). Wait for the build, or set the price to 0."
             )
         ModelVersion.objects.filter(pk=version.pk).update(deployed=deployed)
-        audit_record(actor=actor, action="model_version.deploy" if deployed else "model_version.undeploy", target=version)
+        audit_record(actor=actor, action=AuditAction.MODEL_VERSION_DEPLOY if deployed else AuditAction.MODEL_VERSION_UNDEPLOY, target=version)
     version.refresh_from_db()
     return version
 

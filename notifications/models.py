@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from . import secret_box
 from .catalogue import EMAIL_KINDS
 
 
@@ -24,14 +25,16 @@ class NotificationSettings(models.Model):
 
 class Webhook(models.Model):
     """An endpoint that receives signed JSON events: a person's own (no Datanet) or a Datanet's (set by
-    its owner). The secret must be stored as it is, since every delivery is signed with it."""
+    its owner). Every delivery is signed with its secret, so the secret cannot be hashed: it is stored
+    encrypted with `NOTIFICATIONS_SECRET_KEY` (`secret_box`), and `secret` reads and sets it in clear."""
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhooks")
     datanet = models.ForeignKey("datanets.Datanet", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
                                 help_text="Empty: the owner's own events. Set: this Datanet's events.")
     url = models.URLField(max_length=2000)
     description = models.CharField(max_length=120, blank=True)
-    secret = models.CharField(max_length=80)
+    secret_encrypted = models.CharField(max_length=255, help_text="The signing secret, encrypted with "
+                                        "NOTIFICATIONS_SECRET_KEY (notifications.secret_box).")
     events = models.JSONField(default=list, help_text="Event types this webhook receives.")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -50,6 +53,16 @@ class Webhook(models.Model):
     @property
     def scope(self) -> str:
         return "datanet" if self.datanet_id else "user"
+
+    @property
+    def secret(self) -> str:
+        """The signing secret in clear. Raises `secret_box.SecretBoxError` when the key it was encrypted with
+        is not this server's `NOTIFICATIONS_SECRET_KEY` any more."""
+        return secret_box.unseal(self.secret_encrypted, key=settings.NOTIFICATIONS_SECRET_KEY)
+
+    @secret.setter
+    def secret(self, value: str) -> None:  # also `Webhook(secret=...)` and `objects.create(secret=...)`
+        self.secret_encrypted = secret_box.seal(value, key=settings.NOTIFICATIONS_SECRET_KEY)
 
 
 class Event(models.Model):

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from . import selectors, services
 from .catalogue import EVENT_TYPES
 from .forms import NotificationSettingsForm, WebhookForm
+from .secret_box import SecretBoxError
 
 
 @login_required
@@ -58,9 +59,13 @@ def webhooks(request):
 @login_required
 def webhook(request, webhook_id):
     hook = selectors.webhook_get_for(user=request.user, pk=webhook_id)
+    try:
+        secret = hook.secret  # stored encrypted; shown to its owner in clear
+    except SecretBoxError:
+        secret = None  # the page says what happened and what to do, rather than a 500
     return render(request, "notifications/webhook.html", {
-        "webhook": hook, "deliveries": selectors.deliveries_for(webhook=hook), "event_types": EVENT_TYPES,
-        "log_limit": selectors.DELIVERY_LOG_LIMIT})
+        "webhook": hook, "secret": secret, "deliveries": selectors.deliveries_for(webhook=hook),
+        "event_types": EVENT_TYPES, "log_limit": selectors.DELIVERY_LOG_LIMIT})
 
 
 @login_required

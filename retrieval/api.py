@@ -4,7 +4,10 @@ see it, before anything else is looked at).
 
 A version whose index is still being built answers 409 `index_building`; one whose build failed, 409
 `index_failed`; a version of a Datanet of rows, 400 `not_searchable`; an index whose stored files no longer
-verify is failed there and then (so nothing is answered from it) and answers 503 `index_unavailable`."""
+verify is failed there and then (so nothing is answered from it) and answers 503 `index_unavailable`. Dense and
+hybrid searches embed the query on the model server when one is configured: one that is down or refuses the
+token answers 503 (`model_server_unavailable`, `model_server_auth`), one too slow 504 (`model_server_timeout`),
+any other failure 502 (`model_server_error`), each saying that lexical search works meanwhile."""
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -17,7 +20,7 @@ from datanets.api import ERROR_RESPONSE, SLUG, VERSION_NUMBER, DatanetsView
 from lineage.api import ApiError
 
 from . import engine, selectors, services
-from .errors import IndexCorrupt, IndexNotReady, NotSearchable
+from .errors import IndexCorrupt, IndexNotReady, NotSearchable, QueryEmbeddingUnavailable
 
 TAGS = ["retrieval"]
 
@@ -71,8 +74,15 @@ class VersionSearchView(DatanetsView):
             404: OpenApiResponse(ERROR_RESPONSE, description="No such Datanet (or it is private) or version."),
             409: OpenApiResponse(ERROR_RESPONSE, description="The version's index is being built (`index_building`) "
                                                              "or could not be built (`index_failed`)."),
+            502: OpenApiResponse(ERROR_RESPONSE, description="The model server failed to embed the query "
+                                                             "(`model_server_error`)."),
             503: OpenApiResponse(ERROR_RESPONSE, description="The stored index failed verification "
-                                                             "(`index_unavailable`)."),
+                                                             "(`index_unavailable`), or the model server that embeds "
+                                                             "dense and hybrid queries is down or refuses the token "
+                                                             "(`model_server_unavailable`, `model_server_auth`); "
+                                                             "mode=lexical still works."),
+            504: OpenApiResponse(ERROR_RESPONSE, description="The model server did not embed the query in time "
+                                                             "(`model_server_timeout`)."),
         },
     )
     def get(self, request, slug, number):
@@ -93,6 +103,8 @@ class VersionSearchView(DatanetsView):
             raise ApiError(str(exc), code="index_unavailable", status_code=status.HTTP_503_SERVICE_UNAVAILABLE) from exc
         except IndexNotReady as exc:  # it changed state between the two looks
             raise ApiError(exc.message, code=exc.code, status_code=status.HTTP_409_CONFLICT) from exc
+        except QueryEmbeddingUnavailable as exc:
+            raise ApiError(exc.message, code=exc.code, status_code=exc.status) from exc
         except engine.RetrievalError as exc:
             raise ApiError(exc.message, code=exc.code) from exc
         index = selectors.index_for(version=version)

@@ -22,3 +22,12 @@ class NotSearchable(Exception):
 
 class BuildError(jobs.ExpectedJobError):
     """A reason an index cannot be built that a person can act on (shown as it is)."""
+
+
+class QueryEmbeddingUnavailable(Exception):
+    """The model server that embeds search queries could not (down, too slow, a wrong token, a bad answer):
+    `status` (502, 503 or 504) and `code` for the API, `message` for people. Lexical search still works."""
+
+    def __init__(self, message: str, *, code: str, status: int) -> None:
+        super().__init__(message)
+        self.message, self.code, self.status = message, code, status

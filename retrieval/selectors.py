@@ -1,8 +1,9 @@
 """Reads for retrieval: a version's search index, and searching it.
 
-A search embeds the query with the bundled MiniLM in this process (`loading.passage_encoder`), asks the
-version's opened index for its best passages (dense, BM25 or both fused, `retrieval.engine.Searcher`) and
-names each passage's record: its text, document and anchor, and its contributor's public name."""
+A dense or hybrid search embeds the query with the bundled MiniLM (on the model servers, or in this process
+when none is configured: `query_embedding`), asks the version's opened index for its best passages (dense,
+BM25 or both fused, `retrieval.engine.Searcher`) and names each passage's record: its text, document and
+anchor, and its contributor's public name."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from datanets.models import DatanetVersion, Record, TaskType
 
-from . import engine, loading
+from . import engine, loading, query_embedding
 from .errors import IndexNotReady, NotSearchable
 from .models import IndexState, RetrievalIndex
 
@@ -59,17 +60,20 @@ def searchable_index(*, version: DatanetVersion) -> RetrievalIndex:
 
 def version_search(*, version: DatanetVersion, query: str, k: int = 10, mode: str = "hybrid") -> list[PassageResult]:
     """The `k` passages of the version that best answer `query`, best first. Raises `NotSearchable`,
-    `IndexNotReady`, `IndexCorrupt` (stored files that no longer verify) or `engine.RetrievalError`
-    (`empty_query`)."""
+    `IndexNotReady`, `IndexCorrupt` (stored files that no longer verify), `engine.RetrievalError`
+    (`empty_query`, `model_mismatch`) or `QueryEmbeddingUnavailable` (the model server could not embed the
+    query; lexical search never asks it)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     index = searchable_index(version=version)
     opened = loading.opened_index(index)
-    if mode == "lexical":  # BM25 alone embeds nothing: the model is not loaded for it
+    if mode == "lexical":  # BM25 alone embeds nothing: no model is asked
         hits = engine.Searcher([opened]).search(query, k, mode=mode)
     else:
-        with loading.encode_lock:
-            hits = engine.Searcher([opened], loading.passage_encoder()).search(query, k, mode=mode)
+        if not query.strip():
+            raise engine.RetrievalError("empty_query", "Type some words to search for.")
+        vector = query_embedding.query_vector(query=query, index=opened)
+        hits = engine.Searcher([opened]).search(query, k, mode=mode, query_vector=vector)
     records = Record.objects.filter(versions=version, pk__in=[int(hit.passage_id[1:]) for hit in hits]).select_related(
         "contributor")
     by_uid = {record.row_uid: record for record in records}

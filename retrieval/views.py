@@ -8,7 +8,7 @@ from django.shortcuts import render
 from datanets import selectors as datanet_selectors
 
 from . import engine, selectors, services
-from .errors import IndexCorrupt, IndexNotReady, NotSearchable
+from .errors import IndexCorrupt, IndexNotReady, NotSearchable, QueryEmbeddingUnavailable
 
 
 def version_search(request, slug, number):
@@ -25,7 +25,7 @@ def version_search(request, slug, number):
     if query:
         try:
             context["results"] = selectors.version_search(version=version, query=query, k=10, mode=mode)
-        except (NotSearchable, IndexNotReady, engine.RetrievalError) as exc:
+        except (NotSearchable, IndexNotReady, engine.RetrievalError, QueryEmbeddingUnavailable) as exc:
             context["problem"] = getattr(exc, "message", None) or str(exc)
         except IndexCorrupt as exc:
             services.index_fail_corrupt(index=context["index"], reason=str(exc))

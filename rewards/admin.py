@@ -32,6 +32,8 @@ from .models import (
     ReconciliationIssue,
     Settlement,
     SettlementShare,
+    SlashBooking,
+    SlashShare,
     Wallet,
     WalletNonce,
 )
@@ -248,12 +250,12 @@ class ChainDeploymentAdmin(ReadOnlyAdmin):
 
 @admin.action(description="Mark resolved (after fixing the cause by hand)")
 def resolve(modeladmin, request, queryset):
-    from accounts.services import audit_record
+    from accounts.services import AuditAction, audit_record
 
     for issue in queryset.filter(resolved_at__isnull=True):
         issue.resolved_at = timezone.now()
         issue.save(update_fields=["resolved_at"])
-        audit_record(actor=request.user, action="rewards.issue_resolve", target=issue, details={"kind": issue.kind})
+        audit_record(actor=request.user, action=AuditAction.REWARDS_ISSUE_RESOLVE, target=issue, details={"kind": issue.kind})
 
 
 @admin.register(ReconciliationIssue)
@@ -399,3 +401,16 @@ class ClaimRelayAdmin(ReadOnlyAdmin):
     list_filter = ("state",)
     search_fields = ("user__username", "tx_hash", "error")
     list_select_related = ("user",)
+
+
+@admin.register(SlashBooking)
+class SlashBookingAdmin(ReadOnlyAdmin):
+    """Slashed stakes booked as the honest contributors' earnings (`services.slash_book`)."""
+
+    list_display = ("key", "datanet_id", "datanet_version", "slashed_user", "amount", "created_at")
+
+
+@admin.register(SlashShare)
+class SlashShareAdmin(ReadOnlyAdmin):
+    list_display = ("booking", "user", "rows", "amount", "epoch")
+    list_filter = (("epoch", admin.EmptyFieldListFilter),)

@@ -8,6 +8,8 @@ Everything a person reads or types goes through this module instead:
 * `OpenAmountField`: the one form field for amounts (it is also `AmountField`'s form field, so the admin
   takes OPEN): it shows base units as OPEN and cleans "0.05" to `50000000000000000`;
 * the `|open` template filter (`{% load open_amounts %}`) shows "0.05 OPEN";
+* `format_open_rounded` and the `|open_rounded` filter: rounded to 6 decimals for reading, the exact amount kept
+  in the markup (the rewards pages);
 * `rewards.admin.OpenAmountsAdmin`: a ModelAdmin base that shows and takes amounts in OPEN.
 """
 
@@ -96,6 +98,28 @@ class OpenAmountField(forms.Field):
 
     def widget_attrs(self, widget):
         return {**super().widget_attrs(widget), "placeholder": "0.05"}
+
+
+ROUNDED_DECIMALS = 6
+
+
+def format_open_rounded(amount, *, decimals: int = ROUNDED_DECIMALS) -> str:
+    """Base units as OPEN for reading, not for books: rounded half away from zero to `decimals` places, trailing
+    zeros trimmed, thousands grouped ('6' for 6000000000000000004, '1,234.567891' for 1234567890500000000000).
+    A non-zero amount smaller than the last place shown is '< 0.000001' ('> -0.000001' below zero), never '0'.
+    Where the exact amount matters, show `format_open` (the `|open_rounded` filter puts it in the markup)."""
+    if not 1 <= decimals <= DECIMALS:
+        raise ValueError(f"decimals must be from 1 to {DECIMALS}")
+    amount = int(amount)
+    step = 10 ** (DECIMALS - decimals)
+    units, remainder = divmod(abs(amount), step)
+    if units == 0 and remainder:
+        smallest = f"0.{'0' * (decimals - 1)}1"
+        return f"< {smallest}" if amount > 0 else f"> -{smallest}"
+    units += remainder * 2 >= step
+    whole, fraction = divmod(units, 10**decimals)
+    text = f"{whole:,}" + ("." + f"{fraction:0{decimals}d}".rstrip("0") if fraction else "")
+    return ("-" if amount < 0 else "") + text
 
 
 def open_display(amount) -> str:

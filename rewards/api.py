@@ -1,10 +1,13 @@
 """Rewards REST API: earnings, claims (proofs), the fee policy, and wallet linking by SIWE."""
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from lineage.api import Pagination
 
 from . import selectors, services
 
@@ -23,16 +26,87 @@ MONEY_KEYS = {"amount", "earned", "accruing", "held", "withheld", "withheld_amou
               "credit_held", "cumulative_amount", "claimed", "claimable", "fee", "protocol", "owner"}
 
 
-class EarningsView(APIView):
-    """Your earnings: totals, per inference (rows, epoch, claim status) and per model. Amounts are
-    base-unit integers sent as strings."""
+BASE_UNITS_HELP = "OPEN base units (1 OPEN = 10**18) as a string of digits."
 
-    @extend_schema(tags=TAGS, responses=inline_serializer("Earnings", {"totals": serializers.DictField()}))
+
+def _amount(**kwargs):
+    return serializers.CharField(help_text=BASE_UNITS_HELP, **kwargs)
+
+
+class EarningItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The share's id: stable, so a client paging while new earnings arrive "
+                                            "can tell a row it already has.")
+    inference_id = serializers.CharField()
+    model_version_hash = serializers.CharField()
+    receipt_id = serializers.CharField(allow_null=True, allow_blank=True)
+    role = serializers.ChoiceField(choices=["contributor", "owner"])
+    ppm = serializers.IntegerField(help_text="The contributor's share of the contributors' part, parts per million.")
+    amount = _amount()
+    amount_open = serializers.CharField(help_text="The same amount in OPEN, exact.")
+    rows = serializers.JSONField(help_text="The receipt's top row ids for this contributor.")
+    created_at = serializers.DateTimeField()
+    epoch = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField(help_text="accruing, held for review, withheld after review, "
+                                             "epoch <n>: publishing, claimable or paid.")
+
+
+class EarningsHoldSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.CharField()
+    model_version_hash = serializers.CharField()
+    reason = serializers.CharField()
+    rows = serializers.JSONField()
+    row_count = serializers.IntegerField()
+    harm = serializers.FloatField(allow_null=True)
+    threshold = serializers.FloatField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision_note = serializers.CharField(allow_blank=True)
+    withheld_amount = _amount()
+    withheld_amount_open = serializers.CharField()
+
+
+class ModelAmountSerializer(serializers.Serializer):
+    model_version_hash = serializers.CharField()
+    amount = _amount()
+    amount_open = serializers.CharField()
+
+
+EARNINGS_PAGE = inline_serializer("PaginatedEarnings", {
+    "count": serializers.IntegerField(help_text="Shares of fees in all (every page)."),
+    "next": serializers.URLField(allow_null=True),
+    "previous": serializers.URLField(allow_null=True),
+    "results": EarningItemSerializer(many=True, help_text="This page's shares, newest first."),
+    "totals": serializers.DictField(child=_amount(), help_text="earned, accruing, held, withheld, pending, paid_out, "
+                                                              "credit, credit_held: over all pages."),
+    "totals_open": serializers.DictField(child=serializers.CharField(), help_text="The totals in OPEN, exact."),
+    "holds": EarningsHoldSerializer(many=True, help_text="Open harm holds: earnings held for review."),
+    "withheld_holds": EarningsHoldSerializer(many=True, help_text="Confirmed holds (latest 50)."),
+    "by_model": ModelAmountSerializer(many=True, help_text="Earned as a contributor, per model."),
+    "owner_revenue": ModelAmountSerializer(many=True, help_text="Earned as a model's owner, per model."),
+})
+
+
+class EarningsView(APIView):
+    """Your earnings, one page of shares at a time (`page`, `page_size` up to 500; 50 by default), newest first,
+    as every list of the API is paginated; each page also carries the totals, holds and per-model sums over all
+    of them. Amounts are base-unit integers sent as strings."""
+
+    @extend_schema(tags=TAGS, operation_id="v1_rewards_earnings_list",
+                   parameters=[OpenApiParameter("page", OpenApiTypes.INT),
+                               OpenApiParameter("page_size", OpenApiTypes.INT)],
+                   responses=EARNINGS_PAGE)
     def get(self, request):
-        data = selectors.earnings_for(user=request.user)
-        for item in data["items"]:
+        summary = selectors.earnings_for(user=request.user, limit=0)
+        summary.pop("items")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.earning_shares(user=request.user), request, view=self)
+        items = selectors.earning_items(page, user=request.user)
+        for item in items:
             item["created_at"] = item["created_at"].isoformat()
-        return Response(_money(data))
+        response = paginator.get_paginated_response(_money(items))
+        response.data.update(_money(summary))
+        return response
 
 
 class FeeView(APIView):

@@ -11,10 +11,14 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 
 from rewards.chain import ChainClient, DistributorContract, TokenContract, TransactionPolicy, deploy_rewards
 
+from .chain_records import (
+    deployment_get_or_record,
+    deployment_recorded,
+    genesis_hash,  # noqa: F401 - also rewards.chainio.genesis_hash, as before
+)
 from .models import ChainDeployment, Epoch, EpochState, ReconciliationIssue
 
 logger = logging.getLogger("rewards.chain")
@@ -54,10 +58,6 @@ def get_chain_client() -> ChainClient:
         return _clients[url]
 
 
-def genesis_hash(client: ChainClient) -> str:
-    return "0x" + bytes(client.w3.eth.get_block(0)["hash"]).hex()
-
-
 def contracts(deployment: ChainDeployment, client: ChainClient) -> tuple[TokenContract, DistributorContract]:
     return (TokenContract(client, deployment.token_address), DistributorContract(client, deployment.distributor_address))
 
@@ -69,18 +69,13 @@ def _has_code(client: ChainClient, address: str) -> bool:
 def deployment_record(*, client: ChainClient, token_address: str, distributor_address: str, deployed_at_block: int,
                       treasury_address: str | None = None) -> ChainDeployment:
     """Record (or return the recorded) deployment for this chain; reports a restarted chain's lost state."""
-    chain_id, genesis = client.chain_id, genesis_hash(client)
     treasury = treasury_address or client.address
-    try:
-        with transaction.atomic():
-            deployment, created = ChainDeployment.objects.get_or_create(
-                chain_id=chain_id, genesis_hash=genesis,
-                defaults={"token_address": token_address, "distributor_address": distributor_address,
-                          "deployed_at_block": deployed_at_block, "treasury_address": treasury,
-                          "deposit_address": settings.REWARDS_DEPOSIT_ADDRESS or treasury},
-            )
-    except IntegrityError:
-        deployment, created = ChainDeployment.objects.get(chain_id=chain_id, genesis_hash=genesis), False
+    deployment, created = deployment_get_or_record(
+        ChainDeployment, client=client,
+        defaults={"token_address": token_address, "distributor_address": distributor_address,
+                  "deployed_at_block": deployed_at_block, "treasury_address": treasury,
+                  "deposit_address": settings.REWARDS_DEPOSIT_ADDRESS or treasury},
+    )
     if created:
         _report_lost_deployments(deployment)
     return deployment
@@ -104,7 +99,7 @@ def deployment_ensure(*, client: ChainClient | None = None) -> ChainDeployment:
     """The deployment on the current chain; deploys token + distributor when none is recorded and
     `REWARDS_CHAIN_AUTO_DEPLOY` is on (the embedded/dev default), or registers configured addresses."""
     client = client or get_chain_client()
-    deployment = ChainDeployment.objects.filter(chain_id=client.chain_id, genesis_hash=genesis_hash(client)).first()
+    deployment = deployment_recorded(ChainDeployment, client=client)
     if deployment is not None:
         return deployment
     if settings.REWARDS_DISTRIBUTOR_ADDRESS and settings.REWARDS_TOKEN_ADDRESS:

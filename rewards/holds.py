@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from .models import EarningsHold, HoldState, SettlementShare, ShareRole
 
@@ -79,7 +79,7 @@ def earnings_hold_for_harm(*, user_id: int, model_version_hash: str, rows: list[
                     previous = hold.evidence
                     hold.evidence, hold.reason, hold.updated_at = evidence, reason, timezone.now()
                     hold.save(update_fields=["evidence", "reason", "updated_at"])
-                    audit_record(actor=None, action="rewards.earnings_hold_update", target=hold,
+                    audit_record(actor=None, action=AuditAction.REWARDS_EARNINGS_HOLD_UPDATE, target=hold,
                                  details={"user": user_id, "model_version_hash": model_version_hash,
                                           "evidence": evidence, "previous": previous, "reason": reason})
                     return hold
@@ -90,7 +90,7 @@ def earnings_hold_for_harm(*, user_id: int, model_version_hash: str, rows: list[
                     return reviewed
                 hold = EarningsHold.objects.create(user_id=user_id, model_version_hash=model_version_hash,
                                                    reason=reason, evidence=evidence)
-                audit_record(actor=None, action="rewards.earnings_hold", target=hold,
+                audit_record(actor=None, action=AuditAction.REWARDS_EARNINGS_HOLD, target=hold,
                              details={"user": user_id, "model_version_hash": model_version_hash,
                                       "evidence": evidence, "reason": reason})
                 return hold
@@ -134,7 +134,7 @@ def earnings_hold_release(*, hold: EarningsHold, actor, note: str = "") -> Earni
     with transaction.atomic():
         hold = _decide(hold=hold, actor=actor, note=note, to_state=HoldState.RELEASED)
         hold.save(update_fields=["state", "decided_at", "decided_by", "decision_note"])
-        audit_record(actor=actor, action="rewards.earnings_hold_release", target=hold,
+        audit_record(actor=actor, action=AuditAction.REWARDS_EARNINGS_HOLD_RELEASE, target=hold,
                      details={"user": hold.user_id, "model_version_hash": hold.model_version_hash,
                               "note": hold.decision_note})
     return hold
@@ -157,7 +157,7 @@ def earnings_hold_confirm(*, hold: EarningsHold, actor, note: str = "") -> Earni
         for start in range(0, len(ids), 500):
             SettlementShare.objects.filter(id__in=ids[start:start + 500], epoch__isnull=True).update(withheld_by=hold)
         hold.save(update_fields=["state", "decided_at", "decided_by", "decision_note", "withheld_amount"])
-        audit_record(actor=actor, action="rewards.earnings_hold_confirm", target=hold,
+        audit_record(actor=actor, action=AuditAction.REWARDS_EARNINGS_HOLD_CONFIRM, target=hold,
                      details={"user": hold.user_id, "model_version_hash": hold.model_version_hash,
                               "note": hold.decision_note, "withheld": str(hold.withheld_amount),
                               "shares": len(ids)})

@@ -28,9 +28,11 @@ from .models import (
     Settlement,
     SettlementShare,
     ShareRole,
+    SlashBooking,
+    SlashShare,
 )
 
-SYSTEM_KINDS = (AccountKind.TREASURY, AccountKind.DEPOSITS, AccountKind.GRANTS)
+SYSTEM_KINDS = (AccountKind.TREASURY, AccountKind.DEPOSITS, AccountKind.GRANTS, AccountKind.SLASHED_STAKES)
 
 
 class LedgerError(Exception):
@@ -241,8 +243,9 @@ def ledger_check() -> LedgerCheck:
     """Prove the books balance: every transaction and the whole ledger sum to zero, no user account is
     negative, cached credit balances equal their entries, held credit equals the payer's pending fees
     and never exceeds the balance, every fee transaction's entries equal the splits of its settlements
-    and every settlement's split sums to its fee, unfrozen earnings equal unfrozen settlement shares,
-    pending payouts equal allocations minus booked claims, paid out equals booked claims."""
+    and every settlement's split sums to its fee, every slash booking's entries equal its shares and its
+    amount, unfrozen earnings equal unfrozen settlement and slash shares, pending payouts equal allocations
+    minus booked claims, paid out equals booked claims."""
     problems: list[str] = []
     with transaction.atomic():
         by_txn = grouped_sums(LedgerEntry.objects.all(), "transaction_id")
@@ -272,9 +275,13 @@ def ledger_check() -> LedgerCheck:
         for user_id, amount in held_expected.items():
             problems.append(f"user {user_id} has {amount} in pending fees and no credit account holding them")
         problems += _fee_transaction_problems(accounts)
+        problems += _slash_transaction_problems(accounts)
         unfrozen = SettlementShare.objects.filter(epoch__isnull=True)
+        earnings = grouped_sums(unfrozen.filter(role=ShareRole.CONTRIBUTOR), "user_id")
+        for user_id, amount in grouped_sums(SlashShare.objects.filter(epoch__isnull=True), "user_id").items():
+            earnings[user_id] = earnings.get(user_id, 0) + amount
         expected = {
-            AccountKind.EARNINGS: grouped_sums(unfrozen.filter(role=ShareRole.CONTRIBUTOR), "user_id"),
+            AccountKind.EARNINGS: earnings,
             AccountKind.OWNER_EARNINGS: grouped_sums(unfrozen.filter(role=ShareRole.OWNER), "user_id"),
         }
         allocated = grouped_sums(PayoutAllocation.objects.all(), "user_id")
@@ -326,4 +333,34 @@ def _fee_transaction_problems(accounts: dict[int, LedgerAccount]) -> list[str]:
             "pk", "fee", "protocol_amount", "owner_amount", "contributors_amount", "promotional_amount"):
         if protocol + owner + contributors + promotional != fee or owner + contributors != shared.get(pk, 0):
             problems.append(f"settlement {pk}: the split does not add up to its fee {fee}")
+    return problems[:50]
+
+
+def _slash_transaction_problems(accounts: dict[int, LedgerAccount]) -> list[str]:
+    """Each slash booking is one transaction: minus its amount on the slashed-stakes account and each share
+    on its contributor's earnings, and its shares add up to its amount; nothing else books on slashed stakes."""
+    problems = []
+    by_key = {account.key: pk for pk, account in accounts.items()}
+    slashed = by_key.get(account_key(AccountKind.SLASHED_STAKES))
+    expected: dict[tuple, int] = defaultdict(int)
+    bookings = SlashBooking.objects.all()
+    for txn_id, amount in bookings.values_list("transaction_id", "amount"):
+        expected[(txn_id, slashed)] -= int(amount)
+    for (txn_id, user_id), amount in grouped_sums(SlashShare.objects.all(),
+                                                  ("booking__transaction_id", "user_id")).items():
+        expected[(txn_id, by_key.get(account_key(AccountKind.EARNINGS, user_id)))] += amount
+    actual = grouped_sums(LedgerEntry.objects.filter(transaction__kind=LedgerTransaction.Kind.SLASH),
+                          ("transaction_id", "account_id"))
+    for key in sorted(set(expected) | set(actual), key=str):
+        if expected.get(key, 0) != actual.get(key, 0):
+            problems.append(f"slash transaction {key[0]}: account {key[1]} has {actual.get(key, 0)}, its booking "
+                            f"puts {expected.get(key, 0)} there")
+    shared = grouped_sums(SlashShare.objects.all(), "booking_id")
+    for pk, amount in bookings.values_list("pk", "amount"):
+        if shared.get(pk, 0) != int(amount):
+            problems.append(f"slash booking {pk}: its shares add up to {shared.get(pk, 0)}, not its amount {amount}")
+    if slashed is not None:
+        outside = LedgerEntry.objects.filter(account_id=slashed).exclude(transaction__kind=LedgerTransaction.Kind.SLASH)
+        if outside.exists():
+            problems.append("the slashed-stakes account has entries outside slash bookings")
     return problems[:50]

@@ -34,8 +34,9 @@ class AppendOnly(models.Model):
 # --- Fee policy -----------------------------------------------------------------------------------------
 
 class Fallback(models.TextChoices):
-    OWNER = "owner", "the model owner"
+    TRAINING_DATA = "training_data", "the contributors of the model's training data, pro rata to rows"
     PROTOCOL = "protocol", "the protocol treasury"
+    OWNER = "owner", "the model owner"
 
 
 class FeePolicy(models.Model):
@@ -46,9 +47,10 @@ class FeePolicy(models.Model):
     owner_bps = models.PositiveIntegerField(default=3_000, help_text="Model owner, basis points.")
     contributors_bps = models.PositiveIntegerField(default=6_000, help_text="Data contributors, basis points.")
     fallback = models.CharField(
-        max_length=16, choices=Fallback.choices, default=Fallback.PROTOCOL,
-        help_text="Who receives the contributors' share when an answer has no receipt at all (attribution failed). "
-                  "Not the owner by default: the owner must not profit from attribution failing.",
+        max_length=16, choices=Fallback.choices, default=Fallback.TRAINING_DATA,
+        help_text="Who receives the contributors' share when an answer has no receipt at all (attribution failed): "
+                  "by default the contributors of the rows that trained the model, pro rata to rows. Never the "
+                  "owner by default: the owner must not profit from attribution failing.",
     )
     version = models.PositiveIntegerField(default=1, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -92,6 +94,7 @@ class AccountKind(models.TextChoices):
     TREASURY = "treasury", "protocol treasury"
     DEPOSITS = "deposits", "on-chain deposits"
     GRANTS = "grants", "admin grants"
+    SLASHED_STAKES = "slashed_stakes", "slashed stakes"
 
 
 USER_KINDS = (AccountKind.CREDIT, AccountKind.EARNINGS, AccountKind.OWNER_EARNINGS, AccountKind.PENDING,
@@ -124,6 +127,7 @@ class LedgerTransaction(AppendOnly):
         FEE = "fee"
         FREEZE = "freeze"
         CLAIM = "claim"
+        SLASH = "slash"
 
     idempotency_key = models.CharField(max_length=160, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -240,6 +244,49 @@ class SettlementShare(models.Model):
 
     def __str__(self):
         return f"{self.user_id} {self.role} {format_open(self.amount)} OPEN"
+
+
+# --- Slashed stakes -------------------------------------------------------------------------------------
+
+class SlashBooking(AppendOnly):
+    """A contributor's stake slashed on chain into a Datanet's reward pool (governance's slash rule), booked once
+    as earnings of that Datanet's honest contributors: from the SLASHED_STAKES system account to their EARNINGS,
+    pro rata to their accepted rows in the Datanet's latest version, the slashed contributor excluded
+    (`services.slash_book`). `key` is the slash's evidence hash, the id the staking contract takes once, so each
+    slash is booked at most once however often and by whomever the booking runs."""
+
+    key = models.CharField(max_length=66, unique=True, help_text="The slash's evidence hash (its on-chain id).")
+    datanet_id = models.PositiveBigIntegerField(db_index=True, help_text="The Datanet (its on-chain id, the pk).")
+    datanet_version = models.PositiveIntegerField(help_text="The version whose accepted rows weighed the shares.")
+    slashed_user = models.ForeignKey(USER, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    amount = AmountField(help_text="OPEN the slash moved into the Datanet's pool (base units).")
+    slash_tx_hash = models.CharField(max_length=66, blank=True)
+    transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="slash_booking")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"slash {self.key[:12]}… on datanet {self.datanet_id}: {format_open(self.amount)} OPEN"
+
+
+class SlashShare(models.Model):
+    """One honest contributor's part of a `SlashBooking`, paid like a fee share: `epoch` is set when an epoch
+    close freezes it (the only field ever updated, once)."""
+
+    booking = models.ForeignKey(SlashBooking, on_delete=models.PROTECT, related_name="shares")
+    user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="slash_shares", db_index=False)
+    rows = models.PositiveIntegerField(help_text="Their accepted rows in the version: the weight.")
+    amount = AmountField()
+    epoch = models.ForeignKey("Epoch", null=True, blank=True, on_delete=models.PROTECT, related_name="slash_shares")
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "epoch"])]
+        constraints = [models.UniqueConstraint(fields=["booking", "user"], name="rewards_slash_share_once")]
+
+    def __str__(self):
+        return f"{self.user_id} {format_open(self.amount)} OPEN of slash {self.booking_id}"
 
 
 # --- Harm holds -----------------------------------------------------------------------------------------

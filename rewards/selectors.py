@@ -19,6 +19,8 @@ from .models import (
     Settlement,
     SettlementShare,
     ShareRole,
+    SlashBooking,
+    SlashShare,
     Wallet,
 )
 
@@ -142,13 +144,15 @@ def nothing_to_claim(*, user) -> tuple[str, str]:
     from .models import PayoutAllocation
 
     shares = SettlementShare.objects.filter(user=user)
-    earned = ledger.sum_amounts(shares)
+    slash_shares = SlashShare.objects.filter(user=user)  # their part of slashed stakes, paid like fee shares
+    earned = ledger.sum_amounts(shares) + ledger.sum_amounts(slash_shares)
     if earned == 0:
         return "nothing_earned", ("Nothing to claim: you have not earned any OPEN yet. You earn when answers use "
                                   "your rows or a model you own.")
     claimed = ledger.balance(kind=AccountKind.PAID_OUT, user=user)
     publishing = ledger.sum_amounts(PayoutAllocation.objects.filter(user=user).exclude(epoch__state__in=POSTED))
-    unfrozen = ledger.sum_amounts(shares.filter(epoch__isnull=True, withheld_by__isnull=True))
+    unfrozen = (ledger.sum_amounts(shares.filter(epoch__isnull=True, withheld_by__isnull=True))
+                + ledger.sum_amounts(slash_shares.filter(epoch__isnull=True)))
     already = f" Everything published before ({ledger.format_open(claimed)} OPEN) has been claimed." if claimed else ""
     if publishing:
         return "epoch_not_closed", (f"Nothing to claim yet: {ledger.format_open(publishing)} OPEN is in an epoch that "
@@ -245,11 +249,22 @@ def _earning_items(shares, *, user, held: bool) -> list[dict]:
     cumulative = {(e, u): (a, c) for e, u, a, c in leaves}
     booked = _booked_by_address({a for a, _ in cumulative.values()})
     return [{
-        "inference_id": s.settlement.inference_id, "model_version_hash": s.settlement.model_version_hash,
+        "id": s.pk, "inference_id": s.settlement.inference_id, "model_version_hash": s.settlement.model_version_hash,
         "receipt_id": s.settlement.receipt_id, "role": s.role, "ppm": s.ppm, "amount": s.amount,
         "amount_open": ledger.format_open(s.amount), "rows": s.rows, "created_at": s.settlement.created_at,
         "epoch": s.epoch.number if s.epoch else None, "status": _share_status(s, cumulative, booked, held=held),
     } for s in shares]
+
+
+def earning_shares(*, user):
+    """The user's shares of fees, newest first: a queryset for the API to paginate (`earning_items` turns a
+    page of it into items)."""
+    return _shares_newest_first(user=user)
+
+
+def earning_items(shares, *, user) -> list[dict]:
+    """`earnings_for`'s items for these shares (one page of `earning_shares`)."""
+    return _earning_items(list(shares), user=user, held=bool(earnings_holds_open(user=user)))
 
 
 def earnings_for(*, user, limit: int = 200) -> dict:
@@ -266,7 +281,7 @@ def earnings_for(*, user, limit: int = 200) -> dict:
     by_model = ledger.grouped_sums(all_shares.filter(role=ShareRole.CONTRIBUTOR), "settlement__model_version_hash")
     owner_revenue = ledger.grouped_sums(all_shares.filter(role=ShareRole.OWNER), "settlement__model_version_hash")
     totals = {
-        "earned": ledger.sum_amounts(all_shares),
+        "earned": ledger.sum_amounts(all_shares) + ledger.sum_amounts(SlashShare.objects.filter(user=user)),
         "accruing": ledger.balance(kind=AccountKind.EARNINGS, user=user)
         + ledger.balance(kind=AccountKind.OWNER_EARNINGS, user=user),
         "pending": ledger.balance(kind=AccountKind.PENDING, user=user),
@@ -380,7 +395,7 @@ def earnings_chart(*, user, days: int = 90, today=None) -> dict:
         "empty": False, "days": days, "series": series, "unit": "OPEN",
         "summary": (f"OPEN earned per day from {labels[0]} to {labels[-1]}: {ledger.format_open(total)} OPEN in "
                     f"total, most on {best_day:%d %b %Y} ({ledger.format_open(best)} OPEN)."),
-        "rows": [{"label": label, "amount_open": ledger.format_open(amount)}
+        "rows": [{"label": label, "amount": amount, "amount_open": ledger.format_open(amount)}
                  for label, (_, amount) in zip(labels, series, strict=True)],
         "chart_json": {"labels": labels, "series": [{"label": "Earned", "values": [amount / 10**18 for _, amount in series]}],
                        "synthetic": [], "kind": "bar", "stacked": False, "unit": "OPEN"},
@@ -474,3 +489,8 @@ def epochs_overview() -> list[dict]:
             "recipients": recipients.get(epoch.pk, 0),
         })
     return overview
+
+
+def slash_bookings(*, keys) -> dict:
+    """{evidence hash: SlashBooking} for the slashes among `keys` already booked as contributors' earnings."""
+    return {b.key: b for b in SlashBooking.objects.filter(key__in=list(keys))}

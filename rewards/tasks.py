@@ -14,8 +14,12 @@ def fees_settle() -> int:
 
 @shared_task(name="rewards.tasks.epoch_close_scheduled")
 def epoch_close_scheduled() -> None:
-    """Beat entry point: queue the close on the chain queue."""
-    chain_epoch_close.delay()
+    """Beat entry point (every REWARDS_EPOCH_CHECK_EVERY_S): queue the close on the chain queue once the epoch
+    length in force (governed by proposal, else REWARDS_EPOCH_LENGTH_S) has passed since the last epoch froze."""
+    from .services import epoch_close_due
+
+    if epoch_close_due():
+        chain_epoch_close.delay()
 
 
 @shared_task(name="rewards.tasks.chain_epoch_close", acks_late=True, bind=True, max_retries=8)

@@ -86,6 +86,10 @@ class IndexConfig:
     min_groups: int = 8
     duplicate_cosine: float | None = 0.99  # whitened cosine; None: only the ingestion (MinHash) clusters
     harm_outlier_z: float = 3.0
+    # Credit groups whose rows together are worth significantly less than this fraction of as many typical rows
+    # on the evaluation split earn nothing (credit.low_value_sets; None: off). Needs evaluation queries.
+    low_value_ratio: float | None = 0.5
+    low_value_fdr: float = 0.05
 
     def __post_init__(self):
         value = self.damping_ratio
@@ -97,6 +101,10 @@ class IndexConfig:
             raise ValueError("group_size must be a positive int")
         if not (isinstance(self.min_groups, int) and self.min_groups >= 1):
             raise ValueError("min_groups must be a positive int")
+        if self.low_value_ratio is not None and not 0 < self.low_value_ratio <= 1:
+            raise ValueError("low_value_ratio must be in (0, 1] or None")
+        if not 0 < self.low_value_fdr < 1:
+            raise ValueError("low_value_fdr must be in (0, 1)")
         if self.duplicate_cosine is not None and not 0 < self.duplicate_cosine <= 1:
             raise ValueError("duplicate_cosine must be in (0, 1] or None")
 
@@ -331,8 +339,17 @@ class IndexBuilder:
             flagged, harm_threshold = credit.harmful_rows(values, self.config.harm_outlier_z)
             row_credit = row_credit * credit.value_weights(values)
         row_credit[flagged] = 0.0
+        n_groups = int(groups.max()) + 1
+        low_value_groups = np.zeros(0, dtype=np.int64)
+        if values is not None and self.config.low_value_ratio is not None and eval_queries.shape[0] > 1:
+            group_errors = credit.set_value_errors(stored_rows(), eval_queries, groups, n_groups)
+            low_value_groups, _ = credit.low_value_sets(values, groups.numpy(), n_groups, self.config.low_value_ratio,
+                                                        group_errors, self.config.low_value_fdr, eval_queries.shape[0])
+        in_low_value_group = np.isin(groups.numpy(), low_value_groups)
+        row_credit[in_low_value_group] = 0.0
         fallback = first_come * novelty * np.maximum(values, 0.0) if values is not None else row_credit.copy()
         fallback[flagged] = 0.0
+        fallback[in_low_value_group] = 0.0
         fallback_basis = "valuation" if values is not None and fallback.sum() > 0 else "rows"
         if fallback_basis == "rows":
             fallback = row_credit.copy()
@@ -340,7 +357,6 @@ class IndexBuilder:
         contributors = sorted(set(self.contributor_ids))
         contributor_position = {c: i for i, c in enumerate(contributors)}
         row_contributor = torch.tensor([contributor_position[c] for c in self.contributor_ids])
-        n_groups = int(groups.max()) + 1
         credit_t = torch.from_numpy(row_credit)
         group_matrix = torch.zeros(n_groups, k, dtype=torch.float64)
         contributor_matrix = torch.zeros(len(contributors), k, dtype=torch.float64)
@@ -353,6 +369,13 @@ class IndexBuilder:
             # retrained leave-one-contributor-out 0.670 as plain sums, 0.587 credit-weighted, at k=1,024).
             # Credit weights decide payouts (groups, rows); they would only blur this estimate.
             contributor_matrix.index_add_(0, row_contributor[own], rows)
+        # Each contributor's net value (the sum of their rows' values) is the mean over the evaluation queries of
+        # their contributor-matrix score; its standard error over those queries tells noise from a shortfall
+        # (credit.low_value_contributors).
+        contributor_value_se = None
+        if values is not None and eval_queries.shape[0] > 1:
+            per_query = eval_queries.double() @ contributor_matrix.T  # [m, C]
+            contributor_value_se = per_query.std(0) / math.sqrt(per_query.shape[0])
         group_credit = np.bincount(groups.numpy(), weights=row_credit, minlength=n_groups)
         null_scores = null_queries.double() @ group_matrix.T
         own_group = torch.where(null_rows >= 0, groups[null_rows.clamp_min(0)], torch.full_like(null_rows, -1))
@@ -370,6 +393,7 @@ class IndexBuilder:
             "row_fallback": torch.from_numpy(np.asarray(fallback, dtype=np.float64)),
             "row_values": torch.from_numpy(np.zeros(n) if values is None else values.astype(np.float64)),
             "row_self_influence": torch.from_numpy(self_influence),
+            **({"contributor_value_se": contributor_value_se.double()} if contributor_value_se is not None else {}),
         }, str(self.directory / CREDIT_NAME))
         matrix_scale = _power_of_two_scale(contributor_matrix)
         save_file({"matrix": (contributor_matrix / matrix_scale).to(torch.float16),
@@ -398,9 +422,14 @@ class IndexBuilder:
                 "null_queries": int(null_queries.shape[0]),
                 "null_source": null_source,
                 "valued": values is not None,
+                "value_queries": 0 if values is None else int(eval_queries.shape[0]),
                 "harm_outlier_z": self.config.harm_outlier_z,
                 "harm_threshold": harm_threshold,
                 "harmful_rows": [self.row_ids[p] for p in flagged.tolist()],
+                "low_value_ratio": self.config.low_value_ratio,
+                "low_value_fdr": self.config.low_value_fdr,
+                "low_value_groups": int(low_value_groups.size),
+                "low_value_group_rows": int(in_low_value_group.sum()),
                 "rows_earning_fully": int((row_credit >= 1.0 - 1e-9).sum()),
                 "rows_earning_nothing": int((row_credit <= 0).sum()),
                 "mean_credit_weight": float(row_credit.mean()),

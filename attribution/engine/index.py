@@ -73,6 +73,9 @@ class CreditTables:
     group_rows: np.ndarray  # row positions sorted by group; group g is group_rows[offsets[g]:offsets[g+1]]
     group_offsets: np.ndarray
     row_owner: np.ndarray  # [n] position of each row's contributor in ``contributors``
+    # [C] standard error of each contributor's net value over the evaluation queries (None: not valued, or an
+    # index built before it was measured)
+    contributor_value_se: np.ndarray | None = None
 
 
 _SAFETENSORS_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
@@ -253,6 +256,8 @@ class AttributionIndex:
                 group_rows=order, group_offsets=np.r_[0, np.bincount(groups, minlength=self.manifest["credit"]["groups"])
                                                        .cumsum()],
                 row_owner=np.array([position[c] for c in self.row_contributor_ids], dtype=np.int64),
+                contributor_value_se=(tensors["contributor_value_se"].numpy() if "contributor_value_se" in tensors
+                                      else None),
             )
         return self._credit
 

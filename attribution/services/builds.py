@@ -22,7 +22,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from datanets import selectors as datanet_selectors
 from datanets import services as datanet_services
 from lineage import jobs
@@ -53,7 +53,8 @@ def index_config(*, seed: int, k: int):
         curvature=settings.ATTRIBUTION_CURVATURE, damping_ratio=settings.ATTRIBUTION_DAMPING_RATIO,
         damping_rule=settings.ATTRIBUTION_DAMPING_RULE, shard_rows=settings.ATTRIBUTION_SHARD_ROWS,
         group_size=settings.ATTRIBUTION_GROUP_SIZE, duplicate_cosine=settings.ATTRIBUTION_DUPLICATE_COSINE,
-        harm_outlier_z=settings.ATTRIBUTION_MISLABEL_Z,
+        harm_outlier_z=settings.ATTRIBUTION_MISLABEL_Z, low_value_ratio=settings.ATTRIBUTION_LOW_VALUE_RATIO,
+        low_value_fdr=settings.ATTRIBUTION_LOW_VALUE_FDR,
     )
 
 
@@ -73,7 +74,7 @@ def index_build_queue(*, model_version) -> AttributionIndex:
         )
         if index.state == IndexState.READY:
             return index
-        audit_record(actor=None, action="attribution.index_queue", target=index,
+        audit_record(actor=None, action=AuditAction.ATTRIBUTION_INDEX_QUEUE, target=index,
                      details={"model_version": model_version.version_hash, "created": created})
         index_build_task.delay_on_commit(model_version.pk)
     return index
@@ -103,7 +104,7 @@ def _build_start(index: AttributionIndex, claim: jobs.Claim) -> None:
     index.progress, index.error, index.started_at = 0.0, "", timezone.now()
     index.save(update_fields=["progress", "error", "started_at"])
     model_services.model_version_set_attribution_status(version=index.model_version, status=IndexState.BUILDING)
-    audit_record(actor=None, action="attribution.index_build_start", target=index,
+    audit_record(actor=None, action=AuditAction.ATTRIBUTION_INDEX_BUILD_START, target=index,
                  details={"attempt": index.attempts, "after_crash": claim.redelivered})
 
 
@@ -150,7 +151,7 @@ def _build_fail(*, index: AttributionIndex, reason: str) -> AttributionIndex:
     with transaction.atomic():
         AttributionIndex.objects.filter(pk=index.pk).update(state=IndexState.FAILED, error=reason[:4000])
         model_services.model_version_set_attribution_status(version=index.model_version, status=IndexState.FAILED)
-        audit_record(actor=None, action="attribution.index_failed", target=index, details={"reason": reason[:2000]})
+        audit_record(actor=None, action=AuditAction.ATTRIBUTION_INDEX_FAILED, target=index, details={"reason": reason[:2000]})
     index.refresh_from_db()
     return index
 
@@ -176,7 +177,7 @@ def _build_finish(*, index: AttributionIndex, built: _Built, seconds: float) -> 
         if flagged:
             datanet_services.records_flag_mislabeled(scores=flagged)
         _hold_for_harm(model_version_hash=index.model_version_hash, credit=built.credit)
-        audit_record(actor=None, action="attribution.index_ready", target=index,
+        audit_record(actor=None, action=AuditAction.ATTRIBUTION_INDEX_READY, target=index,
                      details={"index_hash": built.index_hash, "rows": built.row_count, "seconds": round(seconds, 1),
                               "flagged_mislabeled": len(flagged)})
     index.refresh_from_db()
@@ -189,14 +190,20 @@ def _hold_for_harm(*, model_version_hash: str, credit: dict) -> None:
     from rewards.holds import earnings_hold_for_harm
 
     threshold = credit.get("harm_threshold") or 0.0
+    ratio = settings.ATTRIBUTION_LOW_VALUE_RATIO
     for contributor, harm in credit.get("harm_by_contributor", {}).items():
         if not str(contributor).isdigit():
             continue  # rows credited to a non-user id (imported data): nobody's earnings to hold
-        earnings_hold_for_harm(
-            user_id=int(contributor), model_version_hash=model_version_hash, rows=harm["rows"], harm=harm["harm"],
-            threshold=threshold,
-            reason=(f"{len(harm['rows'])} of your rows made this model worse on its held-out evaluation set "
-                    "(likely mislabeled); a curator will review them before these earnings can be claimed."))
+        if harm.get("kind") == "low_value":
+            reason = (f"Your {len(harm['rows'])} rows, taken together, are worth {harm['efficiency']:.0%} of as many "
+                      f"typical rows on this model's held-out evaluation set (a hold starts when clearly below {ratio:.0%}): some "
+                      "helped, more made it worse. A curator will review them before these earnings can be claimed.")
+        else:
+            reason = (f"{len(harm['rows'])} of your rows made this model worse on its held-out evaluation set "
+                      "(likely mislabeled); a curator will review them before these earnings can be claimed.")
+        earnings_hold_for_harm(user_id=int(contributor), model_version_hash=model_version_hash, rows=harm["rows"],
+                               harm=harm["harm"], threshold=threshold if harm.get("kind") != "low_value" else ratio,
+                               reason=reason)
 
 
 def _row_json(row) -> dict:
@@ -315,19 +322,45 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
 
 
 def _credit_summary(engine_index: EngineIndex) -> dict:
-    """What the index decided about credit, per contributor (harm) and overall, for the index row and holds."""
+    """What the index decided about credit, per contributor (harm) and overall, for the index row and holds.
+
+    Two kinds of harm open a hold: rows flagged one by one as harmful (spreading them over accounts does not
+    avoid it), and a contributor whose rows together are worth less than `ATTRIBUTION_LOW_VALUE_RATIO` of
+    as many typical rows on the held-out split (`credit.low_value_contributors`: lucky rows earn, the rest
+    hurt)."""
     credit = engine_index.manifest["credit"]
     tables = engine_index.credit()
     harmful = set(credit["harmful_rows"])
     harm_by_contributor: dict[str, dict] = {}
     for position, (row_id, contributor) in enumerate(zip(engine_index.row_ids, engine_index.row_contributor_ids)):
         if row_id in harmful:
-            entry = harm_by_contributor.setdefault(contributor, {"rows": [], "harm": 0.0})
+            entry = harm_by_contributor.setdefault(contributor, {"rows": [], "harm": 0.0, "kind": "flagged"})
             entry["rows"].append(row_id)
             entry["harm"] += -float(tables.row_values[position])
+    low_value = 0
+    if credit.get("valued"):
+        import numpy as np
+
+        from ..engine import credit as engine_credit
+
+        held, efficiency = engine_credit.low_value_contributors(
+            tables.row_values, tables.row_owner, len(engine_index.contributors),
+            settings.ATTRIBUTION_LOW_VALUE_RATIO, tables.contributor_value_se, settings.ATTRIBUTION_LOW_VALUE_FDR,
+            credit.get("value_queries", 0))
+        for position in held.tolist():
+            contributor = engine_index.contributors[position]
+            if contributor in harm_by_contributor:
+                continue  # already held for flagged rows, with those rows as the evidence
+            mine = np.flatnonzero(tables.row_owner == position)
+            worst = mine[np.argsort(tables.row_values[mine], kind="stable")]
+            harm_by_contributor[contributor] = {
+                "rows": [engine_index.row_ids[p] for p in worst.tolist()],
+                "harm": -float(tables.row_values[mine].sum()), "kind": "low_value",
+                "efficiency": float(efficiency[position])}
+            low_value += 1
     return {key: credit[key] for key in ("groups", "gradient_duplicate_pairs", "duplicate_rows_uncredited",
                                           "null_queries", "null_source", "fallback_basis", "harm_threshold")} | {
-        "harmful_rows": len(harmful), "harm_by_contributor": harm_by_contributor}
+        "harmful_rows": len(harmful), "low_value_contributors": low_value, "harm_by_contributor": harm_by_contributor}
 
 
 def _store_index_files(*, local: Path, engine_index: EngineIndex, prefix: str) -> None:

@@ -1,7 +1,8 @@
 """Loading, per process: a model version's trained model and its opened, verified attribution index,
-kept in a small LRU cache (`ATTRIBUTION_CACHE_MODELS`) and checked against the files' stamps on every
-use (`_loaded_for`); `model_output` answers from the cached model. Torch and the engine's heavy modules
-load on first use, in the worker or serving process that attributes.
+kept in a small LRU cache (`ATTRIBUTION_CACHE_MODELS`) and checked against the files' stamps and the share
+policy in force (governed, `_share_policy`) on every use (`_loaded_for`); `model_output` answers from the
+cached model. Torch and the engine's heavy modules load on first use, in the worker or serving process
+that attributes.
 """
 
 from __future__ import annotations
@@ -58,7 +59,13 @@ def _load_model(version):
 
 
 def _share_policy() -> SharePolicy:
-    return SharePolicy(fdr=settings.ATTRIBUTION_FDR, top_groups=settings.ATTRIBUTION_TOP_GROUPS,
+    """The share policy in force: the false-discovery rate and most credit groups paid that a passed
+    governance proposal set (`setSharePolicy`, mirrored as a `GovernedValue`), else ATTRIBUTION_FDR and
+    ATTRIBUTION_TOP_GROUPS."""
+    from governance.selectors import share_policy_in_force
+
+    in_force = share_policy_in_force()
+    return SharePolicy(fdr=in_force["fdr"], top_groups=in_force["top_groups"],
                        rows_per_contributor=settings.ATTRIBUTION_ROWS_PER_CONTRIBUTOR)
 
 
@@ -113,6 +120,7 @@ def _evict(model_version_hash: str) -> None:
 
 def _loaded_for(index: AttributionIndex) -> _Loaded:
     key = index.model_version_hash
+    policy = _share_policy()
     with _cache_lock:
         entry = _cache.get(key)
         if entry is not None:
@@ -122,13 +130,14 @@ def _loaded_for(index: AttributionIndex) -> _Loaded:
             unchanged = file_stamps(entry.directory) == entry.stamps
         except OSError:
             unchanged = False
-        if unchanged:
+        # A share policy changed by governance since this entry was loaded: load it again under the new one.
+        if unchanged and entry.attributor.policy == policy:
             return entry
         _evict(key)  # files touched since they were verified: verify again before trusting them
     engine_index, directory = _open_verified(index)
     model, tokenizer, content = _load_model(index.model_version)
     _make_attributable(model)
-    attributor = engine.Attributor(model, engine_index, _share_policy())
+    attributor = engine.Attributor(model, engine_index, policy)
     entry = _Loaded(index.index_hash, model, tokenizer, content, engine_index, attributor, directory,
                     file_stamps(directory), threading.Lock())
     with _cache_lock:

@@ -4,7 +4,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from notifications import notify
 
 from ..models import AccessState, Datanet, TrainingAccessRequest
@@ -24,7 +24,7 @@ def access_request_create(*, datanet: Datanet, requester, message: str = "") -> 
         if not created and request.state == AccessState.REFUSED:
             raise ValidationError("The owner refused an earlier request. Contact them before asking again.")
         if created:
-            audit_record(actor=requester, action="datanet.access_request", target=request, details={"datanet": datanet.slug})
+            audit_record(actor=requester, action=AuditAction.DATANET_ACCESS_REQUEST, target=request, details={"datanet": datanet.slug})
     return request
 
 
@@ -37,6 +37,7 @@ def access_request_decide(*, access_request: TrainingAccessRequest, actor, appro
         request.decided_by = actor
         request.decided_at = timezone.now()
         request.save(update_fields=["state", "decided_by", "decided_at"])
-        audit_record(actor=actor, action=f"datanet.access_{request.state}", target=request, details={"requester": request.requester_id})
+        audit_record(actor=actor, action=AuditAction.DATANET_ACCESS_APPROVED if approve else AuditAction.DATANET_ACCESS_REFUSED,
+                     target=request, details={"requester": request.requester_id})
         notify.event(kind="access_request.decided", object_id=request.pk)
     return request

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from ..models import Contribution, ContributionSource, Datanet, TaskType
 from ..selectors import datanet_permissions
@@ -95,7 +95,7 @@ def _contribution_start(*, datanet: Datanet, contributor, source: str, chunks, f
             file_name=_safe_display_name(file_name), storage_name=storage_name, size_bytes=size, progress_total=size,
         )
         audit_record(
-            actor=contributor, action="contribution.create", target=contribution,
+            actor=contributor, action=AuditAction.CONTRIBUTION_CREATE, target=contribution,
             details={"datanet": datanet.slug, "source": source, "sha256": sha, "bytes": size},
         )
         contribution_validate_task.delay_on_commit(contribution.pk)

@@ -4,7 +4,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from datanets.ingest.schema import DatanetSchema, SchemaError
 
 from ..models import Datanet, Membership, Record, Role
@@ -70,7 +70,7 @@ def datanet_create(*, owner, name: str, task_type: str, label_set=(), metadata_c
         datanet.full_clean()
         datanet.save()
         Membership.objects.create(datanet=datanet, user=owner, role=Role.OWNER)
-        audit_record(actor=owner, action="datanet.create", target=datanet, details={"slug": slug, "task_type": task_type})
+        audit_record(actor=owner, action=AuditAction.DATANET_CREATE, target=datanet, details={"slug": slug, "task_type": task_type})
     return datanet
 
 
@@ -100,7 +100,7 @@ def datanet_update(*, datanet: Datanet, actor, **changes) -> Datanet:
         datanet.full_clean()
         datanet.save()
         audit_record(
-            actor=actor, action="datanet.update", target=datanet,
+            actor=actor, action=AuditAction.DATANET_UPDATE, target=datanet,
             details={field: {"from": before[field], "to": changes[field]} for field in changes if before[field] != changes[field]},
         )
     return datanet

@@ -3,7 +3,7 @@
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from ..models import Datanet, Membership, Role
 from ..selectors import datanet_permissions
@@ -18,7 +18,7 @@ def membership_set(*, datanet: Datanet, actor, user, role: str) -> Membership:
         raise ValidationError({"user": "The owner is already a member."})
     with transaction.atomic():
         membership, _ = Membership.objects.update_or_create(datanet=datanet, user=user, defaults={"role": role})
-        audit_record(actor=actor, action="datanet.member_set", target=datanet, details={"user": user.pk, "role": role})
+        audit_record(actor=actor, action=AuditAction.DATANET_MEMBER_SET, target=datanet, details={"user": user.pk, "role": role})
     return membership
 
 
@@ -27,4 +27,4 @@ def membership_remove(*, datanet: Datanet, actor, user) -> None:
         raise PermissionDenied("Only the owner manages members.")
     with transaction.atomic():
         Membership.objects.filter(datanet=datanet, user=user).exclude(role=Role.OWNER).delete()
-        audit_record(actor=actor, action="datanet.member_remove", target=datanet, details={"user": user.pk})
+        audit_record(actor=actor, action=AuditAction.DATANET_MEMBER_REMOVE, target=datanet, details={"user": user.pk})

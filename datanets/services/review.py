@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from ..models import Contribution, ContributionState, Datanet, Record, RecordStatus
 from ..selectors import datanet_permissions
@@ -51,7 +51,8 @@ def _records_decide(*, datanet: Datanet, reviewer, record_ids, decision: str, re
         )
         if changed:
             audit_record(
-                actor=reviewer, action=f"record.{decision}", target=datanet,
+                actor=reviewer, target=datanet,
+                action=AuditAction.RECORD_ACCEPT if decision == Decision.ACCEPT else AuditAction.RECORD_REJECT,
                 details={"records": [pk for pk, _ in changed][:1000], "count": len(changed), "reason": reason,
                          **(details or {})},
             )
@@ -109,6 +110,6 @@ def records_flag_mislabeled(*, scores: dict) -> int:
         for record in records:
             by_datanet.setdefault(record.datanet_id, []).append(record.pk)
         for datanet_id, pks in by_datanet.items():
-            audit_record(actor=None, action="record.flag_mislabeled", object_type="datanets.datanet",
+            audit_record(actor=None, action=AuditAction.RECORD_FLAG_MISLABELED, object_type="datanets.datanet",
                          object_id=datanet_id, details={"records": pks[:1000], "count": len(pks)})
     return len(records)

@@ -11,7 +11,7 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from datanets.ingest import IngestError, IngestLimits, iter_rows
 from datanets.ingest.document_rows import BundleLimits, iter_document_rows
 from datanets.ingest.documents import DocumentLimits
@@ -87,7 +87,7 @@ def _contribution_fail(*, contribution: Contribution, code: str, message: str) -
         contribution.error_message = message
         contribution.validated_at = timezone.now()
         contribution.save(update_fields=["state", "error_code", "error_message", "validated_at"])
-        audit_record(actor=None, action="contribution.failed", target=contribution, details={"code": code})
+        audit_record(actor=None, action=AuditAction.CONTRIBUTION_FAILED, target=contribution, details={"code": code})
     return contribution
 
 
@@ -223,7 +223,7 @@ def _contribution_validate_claimed(contribution: Contribution) -> Contribution:
         contribution.state = ContributionState.IN_REVIEW if records else ContributionState.DONE
         contribution.save()
         audit_record(
-            actor=None, action="contribution.validated", target=contribution,
+            actor=None, action=AuditAction.CONTRIBUTION_VALIDATED, target=contribution,
             details={"accepted": len(records), "rejected": contribution.rows_rejected, "duplicates": contribution.rows_duplicate},
         )
         notify.event(kind="contribution.validated", object_id=contribution.pk)

@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from datanets.ingest.normalise import canonical_json
 from datanets.ingest.versions import (
     DATA_NAME,
@@ -121,7 +121,7 @@ def version_publish(*, datanet: Datanet, actor, notes: str = "") -> DatanetVersi
             [VersionRecord(version=version, record_id=pk) for pk in manifest.row_ids], batch_size=DB_BATCH
         )
         audit_record(
-            actor=actor, action="datanet.version_publish", target=version,
+            actor=actor, action=AuditAction.DATANET_VERSION_PUBLISH, target=version,
             details={"datanet": datanet.slug, "number": number, "hash": manifest.version_id, "rows": manifest.row_count},
         )
         version_published.send(sender=DatanetVersion, version=version)
@@ -152,7 +152,7 @@ def version_verify(*, version: DatanetVersion, actor=None) -> VersionCheck:
     with transaction.atomic():
         if check.ok:
             DatanetVersion.objects.filter(pk=version.pk).update(verified_at=timezone.now())
-        audit_record(actor=actor, action="datanet.version_verify", target=version, details={"ok": check.ok, "problems": problems})
+        audit_record(actor=actor, action=AuditAction.DATANET_VERSION_VERIFY, target=version, details={"ok": check.ok, "problems": problems})
     return check
 
 

@@ -2,14 +2,17 @@
 in the module named for what it does:
 
 * `indexer`: `governance_index(...)` mirrors the governor and the parameter registry (proposals, votes,
-  queue/execute/cancel, `FeeSplitChanged` → a new rewards fee-policy version).
+  queue/execute/cancel, `FeeSplitChanged` → a new rewards fee-policy version, `EpochLengthChanged` /
+  `SharePolicyChanged` → a `GovernedValue` the epoch schedule and attribution read).
 * `actions`: transactions asked for from the pages (`WalletAction`): `delegate_request`, `proposal_submit`
-  (the registry checks the split first and its refusal is shown in words), `vote_request`,
-  `proposal_advance` (staff: queue / execute), `wallet_action_run` (the `chain` worker; safe to run again),
-  `wallet_action_retry`.
+  (a fee split, an epoch length or a share policy: the registry checks it first and its refusal is shown in
+  words), `vote_request`, `proposal_advance` (staff: queue / execute), `wallet_action_run` (the `chain`
+  worker; safe to run again), `wallet_action_retry`.
 * `staking`: `stake_requirement_set`, `stake_allows_contribution(*, user, datanet) -> (bool, reason)` (the
   contribution upload path's check), `stake_request` / `unstake_request` / `withdraw_request`,
   `stakes_index`, and the slash rule `stake_slashes_enforce` / `stake_slash_run`.
+* `slash_rewards`: `slashes_book()` books each done slash as earnings of the Datanet's honest contributors
+  (pro rata to their accepted rows in its latest version, the slashed one left out; once per slash).
 * `reconcile`: `governance_reconcile(...)`, run by `manage.py chain_reconcile`.
 * `deployment_ensure(...)` / `staking_ensure(...)` (from `governance.chainio`): the deployment on this chain.
 """
@@ -25,6 +28,7 @@ from .actions import (
 )
 from .indexer import governance_index
 from .reconcile import governance_reconcile
+from .slash_rewards import slashes_book
 from .staking import (
     spam_rows,
     stake_allows_contribution,
@@ -44,6 +48,7 @@ __all__ = [
     "governance_reconcile",
     "proposal_advance",
     "proposal_submit",
+    "slashes_book",
     "spam_rows",
     "stake_allows_contribution",
     "stake_request",

@@ -22,9 +22,18 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from rewards.chain import ChainRevert, TokenContract, checksum_address
-from rewards.chain.governance import SUPPORT, FeeSplit, ProposalActions, refusal_reason
+from rewards.chain.governance import (
+    EPOCH_LENGTH,
+    FEE_SPLIT,
+    SHARE_POLICY,
+    SUPPORT,
+    FeeSplit,
+    ProposalActions,
+    SharePolicyValues,
+    refusal_reason,
+)
 from rewards.chainio import get_chain_client
 
 from ..chainio import contracts, deployment_ensure, dev_signer_for, staking_contract, staking_ensure
@@ -35,6 +44,13 @@ from .indexer import governance_index
 logger = logging.getLogger("governance")
 PLATFORM_KINDS = (ActionKind.QUEUE, ActionKind.EXECUTE)
 STAKE_KINDS = (ActionKind.STAKE, ActionKind.UNSTAKE, ActionKind.WITHDRAW)
+WALLET_ACTION_OUTCOMES = ("requested", "retried", "failed")
+
+
+def wallet_action_audit(kind: str, outcome: str) -> AuditAction:
+    """The audit action of a wallet action's outcome: `AuditAction.GOVERNANCE_<KIND>_<OUTCOME>`, one member per
+    `ActionKind` and outcome in `WALLET_ACTION_OUTCOMES` (a kind without one is refused: ValueError)."""
+    return AuditAction(f"governance.{ActionKind(kind)}_{outcome}")
 
 
 def _require_wallet(user) -> str:
@@ -57,7 +73,7 @@ def action_create(*, user, kind: str, address: str, params: dict, transactions: 
             user=user, kind=kind, address=address, params={**params, "transactions": transactions},
             request_id=request_id, relayed=relayed, proposal=proposal,
             state=ActionState.QUEUED if relayed else ActionState.PREPARED)
-        audit_record(actor=user, action=f"governance.{kind}_requested", target=action,
+        audit_record(actor=user, action=wallet_action_audit(kind, "requested"), target=action,
                      details={"address": address, "relayed": relayed, **params})
         if relayed:
             chain_wallet_action.delay_on_commit(action.pk)
@@ -94,9 +110,17 @@ def delegate_request(*, user, amount: int, delegatee: str = "", client=None) -> 
                          params={"amount": str(amount), "delegatee": delegatee}, transactions=steps)
 
 
-def proposal_submit(*, user, split: FeeSplit, description: str, client=None) -> WalletAction:
-    """Propose a new fee split. The registry checks it first (`checkFeeSplit`): a split it would refuse is
-    refused here with the registry's own reason, in words, before anyone spends a proposal on it."""
+def proposal_submit(*, user, description: str, split: FeeSplit | None = None, epoch_length_s: int | None = None,
+                    share_policy: SharePolicyValues | None = None, client=None) -> WalletAction:
+    """Propose one change of the parameter registry: a fee split, an epoch length (seconds) or a share policy
+    (exactly one of them). The registry checks it first (`checkFeeSplit`, `checkEpochLength`,
+    `checkSharePolicy`): a value it would refuse is refused here with the registry's own reason, in words,
+    before anyone spends a proposal on it."""
+    changes = {kind: value for kind, value in ((FEE_SPLIT, split), (EPOCH_LENGTH, epoch_length_s),
+                                                (SHARE_POLICY, share_policy)) if value is not None}
+    if len(changes) != 1:
+        raise ValidationError("Propose one change: a fee split, an epoch length or a share policy.")
+    [(kind, value)] = changes.items()
     client = client or get_chain_client()
     address = _require_wallet(user)
     description = (description or "").strip()
@@ -104,13 +128,15 @@ def proposal_submit(*, user, split: FeeSplit, description: str, client=None) -> 
         raise ValidationError("Describe the proposal: voters read it.")
     chain = contracts(deployment_ensure(client=client), client)
     try:
-        chain.parameters.check_fee_split(split)
+        chain.parameters.check(kind, value)
     except ChainRevert as revert:
         raise ValidationError(refusal_reason(revert)) from revert
-    actions = chain.parameters.fee_split_proposal(split, description)
+    actions = chain.parameters.proposal(kind, value, description)
+    call = chain.parameters.decode_call(actions.targets[0], actions.calldatas[0])
     return action_create(
         user=user, kind=ActionKind.PROPOSE, address=address, client=client,
-        params={"proposal_id": str(actions.proposal_id), "split": split.as_dict(), "description": description,
+        params={"proposal_id": str(actions.proposal_id), "change": {"kind": call.kind, **call.values},
+                **({"split": split.as_dict()} if split is not None else {}), "description": description,
                 "targets": list(actions.targets), "values": [str(v) for v in actions.values],
                 "calldatas": ["0x" + c.hex() for c in actions.calldatas]},
         transactions=[_tx("propose", chain.governor.address, chain.governor.propose_calldata(actions),
@@ -161,7 +187,7 @@ def wallet_action_retry(*, user, action: WalletAction) -> WalletAction:
         raise ValidationError("Only a failed relayed action can be tried again.")
     with transaction.atomic():
         WalletAction.objects.filter(pk=action.pk, state=ActionState.FAILED).update(state=ActionState.QUEUED, error="")
-        audit_record(actor=user, action=f"governance.{action.kind}_retried", target=action, details={})
+        audit_record(actor=user, action=wallet_action_audit(action.kind, "retried"), target=action, details={})
         chain_wallet_action.delay_on_commit(action.pk)
     action.refresh_from_db()
     return action
@@ -269,7 +295,7 @@ def _failed(action: WalletAction, reason: str, error: BaseException) -> WalletAc
     with transaction.atomic():
         WalletAction.objects.filter(pk=action.pk, state=ActionState.QUEUED).update(
             state=ActionState.FAILED, error=reason[:2000], finished_at=timezone.now())
-        audit_record(actor=None, action=f"governance.{action.kind}_failed", target=action,
+        audit_record(actor=None, action=wallet_action_audit(action.kind, "failed"), target=action,
                      details={"reason": reason[:500], "error": type(error).__name__})
     action.refresh_from_db()
     return action

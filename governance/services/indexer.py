@@ -1,10 +1,12 @@
 """The indexer that mirrors the governor and the parameter registry.
 
 * `governance_index(*, client=None)`: read `ProposalCreated`, `VoteCast`, `ProposalQueued`,
-  `ProposalExecuted`, `ProposalCanceled` and the registry's `FeeSplitChanged` from confirmed blocks, each
-  once by (transaction hash, log index); refresh the state and tallies of proposals still open from the
-  governor; turn a fee split set on chain into a new rewards fee-policy version (through
-  `rewards.services.fee_policy_set`, audited), which applies from the next fee recorded.
+  `ProposalExecuted`, `ProposalCanceled` and the registry's `FeeSplitChanged`, `EpochLengthChanged` and
+  `SharePolicyChanged` from confirmed blocks, each once by (transaction hash, log index); refresh the state
+  and tallies of proposals still open from the governor; turn a fee split set on chain into a new rewards
+  fee-policy version (through `rewards.services.fee_policy_set`, audited), which applies from the next fee
+  recorded, and an epoch length or share policy into a `GovernedValue` (audited), which the epoch close
+  schedule and attribution read from then on.
 """
 
 import logging
@@ -13,32 +15,43 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from rewards import services as rewards_services
 from rewards.chain.governance import (
+    FEE_SPLIT,
     FINAL_STATES,
     SUPPORT_NAMES,
+    EpochLengthChangedEvent,
     FeeSplitChangedEvent,
     ProposalCanceledEvent,
     ProposalCreatedEvent,
     ProposalExecutedEvent,
     ProposalQueuedEvent,
+    SharePolicyChangedEvent,
     VoteCastEvent,
-    split_from_calls,
+    change_from_calls,
 )
+from rewards.chain_records import cursor_advance, cursor_get
 from rewards.chainio import get_chain_client
 
 from ..chainio import contracts, deployment_ensure
-from ..models import ChangeKind, GovernanceCursor, ParameterChange, Proposal, ProposalState, Vote
+from ..models import (
+    ChangeKind,
+    GovernanceCursor,
+    GovernedParameter,
+    GovernedValue,
+    ParameterChange,
+    Proposal,
+    ProposalState,
+    Vote,
+)
 
 logger = logging.getLogger("governance")
 CURSOR = "governance"
 
 
 def _cursor(deployment) -> GovernanceCursor:
-    cursor, _ = GovernanceCursor.objects.get_or_create(deployment=deployment, name=CURSOR,
-                                                       defaults={"next_block": deployment.deployed_at_block})
-    return cursor
+    return cursor_get(GovernanceCursor, deployment=deployment, name=CURSOR, start_block=deployment.deployed_at_block)
 
 
 def governance_index(*, client=None) -> int:
@@ -52,12 +65,12 @@ def governance_index(*, client=None) -> int:
     recorded = 0
     if last >= cursor.next_block:
         events = (chain.governor.events(cursor.next_block, last).events
-                  + chain.parameters.fee_split_changed_events(cursor.next_block, last).events)
+                  + chain.parameters.events(cursor.next_block, last).events)
         for event in sorted(events, key=lambda e: (e.position.block_number, e.position.log_index)):
             recorded += _record(deployment, chain, event)
     _refresh_open_proposals(deployment, chain, last)
     if last >= cursor.next_block:
-        GovernanceCursor.objects.filter(pk=cursor.pk, next_block__lt=last + 1).update(next_block=last + 1)
+        cursor_advance(cursor, to_block=last)
     return recorded
 
 
@@ -79,6 +92,8 @@ def _record(deployment, chain, event) -> int:
                     state=ProposalState.CANCELED)
             if isinstance(event, FeeSplitChangedEvent):
                 return _fee_split_changed(deployment, event)
+            if isinstance(event, EpochLengthChangedEvent | SharePolicyChangedEvent):
+                return _governed_value_changed(deployment, chain, event)
     except IntegrityError:
         return 0  # another indexer recorded it first
     raise TypeError(f"unexpected event {event!r}")
@@ -87,18 +102,18 @@ def _record(deployment, chain, event) -> int:
 def _proposal_created(deployment, chain, event: ProposalCreatedEvent) -> int:
     if Proposal.objects.filter(deployment=deployment, proposal_id=str(event.proposal_id)).exists():
         return 0
-    split = split_from_calls(chain.parameters, event.targets, event.calldatas)
+    call = change_from_calls(chain.parameters, event.targets, event.calldatas)
     proposal = Proposal.objects.create(
         deployment=deployment, proposal_id=str(event.proposal_id), proposer=event.proposer,
         description=event.description, targets=list(event.targets), values=[str(v) for v in event.values],
         calldatas=["0x" + c.hex() for c in event.calldatas],
-        change_kind=ChangeKind.FEE_SPLIT if split else ChangeKind.OTHER,
-        **(split.as_dict() if split else {}),
+        change_kind=call.kind if call else ChangeKind.OTHER, change=call.values if call else {},
+        **(call.values if call and call.kind == FEE_SPLIT else {}),
         vote_start=event.vote_start, vote_end=event.vote_end, created_tx_hash=event.position.tx_hash,
         created_block=event.position.block_number)
-    audit_record(actor=None, action="governance.proposal_recorded", target=proposal,
+    audit_record(actor=None, action=AuditAction.GOVERNANCE_PROPOSAL_RECORDED, target=proposal,
                  details={"proposal_id": proposal.proposal_id, "proposer": event.proposer,
-                          "change": proposal.fee_split or {"calls": len(event.targets)},
+                          "change": {"kind": call.kind, **call.values} if call else {"calls": len(event.targets)},
                           "tx_hash": event.position.tx_hash})
     return 1
 
@@ -126,6 +141,8 @@ def _proposal_executed(deployment, event: ProposalExecutedEvent) -> int:
     # The registry's event comes earlier in the same transaction: link the change it recorded.
     ParameterChange.objects.filter(deployment=deployment, tx_hash=event.position.tx_hash,
                                    proposal__isnull=True).update(proposal=proposal)
+    GovernedValue.objects.filter(deployment=deployment, tx_hash=event.position.tx_hash,
+                                 proposal__isnull=True).update(proposal=proposal)
     return 1
 
 
@@ -146,9 +163,31 @@ def _fee_split_changed(deployment, event: FeeSplitChangedEvent) -> int:
         proposal=Proposal.objects.filter(deployment=deployment, executed_tx_hash=tx_hash).first(),
         fee_policy_version=policy_version, tx_hash=tx_hash, log_index=log_index,
         block_number=event.position.block_number)
-    audit_record(actor=None, action="governance.fee_split_applied", target=change,
+    audit_record(actor=None, action=AuditAction.GOVERNANCE_FEE_SPLIT_APPLIED, target=change,
                  details={**split, "registry_version": event.version, "fee_policy_version": policy_version,
                           "previous_fee_policy_version": current.version, "tx_hash": tx_hash})
+    return 1
+
+
+def _governed_value_changed(deployment, chain, event: EpochLengthChangedEvent | SharePolicyChangedEvent) -> int:
+    """An epoch length or share policy set by the timelock: a new `GovernedValue`, in force from now on
+    (the readers take the latest), audited in the same transaction."""
+    tx_hash, log_index = event.position.key
+    if GovernedValue.objects.filter(deployment=deployment, tx_hash=tx_hash, log_index=log_index).exists():
+        return 0
+    if isinstance(event, EpochLengthChangedEvent):
+        parameter, values = GovernedParameter.EPOCH_LENGTH, {"epoch_length_s": event.epoch_length_s}
+    else:
+        parameter = GovernedParameter.SHARE_POLICY
+        values = {"attribution_fdr_bps": event.policy.fdr_bps, "attribution_top_groups": event.policy.top_groups}
+    block = chain.parameters.client.w3.eth.get_block(event.position.block_number)
+    value = GovernedValue.objects.create(
+        deployment=deployment, parameter=parameter, registry_version=event.version, **values,
+        proposal=Proposal.objects.filter(deployment=deployment, executed_tx_hash=tx_hash).first(),
+        effective_at=datetime.fromtimestamp(block["timestamp"], tz=UTC), tx_hash=tx_hash, log_index=log_index,
+        block_number=event.position.block_number)
+    audit_record(actor=None, action=AuditAction.GOVERNANCE_PARAMETER_APPLIED, target=value,
+                 details={"parameter": parameter, **values, "registry_version": event.version, "tx_hash": tx_hash})
     return 1
 
 

@@ -1,8 +1,9 @@
 """Reconciliation of governance with the chain, run by `manage.py chain_reconcile` next to rewards' own:
 votes (each proposal's indexed ballots against the governor's tallies), stakes (each position the indexed
 events add up to against `stakeOf`, and the contract's totals), slashes (each recorded slash against its
-`Slashed` event and every `Slashed` event against a recorded decision) and the fee split (the registry
-against the rewards fee policy in force). Each difference is an open `ReconciliationIssue`; nothing is
+`Slashed` event and every `Slashed` event against a recorded decision), the fee split (the registry
+against the rewards fee policy in force) and the governed epoch length and share policy (the registry
+against the `GovernedValue` in force). Each difference is an open `ReconciliationIssue`; nothing is
 patched. Only what is recorded for this chain is checked: reconciling never deploys anything.
 """
 
@@ -11,7 +12,16 @@ from rewards.amounts import format_open
 from rewards.chainio import get_chain_client, report_issue
 
 from ..chainio import contracts, deployment_recorded, staking_contract
-from ..models import Proposal, SlashState, StakeEvent, StakeEventKind, StakeSlash, VoteSupport
+from ..models import (
+    GovernedParameter,
+    GovernedValue,
+    Proposal,
+    SlashState,
+    StakeEvent,
+    StakeEventKind,
+    StakeSlash,
+    VoteSupport,
+)
 from ..selectors import stake_positions
 from .indexer import governance_index
 from .staking import stakes_index
@@ -23,7 +33,7 @@ def governance_reconcile(*, client=None) -> list:
     if deployment is None:
         return []
     governance_index(client=client)
-    issues = _votes(deployment, client) + _fee_split(deployment, client)
+    issues = _votes(deployment, client) + _fee_split(deployment, client) + _platform_parameters(deployment, client)
     if deployment.staking_address:
         stakes_index(client=client)
         issues += _stakes(deployment, client) + _slashes(deployment, client)
@@ -64,6 +74,38 @@ def _fee_split(deployment, client) -> list:
         detail=f"The registry's fee split is {split.protocol_bps}/{split.owner_bps}/{split.contributors_bps} bps; "
                f"the fee policy in force (version {policy.version}) is "
                f"{policy.protocol_bps}/{policy.owner_bps}/{policy.contributors_bps} bps.")]
+
+
+def _platform_parameters(deployment, client) -> list:
+    """The registry's epoch length and share policy (0: never set) against the latest mirrored value."""
+    registry = contracts(deployment, client).parameters
+    policy = registry.share_policy()
+    on_chain = {GovernedParameter.EPOCH_LENGTH: (registry.epoch_length_s(),),
+                GovernedParameter.SHARE_POLICY: (policy.fdr_bps, policy.top_groups) if policy else (0, 0)}
+    issues = []
+    for parameter, chain_value in on_chain.items():
+        latest = (GovernedValue.objects.filter(deployment=deployment, parameter=parameter)
+                  .order_by("-block_number", "-log_index").first())
+        if parameter == GovernedParameter.EPOCH_LENGTH:
+            mirrored = (latest.epoch_length_s,) if latest else (0,)
+        else:
+            mirrored = (latest.attribution_fdr_bps, latest.attribution_top_groups) if latest else (0, 0)
+        if mirrored != chain_value:
+            issues.append(report_issue(
+                kind="governance_parameter_mismatch",
+                fingerprint=f"gov_param:{deployment.pk}:{parameter}:{chain_value}:{mirrored}",
+                detail=f"The registry's {GovernedParameter(parameter).label} is {_values(parameter, chain_value)}; the "
+                       f"value in force in the database is {_values(parameter, mirrored)}.",
+                data={"parameter": parameter, "chain": list(chain_value), "database": list(mirrored)}))
+    return issues
+
+
+def _values(parameter: str, values: tuple) -> str:
+    if not any(values):
+        return "not set"
+    if parameter == GovernedParameter.EPOCH_LENGTH:
+        return f"{values[0]:,} s"
+    return f"a false-discovery rate of {values[0]:,} bps and at most {values[1]:,} groups"
 
 
 def _stakes(deployment, client) -> list:

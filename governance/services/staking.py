@@ -16,13 +16,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from datanets.models import Datanet, RecordStatus
 from datanets.selectors import datanet_permissions, review_queue
 from rewards.amounts import format_open
 from rewards.chain import ChainRevert, TokenContract
 from rewards.chain.governance import refusal_reason
 from rewards.chain.staking import evidence_hash
+from rewards.chain_records import cursor_advance, cursor_get
 from rewards.chainio import get_chain_client
 
 from ..chainio import staking_contract, staking_ensure
@@ -61,7 +62,7 @@ def stake_requirement_set(*, datanet: Datanet, actor, minimum: int) -> DatanetSt
         else:
             requirement, _ = DatanetStakeRequirement.objects.update_or_create(
                 datanet=datanet, defaults={"minimum": minimum, "set_by": actor, "updated_at": timezone.now()})
-        audit_record(actor=actor, action="governance.stake_requirement_set", target=datanet,
+        audit_record(actor=actor, action=AuditAction.GOVERNANCE_STAKE_REQUIREMENT_SET, target=datanet,
                      details={"minimum": str(minimum), "previous": str(previous.minimum) if previous else None})
     return requirement
 
@@ -150,8 +151,8 @@ def stakes_index(*, client=None) -> int:
     client = client or get_chain_client()
     deployment = staking_ensure(client=client)
     staking = staking_contract(deployment, client)
-    cursor, _ = GovernanceCursor.objects.get_or_create(deployment=deployment, name=CURSOR,
-                                                       defaults={"next_block": deployment.staking_deployed_at_block})
+    cursor = cursor_get(GovernanceCursor, deployment=deployment, name=CURSOR,
+                        start_block=deployment.staking_deployed_at_block)
     page = staking.events(cursor.next_block)
     recorded = 0
     for event in page.events:
@@ -175,8 +176,7 @@ def stakes_index(*, client=None) -> int:
         except IntegrityError:
             continue
     if page.to_block >= page.from_block:
-        GovernanceCursor.objects.filter(pk=cursor.pk, next_block__lt=page.to_block + 1).update(
-            next_block=page.to_block + 1)
+        cursor_advance(cursor, to_block=page.to_block)
     return recorded
 
 
@@ -219,7 +219,7 @@ def stake_slashes_enforce(*, client=None) -> list[StakeSlash]:
                 evidence_hash=digest, defaults={"deployment": deployment, "datanet": datanet, "user": user,
                                                 "address": address, "evidence": evidence, "share_bps": share})
             if created:
-                audit_record(actor=None, action="governance.stake_slash_decided", target=slash,
+                audit_record(actor=None, action=AuditAction.GOVERNANCE_STAKE_SLASH_DECIDED, target=slash,
                              details={"address": address, "datanet": datanet.pk, "rows": [r["id"] for r in rows],
                                       "share_bps": share, "evidence_hash": digest})
         decided.append(slash)
@@ -261,6 +261,6 @@ def _slash_failed(slash: StakeSlash, reason: str) -> StakeSlash:
     with transaction.atomic():
         StakeSlash.objects.filter(pk=slash.pk).exclude(state=SlashState.DONE).update(
             state=SlashState.FAILED, error=reason[:2000])
-        audit_record(actor=None, action="governance.stake_slash_failed", target=slash, details={"reason": reason[:500]})
+        audit_record(actor=None, action=AuditAction.GOVERNANCE_STAKE_SLASH_FAILED, target=slash, details={"reason": reason[:500]})
     slash.refresh_from_db()
     return slash

@@ -5,21 +5,34 @@ given, else to the engine on which the named adapter is registered, else to the 
 first of the request's task). Bases and adapters are loaded by id from the :class:`~.model_store.ModelStore`
 (never from a path a caller sends). :meth:`EngineHost.health` is what the web tier routes by: the bases
 and adapters held, and an ``instance`` id that changes when the process restarts (so the deployment
-poller knows a server came back empty). Plain Python, no Django.
+poller knows a server came back empty).
+
+A bounded store (``ModelStore(root, max_bytes=...)``) is pruned after each adapter load: least recently
+used adapters go, never one this host holds, one being loaded, or one another server's lease names
+(:mod:`.pruning`); the host keeps its own lease current. It also embeds texts for the web tier's searches
+(:meth:`EngineHost.embed`, the bundled MiniLM of :mod:`.embeddings`, loaded once on first use). Plain Python,
+no Django.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
 
 import torch
 
+from . import pruning
+from .embeddings import Embedders
 from .engine import ServingEngine, Task
 from .errors import AdapterNotFoundError, EngineCapacityError, InvalidRequestError
 from .model_store import ModelStore
 
+logger = logging.getLogger("inference.engine.server")
+
 DEFAULT_BASE = "default"
+LEASE_REFRESH_S = 60.0
 
 
 class EngineHost:
@@ -39,6 +52,8 @@ class EngineHost:
         self.instance = uuid.uuid4().hex
         self.draining = False
         self._lock = threading.Lock()
+        self._lease_written = 0.0
+        self.embedders = Embedders(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     @property
     def engine(self) -> ServingEngine | None:
@@ -81,8 +96,12 @@ class EngineHost:
                 raise AdapterNotFoundError(f"base {name!r} is not loaded", param="base")
             self.engines = {k: v for k, v in self.engines.items() if k != name}
             self.base_info.pop(name, None)
+            dropped = [v["version"] for v in self.adapters.values() if v["base"] == name]
             self.adapters = {k: v for k, v in self.adapters.items() if v["base"] != name}
         engine.close()
+        for version in dropped:
+            self.store.touch_adapter(version)  # last used now: unloading is not a reason to go first
+        self._write_lease()
 
     def base_name(self, engine: ServingEngine) -> str | None:
         return next((name for name, e in self.engines.items() if e is engine), None)
@@ -115,21 +134,65 @@ class EngineHost:
         for other_name, other in self.engines.items():
             if other is not engine and other.has_adapter(name):
                 raise InvalidRequestError(f"adapter {name!r} is already loaded on base {other_name!r}", param="name")
-        path = self.store.adapter_dir(version)
-        info = engine.load_adapter(name, path, sha256, wait=wait, pin=pin, labels=labels)
-        base_name = self.base_name(engine)
-        with self._lock:
-            self.adapters[name] = {"base": base_name, "version": version, "sha256": sha256.lower()}
+        with self.store.holding_adapter(version) as path:  # never pruned while it loads
+            info = engine.load_adapter(name, path, sha256, wait=wait, pin=pin, labels=labels)
+            base_name = self.base_name(engine)
+            with self._lock:
+                self.adapters[name] = {"base": base_name, "version": version, "sha256": sha256.lower()}
+        self._write_lease()
+        self.prune_model_root()
         return {**vars(info), "base": base_name, "version": version}
 
     def unload_adapter(self, name: str, *, base: str | None) -> None:
         self.route(base=base, adapter=name).unload_adapter(name)
         with self._lock:
-            self.adapters.pop(name, None)
+            meta = self.adapters.pop(name, None)
+        if meta is not None:
+            self.store.touch_adapter(meta["version"])
+        self._write_lease()
+
+    # ------------------------------------------------------------------ embeddings
+    def embed(self, texts: list[str], model: str):
+        """``(vectors, model identity, tokens read)`` of ``texts`` (see :meth:`.embeddings.Embedders.embed`)."""
+        return self.embedders.embed(texts, model)
+
+    # ------------------------------------------------------------------ the model root's bound
+    def versions_in_use(self) -> set[str]:
+        with self._lock:
+            return {meta["version"] for meta in self.adapters.values()}
+
+    def prune_model_root(self, *, dry_run: bool = False) -> pruning.PrunePlan | None:
+        """Keep a bounded store's root under its bound (None when the store has no bound). A failure to
+        remove is logged, never raised: the load that triggered it has succeeded."""
+        if self.store.max_bytes is None:
+            return None
+        try:
+            result = self.store.prune(in_use=self.versions_in_use, dry_run=dry_run)
+        except OSError:
+            logger.exception("pruning the model root %s failed", self.store.root)
+            return None
+        for entry in result.removed:
+            logger.info("model root over %s: removed adapter %s (%s)", pruning.format_bytes(result.max_bytes),
+                        entry.version, pruning.format_bytes(entry.bytes))
+        if result.over:
+            logger.warning("model root %s holds %s, over its bound of %s: what is left is in use, recent or bases",
+                           self.store.root, pruning.format_bytes(result.after_bytes),
+                           pruning.format_bytes(result.max_bytes))
+        return result
+
+    def _write_lease(self) -> None:
+        self._lease_written = time.monotonic()  # a failure is retried at the next refresh, not at every read
+        try:
+            pruning.lease_write(self.store.root, self.instance, self.versions_in_use())
+        except OSError as exc:  # a read-only root: nothing is pruned there either
+            logger.warning("cannot write this server's lease under %s: %s", self.store.root, exc)
 
     # ------------------------------------------------------------------ reporting
     def health(self) -> dict:
-        """What the router and the deployment poller read: held bases and adapters, and this process's id."""
+        """What the router and the deployment poller read: held bases and adapters, and this process's id.
+        Reading it keeps this server's lease fresh."""
+        if time.monotonic() - self._lease_written >= LEASE_REFRESH_S:
+            self._write_lease()
         return {
             "status": "draining" if self.draining else "ok",
             "instance": self.instance,
@@ -146,3 +209,7 @@ class EngineHost:
     def close_engines(self) -> None:
         for engine in list(self.engines.values()):
             engine.close()
+        try:
+            pruning.lease_remove(self.store.root, self.instance)
+        except OSError:
+            pass

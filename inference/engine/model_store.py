@@ -12,19 +12,27 @@ Whoever deploys puts the files there: `publish_adapter` and `publish_base` (used
 poller, which runs where the root is mounted) stage a copy (bases: hard links when the source is on the
 same filesystem, so a multi-gigabyte base costs no space) and rename it into place, so a server never
 sees a half-written directory. Ids are content-derived (a version hash; a base's slug plus a digest of
-its files), so a published directory is never rewritten. Plain Python: no torch, no Django.
+its files), so a published directory is never rewritten.
+
+A store may be bounded (``max_bytes``): :meth:`ModelStore.prune` then removes the least recently used
+adapters that no server holds until the root fits (:mod:`.pruning`); an adapter being loaded through
+:meth:`ModelStore.holding_adapter` is never removed. Plain Python: no torch, no Django.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from . import pruning
 from .errors import AdapterNotFoundError, InvalidRequestError
 
 ADAPTERS = "adapters"
@@ -35,15 +43,61 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class ModelStore:
-    """Resolves ids to directories inside ``root`` (created if missing)."""
+    """Resolves ids to directories inside ``root`` (created if missing). ``max_bytes`` (None or 0: no
+    bound) is the size :meth:`prune` keeps the root under; ``min_age_s`` spares adapters used that recently."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, max_bytes: int | None = None,
+                 min_age_s: float = pruning.MIN_AGE_S) -> None:
+        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0):
+            raise ValueError(f"max_bytes must be a whole number of bytes >= 0 (0: no bound), not {max_bytes!r}")
         self.root = Path(root).expanduser().resolve()
+        self.max_bytes = max_bytes or None
+        self.min_age_s = min_age_s
         for kind in (ADAPTERS, BASES):
             (self.root / kind).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._held: Counter[str] = Counter()
 
     def adapter_dir(self, version: object) -> Path:
         return self._resolve(ADAPTERS, version, ADAPTER_FILES[0], param="version", what="adapter version")
+
+    @contextlib.contextmanager
+    def holding_adapter(self, version: object) -> Iterator[Path]:
+        """The adapter's directory, never pruned while the block runs (a load in progress); its last use
+        is now."""
+        with self._lock:
+            path = self.adapter_dir(version)
+            self._held[path.name] += 1
+        self.touch_adapter(path.name)
+        try:
+            yield path
+        finally:
+            with self._lock:
+                self._held[path.name] -= 1
+                if self._held[path.name] <= 0:
+                    del self._held[path.name]
+
+    def touch_adapter(self, version: str) -> None:
+        """Mark the adapter used now (its directory's time), which puts it last in the eviction order."""
+        if ID_PATTERN.fullmatch(str(version)):
+            with contextlib.suppress(OSError):  # gone, or a read-only root: it only loses its place in line
+                os.utime(self.root / ADAPTERS / version)
+
+    def prune(self, *, in_use: Iterable[str] | Callable[[], Iterable[str]] = (), dry_run: bool = False,
+              max_bytes: int | None = None, now: float | None = None) -> pruning.PrunePlan:
+        """Remove least recently used adapters until the root fits ``max_bytes`` (default: the store's).
+
+        Protected: ``in_use`` (a callable is read under the store's lock, so a load finishing meanwhile is
+        either held or in it), adapters held by :meth:`holding_adapter`, those named by any server's live
+        lease, and those used within ``min_age_s``. ``dry_run``: only the plan."""
+        bound = self.max_bytes if max_bytes is None else max_bytes
+        with self._lock:
+            protected = set(in_use() if callable(in_use) else in_use) | set(self._held)
+            protected |= pruning.leased_versions(self.root, now=now)
+            result = pruning.plan(self.root, max_bytes=bound, in_use=protected, min_age_s=self.min_age_s, now=now)
+            if not dry_run and result.remove:
+                pruning.carry_out(result)
+        return result
 
     def base_dir(self, model: object) -> Path:
         return self._resolve(BASES, model, "config.json", param="model", what="base model")

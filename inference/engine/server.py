@@ -10,7 +10,9 @@ Facing a network:
   ``--token-file``), never the command line (where ``ps`` shows it). Every endpoint but ``/healthz`` then
   needs ``Authorization: Bearer <token>``. Without a token it listens only on a loopback address and
   refuses to start on any other.
-- Loads name ids resolved inside the model root (:mod:`.model_store`), never caller paths.
+- Loads name ids resolved inside the model root (:mod:`.model_store`), never caller paths. The root is
+  kept under ``--model-root-max-bytes`` (default ``$INFERENCE_MODEL_ROOT_MAX_BYTES``, else 20 GiB; 0: no
+  bound) by removing the least recently used adapters no server holds (:mod:`.pruning`).
 - ``--request-timeout`` bounds each request (body, queue and generation); ``--keep-alive-timeout`` closes
   idle connections; on SIGTERM/SIGINT the server stops accepting, answers 503 to new requests on open
   connections, lets running answers finish for up to ``--graceful-timeout`` seconds, then exits.
@@ -38,12 +40,14 @@ import uvicorn
 from .engine import ServingEngine, Task
 from .engine_host import DEFAULT_BASE, EngineHost
 from .model_store import ModelStore
+from .pruning import DEFAULT_MAX_BYTES
 from .server_app import EngineApp
 
 logger = logging.getLogger(__name__)
 
 TOKEN_VARIABLE = "INFERENCE_SERVER_TOKEN"
 ROOT_VARIABLE = "INFERENCE_MODEL_ROOT"
+ROOT_MAX_VARIABLE = "INFERENCE_MODEL_ROOT_MAX_BYTES"
 
 
 class ServerConfigError(ValueError):
@@ -66,6 +70,16 @@ def default_model_root() -> Path:
     if os.environ.get(ROOT_VARIABLE):
         return Path(os.environ[ROOT_VARIABLE])
     return Path(os.environ.get("LINEAGE_VAR_DIR") or "var") / "serving"
+
+
+def default_model_root_max_bytes() -> int:
+    """``$INFERENCE_MODEL_ROOT_MAX_BYTES`` (0: no bound), else 20 GiB (as settings do)."""
+    raw = os.environ.get(ROOT_MAX_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    if not raw.isdigit():
+        raise ServerConfigError(f"{ROOT_MAX_VARIABLE} must be a whole number of bytes (0: no bound), not {raw!r}")
+    return int(raw)
 
 
 def is_loopback(host: str) -> bool:
@@ -185,13 +199,15 @@ class EngineServer:
 def serve(
     engine: ServingEngine | dict[str, ServingEngine] | None, host: str = "127.0.0.1", port: int = 8100, *,
     device: str | None = None, dtype: torch.dtype | None = None, engine_defaults: dict | None = None,
-    model_root: str | Path | None = None, token: str | None = None, **timeouts: float,
+    model_root: str | Path | None = None, token: str | None = None, model_root_max_bytes: int | None = None,
+    **timeouts: float,
 ) -> EngineServer:
     """Start the engine loop(s) and bind a server (``port=0`` picks a free port); call ``serve_forever()``
     on the result. ``engine=None`` starts with no base (bases are loaded by id over ``/v1/bases/load``).
 
     ``token`` defaults to the environment's (see :func:`token_from_environment`); ``model_root`` to
-    ``$INFERENCE_MODEL_ROOT``, else a temporary directory removed by ``server_close()``."""
+    ``$INFERENCE_MODEL_ROOT``, else a temporary directory removed by ``server_close()``;
+    ``model_root_max_bytes`` (None or 0: no bound) is the size the root is pruned to after each load."""
     engines = {DEFAULT_BASE: engine} if isinstance(engine, ServingEngine) else dict(engine or {})
     owned = None
     if model_root is None:
@@ -201,7 +217,8 @@ def serve(
             model_root = owned = Path(tempfile.mkdtemp(prefix="lineage-model-root-"))
     for each in engines.values():
         each.start()
-    engine_host = EngineHost(engines, store=ModelStore(model_root), device=device, dtype=dtype,
+    engine_host = EngineHost(engines, store=ModelStore(model_root, max_bytes=model_root_max_bytes), device=device,
+                             dtype=dtype,
                              engine_defaults=engine_defaults)
     return EngineServer(engine_host, (host, port), token=token_from_environment() if token is None else token,
                         owned_root=owned, **timeouts)
@@ -225,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--model-root", type=Path, default=None,
                         help=f"where bases and adapters are loaded from (default ${ROOT_VARIABLE}, else var/serving)")
+    parser.add_argument("--model-root-max-bytes", type=int, default=None,
+                        help=f"prune the least recently used adapters no server holds to keep the model root under"
+                        f" this size (default ${ROOT_MAX_VARIABLE}, else 20 GiB; 0: no bound)")
     parser.add_argument("--token-file", default=None, help=f"file holding the bearer token (else ${TOKEN_VARIABLE}"
                         f"_FILE or ${TOKEN_VARIABLE})")
     parser.add_argument("--request-timeout", type=float, default=300.0, help="seconds one request may take")
@@ -237,12 +257,16 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("request_timeout", "keep_alive_timeout", "graceful_timeout"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be a positive number of seconds")
+    if args.model_root_max_bytes is not None and args.model_root_max_bytes < 0:
+        parser.error("--model-root-max-bytes must be a number of bytes >= 0 (0: no bound)")
     logging.basicConfig(level=logging.INFO)
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype) if args.dtype else None
     defaults = {"num_slots": args.slots, "max_rank": args.max_rank, "max_batch_rows": args.max_batch_rows}
     try:
+        max_bytes = args.model_root_max_bytes
+        max_bytes = default_model_root_max_bytes() if max_bytes is None else max_bytes
         token = token_from_environment(args.token_file)
         if not token and not is_loopback(args.host):  # checked before minutes of model loading
             raise ServerConfigError(f"refusing to listen on {args.host} without a token: set {TOKEN_VARIABLE} (or"
@@ -254,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
                 target_modules=tuple(args.target_modules) if args.target_modules else None,
             )
         server = serve(engine, args.host, args.port, device=args.device, dtype=dtype, engine_defaults=defaults,
-                       model_root=args.model_root or default_model_root(), token=token,
+                       model_root=args.model_root or default_model_root(), token=token, model_root_max_bytes=max_bytes,
                        request_timeout=args.request_timeout, keep_alive_timeout=args.keep_alive_timeout,
                        graceful_timeout=args.graceful_timeout)
     except ServerConfigError as exc:
@@ -263,8 +287,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"model server: cannot listen on {args.host}:{args.port}: {exc}\n")
     # Tests and supervisors read this line to learn the bound port (``--port 0``).
     print(f"serving on {server.url}", flush=True)
-    logger.info("serving %s on %s (model root %s, token %s)", args.model or "no base yet", server.url,
-                server.host.store.root, "required" if token else "not set: loopback only")
+    logger.info("serving %s on %s (model root %s, kept under %s; token %s)", args.model or "no base yet", server.url,
+                server.host.store.root, server.host.store.max_bytes or "no bound",
+                "required" if token else "not set: loopback only")
     try:
         server.serve_forever()
     finally:

@@ -12,6 +12,9 @@ when the server has a token, and answers 401 JSON without it):
   "stop", "seed", "add_bos", "stream"}``; streamed as server-sent events: ``data: {"delta": ...}`` per
   text delta, then ``data: {"finish_reason", "usage", ...}`` and ``data: [DONE]``; an error after the
   stream started is one ``data: {"error": ...}`` event and no ``[DONE]``.
+- ``POST /v1/embeddings`` ``{"input": str | [str], "model", "encoding_format"}``: OpenAI's embeddings API
+  over the bundled MiniLM that retrieval indexes are built with (:mod:`.embeddings`), for the web tier's
+  search queries; the answer adds ``model_identity`` (the model's fingerprint and dimension).
 - ``POST /v1/adapters/load`` ``{"name", "version", "sha256", "base", "labels", "pin", "wait"}``: ``version``
   is the id of an adapter published under the model root (see :mod:`.model_store`), never a path.
 - ``POST /v1/adapters/unload`` ``{"name", "base"}``; ``POST /v1/adapters/pin`` ``{"name", "pinned"}``
@@ -43,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .embeddings import embeddings_payload, parse_request
 from .engine import GenerationResult, Task
 from .engine_host import EngineHost
 from .errors import EngineError, InvalidRequestError
@@ -109,6 +113,7 @@ class EngineApp:
             Route("/v1/stats", self._plain(self.stats), methods=["GET"]),
             Route("/v1/classify", self._plain(self.classify), methods=["POST"]),
             Route("/v1/generate", self.generate, methods=["POST"]),
+            Route("/v1/embeddings", self._plain(self.embeddings), methods=["POST"]),
             # Loading a large base takes minutes: administration is bounded only while its body arrives.
             Route("/v1/adapters/load", self._plain(self.load_adapter, bounded=False), methods=["POST"]),
             Route("/v1/adapters/unload", self._plain(self.unload_adapter, bounded=False), methods=["POST"]),
@@ -255,6 +260,11 @@ class EngineApp:
             for future in futures:
                 future.cancel()  # past the deadline: the engine drops what it has not run yet
         return {"adapter": adapter, "results": [vars(r) for r in results]}
+
+    async def embeddings(self, body: dict) -> dict:
+        texts, model, encoding = parse_request(body)
+        vectors, identity, tokens = await run_in_threadpool(self.host.embed, texts, model)
+        return embeddings_payload(vectors, identity, tokens, encoding=encoding, dimensions=body.get("dimensions"))
 
     async def generate(self, request: Request):
         deadline = time.monotonic() + self.request_timeout

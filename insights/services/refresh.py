@@ -19,6 +19,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from accounts import selectors as accounts_selectors
+from accounts.models import AuditAction
 from datanets import selectors as datanet_selectors
 from inference import selectors as inference_selectors
 from models_registry import selectors as registry_selectors
@@ -154,14 +155,15 @@ def _model_facts(facts: Facts, start, end, first: date, today: date) -> None:
         facts.add(row["day"], "models.versions_registered", row["n"])
 
     # Deployment is a flag on the model version; its history is in the audit trail.
-    events = accounts_selectors.audit_events_for(actions=["model_version.deploy", "model_version.undeploy"])
+    events = accounts_selectors.audit_events_for(actions=[AuditAction.MODEL_VERSION_DEPLOY,
+                                                          AuditAction.MODEL_VERSION_UNDEPLOY])
     if not events:
         return
     deployed: set[str] = set()
     serving_by_day: dict[date, int] = {}
     for event in events:
         day = as_date(event["created_at"])
-        if event["action"] == "model_version.deploy":
+        if event["action"] == AuditAction.MODEL_VERSION_DEPLOY:
             if start <= event["created_at"] < end:
                 facts.add(day, "models.versions_deployed", 1)
             deployed.add(event["object_id"])

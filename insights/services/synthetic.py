@@ -8,7 +8,7 @@ from datetime import date
 
 from django.db import transaction
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from ..models import CohortRetention, EpochSummary, MetricFact
 from .facts import Facts, state_locked
@@ -32,7 +32,7 @@ def synthetic_history_replace(*, facts: Facts, cohorts: list[dict], epochs: list
         EpochSummary.objects.bulk_create(epoch_rows, batch_size=2000)
         state.history_generated_at = now
         state.save(update_fields=["history_generated_at"])
-        audit_record(actor=None, action="insights.history_generate", object_type="insights.metricfact",
+        audit_record(actor=None, action=AuditAction.INSIGHTS_HISTORY_GENERATE, object_type="insights.metricfact",
                      details={"days": days, "seed": seed, "facts": len(rows), "first_day": first_day,
                               "last_day": last_day})
     return len(rows)

@@ -17,9 +17,14 @@ from django.utils import timezone
 
 from ..models import DeliveryState, WebhookDelivery
 from ..safe_http import DeliveryError, UnsafeDestination, post_json
+from ..secret_box import SecretBoxError
 from ..signing import SIGNATURE_HEADER, payload_bytes, signature_header
 
 USER_AGENT = "Lineage-Webhooks/1"
+UNREADABLE_SECRET = ("Not sent: the webhook's signing secret cannot be decrypted with this server's "
+                     "NOTIFICATIONS_SECRET_KEY (it, or the SECRET_KEY it defaults to, changed since the webhook "
+                     "was added). Restore the old key (later attempts then go through), or remove the webhook "
+                     "and add it again for a new secret.")
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,17 @@ def webhook_delivery_attempt(*, delivery_id: int) -> DeliveryOutcome:
         return DeliveryOutcome(delivery_id, delivery.state, delivery.attempts, delivery.status_code)
     webhook = delivery.webhook
     status_code, excerpt, error, retryable = None, "", "", True
+    body = payload_bytes(delivery.payload)
+    try:
+        secret = webhook.secret if webhook.active else ""
+    except SecretBoxError:  # retried: restoring the key lets the next attempt through
+        secret, error = None, UNREADABLE_SECRET
     if not webhook.active:
         error, retryable = "The webhook was switched off; nothing was sent.", False
-    else:
-        body = payload_bytes(delivery.payload)
+    elif secret is not None:
         headers = {
             "Content-Type": "application/json", "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: signature_header(secret=webhook.secret, timestamp=int(time.time()), body=body),
+            SIGNATURE_HEADER: signature_header(secret=secret, timestamp=int(time.time()), body=body),
             "X-Lineage-Event": delivery.event.type, "X-Lineage-Delivery": str(delivery.pk),
         }
         try:

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from ..builders import BUILDERS, BuiltEvent
 from ..models import Event, Webhook, WebhookDelivery
@@ -51,7 +51,7 @@ def event_dispatch(*, kind: str, object_id) -> Event | None:
                 event, {**built.data, **(built.per_user.get(hook.owner_id, {}) if hook.datanet_id is None else {})}))
                 for hook in _subscribed_webhooks(built)]
             deliveries = WebhookDelivery.objects.bulk_create(deliveries)
-            audit_record(actor=None, action="notifications.event", target=event,
+            audit_record(actor=None, action=AuditAction.NOTIFICATIONS_EVENT, target=event,
                          details={"type": event.type, "key": event.key, "deliveries": len(deliveries),
                                   "emails": len(built.emails)})
             for delivery in deliveries:

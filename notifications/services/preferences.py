@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from ..catalogue import EMAIL_KINDS
 from ..models import NotificationSettings
@@ -24,5 +24,5 @@ def notification_settings_update(*, user, choices: dict) -> NotificationSettings
                 changed[kind] = bool(on)
         if changed:
             current.save()
-            audit_record(actor=user, action="notifications.settings_update", target=current, details=changed)
+            audit_record(actor=user, action=AuditAction.NOTIFICATIONS_SETTINGS_UPDATE, target=current, details=changed)
     return current

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from .. import catalogue
 from ..models import Event, Webhook, WebhookDelivery
@@ -47,7 +47,7 @@ def webhook_create(*, owner, url: str, events, datanet=None, description: str = 
                                   "remove one you no longer use first.")
         webhook = Webhook.objects.create(owner=owner, datanet=datanet, url=url, events=events, secret=secret_new(),
                                          description=(description or "").strip()[:120])
-        audit_record(actor=owner, action="notifications.webhook_create", target=webhook,
+        audit_record(actor=owner, action=AuditAction.NOTIFICATIONS_WEBHOOK_CREATE, target=webhook,
                      details={"url": url, "events": events, "datanet": datanet.slug if datanet else None})
     return webhook
 
@@ -56,7 +56,7 @@ def webhook_delete(*, webhook: Webhook, actor) -> None:
     if webhook.owner_id != getattr(actor, "pk", None):
         raise PermissionDenied("Only the webhook's owner removes it.")
     with transaction.atomic():
-        audit_record(actor=actor, action="notifications.webhook_delete", target=webhook, details={"url": webhook.url})
+        audit_record(actor=actor, action=AuditAction.NOTIFICATIONS_WEBHOOK_DELETE, target=webhook, details={"url": webhook.url})
         webhook.delete()
 
 
@@ -72,6 +72,6 @@ def webhook_send_test(*, webhook: Webhook, actor) -> WebhookDelivery:
         event = Event.objects.create(public_id=f"evt_{uuid.uuid4().hex}", key=f"{catalogue.TEST_EVENT}:{uuid.uuid4().hex}",
                                      type=catalogue.TEST_EVENT, data=data)
         delivery = WebhookDelivery.objects.create(webhook=webhook, event=event, payload=payload_for(event, data))
-        audit_record(actor=actor, action="notifications.webhook_test", target=webhook, details={"event": event.public_id})
+        audit_record(actor=actor, action=AuditAction.NOTIFICATIONS_WEBHOOK_TEST, target=webhook, details={"event": event.public_id})
         webhook_deliver_task.delay_on_commit(delivery.pk)
     return delivery

@@ -19,7 +19,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from datanets import services as datanet_services
 from datanets.ingest.versions import iter_version_records, verify_version
 from datanets.models import DatanetVersion, TaskType
@@ -52,7 +52,7 @@ def index_build_queue(*, version: DatanetVersion) -> RetrievalIndex:
         )
         if not created:
             return index
-        audit_record(actor=None, action="retrieval.index_queue", target=index,
+        audit_record(actor=None, action=AuditAction.RETRIEVAL_INDEX_QUEUE, target=index,
                      details={"datanet": version.datanet.slug, "version": version.number, "rows": version.row_count})
         retrieval_index_build_task.delay_on_commit(version.pk)
     return index
@@ -70,7 +70,7 @@ def index_build_requeue(*, index: RetrievalIndex, actor) -> RetrievalIndex:
         previous_error = index.error
         index.state, index.error, index.attempts = IndexState.QUEUED, "", 0
         index.save(update_fields=["state", "error", "attempts"])
-        audit_record(actor=actor, action="retrieval.index_requeue", target=index, details={"error": previous_error[:500]})
+        audit_record(actor=actor, action=AuditAction.RETRIEVAL_INDEX_REQUEUE, target=index, details={"error": previous_error[:500]})
         retrieval_index_build_task.delay_on_commit(index.version_id)
     return index
 
@@ -83,7 +83,7 @@ def index_fail_corrupt(*, index: RetrievalIndex, reason: str) -> RetrievalIndex:
         changed = RetrievalIndex.objects.filter(pk=index.pk, state=IndexState.READY).update(
             state=IndexState.FAILED, error=reason[:4000])
         if changed:
-            audit_record(actor=None, action="retrieval.index_corrupt", target=index, details={"reason": reason[:2000]})
+            audit_record(actor=None, action=AuditAction.RETRIEVAL_INDEX_CORRUPT, target=index, details={"reason": reason[:2000]})
     index.refresh_from_db()
     return index
 
@@ -106,14 +106,14 @@ def _claim_build(*, version_id: int) -> jobs.Claim:
 def _build_start(index: RetrievalIndex, claim: jobs.Claim) -> None:
     index.error, index.started_at = "", timezone.now()
     index.save(update_fields=["error", "started_at"])
-    audit_record(actor=None, action="retrieval.index_build_start", target=index,
+    audit_record(actor=None, action=AuditAction.RETRIEVAL_INDEX_BUILD_START, target=index,
                  details={"attempt": index.attempts, "after_crash": claim.redelivered})
 
 
 def _build_job_fail(index: RetrievalIndex, failure: jobs.JobFailure) -> RetrievalIndex:
     with transaction.atomic():
         RetrievalIndex.objects.filter(pk=index.pk).update(state=IndexState.FAILED, error=failure.message[:4000])
-        audit_record(actor=None, action="retrieval.index_failed", target=index,
+        audit_record(actor=None, action=AuditAction.RETRIEVAL_INDEX_FAILED, target=index,
                      details={"reason": failure.message[:2000], "code": failure.code})
     index.refresh_from_db()
     return index
@@ -193,7 +193,7 @@ def _build_finish(*, index: RetrievalIndex, built: _Built) -> RetrievalIndex:
             device=built.device, built_at=timezone.now(), build_seconds=round(built.build_seconds, 3),
             store_seconds=round(built.store_seconds, 3), error="",
         )
-        audit_record(actor=None, action="retrieval.index_ready", target=index,
+        audit_record(actor=None, action=AuditAction.RETRIEVAL_INDEX_READY, target=index,
                      details={"index_hash": manifest.index_id, "passages": manifest.passage_count,
                               "seconds": round(built.build_seconds + built.store_seconds, 1), "device": built.device})
     index.refresh_from_db()

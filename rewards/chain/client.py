@@ -28,6 +28,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
+from eth_utils.abi import collapse_if_tuple
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound
@@ -204,7 +205,9 @@ class ChainClient:
         """Deploy a compiled contract from ``rewards/chain/artifacts``; ``contract_address`` is set."""
         artifact = load_artifact(artifact_name)
         constructor = next((e for e in artifact.abi if e["type"] == "constructor"), {"inputs": []})
-        encoded_args = eth_abi.encode([param["type"] for param in constructor["inputs"]], list(constructor_args))
+        # A struct argument is a tuple of its fields' types ("(uint256,uint256)"), passed as a Python tuple.
+        encoded_args = eth_abi.encode([collapse_if_tuple(param) for param in constructor["inputs"]],
+                                      list(constructor_args))
         return self.send({"data": artifact.bytecode + encoded_args.hex()}, sender=sender)
 
     # Sending ----------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ Four contracts (sources in ``contracts/src``, OpenZeppelin 5 underneath):
   execute a queued operation once its delay has passed, and the deployer's admin role is renounced.
 * ``LineageGovernor``: Governor + Settings + CountingSimple + Votes + VotesQuorumFraction +
   TimelockControl.
-* ``ProtocolParameters``: the registry the timelock owns; it holds the fee split and refuses a split that
-  does not add up to 10,000 bps or leaves a share's bounds (``FeeSplitNotWhole`` /
-  ``FeeShareOutOfRange``), and emits ``FeeSplitChanged`` on every change.
+* ``ProtocolParameters``: the registry the timelock owns (``rewards.chain.parameters``, re-exported here):
+  the fee split, the epoch length and the attribution share policy, each within bounds fixed at
+  deployment; it emits ``FeeSplitChanged``, ``EpochLengthChanged`` and ``SharePolicyChanged``.
 
 A proposal is a list of calls (:class:`ProposalActions`); its id is ``hashProposal(targets, values,
 calldatas, keccak256(description))``, computed here exactly as the governor computes it. Event readers
@@ -19,11 +19,9 @@ return :class:`~rewards.chain.contracts.LogPage`s over confirmed blocks, like th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_abi import abi as eth_abi
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
@@ -32,9 +30,29 @@ from .client import ChainClient, TxResult
 from .contracts import LogPage, LogPosition, TokenContract, _BoundContract, _position
 from .errors import ChainRevert
 from .hashing import keccak256
+from .parameters import (  # noqa: F401 - re-exported: the registry's names are governance's too
+    BPS,
+    EPOCH_LENGTH,
+    FEE_SPLIT,
+    SHARE_POLICY,
+    EpochLengthChangedEvent,
+    FeeSplit,
+    FeeSplitChangedEvent,
+    ParameterCall,
+    ParametersContract,
+    PlatformBounds,
+    ProposalActions,
+    RegistryEvent,
+    SharePolicyChangedEvent,
+    SharePolicyValues,
+    change_from_calls,
+    duration_words,
+    fee_split_refusal,
+    parameter_refusal,
+    split_from_calls,
+)
 from .staking import format_open, stake_refusal
 
-BPS = 10_000
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 # IGovernor.ProposalState, in enum order.
 PROPOSAL_STATES: tuple[str, ...] = ("pending", "active", "canceled", "defeated", "succeeded", "queued", "expired",
@@ -66,53 +84,8 @@ class GovernanceParameters:
     max_owner_bps: int = 5_000
     min_contributors_bps: int = 4_000
     """Bounds of the fee split, fixed in the registry at deployment."""
-
-
-@dataclass(frozen=True)
-class FeeSplit:
-    """The fee split in basis points (protocol treasury / model owner / data contributors)."""
-
-    protocol_bps: int
-    owner_bps: int
-    contributors_bps: int
-
-    def as_dict(self) -> dict[str, int]:
-        return {"protocol_bps": self.protocol_bps, "owner_bps": self.owner_bps,
-                "contributors_bps": self.contributors_bps}
-
-
-@dataclass(frozen=True)
-class ProposalActions:
-    """What a proposal does (the calls the timelock will make) and its description."""
-
-    targets: tuple[str, ...]
-    values: tuple[int, ...]
-    calldatas: tuple[bytes, ...]
-    description: str
-
-    @property
-    def description_hash(self) -> bytes:
-        return keccak256(self.description.encode())
-
-    @property
-    def proposal_id(self) -> int:
-        """``Governor.hashProposal``: the id the governor gives this proposal."""
-        encoded = eth_abi.encode(["address[]", "uint256[]", "bytes[]", "bytes32"],
-                                 [list(self.targets), list(self.values), list(self.calldatas),
-                                  self.description_hash])
-        return int.from_bytes(keccak256(encoded), "big")
-
-
-def fee_split_refusal(revert: ChainRevert) -> str | None:
-    """The registry's reason for refusing a split, in words; None when ``revert`` is another error."""
-    args = revert.error_args
-    if revert.error_name == "FeeSplitNotWhole":
-        return f"The shares add up to {args['total']:,} bps; they must add up to {args['required']:,}."
-    if revert.error_name == "FeeShareOutOfRange":
-        share = bytes(args["share"]).rstrip(b"\0").decode()
-        return (f"The {share} share is {args['value']:,} bps; the registry allows "
-                f"{args['min']:,} to {args['max']:,}.")
-    return None
+    platform_bounds: PlatformBounds = field(default_factory=PlatformBounds)
+    """Bounds of the epoch length and the attribution share policy, fixed in the registry at deployment."""
 
 
 def _states_named(bitmap: bytes) -> str:
@@ -125,7 +98,7 @@ def _states_named(bitmap: bytes) -> str:
 def refusal_reason(revert: ChainRevert) -> str:
     """Why a governance, registry, staking or OPEN transaction was refused, in words: the one place the
     pages turn a decoded revert (:class:`~rewards.chain.errors.ChainRevert`) into a sentence."""
-    worded = fee_split_refusal(revert) or stake_refusal(revert)
+    worded = parameter_refusal(revert) or stake_refusal(revert)
     if worded:
         return worded
     args, name = revert.error_args, revert.error_name
@@ -195,13 +168,6 @@ class ProposalCanceledEvent:
     position: LogPosition
 
 
-@dataclass(frozen=True)
-class FeeSplitChangedEvent:
-    version: int
-    split: FeeSplit
-    position: LogPosition
-
-
 GovernorEvent = ProposalCreatedEvent | VoteCastEvent | ProposalQueuedEvent | ProposalExecutedEvent | ProposalCanceledEvent
 
 
@@ -255,63 +221,6 @@ class TimelockContract(_BoundContract):
 
     def renounce_role(self, role: bytes, account: str, *, sender: LocalAccount | None = None) -> TxResult:
         return self._transact("renounceRole", role, Web3.to_checksum_address(account), sender=sender)
-
-
-class ParametersContract(_BoundContract):
-    """The parameter registry (owned by the timelock)."""
-
-    artifact_name = PARAMETERS_CONTRACT
-
-    def fee_split(self) -> FeeSplit:
-        return FeeSplit(*self._call("feeSplit"))
-
-    def fee_split_version(self) -> int:
-        return self._call("feeSplitVersion")
-
-    def owner(self) -> str:
-        return self._call("owner")
-
-    def bounds(self) -> dict[str, int]:
-        return {"max_protocol_bps": self._call("maxProtocolBps"), "max_owner_bps": self._call("maxOwnerBps"),
-                "min_contributors_bps": self._call("minContributorsBps")}
-
-    def check_fee_split(self, split: FeeSplit) -> None:
-        """Raise the registry's own :class:`~rewards.chain.errors.ChainRevert` (``FeeSplitNotWhole``,
-        ``FeeShareOutOfRange``) when it would refuse ``split``; return None when it would accept it."""
-        self._call("checkFeeSplit", split.protocol_bps, split.owner_bps, split.contributors_bps)
-
-    def set_fee_split(self, split: FeeSplit, *, sender: LocalAccount | None = None) -> TxResult:
-        """Only the owner (the timelock) may: anyone else gets ``OwnableUnauthorizedAccount``."""
-        return self._transact("setFeeSplit", split.protocol_bps, split.owner_bps, split.contributors_bps,
-                              sender=sender)
-
-    def set_fee_split_calldata(self, split: FeeSplit) -> bytes:
-        data = self.contract.encode_abi("setFeeSplit", args=[split.protocol_bps, split.owner_bps,
-                                                              split.contributors_bps])
-        return bytes.fromhex(data[2:])
-
-    def fee_split_proposal(self, split: FeeSplit, description: str) -> ProposalActions:
-        """The proposal that sets ``split`` (not checked here: see :meth:`check_fee_split`)."""
-        return ProposalActions((self.address,), (0,), (self.set_fee_split_calldata(split),), description)
-
-    def decode_fee_split_call(self, target: str, calldata: bytes) -> FeeSplit | None:
-        """The split a proposal's call sets, or None when the call is not ``setFeeSplit`` on this registry."""
-        if Web3.to_checksum_address(target) != self.address:
-            return None
-        try:
-            function, arguments = self.contract.decode_function_input(bytes(calldata))
-        except ValueError:
-            return None
-        if function.fn_name != "setFeeSplit":
-            return None
-        return FeeSplit(arguments["protocolBps"], arguments["ownerBps"], arguments["contributorsBps"])
-
-    def fee_split_changed_events(self, from_block: int, to_block: int | None = None) -> LogPage[FeeSplitChangedEvent]:
-        logs, last = self._logs("FeeSplitChanged", from_block, to_block)
-        events = [FeeSplitChangedEvent(log["args"]["version"],
-                                       FeeSplit(log["args"]["protocolBps"], log["args"]["ownerBps"],
-                                                log["args"]["contributorsBps"]), _position(log)) for log in logs]
-        return LogPage(events, from_block, last)
 
 
 class GovernorContract(_BoundContract):
@@ -477,7 +386,7 @@ def deploy_governance(client: ChainClient, *, token_address: str, initial_split:
     registry = ParametersContract(client, deploy(
         PARAMETERS_CONTRACT, timelock.address, settings.max_protocol_bps, settings.max_owner_bps,
         settings.min_contributors_bps, initial_split.protocol_bps, initial_split.owner_bps,
-        initial_split.contributors_bps))
+        initial_split.contributors_bps, settings.platform_bounds.as_tuple()))
     sent.append(timelock.grant_role(PROPOSER_ROLE, governor.address, sender=sender))
     sent.append(timelock.grant_role(CANCELLER_ROLE, governor.address, sender=sender))
     sent.append(timelock.renounce_role(DEFAULT_ADMIN_ROLE, deployer, sender=sender))
@@ -490,11 +399,3 @@ def governance_contracts(client: ChainClient, *, votes: str, timelock: str, gove
     return GovernanceDeployment(VotesContract(client, votes), TimelockContract(client, timelock),
                                 GovernorContract(client, governor), ParametersContract(client, parameters),
                                 deployed_at_block)
-
-
-def split_from_calls(parameters: ParametersContract, targets: Sequence[str],
-                     calldatas: Sequence[bytes]) -> FeeSplit | None:
-    """The fee split a proposal sets when its only call is ``setFeeSplit`` on ``parameters``."""
-    if len(targets) != 1 or len(calldatas) != 1:
-        return None
-    return parameters.decode_fee_split_call(targets[0], calldatas[0])

@@ -12,10 +12,13 @@ in the module named for what it does:
   (`credit_starter_grant`, `REWARDS_STARTER_GRANT_OPEN`) and on-chain deposits (`deposits_index`).
 * `wallets`: `wallet_nonce_issue(...)`, `wallet_link(...)` (SIWE) and `wallets_effective_at(...)`.
 * `epochs`: `epoch_close(...)` freezes earnings and publishes them on chain (a resumable state machine,
-  `EPOCH_STEPS`); earnings under a harm hold (`rewards.holds`) wait for the curator's decision.
+  `EPOCH_STEPS`); earnings under a harm hold (`rewards.holds`) wait for the curator's decision;
+  `epoch_close_due(...)`: whether the epoch length in force (governed, else the setting) has passed.
 * `claims`: `claims_index(...)` books `Claimed` events; `claim_relay_request(...)` / `claim_relay_run(...)`
   are "Claim for me", queued by the page and sent by a worker.
 * `reconcile`: `chain_reconcile(...)` compares the database with the chain.
+* `slashes`: `slash_book(...)` books a stake slashed into a Datanet's pool as its honest contributors'
+  earnings, once per slash (governance's `slashes_book` calls it).
 * `chain_events`: the helpers the two chain indexers share (event cursors, address → user).
 
 Largest-remainder splitting is `rewards.splitting.largest_remainder`; the demo's credit and settled fees
@@ -32,7 +35,7 @@ from .credit import (
     deposits_index,
     starter_grant_amount,
 )
-from .epochs import EPOCH_CLOSE_LABEL, EPOCH_STEPS, EpochBlocked, epoch_close, epoch_resume
+from .epochs import EPOCH_CLOSE_LABEL, EPOCH_STEPS, EpochBlocked, epoch_close, epoch_close_due, epoch_resume
 from .fees import BPS, PPM, FeeSplit, fee_policy_current, fee_policy_set, fee_split
 from .reconcile import chain_reconcile
 from .settlement import (
@@ -44,6 +47,7 @@ from .settlement import (
     fees_release_unreceipted,
     fees_settle_pending,
 )
+from .slashes import slash_book
 from .wallets import SIWE_MESSAGES, siwe_domain, wallet_link, wallet_nonce_issue, wallets_effective_at
 
 __all__ = [
@@ -68,6 +72,7 @@ __all__ = [
     "credit_starter_grant",
     "deposits_index",
     "epoch_close",
+    "epoch_close_due",
     "epoch_resume",
     "fee_policy_current",
     "fee_policy_set",
@@ -81,6 +86,7 @@ __all__ = [
     "format_open",
     "largest_remainder",
     "siwe_domain",
+    "slash_book",
     "starter_grant_amount",
     "wallet_link",
     "wallet_nonce_issue",

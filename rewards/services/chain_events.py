@@ -5,13 +5,12 @@ Used by the deposit indexer (`credit.deposits_index`) and the claim indexer (`cl
 
 from rewards.chain import checksum_address
 
+from ..chain_records import cursor_get
 from ..models import ChainCursor, Wallet
 
 
 def _cursor(deployment, name: str) -> ChainCursor:
-    cursor, _ = ChainCursor.objects.get_or_create(deployment=deployment, name=name,
-                                                  defaults={"next_block": deployment.deployed_at_block})
-    return cursor
+    return cursor_get(ChainCursor, deployment=deployment, name=name, start_block=deployment.deployed_at_block)
 
 
 def _user_by_address(address: str):

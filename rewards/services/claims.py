@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from .. import ledger
+from ..chain_records import cursor_advance
 from ..chainio import contracts, deployment_ensure, get_chain_client, report_issue
 from ..ledger import format_open
-from ..models import AccountKind, ChainClaim, ChainCursor, ClaimRelay, Epoch, LedgerTransaction, RelayState
+from ..models import AccountKind, ChainClaim, ClaimRelay, Epoch, LedgerTransaction, RelayState
 from .chain_events import _cursor, _user_by_address
 from .epochs import _relay_claims
 
@@ -58,7 +59,7 @@ def claims_index(*, client=None) -> int:
         except IntegrityError:
             continue
     if page.to_block >= page.from_block:
-        ChainCursor.objects.filter(pk=cursor.pk).update(next_block=page.to_block + 1)
+        cursor_advance(cursor, to_block=page.to_block)
     return booked
 
 
@@ -77,7 +78,7 @@ def claim_relay(*, user, client=None) -> dict:
         last = tx_hash or last
     if relayed:
         with transaction.atomic():
-            audit_record(actor=user, action="rewards.claim_relay", object_type="accounts.user", object_id=user.pk,
+            audit_record(actor=user, action=AuditAction.REWARDS_CLAIM_RELAY, object_type="accounts.user", object_id=user.pk,
                          details={"accounts": relayed, "tx_hash": last})
         claims_index(client=client)
     return {"relayed": relayed, "tx_hash": last}
@@ -107,7 +108,7 @@ def claim_relay_request(*, user) -> ClaimRelayAsked:
     try:
         with transaction.atomic():
             relay = ClaimRelay.objects.create(user=user, amount=claimable)
-            audit_record(actor=user, action="rewards.claim_relay_request", target=relay,
+            audit_record(actor=user, action=AuditAction.REWARDS_CLAIM_RELAY_REQUEST, target=relay,
                          details={"amount": str(claimable)})
             chain_claim_relay.delay_on_commit(relay.pk)
     except IntegrityError:  # one is queued already (one queued relay per user)
@@ -133,7 +134,7 @@ def claim_relay_run(*, relay_id: int, client=None) -> ClaimRelay:
         with transaction.atomic():
             ClaimRelay.objects.filter(pk=relay.pk, state=RelayState.QUEUED).update(
                 state=RelayState.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
-            audit_record(actor=None, action="rewards.claim_relay_failed", target=relay, details={"error": str(exc)[:500]})
+            audit_record(actor=None, action=AuditAction.REWARDS_CLAIM_RELAY_FAILED, target=relay, details={"error": str(exc)[:500]})
     else:
         ClaimRelay.objects.filter(pk=relay.pk, state=RelayState.QUEUED).update(
             state=RelayState.DONE, relayed_accounts=result["relayed"], tx_hash=result["tx_hash"] or "",

@@ -8,18 +8,19 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from .. import ledger
 from ..amounts import AmountError, parse_open
+from ..chain_records import cursor_advance
 from ..chainio import ZERO_ADDRESS, contracts, deployment_ensure, get_chain_client, report_issue
 from ..ledger import format_open
-from ..models import AccountKind, ChainCursor, ChainDeposit, CreditGrant, LedgerTransaction, PromotionalCredit
+from ..models import AccountKind, ChainDeposit, CreditGrant, LedgerTransaction, PromotionalCredit
 from .chain_events import _cursor, _user_by_address
 
 
 def credit_grant(*, actor, user, amount: int, reason: str, idempotency_key: str | None = None,
-                 audit_action: str = "rewards.credit_grant", promotional: bool = False) -> CreditGrant:
+                 audit_action: AuditAction = AuditAction.REWARDS_CREDIT_GRANT, promotional: bool = False) -> CreditGrant:
     """An admin grants OPEN credit (from the grants account). Audited; idempotent per key.
 
     `promotional` credit (every starter grant; an admin may mark a grant so) pays for inferences like any
@@ -78,7 +79,7 @@ def credit_starter_grant(*, user) -> CreditGrant | None:
     key = f"starter:{user.pk}"
     try:
         return credit_grant(actor=None, user=user, amount=amount, reason=STARTER_GRANT_REASON, idempotency_key=key,
-                            audit_action="rewards.starter_grant", promotional=True)
+                            audit_action=AuditAction.REWARDS_STARTER_GRANT, promotional=True)
     except IntegrityError:
         # A concurrent call booked it first (same idempotency key): that grant is this user's one.
         return CreditGrant.objects.get(transaction__idempotency_key=f"grant:{key}")
@@ -122,12 +123,12 @@ def deposits_index(*, client=None) -> int:
                                         "from an address no account has linked; not credited.",
                                  data={"tx_hash": tx_hash, "log_index": log_index, "amount": str(event.amount)})
                 else:
-                    audit_record(actor=None, action="rewards.deposit_credit", target=deposit,
+                    audit_record(actor=None, action=AuditAction.REWARDS_DEPOSIT_CREDIT, target=deposit,
                                  details={"user": user.pk, "amount": str(event.amount), "sender": event.sender,
                                           "tx_hash": tx_hash, "log_index": log_index})
                     credited += 1
         except IntegrityError:
             continue  # another indexer booked it first
     if page.to_block >= page.from_block:
-        ChainCursor.objects.filter(pk=cursor.pk).update(next_block=page.to_block + 1)
+        cursor_advance(cursor, to_block=page.to_block)
     return credited

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from lineage import jobs
 from notifications import notify
 from rewards.chain import ChainError, ClaimRequest
@@ -31,6 +31,7 @@ from ..models import (
     PayoutLeaf,
     SettlementShare,
     ShareRole,
+    SlashShare,
 )
 from .settlement import fees_settle_pending
 from .wallets import wallets_effective_at
@@ -41,6 +42,22 @@ class EpochBlocked(jobs.ExpectedJobError):
 
 
 EPOCH_CLOSE_LABEL = "epoch close"  # names the job in messages and logs (`lineage.jobs`)
+
+
+def epoch_close_due(*, now=None) -> bool:
+    """Whether the beat should close an epoch now: the epoch length in force (a governance proposal's
+    `setEpochLength`, else `REWARDS_EPOCH_LENGTH_S`) has passed since the last epoch froze, or no epoch was
+    ever closed. A close that was stopped after too many attempts waits for a person ("Close an epoch now")."""
+    from governance.selectors import epoch_length_in_force
+
+    now = now or timezone.now()
+    last = Epoch.objects.order_by("-number").first()
+    if last is None:
+        return True
+    if last.state != EpochState.CLOSED and last.attempts >= jobs.max_job_attempts() and (
+            last.lease_until is None or last.lease_until < now):
+        return False
+    return last.frozen_at + timedelta(seconds=epoch_length_in_force()["seconds"]) <= now
 
 
 def epoch_close(*, actor=None, client=None) -> Epoch | None:
@@ -59,10 +76,10 @@ def epoch_close(*, actor=None, client=None) -> Epoch | None:
 
 
 def _epoch_freeze(*, deployment, actor) -> Epoch | None:
-    """Freeze every unfrozen share of users with a payout wallet into a new epoch, except users with an
-    open `EarningsHold` (all their shares wait, still in the ledger, for a later epoch) and shares a
-    confirmed hold withheld (never frozen). Held users get no allocation, so their cumulative amount in
-    the tree stays where it was; once released, the next epoch adds everything they earned meanwhile."""
+    """Freeze every unfrozen share (of fees, and of slashed stakes) of users with a payout wallet into a new
+    epoch, except users with an open `EarningsHold` (all their shares wait, still in the ledger, for a later
+    epoch) and shares a confirmed hold withheld (never frozen). Held users get no allocation, so their cumulative
+    amount in the tree stays where it was; once released, the next epoch adds everything they earned meanwhile."""
     now = timezone.now()
     addresses = wallets_effective_at(now)
     with transaction.atomic():
@@ -71,18 +88,23 @@ def _epoch_freeze(*, deployment, actor) -> Epoch | None:
         rows = list(SettlementShare.objects.select_for_update().filter(
             epoch__isnull=True, withheld_by__isnull=True, user_id__in=payable).values_list(
             "id", "user_id", "role", "amount"))
+        # Shares of slashed stakes (`services.slash_book`) are contributor earnings like fee shares.
+        slash_rows = list(SlashShare.objects.select_for_update().filter(
+            epoch__isnull=True, user_id__in=payable).values_list("id", "user_id", "amount"))
         per_user: dict[int, dict[str, int]] = defaultdict(lambda: {ShareRole.OWNER: 0, ShareRole.CONTRIBUTOR: 0})
         for _, user_id, role, amount in rows:
             per_user[user_id][role] += amount
+        for _, user_id, amount in slash_rows:
+            per_user[user_id][ShareRole.CONTRIBUTOR] += amount
         per_user = {u: r for u, r in per_user.items() if sum(r.values()) > 0}
         if not per_user:
             return None
         number = (Epoch.objects.aggregate(n=Max("number"))["n"] or 0) + 1
         epoch = Epoch.objects.create(number=number, deployment=deployment, frozen_at=now,
                                      increase=sum(sum(r.values()) for r in per_user.values()))
-        ids = [row[0] for row in rows]
-        for start in range(0, len(ids), 500):
-            SettlementShare.objects.filter(id__in=ids[start:start + 500]).update(epoch=epoch)
+        for model, ids in ((SettlementShare, [row[0] for row in rows]), (SlashShare, [row[0] for row in slash_rows])):
+            for start in range(0, len(ids), 500):
+                model.objects.filter(id__in=ids[start:start + 500]).update(epoch=epoch)
         pairs = [(kind, u) for u in per_user for kind in
                  (AccountKind.EARNINGS, AccountKind.OWNER_EARNINGS, AccountKind.PENDING)]
         accounts = ledger.accounts_get(pairs)
@@ -96,7 +118,7 @@ def _epoch_freeze(*, deployment, actor) -> Epoch | None:
         PayoutAllocation.objects.bulk_create([
             PayoutAllocation(epoch=epoch, user_id=u, address=addresses[u], amount=sum(r.values()))
             for u, r in per_user.items()])
-        audit_record(actor=actor, action="rewards.epoch_freeze", target=epoch,
+        audit_record(actor=actor, action=AuditAction.REWARDS_EPOCH_FREEZE, target=epoch,
                      details={"number": number, "accounts": len(per_user), "increase": str(epoch.increase)})
     return epoch
 
@@ -188,7 +210,7 @@ def _step_relay(epoch: Epoch, client) -> Epoch:
 def _step_finish(epoch: Epoch, client) -> Epoch:
     with transaction.atomic():
         epoch = _advance(epoch, EpochState.CLOSED, closed_at=timezone.now())
-        audit_record(actor=None, action="rewards.epoch_close", target=epoch,
+        audit_record(actor=None, action=AuditAction.REWARDS_EPOCH_CLOSE, target=epoch,
                      details={"number": epoch.number, "root": epoch.root, "total": str(epoch.total_cumulative)})
         notify.event(kind="epoch.closed", object_id=epoch.pk)
     return epoch
@@ -258,6 +280,6 @@ def _epoch_close_stop(*, epoch: Epoch, token: str, max_attempts: int) -> None:
     with transaction.atomic():
         Epoch.objects.filter(pk=epoch.pk, lease_owner=token).update(
             lease_owner="", lease_until=None, attempts=max_attempts, last_error=last_error[:2000])
-        audit_record(actor=None, action="rewards.epoch_close_stopped", target=epoch,
+        audit_record(actor=None, action=AuditAction.REWARDS_EPOCH_CLOSE_STOPPED, target=epoch,
                      details={"number": epoch.number, "state": epoch.state, "attempts": max_attempts})
     raise EpochBlocked(reason, code=jobs.TOO_MANY_ATTEMPTS_CODE)

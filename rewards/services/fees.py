@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 
 from ..models import Fallback, FeePolicy, FeePolicyVersion
 from ..splitting import largest_remainder
@@ -39,7 +39,7 @@ def fee_policy_current() -> FeePolicyVersion:
 
 
 def fee_policy_set(*, actor, protocol_bps: int, owner_bps: int, contributors_bps: int,
-                   fallback: str = Fallback.OWNER) -> FeePolicyVersion:
+                   fallback: str = Fallback.TRAINING_DATA) -> FeePolicyVersion:
     values = {"protocol_bps": protocol_bps, "owner_bps": owner_bps, "contributors_bps": contributors_bps}
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= BPS:
@@ -53,7 +53,7 @@ def fee_policy_set(*, actor, protocol_bps: int, owner_bps: int, contributors_bps
         version = FeePolicyVersion.objects.create(version=current.version + 1, fallback=fallback,
                                                   created_by=actor if getattr(actor, "pk", None) else None, **values)
         FeePolicy.objects.update_or_create(pk=1, defaults={**values, "fallback": fallback, "version": version.version})
-        audit_record(actor=actor, action="rewards.fee_policy_set", target=version,
+        audit_record(actor=actor, action=AuditAction.REWARDS_FEE_POLICY_SET, target=version,
                      details={**values, "fallback": fallback, "version": version.version})
     return version
 
@@ -72,19 +72,28 @@ class FeeSplit:
         return self.protocol + self.owner + sum(self.contributors.values())
 
 
-def fee_split(*, fee: int, policy: FeePolicyVersion, contributor_shares: dict) -> FeeSplit:
+def fee_split(*, fee: int, policy: FeePolicyVersion, contributor_shares: dict,
+              training_shares: dict | None = None) -> FeeSplit:
+    """Split one fee. With no contributor shares (the answer has no receipt) the contributors' part follows the
+    policy's fallback; for `training_data`, `training_shares` ({user id: rows the model was trained on}:
+    `models_registry.selectors.model_version_training_rows`) divide it by largest remainder, and when those
+    are unknown it goes to the protocol treasury, never to the owner."""
     parts = largest_remainder(fee, [("protocol", policy.protocol_bps), ("owner", policy.owner_bps),
                                     ("contributors", policy.contributors_bps)])
     protocol, owner, pool = parts["protocol"], parts["owner"], parts["contributors"]
     shares = {uid: ppm for uid, ppm in contributor_shares.items() if ppm > 0}
+    fallback_used = False
     if not shares:
-        if policy.fallback == Fallback.PROTOCOL:
-            protocol += pool
+        fallback_used = pool > 0 or policy.contributors_bps > 0
+        training = {uid: ppm for uid, ppm in (training_shares or {}).items() if ppm > 0}
+        if policy.fallback == Fallback.TRAINING_DATA and training and pool > 0:
+            shares = training
+        elif policy.fallback == Fallback.OWNER:
+            return FeeSplit(protocol, owner + pool, {}, fallback_used)
         else:
-            owner += pool
-        return FeeSplit(protocol, owner, {}, pool > 0 or policy.contributors_bps > 0)
+            return FeeSplit(protocol + pool, owner, {}, fallback_used)
     contributors = largest_remainder(pool, sorted(shares.items()))
-    return FeeSplit(protocol, owner, contributors, False)
+    return FeeSplit(protocol, owner, contributors, fallback_used)
 
 
 def _clean_shares(contributor_shares) -> dict[int, int]:

@@ -19,8 +19,17 @@ from django.utils import timezone
 
 from .. import ledger
 from ..bulk import insert_rows
-from ..models import AccountKind, PendingFee, PromotionalCredit, Settlement, SettlementShare, ShareRole
-from .fees import _clean_shares, fee_policy_current, fee_split
+from ..models import (
+    AccountKind,
+    Fallback,
+    PendingFee,
+    PromotionalCredit,
+    Settlement,
+    SettlementShare,
+    ShareRole,
+)
+from ..splitting import largest_remainder
+from .fees import PPM, _clean_shares, fee_policy_current, fee_split
 
 logger = logging.getLogger("rewards")
 
@@ -146,6 +155,20 @@ def _promotional_restore(fees) -> None:
         PromotionalCredit.objects.filter(pk=promo.pk).update(remaining=int(promo.remaining) + amount)
 
 
+def _training_rows(version_hashes: set[str]) -> dict[str, dict[int, int]]:
+    """{model version hash: {user id: rows trained on}} for users that still exist."""
+    from models_registry.selectors import model_version_training_rows
+
+    by_version = model_version_training_rows(version_hashes=version_hashes)
+    users = {uid for counts in by_version.values() for uid in counts}
+    existing = set(get_user_model().objects.filter(pk__in=users).values_list("pk", flat=True)) if users else set()
+    return {h: {uid: n for uid, n in counts.items() if uid in existing} for h, counts in by_version.items()}
+
+
+def _ppm_of(weights: dict[int, int]) -> dict[int, int]:
+    return largest_remainder(PPM, sorted(weights.items())) if weights and sum(weights.values()) > 0 else {}
+
+
 def _settle_soon() -> None:
     # One queued batch per debounce window, not one task per inference; beat picks up any stragglers.
     if cache.add("rewards:fees-settle-queued", True, timeout=settings.REWARDS_SETTLE_DEBOUNCE_S):
@@ -188,9 +211,15 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
         # left out of that fee's split rather than blocking the batch.
         named = {int(uid) for p in to_book for uid in p.contributor_shares}
         existing = set(get_user_model().objects.filter(pk__in=named).values_list("pk", flat=True)) if named else set()
+        # A fee without a receipt pays its contributors' part to the rows that trained the model (the default
+        # fallback): one query for the model versions of the batch's receiptless fees, one for their users.
+        unreceipted = {p.model_version_hash for p in to_book if not p.contributor_shares
+                       and p.policy.fallback == Fallback.TRAINING_DATA}
+        training = _training_rows(unreceipted) if unreceipted else {}
         # The promotional part of a fee is split to nobody (`credit_grant`): only the rest is.
         splits = [fee_split(fee=p.fee - int(p.promotional), policy=p.policy, contributor_shares={
-            int(uid): ppm for uid, ppm in p.contributor_shares.items() if int(uid) in existing}) for p in to_book]
+            int(uid): ppm for uid, ppm in p.contributor_shares.items() if int(uid) in existing},
+            training_shares=training.get(p.model_version_hash)) for p in to_book]
 
         amounts: dict[tuple, int] = defaultdict(int)  # (account kind, user id or None) -> amount
         released: dict[tuple, int] = defaultdict(int)
@@ -222,8 +251,10 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
                 if split.owner:
                     shares.append({"settlement_id": settlement_id, "user_id": p.model_owner_id,
                                    "role": ShareRole.OWNER.value, "ppm": 0, "amount": split.owner, "rows": []})
+                ppm = ({int(uid): v for uid, v in p.contributor_shares.items()} if p.contributor_shares
+                       else _ppm_of(training.get(p.model_version_hash, {})))
                 shares += [{"settlement_id": settlement_id, "user_id": uid, "role": ShareRole.CONTRIBUTOR.value,
-                            "ppm": p.contributor_shares[str(uid)], "amount": amount,
+                            "ppm": ppm.get(uid, 0), "amount": amount,
                             "rows": p.contributor_rows.get(str(uid), [])} for uid, amount in split.contributors.items()]
             insert_rows(SettlementShare, shares)
             _promotional_restore([p for p in pending if p.settled_before])

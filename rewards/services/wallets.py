@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import AuditAction, audit_record
 from rewards.chain import checksum_address
 from rewards.chain.siwe import SiweError, SiweMessage, generate_nonce, verify_sign_in
 
@@ -85,7 +85,7 @@ def wallet_link(*, user, message: str, signature: str, now=None) -> Wallet:
         current = Wallet.objects.filter(user=user).order_by("-effective_at").first()
         delay = timedelta(hours=settings.WALLET_CHANGE_DELAY_HOURS) if current else timedelta(0)
         wallet = Wallet.objects.create(user=user, address=address, linked_at=now, effective_at=now + delay)
-        audit_record(actor=user, action="rewards.wallet_change" if current else "rewards.wallet_link", target=wallet,
+        audit_record(actor=user, action=AuditAction.REWARDS_WALLET_CHANGE if current else AuditAction.REWARDS_WALLET_LINK, target=wallet,
                      details={"address": address, "previous": current.address if current else None,
                               "effective_at": wallet.effective_at.isoformat()})
     return wallet

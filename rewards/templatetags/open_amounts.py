@@ -1,9 +1,17 @@
-"""`{% load open_amounts %}{{ amount|open }}`: base units shown as OPEN, e.g. 50000000000000000 -> "0.05 OPEN"
-(exact, thousands grouped; "—" for no amount). The one way templates show an amount (`rewards.amounts`)."""
+"""`{% load open_amounts %}`: how templates show amounts of OPEN (`rewards.amounts`).
+
+* `{{ amount|open }}`: base units shown as OPEN, exact, e.g. 50000000000000000 -> "0.05 OPEN" (thousands
+  grouped; "—" for no amount).
+* `{{ amount|open_rounded }}`: rounded to 6 decimals for reading, with the exact amount kept in the markup:
+  6000000000000000004 -> `<data value="6.000000000000000004" title="6.000000000000000004 OPEN">6 OPEN</data>`
+  ("< 0.000001 OPEN" for a tiny non-zero amount; "—" for no amount). The rewards pages use it; CSV exports
+  and the API keep exact amounts.
+"""
 
 from django import template
+from django.utils.html import format_html
 
-from rewards.amounts import open_display
+from rewards.amounts import format_open, format_open_rounded, open_display
 
 register = template.Library()
 
@@ -11,3 +19,12 @@ register = template.Library()
 @register.filter(name="open")
 def open_amount(amount) -> str:
     return open_display(amount)
+
+
+@register.filter(name="open_rounded")
+def open_rounded(amount) -> str:
+    if amount is None or amount == "":
+        return "—"
+    amount = int(amount)
+    return format_html('<data value="{}" title="{} OPEN">{} OPEN</data>', format_open(amount, grouping=False),
+                       format_open(amount), format_open_rounded(amount))

@@ -21,6 +21,7 @@ from inference import services as inference_services
 from inference.models import InferenceRecord
 from models_registry import services as model_services
 from models_registry.models import FineTuneJob, ModelVersion
+from models_registry.selectors import model_version_training_rows
 from rewards import services as rewards_services
 from rewards.models import PendingFee, Settlement, ShareRole
 
@@ -233,10 +234,16 @@ def test_a_receipt_forged_under_an_inference_id_does_not_split_its_fee(
         assert victim.receipt_status == "unavailable" and victim.contributors == []
     settlement = Settlement.objects.get(inference_id=victim.inference_id)
     assert settlement.receipt_id == "" and settlement.fee == PRICE and settlement.payer_id == payer.pk
-    assert settlement.contributors_amount == 0
+    # Without its own receipt the contributors' part goes to the rows that trained the model (the policy's
+    # default fallback), pro rata to rows: never by the forged receipt. Bob, a contributor too, gets his rows'
+    # part and no more.
     forged_shares = {int(k): v for k, v in forged.contributor_shares_ppm.items()}
-    assert forged_shares and contributor_shares(victim.inference_id) == {} != forged_shares
-    assert not settlement.shares.filter(user=world.bob, role=ShareRole.CONTRIBUTOR).exists()
+    training = model_version_training_rows(version_hashes=[settlement.model_version_hash])[settlement.model_version_hash]
+    total_rows = sum(training.values())
+    paid = contributor_shares(victim.inference_id)
+    assert settlement.fallback_used and settlement.contributors_amount > 0
+    assert forged_shares and paid != forged_shares and set(paid) == set(training)
+    assert all(abs(paid[u] - PPM * n / total_rows) <= 1 for u, n in training.items())
     assert stored(forged) == before  # the forged receipt itself is left for review, not rewritten
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "inference"]
     differs = "different requester;" if forge is forge_by_request else "different requester and query;"
@@ -333,7 +340,9 @@ def test_a_fee_whose_receipt_never_comes_is_settled_without_one_after_the_wait(
     assert rewards_services.fees_release_unreceipted(older_than_s=0) == 1
     rewards_services.fees_settle_pending()
     settlement = Settlement.objects.get(inference_id=answer.inference_id)
-    assert settlement.fee == PRICE and settlement.receipt_id == "" and settlement.contributors_amount == 0
+    # No receipt: the contributors' part went to the model's training rows (the default fallback), not the owner.
+    assert settlement.fee == PRICE and settlement.receipt_id == "" and settlement.fallback_used
+    assert settlement.contributors_amount > 0
     # The task arrives late after all: the fee is settled once, by the first booking.
     record = inference_services.inference_settle_queued(inference_id=answer.inference_id, input_text=text,
                                                         output=label)

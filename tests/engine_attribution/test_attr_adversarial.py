@@ -197,3 +197,59 @@ def test_rows_flagged_harmful_earn_nothing(trained, tmp_path):
     for shares in [*paid, index.fallback_shares()]:
         assert total(shares, only_flagged) == 0
         assert not harmful & {row for rows in shares.rows.values() for row, value in rows if value > 0}
+
+
+def test_low_value_rule_nets_a_contributors_rows():
+    """``credit.low_value_contributors``: the sum of a contributor's row values against as many typical rows."""
+    import numpy as np
+
+    from attribution.engine import credit
+
+    values = np.array([1.0, 1.2, 0.8, 1.0,  # honest: worth a typical row each
+                       2.0, -1.9, -0.5,  # lucky row + harmful rows: together less than a tenth of three rows
+                       0.05])  # one tiny row
+    owner = np.array([0, 0, 1, 1, 2, 2, 2, 3])
+    held, efficiency = credit.low_value_contributors(values, owner, 5, ratio=0.1, net_errors=np.full(5, 1e-9))
+    assert held.tolist() == [2, 3]  # contributor 4 has no rows: never held
+    assert efficiency[0] == pytest.approx(1.1 / np.median(values))
+    assert efficiency[2] == pytest.approx(-0.4 / 3 / np.median(values))
+    assert np.isinf(efficiency[4])
+    # Merging accounts nets them together: the honest and the bad rows in one account are not held.
+    merged, _ = credit.low_value_contributors(values, np.array([0, 0, 1, 1, 0, 0, 0, 3]), 4, ratio=0.1,
+                                              net_errors=np.full(4, 1e-9))
+    assert merged.tolist() == [3]
+    # Noise: a shortfall within z standard errors of the line holds nobody.
+    errors = np.full(5, 1e-9)
+    errors[2] = 1.0
+    assert credit.low_value_contributors(values, owner, 5, ratio=0.1, net_errors=errors)[0].tolist() == [3]
+    # Too few evaluation queries to trust a standard error: nobody is held.
+    assert credit.low_value_contributors(values, owner, 5, ratio=0.1, net_errors=np.full(5, 1e-9),
+                                         queries=credit.MIN_VALUE_QUERIES - 1)[0].size == 0
+    # Without measured errors (an index built before them) nobody is held.
+    assert credit.low_value_contributors(values, owner, 5, ratio=0.1, net_errors=None)[0].size == 0
+    # A model that learned nothing (median value ≤ 0) holds nobody.
+    assert credit.low_value_contributors(-np.abs(values), owner, 4, ratio=0.1, net_errors=np.ones(4))[0].size == 0
+
+
+def test_an_account_whose_rows_hurt_together_is_held_and_honest_accounts_are_not(trained, tmp_path):
+    """24 topical rows with wrong labels in one account: the build's net-value rule (efficiency far below half a
+    typical row, beyond the noise) names that account and no honest one."""
+    from attribution.engine import credit
+
+    _, data, queries, evals = trained
+    wrong = topical_classification_inputs(24, TOPICS, seed=99, topic_fraction=0.8)
+    wrong["labels"] = (wrong["labels"] + 1) % 3
+    training = {key: torch.cat([data[key], wrong[key]]) for key in data}
+    model = train(tiny_classifier(seed=1), training, epochs=4)
+
+    def account(i):
+        return "wrong-labels" if i >= N_ROWS else honest_account(i)
+
+    index, _, _ = pay(model, batches(training, account), tmp_path / "idx", queries, evals)
+    tables = index.credit()
+    assert tables.contributor_value_se is not None and (tables.contributor_value_se > 0).all()
+    held, efficiency = credit.low_value_contributors(tables.row_values, tables.row_owner, len(index.contributors),
+                                                     ratio=0.5, net_errors=tables.contributor_value_se,
+                                                     queries=index.manifest["credit"]["value_queries"])
+    assert {index.contributors[p] for p in held} == {"wrong-labels"}
+    assert efficiency[index.contributors.index("wrong-labels")] < 0

@@ -27,7 +27,9 @@ DOCUMENTED = {
     "rewards-index-claims": ("rewards.tasks.chain_index_claims", "every minute"),
     "governance-index": ("governance.tasks.chain_index_governance", "every minute: docs/governance.md"),
     "rewards-reconcile": ("rewards.tasks.chain_reconcile", "hourly (at :17): docs/rewards.md"),
-    "rewards-epoch-close": ("rewards.tasks.epoch_close_scheduled", "weekly, Monday 00:00 UTC: docs/architecture.md"),
+    "rewards-epoch-close": ("rewards.tasks.epoch_close_scheduled",
+                            "checks every REWARDS_EPOCH_CHECK_EVERY_S (5 min) whether the epoch length has passed: "
+                            "docs/rewards.md, docs/governance.md"),
 }
 
 
@@ -96,15 +98,13 @@ def test_reconciliation_runs_hourly_at_seventeen_past():
     assert entry.schedule.remaining_estimate(last) == timedelta(minutes=47)  # 09:30 -> 10:17
 
 
-def test_epoch_close_runs_weekly_at_monday_midnight_utc():
-    last = MONDAY - timedelta(days=7) + timedelta(seconds=3)  # last week's run, Monday 30 Nov 00:00:03
-    sunday_night = MONDAY - timedelta(minutes=1)
-    is_due, next_in = due("rewards-epoch-close", last_run_at=last, now=sunday_night)
+def test_epoch_close_is_checked_every_five_minutes_and_a_missed_check_expires():
+    """The beat only asks whether a close is due: the epoch length in force (governed, else
+    REWARDS_EPOCH_LENGTH_S, a week) decides, in `rewards.services.epoch_close_due`
+    (tests/governance/test_governed_parameters.py)."""
+    assert settings.REWARDS_EPOCH_CHECK_EVERY_S == 300 and settings.REWARDS_EPOCH_LENGTH_S == 7 * 86400
+    now = MONDAY + timedelta(hours=9)
+    assert due("rewards-epoch-close", last_run_at=now - timedelta(minutes=5), now=now) == (True, 300.0)
+    is_due, next_in = due("rewards-epoch-close", last_run_at=now - timedelta(minutes=4), now=now)
     assert not is_due and next_in == pytest.approx(60.0)
-    is_due, next_in = due("rewards-epoch-close", last_run_at=last, now=MONDAY + timedelta(seconds=2))
-    assert is_due and next_in == pytest.approx(7 * 86400 - 2)
-    # Any other day it waits for the next Monday: from Thursday 3 Dec 12:00, 3.5 days.
-    thursday = MONDAY - timedelta(days=3, hours=12)
-    entry = entry_at("rewards-epoch-close", last_run_at=last, now=thursday)
-    assert entry.schedule.remaining_estimate(last) == timedelta(days=3, hours=12)
-    assert not entry.is_due()[0]
+    assert app.conf.beat_schedule["rewards-epoch-close"]["options"]["expires"] == 300

@@ -1,16 +1,17 @@
-"""Web processes never load torch, transformers or peft.
+"""Web processes never load torch, transformers, sentence-transformers or peft.
 
 Every gunicorn worker imports the URLconf and through it each app's views, services and selectors.
 Those name the training and attribution engines, whose re-exports resolve on first use, so a web
 worker stays a plain Django process (hundreds of MB lighter, seconds faster to start) and only
-Celery workers and the serving process pay for the ML libraries."""
+Celery workers and the serving process pay for the ML libraries. A search's query is embedded on the model
+server when one is configured: tests/retrieval/test_search_on_model_server.py runs one in a fresh web process."""
 
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "transformers", "peft", "safetensors.torch")
+HEAVY = ("torch", "transformers", "sentence_transformers", "peft", "safetensors.torch")
 
 PROBE = """
 import importlib, sys

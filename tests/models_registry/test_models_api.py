@@ -221,6 +221,37 @@ def test_bad_settings_are_refused_field_by_field(alice, publish, intent_rows, la
     assert not FineTuneJob.objects.exists()
 
 
+ACCEPTED_LAUNCH_FIELDS = ("name, base_model, datanet_versions, lora_r, lora_alpha, lora_dropout, lora_target_modules, "
+                          "learning_rate, epochs, batch_size, max_seq_length, eval_fraction, seed")
+
+
+def test_unknown_fields_are_refused_by_name_with_the_accepted_ones(alice, publish, intent_rows, launch):
+    version = publish(alice, intent_rows(1))
+    # A typo of a setting (`epoch` for `epochs`) used to launch silently with the default.
+    body = error(launch({**spec(version), "epoch": 3, "warmup_steps": 10}), 400)
+    assert body["code"] == "invalid"
+    assert body["fields"] == {name: [f"Unknown field. Accepted: {ACCEPTED_LAUNCH_FIELDS}."]
+                              for name in ("epoch", "warmup_steps")}
+    assert body["detail"] == (f"Unknown fields: epoch, warmup_steps. Remove them; the accepted fields are: "
+                              f"{ACCEPTED_LAUNCH_FIELDS}.")
+    # With other problems too: each one in `fields`, and `detail` says there is more.
+    body = error(launch({**spec(version), "lora_r": 0, "epoch": 3}), 400)
+    assert set(body["fields"]) == {"epoch", "lora_r"} and "greater than or equal to 1" in body["fields"]["lora_r"][0]
+    assert body["detail"].startswith("Unknown field: epoch. Remove it;") and "see `fields`" in body["detail"]
+    # Inside a Datanet version reference as well.
+    ref = {"datanet": version.datanet.slug, "number": version.number, "version": 1}
+    body = error(launch({**spec(version), "datanet_versions": [ref]}), 400)
+    assert body["fields"] == {"datanet_versions": ["Item 1: version: Unknown field. Accepted: datanet, number."]}
+    assert not FineTuneJob.objects.exists()
+    # Every accepted field, and nothing else: launched.
+    every = {**spec(version), "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "lora_target_modules": ["query"],
+             "seed": 7}
+    assert set(every) == set(ACCEPTED_LAUNCH_FIELDS.split(", "))
+    launched = launch(every, run=False)
+    assert launched.status_code == 201, launched.content
+    assert FineTuneJob.objects.get().hyperparameters["seed"] == 7
+
+
 def test_a_body_that_is_not_a_json_object_is_refused(trainer):
     assert "Expected a dictionary" in error(trainer.post(JOBS, [1, 2], format="json"), 400)["detail"]
     form_encoded = error(trainer.post(JOBS, {"name": "x"}), 415)  # the test client's default: multipart
@@ -383,8 +414,13 @@ def test_owner_settings_refuse_garbled_prices_and_paid_deploys_wait_for_the_inde
     for price, message in BAD_PRICES:
         body = error(owner.patch(url, {"price_per_inference": price}, format="json"), 400)
         assert message in body["fields"]["price_per_inference"][0], (price, body)
-    assert error(owner.patch(url, {"deployed": True}, format="json"), 400)["fields"] == {
-        "deployed": ["This setting cannot be changed."]}
+    body = error(owner.patch(url, {"deployed": True, "description": "x"}, format="json"), 400)
+    assert body["fields"] == {"deployed": ["Unknown field. Accepted: price_per_inference, allow_download, description."]}
+    assert body["detail"] == ("Unknown field: deployed. Remove it; the accepted fields are: price_per_inference, "
+                              "allow_download, description.")
+    body = error(owner.patch(url, {"price": "1", "price_per_inference": "0.5"}, format="json"), 400)
+    assert set(body["fields"]) == {"price", "price_per_inference"} and "see `fields`" in body["detail"]
+    assert ModelVersion.objects.get().description != "x"
     assert "Send at least one" in error(owner.patch(url, {}, format="json"), 400)["detail"]
     assert ModelVersion.objects.get().price_per_inference == 0
     assert owner.patch(url, {"price_per_inference": 1000}, format="json").json()["price_per_inference"] == "1000"

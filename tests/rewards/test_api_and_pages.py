@@ -30,11 +30,55 @@ def test_earnings_and_claims_api_with_a_key(closed_epoch, key_client, alice):
     client = key_client(alice, "read")
     earnings = client.get("/api/v1/rewards/earnings/").json()
     assert earnings["totals"]["pending"] == str(6 * OPEN)
-    [item] = earnings["items"]
+    assert (earnings["count"], earnings["next"], earnings["previous"]) == (1, None, None)
+    [item] = earnings["results"]
     assert (item["inference_id"], item["rows"], item["epoch"], item["status"]) == ("api-1", ["row-7", "row-9"], 1,
                                                                                     "claimable")
     [claim] = client.get("/api/v1/rewards/claims/").json()["results"]
     assert claim["cumulative_amount"] == str(6 * OPEN) and claim["proof"] is not None
+
+
+def test_earnings_api_is_paginated_and_every_page_carries_the_totals(db, key_client, alice, bob, charlie, grant):
+    grant(charlie, 50 * OPEN)
+    for i in range(7):
+        services.fee_settle(inference_id=f"page-{i}", payer=charlie, model_owner=bob, fee=OPEN + i,
+                            contributor_shares={alice.pk: 10**6}, model_version_hash=MODEL, receipt_id=f"rc-{i}")
+    client = key_client(alice, "read")
+    pages, url = [], "/api/v1/rewards/earnings/?page_size=3"
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.content
+        pages.append(response.json())
+        url = pages[-1]["next"]
+    assert [len(page["results"]) for page in pages] == [3, 3, 1] and {page["count"] for page in pages} == {7}
+    assert pages[0]["previous"] is None and pages[1]["previous"] and "page=2" in pages[0]["next"]
+    items = [item for page in pages for item in page["results"]]
+    assert [item["inference_id"] for item in items] == [f"page-{i}" for i in range(6, -1, -1)]  # newest first
+    assert len({item["id"] for item in items}) == 7
+    earned = sum(int(item["amount"]) for item in items)
+    assert earned == ledger.balance(kind=AccountKind.EARNINGS, user=alice) > 0
+    summary = {key: value for key, value in pages[0].items() if key not in ("results", "next", "previous")}
+    assert summary["totals"]["earned"] == str(earned)
+    for page in pages[1:]:  # the totals, holds and per-model sums are over every page, on every page
+        assert {key: value for key, value in page.items() if key not in ("results", "next", "previous")} == summary
+    # The default page holds them all; a page past the end or a bad size is refused in the API's error shape.
+    assert len(client.get("/api/v1/rewards/earnings/").json()["results"]) == 7
+    missing = client.get("/api/v1/rewards/earnings/?page=4&page_size=3")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    bad = client.get("/api/v1/rewards/earnings/?page_size=0")
+    assert bad.status_code == 400 and bad.json()["fields"] == {"page_size": ["Give a whole number from 1 to 500."]}
+
+
+def test_the_schema_documents_the_earnings_pages(client):
+    import json
+
+    schema = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/json").content)
+    operation = schema["paths"]["/api/v1/rewards/earnings/"]["get"]
+    assert {p["name"] for p in operation["parameters"]} == {"page", "page_size"}
+    ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    page = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert {"count", "next", "previous", "results", "totals", "by_model"} <= set(page["properties"])
+    assert page["properties"]["results"]["items"]["$ref"].endswith("/EarningItem")
 
 
 def test_api_needs_a_key_or_session(db, api_client):

@@ -221,17 +221,17 @@ def test_the_earnings_page_says_held_for_review_with_the_reason_and_rows(chain, 
     assert "Held for review" in page and "held for review" in page
     assert "Flipped labels lower the held-out accuracy" in page
     assert "<code>row-7</code>" in page and "<code>row-9</code>" in page
-    assert 'data-testid="held">12' in page
+    assert 'data-testid="held"><data value="12" title="12 OPEN">12 OPEN</data>' in page
     assert "Accruing (next epoch)" not in page and "claimable" not in page
     body = client.get("/api/v1/rewards/earnings/").json()
     assert body["totals"]["held"] == str(12 * OPEN) and body["totals"]["accruing"] == "0"
     assert body["holds"][0]["rows"] == ["row-7", "row-9"]
-    assert {item["status"] for item in body["items"]} == {"held for review"}
+    assert {item["status"] for item in body["results"]} == {"held for review"} and body["count"] == 2
 
     earnings_hold_confirm(hold=EarningsHold.objects.get(), actor=staff, note="confirmed by the curator")
     page = client.get("/rewards/").content.decode()
     assert "Withheld after review" in page and "confirmed by the curator" in page
-    assert "will not be paid" in page and 'data-testid="withheld">12' in page
+    assert "will not be paid" in page and 'data-testid="withheld"><data value="12" title="12 OPEN">12 OPEN</data>' in page
 
 
 # --- Admin -----------------------------------------------------------------------------------------------

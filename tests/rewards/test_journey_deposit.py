@@ -68,7 +68,7 @@ def test_deposit_page_with_a_wallet_shows_the_indexer_and_what_was_credited(chai
     assert f'<code data-testid="wallet">{wallet.address}</code>' in page
     assert f"last block scanned <strong>{scanned}</strong>" in page
     assert "1.5 OPEN" in page and "0.25 OPEN" in page  # the deposit and the grant, in OPEN
-    assert 'data-testid="credit">1.75 OPEN' in page
+    assert 'data-testid="credit"><data value="1.75" title="1.75 OPEN">1.75 OPEN</data>' in page
 
 
 def test_the_rewards_page_and_menu_link_the_deposit_page(db, client, alice):

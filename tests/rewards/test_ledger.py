@@ -134,8 +134,9 @@ def test_empty_receipt_falls_back_and_policy_versions_are_recorded(db, alice, bo
     grant(alice, OPEN)
     first = fee_settle(inference_id="inf-6", payer=alice, model_owner=bob, fee=1000, contributor_shares={},
                        model_version_hash=MODEL, receipt_id=None)
-    # By default an answer with no receipt sends the contributors' part to the treasury, not the owner: the owner
-    # must not profit from attribution failing.
+    # By default an answer with no receipt sends the contributors' part to the rows that trained the model; this
+    # model's training rows are unknown (no ModelVersion has its hash), so it goes to the treasury, never to the
+    # owner: the owner must not profit from attribution failing (tests/rewards/test_receiptless_fees.py).
     assert (first.protocol_amount, first.owner_amount, first.contributors_amount) == (700, 300, 0)
     assert first.fallback_used
     fee_policy_set(actor=staff, protocol_bps=2_000, owner_bps=2_000, contributors_bps=6_000, fallback="owner")

@@ -216,8 +216,10 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     expect(page.get_by_test_id("current-wallet")).to_have_text(wallet.address)
     screenshot("story-5-wallet")
     page.goto(f"{live_server.url}/rewards/")
-    expect(page.get_by_test_id("earned")).to_have_text(ledger.format_open(earned))
-    expect(page.get_by_test_id("pending")).to_have_text("0")
+    # Figures are rounded for reading; each keeps its exact amount in its markup (`<data value>`).
+    expect(page.get_by_test_id("earned").locator("data")).to_have_attribute(
+        "value", ledger.format_open(earned, grouping=False))
+    expect(page.get_by_test_id("pending")).to_have_text("0 OPEN")
     assert_accessible(page)
     logout(page)
 
@@ -239,8 +241,8 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     # 7. Alice claims; the chain moves exactly the amount the page showed into her wallet.
     login(page, live_server, alice)
     page.goto(f"{live_server.url}/rewards/")
-    shown = page.get_by_test_id("claimable").inner_text()
-    amount = int(Decimal(shown.replace(",", "")) * OPEN)
+    shown = page.get_by_test_id("claimable").locator("data").get_attribute("value")
+    amount = int(Decimal(shown) * OPEN)
     assert amount == earned
     before = chain.token.balance_of(wallet.address)
     page.get_by_role("button", name="Claim for me").click()
@@ -249,8 +251,8 @@ def test_contribution_to_payout(live_server, page, world, chain, model_server, t
     assert_accessible(page)
     assert chain.token.balance_of(wallet.address) - before == amount
     page.goto(f"{live_server.url}/rewards/")
-    expect(page.get_by_test_id("paid")).to_have_text(shown)
+    expect(page.get_by_test_id("paid").locator("data")).to_have_attribute("value", shown)
     assert_accessible(page)
-    expect(page.get_by_test_id("claimable")).to_have_text("0")
+    expect(page.get_by_test_id("claimable")).to_have_text("0 OPEN")
     screenshot("story-7-claimed")
     assert ledger.ledger_check().ok

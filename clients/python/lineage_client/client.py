@@ -49,10 +49,29 @@ class EarningsAPI:
     def __init__(self, client: Lineage) -> None:
         self._http = client._http
 
-    def list(self) -> Earnings:
-        """Your earnings: totals (in base units), and one item per share of an answer's fee, newest first (the
-        server returns the latest 200)."""
-        return Earnings.from_api(self._http.request("GET", f"{API}/rewards/earnings/"))
+    def list(self, *, page_size: int = 500) -> Earnings:
+        """Your earnings: totals (in base units), and every share of an answer's fee, newest first. The server
+        sends the shares a page at a time, with the totals on each page; this follows the pages (by number, so
+        the key only goes to `base_url`) and returns them all. Earnings that arrive meanwhile push older rows
+        onto later pages, so a row can come twice: each is kept once (by its `id`), and none is missed. The
+        totals are the first page's."""
+        first: dict | None = None
+        items: list[dict] = []
+        seen: set = set()
+        page = 1
+        while True:
+            body = self._http.request("GET", f"{API}/rewards/earnings/", params={"page": page, "page_size": page_size})
+            first = first if first is not None else body
+            for item in body.get("results", body.get("items")) or []:  # `items`: a server from before the pages
+                key = item.get("id")
+                if key is None or key not in seen:
+                    seen.add(key)
+                    items.append(item)
+            if not body.get("next"):
+                break
+            page += 1
+        summary = {key: value for key, value in first.items() if key not in ("next", "previous", "items")}
+        return Earnings.from_api({**summary, "count": len(items), "results": items})  # one page holding them all
 
 
 class Lineage:

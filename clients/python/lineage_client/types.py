@@ -283,12 +283,13 @@ class Earning:
     epoch: int | None
     status: str
     created_at: datetime | None
+    id: int | None = None  # the share's id (servers before the earnings pages sent none)
 
     @classmethod
     def from_api(cls, data: dict) -> Earning:
         return cls(str(data.get("inference_id", "")), data.get("model_version_hash", ""), data.get("receipt_id"),
                    data.get("role", ""), _units(data.get("amount")), data.get("amount_open", ""), data.get("rows"),
-                   data.get("epoch"), data.get("status", ""), _time(data.get("created_at")))
+                   data.get("epoch"), data.get("status", ""), _time(data.get("created_at")), data.get("id"))
 
 
 @dataclass(frozen=True)
@@ -300,5 +301,6 @@ class Earnings:
 
     @classmethod
     def from_api(cls, data: dict) -> Earnings:
+        rows = data.get("results", data.get("items")) or []  # `items`: a server from before the earnings pages
         return cls({k: _units(v) for k, v in (data.get("totals") or {}).items()},
-                   dict(data.get("totals_open") or {}), [Earning.from_api(i) for i in data.get("items") or []], data)
+                   dict(data.get("totals_open") or {}), [Earning.from_api(i) for i in rows], data)

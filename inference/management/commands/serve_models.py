@@ -94,12 +94,16 @@ class Command(BaseCommand):
         from inference.deployments import engine_defaults
         from inference.engine.server import ServerConfigError, serve
 
+        if settings.INFERENCE_MODEL_ROOT_MAX_BYTES < 0:
+            raise CommandError("INFERENCE_MODEL_ROOT_MAX_BYTES must be a number of bytes >= 0 (0: no bound), not "
+                               f"{settings.INFERENCE_MODEL_ROOT_MAX_BYTES}")
         if settings.INFERENCE_THREADS:
             torch.set_num_threads(settings.INFERENCE_THREADS)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             server = serve(None, host, port, device=device, engine_defaults=engine_defaults(),
                            model_root=settings.INFERENCE_MODEL_ROOT, token=settings.INFERENCE_SERVER_TOKEN,
+                           model_root_max_bytes=settings.INFERENCE_MODEL_ROOT_MAX_BYTES,
                            request_timeout=settings.INFERENCE_SERVER_REQUEST_TIMEOUT_S,
                            keep_alive_timeout=settings.INFERENCE_SERVER_KEEPALIVE_S,
                            graceful_timeout=settings.INFERENCE_SERVER_GRACE_S)

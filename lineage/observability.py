@@ -1,28 +1,46 @@
-"""Operator metrics for Prometheus, served by `/metrics` beside the serving tier's:
+"""Platform-wide Prometheus metrics and the `/metrics` endpoint, in one place.
+
+What lives here (every process records these, whatever app it serves):
 
 - `lineage_http_requests_total` and `lineage_http_request_duration_seconds`, by method, route pattern
-  (`api/v1/datanets/<slug:slug>/`, never the raw path, so label values stay bounded) and status;
-- `lineage_celery_task_duration_seconds` and `lineage_celery_tasks_total`, by task and final state,
-  from Celery's task signals in whichever process runs the task;
-- `lineage_celery_queue_depth` per queue and `lineage_broker_up`, read from the broker at scrape time.
+  (`api/v1/datanets/<slug:slug>/`, never the raw path, so label values stay bounded) and status, recorded by
+  `RequestMetricsMiddleware`;
+- `lineage_celery_task_duration_seconds` and `lineage_celery_tasks_total`, by task and final state, from
+  Celery's task signals in whichever process runs the task (`connect_task_signals`, from `LineageConfig.ready`);
+- `lineage_celery_queue_depth` per queue and `lineage_broker_up`, asked of the broker at scrape time;
+- `metrics_allowed` and `metrics_view`: the `/metrics` exposition and who may read it.
 
-Counters and histograms live in the process that records them: with several processes (gunicorn
-workers, Celery workers) set `PROMETHEUS_MULTIPROC_DIR` to a directory all of them share, as
-prometheus-client documents, and `/metrics` aggregates them; the queue collector runs at scrape time and
-needs no sharing.
+An app adds its own scrape-time collectors with `register_scrape_collector` from its `AppConfig.ready`
+(the serving tier's model-server gauges: `inference.apps`); its own counters (`inference.metrics`) are
+ordinary prometheus-client metrics and reach the scrape through the registry. This module imports no app,
+so no app imports another to be scraped.
+
+Several processes (gunicorn workers, Celery workers): counters and histograms live in the process that
+records them. When `PROMETHEUS_MULTIPROC_DIR` is set (the repository's `gunicorn.conf.py` sets and wipes it
+for multi-worker runs), prometheus-client keeps every process's values in files there and a scrape sums
+them (`MultiProcessCollector`); without it one process's default registry is exposed. The scrape-time
+collectors need no sharing.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-logger = logging.getLogger("insights")
+logger = logging.getLogger("lineage.observability")
+
+# prometheus-client picks its value storage when it is first imported, so the mode is fixed per process.
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+if MULTIPROCESS_DIR:
+    os.makedirs(MULTIPROCESS_DIR, exist_ok=True)  # each process writes its file there on first use
 
 HTTP_REQUESTS = Counter("lineage_http_requests", "HTTP requests by method, route pattern and status.",
                         ["method", "route", "status"])
@@ -36,6 +54,8 @@ TASKS = Counter("lineage_celery_tasks", "Celery tasks finished, by task and fina
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
+# --- HTTP requests ------------------------------------------------------------------------------------------
+
 def _route(request) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None:
@@ -44,7 +64,7 @@ def _route(request) -> str:
 
 
 class RequestMetricsMiddleware:
-    """Counts and times every request by its URL pattern."""
+    """Counts and times every request by its URL pattern (first in `MIDDLEWARE`, so it times all below it)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -86,8 +106,8 @@ def _on_task_postrun(sender=None, task_id=None, state=None, **kwargs) -> None:
 def connect_task_signals() -> None:
     from celery import signals
 
-    signals.task_prerun.connect(_on_task_prerun, weak=False, dispatch_uid="insights.task_prerun")
-    signals.task_postrun.connect(_on_task_postrun, weak=False, dispatch_uid="insights.task_postrun")
+    signals.task_prerun.connect(_on_task_prerun, weak=False, dispatch_uid="lineage.observability.task_prerun")
+    signals.task_postrun.connect(_on_task_postrun, weak=False, dispatch_uid="lineage.observability.task_postrun")
 
 
 # --- Broker queue depth -------------------------------------------------------------------------------------
@@ -144,15 +164,65 @@ def queue_depths(broker_url: str, transport_options: dict, queues, *, timeout: f
     return depths
 
 
-_registered = weakref.WeakSet()
+# --- The scrape ---------------------------------------------------------------------------------------------
+
+# Factories of the scrape-time collectors, by name, in the order they are exposed: the apps' own (registered
+# from their `ready`), then the platform's broker collector. Each registry gets each of them once.
+_app_collectors: list[tuple[str, Callable[[], object]]] = []
+_registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # registry -> names registered on it
 _registered_lock = threading.Lock()
 
 
-def register_collectors(registry) -> None:
-    """Add the scrape-time collectors to `registry` once (the `/metrics` view calls this; a registry made
-    per scrape in multiprocess mode gets them each time)."""
+def register_scrape_collector(name: str, factory: Callable[[], object]) -> None:
+    """Expose `factory()`'s collector (an object with `collect()`, run at scrape time) on `/metrics`. Call
+    from an `AppConfig.ready`; registering the same name again is ignored (ready may run twice in tests)."""
     with _registered_lock:
-        if registry in _registered:
-            return
-        registry.register(BrokerQueueCollector())
-        _registered.add(registry)
+        if all(existing != name for existing, _ in _app_collectors):
+            _app_collectors.append((name, factory))
+
+
+def _register_collectors(registry) -> None:
+    with _registered_lock:
+        done = _registered.setdefault(registry, set())
+        for name, factory in [*_app_collectors, ("lineage.broker", BrokerQueueCollector)]:
+            if name not in done:
+                registry.register(factory())
+                done.add(name)
+
+
+def scrape_registry() -> CollectorRegistry:
+    """The registry a scrape reads, with the scrape-time collectors: all processes' values in multiprocess
+    mode (a registry made per scrape), else this process's default registry."""
+    if MULTIPROCESS_DIR:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIR)
+    else:
+        registry = REGISTRY
+    _register_collectors(registry)
+    return registry
+
+
+def metrics_allowed(request) -> bool:
+    """`Authorization: Bearer <METRICS_TOKEN>` (the scraper) or a staff session; anyone only under DEBUG
+    when no token is configured. A wrong token is refused, whatever the session."""
+    from django.conf import settings
+
+    token = settings.METRICS_TOKEN
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer" and presented.strip():
+        return secrets.compare_digest(presented.strip().encode(), token.encode())
+    if request.user.is_authenticated and request.user.is_staff:
+        return True
+    return settings.DEBUG and not token
+
+
+def metrics_view(request):
+    """`/metrics`: the Prometheus exposition of every metric above and the apps' (summed over processes in
+    multiprocess mode). Not public: see `metrics_allowed`."""
+    from django.http import HttpResponse, HttpResponseForbidden
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    if not metrics_allowed(request):
+        return HttpResponseForbidden("Forbidden: /metrics needs the metrics bearer token or a staff session.\n",
+                                     content_type="text/plain")
+    return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)

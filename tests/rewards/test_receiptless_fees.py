@@ -1,0 +1,102 @@
+"""A fee whose answer has no receipt at all (the index is missing or broken, or the receipt task was lost) pays
+its contributors' part to the rows that trained the model, pro rata to rows: never to the model owner, whose
+broken index must not earn them the pool, and the same whatever accounts hold the rows."""
+
+import pytest
+from django.core.management import call_command
+
+from models_registry.models import BaseModel, FineTuneJob, ModelVersion
+from models_registry.selectors import model_version_training_rows
+from rewards.models import Fallback, Settlement, SettlementShare
+from rewards.services import fee_policy_current, fee_policy_set, fee_settle, fee_split
+
+OPEN = 10**18
+
+
+def _model(owner, version_hash: str, train: dict[str, int], held_out: dict[str, int]) -> ModelVersion:
+    base, _ = BaseModel.objects.get_or_create(slug="tiny", defaults=dict(
+        name="Tiny", source_kind="local", source_ref="tiny", architecture="bert", task_types=["text-classification"]))
+    job = FineTuneJob.objects.create(owner=owner, name=version_hash[:6], base_model=base, task="text-classification")
+    contributors, train_ids, eval_ids = {}, [], []
+    for row_id, user_id in train.items():
+        contributors[row_id] = str(user_id)
+        train_ids.append(row_id)
+    for row_id, user_id in held_out.items():
+        contributors[row_id] = str(user_id)
+        eval_ids.append(row_id)
+    manifest = {"content": {"data": {"train_row_ids": train_ids, "eval_row_ids": eval_ids,
+                                     "row_contributors": contributors}}}
+    return ModelVersion.objects.create(job=job, owner=owner, base_model=base, name=version_hash[:6],
+                                       slug=version_hash[:12], version_hash=version_hash, task="text-classification",
+                                       storage_prefix=f"models/{version_hash}", manifest=manifest)
+
+
+@pytest.fixture
+def trained(db, alice, bob, charlie, make_user):
+    """Bob owns a model trained on three rows of Alice and one of Charlie; Dana's row was held out (eval)."""
+    dana = make_user("dana")
+    model = _model(bob, "e" * 64, {"r1": alice.pk, "r2": alice.pk, "r3": alice.pk, "r4": charlie.pk},
+                   {"r5": dana.pk})
+    return model, dana
+
+
+def test_a_receiptless_fee_pays_the_training_rows_not_the_owner(db, alice, bob, charlie, trained, grant):
+    model, dana = trained
+    assert fee_policy_current().fallback == Fallback.TRAINING_DATA  # the default of a fresh install
+    grant(charlie, OPEN)
+    settlement = fee_settle(inference_id="no-receipt-1", payer=charlie, model_owner=bob, fee=1000,
+                            contributor_shares={}, model_version_hash=model.version_hash, receipt_id=None)
+    # 10% protocol, 30% owner, 60% contributors: the pool splits 3:1 by rows trained on; Dana's held-out row
+    # earns nothing and the owner gets only the owner's part.
+    assert (settlement.protocol_amount, settlement.owner_amount, settlement.contributors_amount) == (100, 300, 600)
+    assert settlement.fallback_used
+    paid = {s.user_id: (s.amount, s.ppm) for s in SettlementShare.objects.filter(settlement=settlement,
+                                                                                 role="contributor")}
+    assert paid == {alice.pk: (450, 750_000), charlie.pk: (150, 250_000)}
+    assert dana.pk not in paid
+    call_command("ledger_check")  # raises on unbalanced books
+
+
+def test_spreading_training_rows_over_accounts_changes_nothing(db, alice, bob, charlie, make_user, grant):
+    """Row counts act on rows: Alice's three rows in one account or in three earn the same total."""
+    alts = [alice, make_user("alice2"), make_user("alice3")]
+    one = _model(bob, "1" * 64, {"r1": alice.pk, "r2": alice.pk, "r3": alice.pk, "r4": charlie.pk}, {})
+    spread = _model(bob, "2" * 64, {"r1": alts[0].pk, "r2": alts[1].pk, "r3": alts[2].pk, "r4": charlie.pk}, {})
+    grant(charlie, OPEN)
+    first = fee_settle(inference_id="a", payer=charlie, model_owner=bob, fee=10**6, contributor_shares={},
+                       model_version_hash=one.version_hash, receipt_id=None)
+    second = fee_settle(inference_id="b", payer=charlie, model_owner=bob, fee=10**6, contributor_shares={},
+                        model_version_hash=spread.version_hash, receipt_id=None)
+    total = lambda s, users: sum(x.amount for x in SettlementShare.objects.filter(  # noqa: E731
+        settlement=s, role="contributor", user__in=users))
+    assert total(first, [alice]) == total(second, alts) == 450_000
+    assert total(first, [charlie]) == total(second, [charlie]) == 150_000
+
+
+def test_unknown_training_data_goes_to_the_treasury_and_other_fallbacks_still_apply(db, alice, bob, staff, grant):
+    grant(alice, OPEN)
+    unknown = fee_settle(inference_id="x1", payer=alice, model_owner=bob, fee=1000, contributor_shares={},
+                         model_version_hash="f" * 64, receipt_id=None)
+    assert (unknown.protocol_amount, unknown.owner_amount, unknown.contributors_amount) == (700, 300, 0)
+    fee_policy_set(actor=staff, protocol_bps=1_000, owner_bps=3_000, contributors_bps=6_000, fallback="protocol")
+    policy = fee_policy_current()
+    split = fee_split(fee=1000, policy=policy, contributor_shares={}, training_shares={alice.pk: 3})
+    assert (split.protocol, split.owner, split.contributors) == (700, 300, {})
+    # A receipt's own shares always win over the fallback.
+    split = fee_split(fee=1000, policy=policy, contributor_shares={bob.pk: 10**6}, training_shares={alice.pk: 3})
+    assert split.contributors == {bob.pk: 600} and not split.fallback_used
+
+
+def test_training_rows_selector_counts_the_train_split_only(db, bob, alice, charlie, trained):
+    model, dana = trained
+    assert model_version_training_rows(version_hashes=[model.version_hash, "0" * 64]) == {
+        model.version_hash: {alice.pk: 3, charlie.pk: 1}}
+    assert Settlement.objects.count() == 0
+
+
+def test_the_fee_policy_page_says_where_a_receiptless_fee_goes(client, db, alice):
+    client.force_login(alice)
+    fee_policy_current()
+    page = client.get("/rewards/fees/")
+    assert page.status_code == 200
+    assert "the contributors of the rows that trained the model" in page.content.decode()
