@@ -333,16 +333,14 @@ class IndexBuilder:
         flagged = np.zeros(0, dtype=np.int64)
         harm_threshold = None
         row_credit = first_come * novelty
+        n_groups = int(groups.max()) + 1
         if eval_queries is not None and eval_queries.shape[0]:
-            mean_query = eval_queries.double().mean(0)
-            values = np.concatenate([(rows @ mean_query).numpy() for _, rows in stored_rows()])
+            values, group_errors = credit.values_and_set_errors(stored_rows(), eval_queries, groups, n_groups)
             flagged, harm_threshold = credit.harmful_rows(values, self.config.harm_outlier_z)
             row_credit = row_credit * credit.value_weights(values)
         row_credit[flagged] = 0.0
-        n_groups = int(groups.max()) + 1
         low_value_groups = np.zeros(0, dtype=np.int64)
         if values is not None and self.config.low_value_ratio is not None and eval_queries.shape[0] > 1:
-            group_errors = credit.set_value_errors(stored_rows(), eval_queries, groups, n_groups)
             low_value_groups, _ = credit.low_value_sets(values, groups.numpy(), n_groups, self.config.low_value_ratio,
                                                         group_errors, self.config.low_value_fdr, eval_queries.shape[0])
         in_low_value_group = np.isin(groups.numpy(), low_value_groups)

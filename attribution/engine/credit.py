@@ -289,14 +289,23 @@ def low_value_contributors(values: np.ndarray, row_owner: np.ndarray, contributo
     return low_value_sets(values, row_owner, contributors, ratio, net_errors, fdr, queries)
 
 
-def set_value_errors(stored_rows, eval_queries: torch.Tensor, membership: torch.Tensor, sets: int) -> np.ndarray:
-    """Standard error over the evaluation queries of each set's summed row value (``low_value_sets``)."""
+def values_and_set_errors(stored_rows, eval_queries: torch.Tensor, membership: torch.Tensor,
+                          sets: int) -> tuple[np.ndarray, np.ndarray]:
+    """In one pass over the stored rows: each row's value (its mean score over the evaluation queries: the
+    first-order decrease of the evaluation loss training on it caused) and, per set of rows (``membership``),
+    the standard error over those queries of the set's summed value (``low_value_sets``)."""
     queries = eval_queries.double()
-    per_query = torch.zeros(sets, queries.shape[0], dtype=torch.float64)
-    for first, rows in stored_rows:
-        per_query.index_add_(0, membership[first : first + rows.shape[0]], rows @ queries.T)
     m = queries.shape[0]
-    return (per_query.std(1) / math.sqrt(m)).numpy() if m > 1 else np.full(sets, np.inf)
+    values = []
+    per_query = torch.zeros(sets, m, dtype=torch.float64)
+    for first, rows in stored_rows:
+        for offset in range(0, rows.shape[0], 8192):  # bounds the [rows, m] product whatever the shard size
+            scores = rows[offset : offset + 8192] @ queries.T
+            values.append(scores.mean(1).numpy())
+            start = first + offset
+            per_query.index_add_(0, membership[start : start + scores.shape[0]], scores)
+    errors = (per_query.std(1) / math.sqrt(m)).numpy() if m > 1 else np.full(sets, np.inf)
+    return np.concatenate(values), errors
 
 
 def value_weights(values: np.ndarray) -> np.ndarray:

@@ -216,6 +216,7 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
         unreceipted = {p.model_version_hash for p in to_book if not p.contributor_shares
                        and p.policy.fallback == Fallback.TRAINING_DATA}
         training = _training_rows(unreceipted) if unreceipted else {}
+        training_ppm = {version: _ppm_of(counts) for version, counts in training.items()}
         # The promotional part of a fee is split to nobody (`credit_grant`): only the rest is.
         splits = [fee_split(fee=p.fee - int(p.promotional), policy=p.policy, contributor_shares={
             int(uid): ppm for uid, ppm in p.contributor_shares.items() if int(uid) in existing},
@@ -252,7 +253,7 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
                     shares.append({"settlement_id": settlement_id, "user_id": p.model_owner_id,
                                    "role": ShareRole.OWNER.value, "ppm": 0, "amount": split.owner, "rows": []})
                 ppm = ({int(uid): v for uid, v in p.contributor_shares.items()} if p.contributor_shares
-                       else _ppm_of(training.get(p.model_version_hash, {})))
+                       else training_ppm.get(p.model_version_hash, {}))
                 shares += [{"settlement_id": settlement_id, "user_id": uid, "role": ShareRole.CONTRIBUTOR.value,
                             "ppm": ppm.get(uid, 0), "amount": amount,
                             "rows": p.contributor_rows.get(str(uid), [])} for uid, amount in split.contributors.items()]
