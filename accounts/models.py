@@ -95,6 +95,8 @@ class AuditAction(models.TextChoices):
     RETRIEVAL_INDEX_QUEUE = "retrieval.index_queue"
     RETRIEVAL_INDEX_READY = "retrieval.index_ready"
     RETRIEVAL_INDEX_REQUEUE = "retrieval.index_requeue"
+    RETRIEVAL_APP_DEPLOY = "retrieval.app_deploy"
+    RETRIEVAL_APP_RETIRE = "retrieval.app_retire"
     # inference
     INFERENCE_MODEL_ROOT_PRUNED = "inference.model_root_pruned"
     # rewards
@@ -112,6 +114,8 @@ class AuditAction(models.TextChoices):
     REWARDS_EPOCH_FREEZE = "rewards.epoch_freeze"
     REWARDS_FEE_POLICY_SET = "rewards.fee_policy_set"
     REWARDS_SLASH_BOOKED = "rewards.slash_booked"
+    REWARDS_SLASH_RELEASED = "rewards.slash_released"
+    REWARDS_SLASH_RELEASE_FAILED = "rewards.slash_release_failed"
     REWARDS_ISSUE_RESOLVE = "rewards.issue_resolve"
     REWARDS_STARTER_GRANT = "rewards.starter_grant"
     REWARDS_WALLET_CHANGE = "rewards.wallet_change"
@@ -151,6 +155,7 @@ class AuditAction(models.TextChoices):
     INSIGHTS_HISTORY_GENERATE = "insights.history_generate"
     # notifications
     NOTIFICATIONS_EVENT = "notifications.event"
+    NOTIFICATIONS_SECRET_KEY_ROTATE = "notifications.secret_key_rotate"
     NOTIFICATIONS_SETTINGS_UPDATE = "notifications.settings_update"
     NOTIFICATIONS_WEBHOOK_CREATE = "notifications.webhook_create"
     NOTIFICATIONS_WEBHOOK_DELETE = "notifications.webhook_delete"

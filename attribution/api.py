@@ -82,9 +82,11 @@ class AttributionCreateView(APIView):
 
     @extend_schema(tags=TAGS, request=AttributionRequestSerializer, responses={
         201: ReceiptSerializer, 400: OpenApiResponse(ERROR_RESPONSE), 404: OpenApiResponse(ERROR_RESPONSE),
+        402: OpenApiResponse(ERROR_RESPONSE, description="The credit does not cover the model's price: an attribution "
+                                                         "is charged like an answer and its fee pays the rows it names."),
         409: OpenApiResponse(ERROR_RESPONSE, description="The model's attribution index is not ready."),
         503: OpenApiResponse(ERROR_RESPONSE, description="The index failed verification."),
-    }, summary="Attribute an answer to training rows and contributors")
+    }, summary="Attribute an answer to training rows and contributors (charged like an answer)")
     def post(self, request):
         data = AttributionRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -94,8 +96,12 @@ class AttributionCreateView(APIView):
             output = data.validated_data.get("output")
             if output is None:
                 output = services.model_output(model_version=version, input_text=text)
-            receipt = services.receipt_create(model_version=version, input_text=text, output=output,
-                                              inference_id=None, requester=request.user)
+            receipt = services.receipt_create_paid(model_version=version, input_text=text, output=output,
+                                                   requester=request.user)
+        except services.ProbeUnpaid as exc:
+            raise ApiError(f"{exc} An attribution costs what an answer of this model costs "
+                           f"({version.price_per_inference} base units); deposit OPEN or ask an admin for a grant.",
+                           code="insufficient_credit", status_code=status.HTTP_402_PAYMENT_REQUIRED) from exc
         except services.IndexCorrupt as exc:
             raise ApiError(str(exc), code="index_corrupt", status_code=status.HTTP_503_SERVICE_UNAVAILABLE) from exc
         except services.IndexNotReady as exc:

@@ -43,6 +43,12 @@ class AttributionIndex(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     built_at = models.DateTimeField(null=True, blank=True)
     build_seconds = models.FloatField(null=True, blank=True)
+    # Recorded at build so that a fee with no receipt at all (the index broke later, the receipt task was lost)
+    # still pays the data by its value, without loading the index: the same weights an empty receipt pays.
+    fallback_shares_ppm = models.JSONField(
+        default=dict, blank=True,
+        help_text="{user id: ppm}: who an answer without attribution pays (the training data by its value).")
+    fallback_basis = models.CharField(max_length=16, blank=True, help_text="valuation or rows.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -158,3 +158,18 @@ def explain_contributor_values(*, report: ValuationReport) -> list[tuple[str, fl
     values = report.contributor_values or {}
     names = _names(values)
     return [(names.get(c, f"user {c}"), v) for c, v in sorted(values.items(), key=lambda i: -i[1])]
+
+
+def index_fallback_shares(*, version_hashes) -> dict[str, dict[int, int]]:
+    """{model version hash: {user id: ppm}}: who an answer without attribution pays, as recorded when the
+    version's index was built (the training data pro rata to its positive value on the evaluation split,
+    flagged rows, later copies and worthless groups excluded). Versions never indexed are left out; an index
+    that failed its re-hash later keeps the weights it was built with (they were computed before the fault)."""
+    out: dict[str, dict[int, int]] = {}
+    for version_hash, shares in AttributionIndex.objects.filter(
+            model_version_hash__in=set(version_hashes)).exclude(fallback_shares_ppm={}).values_list(
+            "model_version_hash", "fallback_shares_ppm"):
+        weights = {int(uid): int(ppm) for uid, ppm in shares.items() if str(uid).isdigit() and int(ppm) > 0}
+        if weights:
+            out[version_hash] = weights
+    return out

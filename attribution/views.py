@@ -1,7 +1,7 @@
 """Pages: the index list, a receipt explained in plain words, a model version's valuation report."""
 
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from models_registry import selectors as model_selectors
 
@@ -18,6 +18,12 @@ def receipt(request, receipt_id):
         receipt = selectors.receipt_get(receipt_id=receipt_id)
     except Http404:
         from inference import selectors as inference_selectors
+        from retrieval.models import RetrievalReceipt
+
+        # A retrieval app's receipt shares this id space (earnings and fees link every receipt here).
+        retrieval_receipt = RetrievalReceipt.objects.filter(receipt_id=str(receipt_id)).first()
+        if retrieval_receipt is not None:
+            return redirect(retrieval_receipt)
 
         # A queued answer's receipt id is given out at once; the attribution worker stores it seconds later.
         if inference_selectors.receipt_awaited(receipt_id=receipt_id) is None:

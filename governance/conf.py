@@ -28,6 +28,12 @@ DEFAULTS: dict[str, tuple[str, object]] = {
     "GOVERNANCE_SPAM_ROWS_TO_SLASH": ("int", 3),
     "GOVERNANCE_SLASH_BPS": ("int", 2_500),
     "GOVERNANCE_SPAM_REASON_WORD": ("str", "spam"),
+    # Upload quota that scales with stake, in a Datanet that requires one: a contributor may add this many rows
+    # to its review queue per rolling 24 hours for each required stake's worth of OPEN actively staked on it
+    # (rows per day = this × stake ÷ required, rounded down), at most this × the multiple below. The Datanet's
+    # owner and curators are exempt, as from the stake itself. 0: no row quota.
+    "GOVERNANCE_STAKE_ROWS_PER_DAY": ("int", 1_000),
+    "GOVERNANCE_STAKE_ROWS_MAX_MULTIPLE": ("int", 10),
     # Bounds of the governed platform parameters, fixed in the parameter registry when it is deployed: the
     # epoch length (seconds between earnings epoch closes) and attribution's share policy (the
     # false-discovery rate in bps, 100 = 0.01, and the most credit groups paid per answer). A proposal

@@ -1,13 +1,13 @@
 """Reads for governance pages: proposals, votes and stakes as mirrored by the indexers (never a chain call
 in a request, except `wallet_overview`, which says so)."""
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 
-from rewards.amounts import format_open
-
+from .conf import setting
 from .models import (
     DatanetStakeRequirement,
     GovernanceCursor,
@@ -25,13 +25,10 @@ from .models import (
 )
 
 
-def _vopen(amount) -> str:
-    return f"{format_open(amount)} vOPEN"
-
-
 def _votes(proposal: Proposal) -> dict:
-    return {"for": _vopen(proposal.votes_for), "against": _vopen(proposal.votes_against),
-            "abstain": _vopen(proposal.votes_abstain)}
+    # Base units of vOPEN; the pages show them with `|open_rounded:"vOPEN"`.
+    return {"for": int(proposal.votes_for), "against": int(proposal.votes_against),
+            "abstain": int(proposal.votes_abstain)}
 
 
 def proposals_list(*, limit: int = 100) -> list[dict]:
@@ -44,7 +41,7 @@ def proposal_detail(*, pk: int) -> dict:
     return {"proposal": proposal, "votes": _votes(proposal), "change": proposal.fee_split,
             "change_words": proposal.change_words,
             "calls": list(zip(proposal.targets, proposal.values, proposal.calldatas, strict=False)),
-            "ballots": [{"voter": v.voter, "support": v.support, "weight": _vopen(v.weight), "reason": v.reason,
+            "ballots": [{"voter": v.voter, "support": v.support, "weight": int(v.weight), "reason": v.reason,
                          "tx_hash": v.tx_hash} for v in proposal.votes.all()],
             "applied": list(ParameterChange.objects.filter(proposal=proposal)),
             "governed": list(GovernedValue.objects.filter(proposal=proposal))}
@@ -175,6 +172,36 @@ def active_stake(*, user, datanet_id: int) -> int:
     if not addresses:
         return 0
     return sum(p["active"] for p in stake_positions(addresses=addresses, datanet_id=datanet_id).values())
+
+
+@dataclass(frozen=True)
+class StakeRowQuota:
+    """Rows a contributor may add to a staked Datanet's review queue per rolling 24 hours, and why that many."""
+
+    rows_per_day: int
+    stake: int
+    """OPEN (base units) their linked wallets have actively staked on the Datanet."""
+    required: int
+    """The Datanet's required stake (base units)."""
+    rows_per_required_stake: int
+    most: int
+    """The cap, whatever the stake."""
+
+
+def stake_row_quota(*, user, datanet) -> StakeRowQuota | None:
+    """The upload quota that scales with stake (docs/governance.md): `GOVERNANCE_STAKE_ROWS_PER_DAY` rows per
+    required stake's worth of active stake, rounded down, at most `GOVERNANCE_STAKE_ROWS_MAX_MULTIPLE` times
+    that. None: no quota (the Datanet requires no stake, the user curates it, or the setting is 0)."""
+    from datanets.selectors import datanet_permissions  # datanets calls governance: imported when used
+
+    per_required = setting("GOVERNANCE_STAKE_ROWS_PER_DAY")
+    requirement = DatanetStakeRequirement.objects.filter(datanet=datanet).first()
+    if per_required <= 0 or requirement is None or datanet_permissions(datanet=datanet, user=user).can_curate:
+        return None
+    required, stake = int(requirement.minimum), active_stake(user=user, datanet_id=datanet.pk)
+    most = per_required * max(1, setting("GOVERNANCE_STAKE_ROWS_MAX_MULTIPLE"))
+    return StakeRowQuota(rows_per_day=min(most, per_required * stake // required), stake=stake, required=required,
+                         rows_per_required_stake=per_required, most=most)
 
 
 def _when(unix: int):

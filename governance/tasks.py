@@ -7,10 +7,11 @@ from celery import shared_task
 @shared_task(name="governance.tasks.chain_index_governance", acks_late=True)
 def chain_index_governance() -> int:
     """Beat, every minute: mirror the governor, the registry and the stakes; apply the slash rule; book done
-    slashes as the honest contributors' earnings (paid by the next epoch close)."""
+    slashes as the honest contributors' earnings (paid by the next epoch close) and release their OPEN from the
+    Datanet's pool to the treasury that funds that epoch."""
     from rewards.chainio import ChainUnavailable
 
-    from .services import governance_index, slashes_book, stake_slashes_enforce, stakes_index
+    from .services import governance_index, slashes_book, slashes_release, stake_slashes_enforce, stakes_index
 
     recorded = governance_index()
     try:
@@ -19,6 +20,7 @@ def chain_index_governance() -> int:
         return recorded
     stake_slashes_enforce()
     slashes_book()
+    slashes_release()
     return recorded
 
 

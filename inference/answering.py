@@ -7,18 +7,21 @@ model was trained on, calls the model server, and turns its answer (or error) in
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
 
 from . import services
-from .client import ModelServerClient, ModelServerError
-from .errors import OpenAIError, from_model_server
+from .client import ModelServerClient, ModelServerError, StreamDeadlineExceeded
+from .errors import OpenAIError, from_model_server, stream_deadline_error
 from .models import InferenceStatus
 
 _local = threading.local()
+logger = logging.getLogger("inference")
 
 
 def server_client() -> ModelServerClient:
@@ -119,10 +122,15 @@ class StreamedAnswer:
     `("delta", text)` items and finally `("done", Answer, Settled)` or `("error", OpenAIError)`.
 
     If the consumer stops early (the client disconnected), `close()` cancels the generation on the
-    model server, and the request is recorded as cancelled with no fee."""
+    model server, and the request is recorded as cancelled with no fee.
+
+    The whole stream, from opening it, lasts at most `INFERENCE_STREAM_MAX_S`: past it the item is
+    `("error", <502 model_server_timeout>)`, recorded as failed with no fee, as when the server falls silent."""
 
     def __init__(self, inference, prompt: Prompt, sampling=None) -> None:
         self.inference, self.prompt = inference, prompt
+        self.limit_s = settings.INFERENCE_STREAM_MAX_S
+        self._deadline = time.monotonic() + self.limit_s
         self.finished = False
         self._events = None
         self._classified = None
@@ -148,7 +156,7 @@ class StreamedAnswer:
                 yield ("delta", answer.text)
             else:
                 parts = []
-                for delta in self._events.deltas():
+                for delta in self._events.deltas(deadline=self._deadline):
                     parts.append(delta)
                     yield ("delta", delta)
                 final = self._events.final
@@ -156,6 +164,11 @@ class StreamedAnswer:
                 answer = Answer(text=final.get("text", "".join(parts)), finish_reason=final.get("finish_reason", "stop"),
                                 tokens_in=usage.get("prompt_tokens", 0), tokens_out=usage.get("completion_tokens", 0),
                                 slot=final.get("slot"), prompt_text=final.get("prompt"))
+        except StreamDeadlineExceeded as exc:
+            logger.warning("stream cut at its deadline (%g s): %s", self.limit_s, exc.message)
+            self.finished = True
+            yield ("error", _fail(self.inference, stream_deadline_error(self.limit_s)))
+            return
         except ModelServerError as exc:
             self.finished = True
             yield ("error", _fail(self.inference, exc))

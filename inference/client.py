@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,12 @@ class ModelServerError(Exception):
         """The server could not take the request at all (down, draining, overloaded, wrong token): another
         server may."""
         return self.code in ("model_server_unavailable", "model_server_auth") or self.status == 503
+
+
+class StreamDeadlineExceeded(ModelServerError):
+    """A stream still running at its total deadline (`GenerationEvents.deltas(deadline=...)`). A timeout
+    (`model_server_timeout`, never retried elsewhere: the server may still be generating), told apart so the
+    API can say that the answer was cut at its time limit rather than that the server fell silent."""
 
 
 def unavailable(url: str, exc: Exception) -> ModelServerError:
@@ -105,11 +112,15 @@ class GenerationEvents:
     final: dict = field(default_factory=dict)
     server: str = ""  # the server's URL, for messages
 
-    def deltas(self) -> Iterator[str]:
+    def deltas(self, *, deadline: float | None = None) -> Iterator[str]:
+        """The answer's text deltas. `deadline` (a `time.monotonic()` instant) bounds the whole stream: the
+        read timeout only bounds each wait, so a server that keeps sending keep-alive comments, a token now
+        and then, or bytes without a line end would otherwise hold the stream forever. Past it (checked
+        whenever bytes arrive, so at most one read timeout late) `StreamDeadlineExceeded` is raised."""
         # A server that dies mid-answer may look like a body that simply ended: only `[DONE]` after the
         # final event proves the answer is complete.
         try:
-            for line in self.response.iter_lines():
+            for line in self._lines(deadline):
                 if not line.startswith("data: "):
                     continue
                 data = line.removeprefix("data: ")
@@ -133,6 +144,23 @@ class GenerationEvents:
                                    f"({type(exc).__name__}).", code="model_server_unavailable") from exc
         raise ModelServerError(status=503, message="The model server stopped before the answer was complete.",
                                code="model_server_unavailable")
+
+    def _lines(self, deadline: float | None) -> Iterator[str]:
+        """The body's lines as they arrive. Split here rather than by `iter_lines`, which waits for a line end:
+        the deadline is checked on every chunk, after the complete lines it carried (an answer finished in
+        that chunk is still taken)."""
+        pending = b""
+        for chunk in self.response.iter_bytes():
+            *complete, pending = (pending + chunk).split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+            if deadline is not None and time.monotonic() > deadline:
+                raise StreamDeadlineExceeded(
+                    status=504, code="model_server_timeout",
+                    message=f"The model server {self.server or ''} was still streaming at the web tier's stream "
+                            "deadline (INFERENCE_STREAM_MAX_S).")
+        if pending:
+            yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
 
     def close(self) -> None:
         self.response.close()  # the server cancels the generation and frees its slot

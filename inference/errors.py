@@ -65,6 +65,14 @@ def upstream_error(code: str) -> OpenAIError:
     return OpenAIError(UPSTREAM_MESSAGES[code], status=502, type="upstream_error", code=code)
 
 
+def stream_deadline_error(limit_s: float) -> OpenAIError:
+    """The `model_server_timeout` upstream error of a stream still running at its total deadline
+    (`INFERENCE_STREAM_MAX_S`): the server kept it alive, but the answer took longer than a stream may."""
+    return OpenAIError(f"The answer did not finish within {limit_s:g} seconds, the longest a streamed answer may "
+                       "take, so it was stopped; nothing was charged. Retry, or ask for fewer tokens (max_tokens).",
+                       status=502, type="upstream_error", code="model_server_timeout")
+
+
 def from_model_server(exc) -> OpenAIError:
     """Turn a `client.ModelServerError` into the error the API answers with."""
     code = ENGINE_CODES.get(exc.code or "", exc.code or "model_server_error")

@@ -3,7 +3,8 @@
 
 Authenticate with `Authorization: Bearer <Lineage API key>` (a key with the `infer` scope; the
 official `openai` clients send exactly that with `api_key=`), or a signed-in browser session plus
-the CSRF token (the playground). `model` is a deployed model version's slug.
+the CSRF token (the playground). `model` is a deployed model version's slug, or a deployed retrieval app's
+(answered by `retrieval.chat`, which documents its `lineage.citations`).
 
 - A **classification** model answers a chat completion with its predicted label as the assistant
   message, from the **last user message** only (earlier turns are not used; `/v1/completions` likewise
@@ -50,6 +51,8 @@ from rest_framework.views import APIView
 from accounts.models import ApiKey
 from lineage.api import JSONParser
 from models_registry import selectors as registry_selectors
+from retrieval import chat as retrieval_chat
+from retrieval import selectors as retrieval_selectors
 
 from . import answering, selectors, services, validation
 from .errors import OpenAIError
@@ -109,10 +112,12 @@ def _model_object(v) -> dict:
 
 class ModelsView(OpenAIView):
     @extend_schema(tags=["openai"], responses=OpenApiTypes.OBJECT, operation_id="v1_models_list",
-                   description="The deployed model versions, OpenAI's list shape; `id` is the slug to call. "
+                   description="The deployed model versions, then the retrieval apps, OpenAI's list shape; `id` is the "
+                               "slug to call. "
                                "`lineage.price_per_inference` is in OPEN base units (1 OPEN = 10^18), as a string.")
     def get(self, request):
         data = [_model_object(v) for v in registry_selectors.deployed_model_versions().order_by("slug")]
+        data += [retrieval_chat.model_object(app) for app in retrieval_selectors.deployed_apps().order_by("slug")]
         return JsonResponse({"object": "list", "data": data})
 
 
@@ -122,6 +127,9 @@ class ModelView(OpenAIView):
                                "any other id answers 404 `model_not_found`.")
     def get(self, request, model_id: str):
         version = selectors.deployed_model(slug=model_id)
+        app = retrieval_chat.app_for_model(model_id) if version is None else None
+        if app is not None:
+            return JsonResponse(retrieval_chat.model_object(app))
         if version is None:
             raise OpenAIError(f"The model '{model_id}' does not exist or is not deployed. GET /v1/models lists the "
                               "deployed models.", status=404, param="model", code="model_not_found")
@@ -138,6 +146,9 @@ class _CompletionView(OpenAIView):
     def post(self, request):
         body = self.body(request)
         model = validation.model_name(body)
+        app = retrieval_chat.app_for_model(model)  # a retrieval app answers under its own model name
+        if app is not None:
+            return retrieval_chat.chat_completion(view=self, request=request, body=body, app=app)
         stream = validation.stream_flag(body)
         include_usage = validation.stream_include_usage(body, stream)
         self.refuse_unsupported(body)

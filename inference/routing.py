@@ -236,12 +236,14 @@ class RoutedGeneration:
                 self._view.in_flight -= 1
             self._view = None
 
-    def deltas(self) -> Iterator[str]:
+    def deltas(self, *, deadline: float | None = None) -> Iterator[str]:
+        """`deadline` bounds the whole stream, a retry on another server included (see
+        `GenerationEvents.deltas`)."""
         try:
             while True:
                 started = False
                 try:
-                    for delta in self._events.deltas():
+                    for delta in self._events.deltas(deadline=deadline):
                         started = True
                         yield delta
                     return

@@ -101,16 +101,17 @@ def _model_resolve(*, slug: str, user):
                       "models.", status=404, param="model", code="model_not_found")
 
 
-def inference_begin(*, user, api_key, endpoint: str, model: str, stream: bool = False, task: str | None = None
-                    ) -> Inference:
-    """Record the request, then check the model and the payer's credit (raises `OpenAIError`)."""
+def inference_begin(*, user, api_key, endpoint: str, model: str, stream: bool = False, task: str | None = None,
+                    resolve=None) -> Inference:
+    """Record the request, then check the model and the payer's credit (raises `OpenAIError`). `resolve(slug=,
+    user=)`: what answers under `model` when it is not a model version (a retrieval app: `retrieval.chat`)."""
     record = InferenceRecord.objects.create(
         user=user, api_key=api_key if isinstance(api_key, ApiKey) else None, endpoint=endpoint,
         model_slug=str(model)[:100], stream=stream,
     )
     inference = Inference(record=record, version=None, fee=0)
     try:
-        version = _model_resolve(slug=model, user=user)
+        version = (resolve or _model_resolve)(slug=model, user=user)
         inference.version = version
         record.model_version_hash, record.adapter = version.version_hash, adapter_name(version)
         record.save(update_fields=["model_version_hash", "adapter"])
@@ -169,6 +170,29 @@ def inference_complete(*, inference: Inference, input_text: str, output: str, to
         raise error from exc
     metrics.observe(record)
     return _settled(inference, receipt)
+
+
+def inference_complete_settled(*, inference: Inference, input_text: str, output: str, tokens_in: int,
+                               tokens_out: int, settle) -> Settled:
+    """Record an answer whose receipt and fee its caller makes: `settle(inference)` runs in this transaction and
+    returns the `Settled` (a retrieval app's answer, `retrieval.services.answers`). Raises `OpenAIError` (429)
+    when `settle` finds the credit short (`integrations.CreditShort`): nothing is charged."""
+    record = inference.record
+    record.tokens_in, record.tokens_out = tokens_in, tokens_out
+    record.latency_ms = (time.perf_counter() - inference.started) * 1e3
+    record.query_digest = integrations.query_digest(input_text, output)
+    try:
+        with transaction.atomic():
+            settled = settle(inference)
+            record.fee, record.receipt_id = settled.fee, settled.receipt_id or ""
+            record.status, record.finished_at = InferenceStatus.SUCCEEDED, timezone.now()
+            record.save()
+    except integrations.CreditShort as exc:
+        error = insufficient_quota(str(exc))
+        inference_fail(inference=inference, error=error)
+        raise error from exc
+    metrics.observe(record)
+    return settled
 
 
 def _complete_queued(*, inference: Inference, input_text: str, output: str) -> Settled:

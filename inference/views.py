@@ -2,6 +2,8 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from retrieval import selectors as retrieval_selectors
+
 from . import integrations, selectors, services
 
 
@@ -12,6 +14,10 @@ def playground(request):
     models = list(selectors.deployed_models())
     for model in models:
         model.playground_kind = "classifier" if services.is_classifier(model) else "chat"
+    apps = list(retrieval_selectors.deployed_apps().order_by("name"))
+    for app in apps:
+        app.playground_kind = "chat"  # a retrieval app keeps the conversation; its answers cite passages
+    models += apps
     credit = integrations.credit_balance(user=request.user) if request.user.is_authenticated else None
     return render(request, "inference/playground.html", {"models": models, "credit": credit})
 

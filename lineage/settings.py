@@ -5,8 +5,6 @@ Set `DATABASE_URL`, `CELERY_BROKER_URL`, `CACHE_URL`, `AWS_STORAGE_BUCKET_NAME` 
 to scale out. `DEBUG=0` switches on the production security settings that `check --deploy` wants.
 """
 
-import hashlib
-import hmac
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +13,8 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
+
+from notifications.secret_box import key_from_secret_key  # standard library only
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -402,9 +402,9 @@ WEBHOOKS_RETRY_BASE_S = env.int("WEBHOOKS_RETRY_BASE_S", default=30)  # 30 s, 1 
 WEBHOOKS_RETRY_MAX_S = env.int("WEBHOOKS_RETRY_MAX_S", default=6 * 3600)
 WEBHOOKS_MAX_PER_USER = env.int("WEBHOOKS_MAX_PER_USER", default=20)
 # Encrypts webhook signing secrets at rest (notifications/secret_box.py); also read from *_FILE. Its default is
-# derived from SECRET_KEY: set this on its own before rotating SECRET_KEY, or the stored secrets become unreadable.
-NOTIFICATIONS_SECRET_KEY = secret("NOTIFICATIONS_SECRET_KEY", default="") or hmac.new(
-    SECRET_KEY.encode("utf-8"), b"lineage.notifications.secret-key", hashlib.sha256).hexdigest()
+# derived from SECRET_KEY: set this on its own before rotating SECRET_KEY, or the stored secrets become unreadable
+# (a changed key is taken into use by `manage.py notifications_rotate_secret_key`, docs/notifications.md).
+NOTIFICATIONS_SECRET_KEY = secret("NOTIFICATIONS_SECRET_KEY", default="") or key_from_secret_key(SECRET_KEY)
 
 # --- Attribution
 # Index builds run on the gpu queue when a model version registers; receipts are scored in-process.
@@ -424,7 +424,14 @@ ATTRIBUTION_CURVATURE = env.str("ATTRIBUTION_CURVATURE", default="fisher")  # or
 # its best ratio was 0.01 at every k from 141 to 1,024, where the old rule (ratio × tr(F)/k) wanted 0.1 to 1.
 ATTRIBUTION_DAMPING_RULE = env.str("ATTRIBUTION_DAMPING_RULE", default="weighted_mean_eigenvalue")
 ATTRIBUTION_DAMPING_RATIO = env.float("ATTRIBUTION_DAMPING_RATIO", default=0.01)
-ATTRIBUTION_PROJECTION = env.str("ATTRIBUTION_PROJECTION", default="orthogonal")  # or gaussian, rademacher
+# eigenbasis: ATTRIBUTION_EIGENBASIS_FRACTION of each layer's k dimensions are its leading KFAC eigen-directions,
+# fitted on the first ATTRIBUTION_EIGENBASIS_ROWS training rows, the rest a seeded random projection of what they
+# leave out (attribution/engine/eigenbasis.py); or orthogonal, gaussian, rademacher (seeded random subspaces only).
+# Measured on bench/attribution_convex.py at the production k/d: row LDS 0.809 against 0.741 orthogonal (exact
+# influence 0.941); the random tenth keeps rows that differ in one word apart (bench/attribution_adversarial.py).
+ATTRIBUTION_PROJECTION = env.str("ATTRIBUTION_PROJECTION", default="eigenbasis")
+ATTRIBUTION_EIGENBASIS_ROWS = env.int("ATTRIBUTION_EIGENBASIS_ROWS", default=4096)
+ATTRIBUTION_EIGENBASIS_FRACTION = env.float("ATTRIBUTION_EIGENBASIS_FRACTION", default=0.9)
 ATTRIBUTION_BATCH_SIZE = env.int("ATTRIBUTION_BATCH_SIZE", default=16)
 ATTRIBUTION_SHARD_ROWS = env.int("ATTRIBUTION_SHARD_ROWS", default=65536)
 ATTRIBUTION_ROWS_PER_CONTRIBUTOR = env.int("ATTRIBUTION_ROWS_PER_CONTRIBUTOR", default=10)  # contributor_rows
@@ -497,6 +504,18 @@ INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="")  # empty: cuda when a
 INFERENCE_THREADS = env.int("INFERENCE_THREADS", default=0)  # torch CPU threads in the model server; 0 = torch's
 INFERENCE_POLL_S = env.float("INFERENCE_POLL_S", default=3.0)  # how often serve_models re-reads deployments
 INFERENCE_TIMEOUT_S = env.float("INFERENCE_TIMEOUT_S", default=120.0)  # web -> model server read timeout
+# A streamed answer's total time in the web tier. The read timeout above bounds each wait only, so a server that
+# keeps a stream alive (keep-alive comments, a token now and then) would hold a web thread forever. Past this the
+# stream ends with an `upstream_error` event (`model_server_timeout`) and `[DONE]`, recorded failed and uncharged.
+# Longer than INFERENCE_SERVER_REQUEST_TIMEOUT_S, so a Lineage model server's own deadline normally answers first.
+try:
+    INFERENCE_STREAM_MAX_S = env.float("INFERENCE_STREAM_MAX_S", default=360.0)
+except ValueError:
+    INFERENCE_STREAM_MAX_S = -1.0
+if not 0 < INFERENCE_STREAM_MAX_S < float("inf"):
+    raise ImproperlyConfigured(f"INFERENCE_STREAM_MAX_S={os.environ.get('INFERENCE_STREAM_MAX_S')!r} is not a "
+                               "positive number of seconds: set it to how long one streamed answer may last, e.g. "
+                               "360 (or unset it for that default).")
 INFERENCE_MAX_PROMPT_CHARS = env.int("INFERENCE_MAX_PROMPT_CHARS", default=32_000)
 INFERENCE_MAX_TOKENS_DEFAULT = env.int("INFERENCE_MAX_TOKENS_DEFAULT", default=64)
 INFERENCE_MAX_TOKENS_LIMIT = env.int("INFERENCE_MAX_TOKENS_LIMIT", default=1024)

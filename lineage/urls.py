@@ -30,6 +30,7 @@ urlpatterns = [
     path("account/", include("accounts.urls")),
     path("datanets/", include("datanets.urls")),
     path("datanets/", include("retrieval.urls")),  # a version's search page, beside its Datanet's pages
+    path("retrieval-apps/", include("retrieval.app_urls")),
     path("models/", include("models_registry.urls")),
     path("attribution/", include("attribution.urls")),
     path("playground/", include("inference.urls")),

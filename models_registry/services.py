@@ -19,6 +19,7 @@ from django.utils.text import slugify
 from accounts.services import AuditAction, audit_record
 from datanets import selectors as datanet_selectors
 from lineage import jobs
+from lineage.model_update import model_update
 from notifications import notify
 
 # Torch-free modules of the training engine only; ``training.run_training`` (torch, transformers,
@@ -48,6 +49,7 @@ HYPERPARAMETER_DEFAULTS = {
 LOG_TAIL_LINES = 200
 CANCEL_POLL_S = 2.0
 FINE_TUNE_LABEL = "fine-tune"  # names the job in messages and logs (`lineage.jobs`)
+OWNER_SETTINGS = ("price_per_inference", "allow_download", "description")  # of a model version
 
 
 # --- Base models -------------------------------------------------------------------------------------
@@ -465,9 +467,10 @@ def model_version_update(*, version: ModelVersion, actor, price_per_inference=No
                 "This model is deployed and its attribution index is "
                 f"{locked.get_attribution_status_display().lower()}: it cannot charge before the index is ready. "
                 "Wait for the build, or undeploy it first.")})
-        ModelVersion.objects.filter(pk=version.pk).update(**changes)
-        audit_record(actor=actor, action=AuditAction.MODEL_VERSION_UPDATE, target=version,
-                     details={k: str(v) for k, v in changes.items()})
+        update = model_update(instance=locked, fields=OWNER_SETTINGS, data=changes)
+        if update.has_updated:  # a settings form saved unchanged is not an action
+            audit_record(actor=actor, action=AuditAction.MODEL_VERSION_UPDATE, target=version,
+                         details={k: str(after) for k, (_, after) in update.changes.items()})
     version.refresh_from_db()
     return version
 
@@ -482,8 +485,9 @@ def model_version_set_deployed(*, version: ModelVersion, actor, deployed: bool) 
                 "This model cannot serve paid inference until its attribution index is ready "
                 f"(it is {version.get_attribution_status_display().lower()}). Wait for the build, or set the price to 0."
             )
-        ModelVersion.objects.filter(pk=version.pk).update(deployed=deployed)
-        audit_record(actor=actor, action=AuditAction.MODEL_VERSION_DEPLOY if deployed else AuditAction.MODEL_VERSION_UNDEPLOY, target=version)
+        # Deploying a deployed model changes nothing and is not audited again (insights counts deploy events).
+        if model_update(instance=version, fields=["deployed"], data={"deployed": bool(deployed)}).has_updated:
+            audit_record(actor=actor, action=AuditAction.MODEL_VERSION_DEPLOY if deployed else AuditAction.MODEL_VERSION_UNDEPLOY, target=version)
     version.refresh_from_db()
     return version
 

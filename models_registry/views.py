@@ -90,9 +90,14 @@ def version(request, slug):
             raise PermissionDenied("Only the model's owner changes it.")
         settings_form = ModelSettingsForm(request.POST)
         if settings_form.is_valid():
-            services.model_version_update(version=item, actor=request.user, **settings_form.cleaned_data)
-            messages.success(request, "Saved.")
-            return redirect(item)
+            try:
+                services.model_version_update(version=item, actor=request.user, **settings_form.cleaned_data)
+            except ValidationError as exc:  # e.g. pricing a deployed model whose index is not built
+                for field, errors in exc.message_dict.items():
+                    settings_form.add_error(field if field in settings_form.fields else None, errors)
+            else:
+                messages.success(request, "Saved.")
+                return redirect(item)
     labels = item.label_names
     matrix = item.metrics.get("confusion_matrix")
     context = {"version": item, "is_owner": is_owner, "settings_form": settings_form, "labels": labels,

@@ -1,6 +1,7 @@
 """Webhook signing secrets encrypted at rest. Plain Python, standard library only (no Django): `seal` and
 `unseal` take the key as an argument; `notifications.models.Webhook.secret` passes
-`settings.NOTIFICATIONS_SECRET_KEY` (by default derived from `SECRET_KEY`).
+`settings.NOTIFICATIONS_SECRET_KEY` (by default derived from `SECRET_KEY` by `key_from_secret_key`). A new key
+is taken into use with `manage.py notifications_rotate_secret_key`, which re-encrypts every stored secret.
 
 A delivery is signed with the secret itself (HMAC needs it, a hash of it would not do), so the secret is
 encrypted rather than hashed: a copy of the database alone no longer lets anyone forge events.
@@ -52,6 +53,12 @@ def _xor(data: bytes, stream: bytes) -> bytes:
 
 def _tag(mac_key: bytes, nonce: bytes, ciphertext: bytes) -> bytes:
     return hmac.new(mac_key, PREFIX.encode("ascii") + nonce + ciphertext, hashlib.sha256).digest()
+
+
+def key_from_secret_key(secret_key: str) -> str:
+    """The default `NOTIFICATIONS_SECRET_KEY`: derived from Django's `SECRET_KEY` (lineage/settings.py uses this),
+    so `notifications_rotate_secret_key --old-key-is-secret-key` can derive the key of an old `SECRET_KEY`."""
+    return hmac.new(secret_key.encode("utf-8"), b"lineage.notifications.secret-key", hashlib.sha256).hexdigest()
 
 
 def is_sealed(value) -> bool:

@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from . import services
-from .models import IndexState, RetrievalIndex
+from .models import IndexState, RetrievalApp, RetrievalIndex, RetrievalReceipt
 
 
 @admin.register(RetrievalIndex)
@@ -38,3 +38,34 @@ class RetrievalIndexAdmin(admin.ModelAdmin):
             else:
                 queued += 1
         self.message_user(request, f"{queued} build{'s' if queued != 1 else ''} queued again.", messages.SUCCESS)
+
+
+@admin.register(RetrievalApp)
+class RetrievalAppAdmin(admin.ModelAdmin):
+    """Read-only: apps are deployed and retired by their owners (audited services)."""
+
+    list_display = ("name", "slug", "owner", "state", "answer_mode", "passages", "price_per_inference", "created_at")
+    list_filter = ("state",)
+    search_fields = ("name", "slug", "owner__username", "app_hash")
+    list_select_related = ("owner",)
+    readonly_fields = [field.name for field in RetrievalApp._meta.fields] + ["versions"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RetrievalReceipt)
+class RetrievalReceiptAdmin(admin.ModelAdmin):
+    list_display = ("receipt_id", "app", "answer_mode", "inference_id", "created_at")
+    search_fields = ("receipt_id", "inference_id", "app__slug")
+    list_select_related = ("app",)
+    readonly_fields = [field.name for field in RetrievalReceipt._meta.fields]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -50,30 +50,39 @@ def _client() -> ModelServerClient:
 def query_vector(*, query: str, index: engine.RetrievalIndex) -> np.ndarray:
     """The unit-length MiniLM vector of `query`, for searching `index`. Raises `engine.RetrievalError`
     (`model_mismatch`) or `QueryEmbeddingUnavailable`."""
+    return text_vectors(texts=[query], index=index)[0]
+
+
+def text_vectors(*, texts: list[str], index: engine.RetrievalIndex) -> np.ndarray:
+    """Unit-length MiniLM vectors of `texts` (one row each), comparable with `index`'s passages: a query, or the
+    sentences a retrieval app's extractive answer chooses among. Raises as `query_vector`."""
     where = index.index_id[:12]
     if settings.RETRIEVAL_EMBED_IN_PROCESS:
         encoder = loading.passage_encoder()
         check_same_model(index.manifest.embedding, encoder.identity, where)
         with loading.encode_lock:
-            return encoder.encode([query])[0]
+            return encoder.encode(list(texts))
     try:
-        payload = _client().embed([query], model=engine.MODEL_NAME)
+        payload = _client().embed(list(texts), model=engine.MODEL_NAME)
     except ModelServerError as exc:
         raise _unavailable(exc) from exc
     try:
         identity = payload["model_identity"]
-        vector = np.asarray(payload["data"][0]["embedding"], dtype=np.float32)
+        if len(payload["data"]) != len(texts):
+            raise IndexError(f"{len(payload['data'])} embeddings for {len(texts)} texts")
+        vectors = np.asarray([item["embedding"] for item in payload["data"]], dtype=np.float32)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         logger.warning("the model server's embeddings answer is malformed: %r", exc)
         raise QueryEmbeddingUnavailable(
             "The model server answered the query's embedding with something that is not one. " + LEXICAL_HINT,
             code="model_server_error", status=502) from exc
     check_same_model(index.manifest.embedding, identity, where)
-    if vector.shape != (index.manifest.embedding.get("dimension"),):
+    if vectors.shape != (len(texts), index.manifest.embedding.get("dimension")):
         raise QueryEmbeddingUnavailable(
-            f"The model server embedded the query in {vector.size} dimensions; the index has "
-            f"{index.manifest.embedding.get('dimension')}. " + LEXICAL_HINT, code="model_server_error", status=502)
-    return vector
+            f"The model server embedded the query in {vectors.shape[-1] if vectors.ndim == 2 else vectors.size} "
+            f"dimensions; the index has {index.manifest.embedding.get('dimension')}. " + LEXICAL_HINT,
+            code="model_server_error", status=502)
+    return vectors
 
 
 def _unavailable(exc: ModelServerError) -> QueryEmbeddingUnavailable:

@@ -3,17 +3,21 @@
 A dense or hybrid search embeds the query with the bundled MiniLM (on the model servers, or in this process
 when none is configured: `query_embedding`), asks the version's opened index for its best passages (dense,
 BM25 or both fused, `retrieval.engine.Searcher`) and names each passage's record: its text, document and
-anchor, and its contributor's public name."""
+anchor, and its contributor's public name. Several versions are searched as one collection for a retrieval app
+(`versions_search`); the apps themselves and their receipts are read here too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datanets.models import DatanetVersion, Record, TaskType
+from django.http import Http404
+
+from datanets import selectors as datanet_selectors
+from datanets.models import DatanetVersion, Record, TaskType, VersionRecord
 
 from . import engine, loading, query_embedding
-from .errors import IndexNotReady, NotSearchable
-from .models import IndexState, RetrievalIndex
+from .errors import IndexCorrupt, IndexNotReady, NotSearchable
+from .models import AppState, IndexState, RetrievalApp, RetrievalIndex, RetrievalReceipt
 
 MODES = ("hybrid", "dense", "lexical")
 
@@ -34,6 +38,12 @@ class PassageResult:
     contributor: str
     dense_score: float | None
     lexical_score: float | None
+    # Which version it was found in (a retrieval app searches several) and who contributed it.
+    datanet: str = ""
+    datanet_name: str = ""
+    version_number: int = 0
+    version_hash: str = ""
+    contributor_id: int | None = None
 
 
 def index_for(*, version: DatanetVersion) -> RetrievalIndex | None:
@@ -63,30 +73,131 @@ def version_search(*, version: DatanetVersion, query: str, k: int = 10, mode: st
     `IndexNotReady`, `IndexCorrupt` (stored files that no longer verify), `engine.RetrievalError`
     (`empty_query`, `model_mismatch`) or `QueryEmbeddingUnavailable` (the model server could not embed the
     query; lexical search never asks it)."""
+    return versions_search(versions=[version], query=query, k=k, mode=mode)
+
+
+def versions_search(*, versions: list[DatanetVersion], query: str, k: int = 10, mode: str = "hybrid",
+                    query_vector=None) -> list[PassageResult]:
+    """`version_search` over several versions searched as one collection (`engine.Searcher`): what a retrieval
+    app retrieves from. An `IndexCorrupt` raised here names the failing index as `exc.index`. `query_vector`:
+    the query's vector when the caller has it already."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
-    index = searchable_index(version=version)
-    opened = loading.opened_index(index)
+    indexes = [searchable_index(version=version) for version in versions]
+    opened = []
+    for index in indexes:
+        try:
+            opened.append(loading.opened_index(index))
+        except IndexCorrupt as exc:
+            exc.index = index
+            raise
+    searcher = engine.Searcher(opened)
     if mode == "lexical":  # BM25 alone embeds nothing: no model is asked
-        hits = engine.Searcher([opened]).search(query, k, mode=mode)
+        hits = searcher.search(query, k, mode=mode)
     else:
         if not query.strip():
             raise engine.RetrievalError("empty_query", "Type some words to search for.")
-        vector = query_embedding.query_vector(query=query, index=opened)
-        hits = engine.Searcher([opened]).search(query, k, mode=mode, query_vector=vector)
-    records = Record.objects.filter(versions=version, pk__in=[int(hit.passage_id[1:]) for hit in hits]).select_related(
-        "contributor")
-    by_uid = {record.row_uid: record for record in records}
-    results = []
+        if query_vector is None:
+            query_vector = query_embedding.query_vector(query=query, index=opened[0])
+        hits = searcher.search(query, k, mode=mode, query_vector=query_vector)
+    version_of_index = {index.index_id: version for index, version in zip(opened, versions, strict=True)}
+    pks = [int(hit.passage_id[1:]) for hit in hits]
+    listed = set(VersionRecord.objects.filter(version__in=versions, record_id__in=pks)
+                 .values_list("version_id", "record_id"))
+    by_pk = {record.pk: record for record in Record.objects.filter(pk__in=pks).select_related("contributor")}
+    results, seen = [], set()
     for hit in hits:
-        record = by_uid.get(hit.passage_id)
-        if record is None:  # the index names a record the version no longer lists: never shown
+        version, record = version_of_index[hit.index_id], by_pk.get(int(hit.passage_id[1:]))
+        # A record the version no longer lists is never shown; one found in two versions is shown once.
+        if record is None or (version.pk, record.pk) not in listed or record.pk in seen:
             continue
+        seen.add(record.pk)
         fields = record.fields
         results.append(PassageResult(
             rank=len(results) + 1, score=float(hit.score), record_id=record.pk, passage_id=hit.passage_id,
             text=fields.get("text") or "", document=fields.get("document") or "", anchor=fields.get("anchor") or "",
             page=fields.get("page") or "", headings=fields.get("headings") or "",
             contributor=record.contributor.public_name, dense_score=hit.dense_score, lexical_score=hit.lexical_score,
+            datanet=version.datanet.slug, datanet_name=version.datanet.name, version_number=version.number,
+            version_hash=version.manifest_hash, contributor_id=record.contributor_id,
         ))
     return results
+
+
+# --- Retrieval apps --------------------------------------------------------------------------------------
+
+def deployed_apps():
+    """The retrieval apps that answer now, as `/v1/models` and the playground list them."""
+    return RetrievalApp.objects.filter(state=AppState.ACTIVE).select_related("owner", "causal_model")
+
+
+def app_for_model(*, slug: str) -> RetrievalApp | None:
+    """The deployed retrieval app called `slug` (the `model` of a chat completion), or None."""
+    if not isinstance(slug, str) or not slug:
+        return None
+    return deployed_apps().filter(slug=slug).first()
+
+
+def apps_of(*, owner):
+    return RetrievalApp.objects.filter(owner=owner).select_related("causal_model").order_by("state", "name")
+
+
+def app_get_visible(*, slug: str, user) -> RetrievalApp:
+    """A deployed app (anyone may call it), or a retired one to its owner; a 404 otherwise."""
+    app = RetrievalApp.objects.select_related("owner", "causal_model").filter(slug=slug).first()
+    if app is None or (app.state != AppState.ACTIVE and app.owner_id != getattr(user, "pk", None)):
+        raise Http404("No such retrieval app.")
+    return app
+
+
+def app_versions(*, app: RetrievalApp) -> list[DatanetVersion]:
+    return list(app.versions.select_related("datanet").order_by("datanet__name", "number"))
+
+
+def app_versions_by_app(*, apps) -> dict[int, list[DatanetVersion]]:
+    out: dict[int, list[DatanetVersion]] = {}
+    for link in RetrievalApp.versions.through.objects.filter(retrievalapp__in=apps).select_related(
+            "datanetversion__datanet").order_by("datanetversion__datanet__name", "datanetversion__number"):
+        out.setdefault(link.retrievalapp_id, []).append(link.datanetversion)
+    return out
+
+
+def deployable_versions_for(*, user):
+    """Published versions of the Documents Datanets the user may see: what the deploy form offers (whether each
+    may be used, and its index is ready, the service says with its reasons)."""
+    visible = datanet_selectors.datanets_visible_to(user=user).filter(task_type=TaskType.DOCUMENTS)
+    return DatanetVersion.objects.filter(datanet__in=visible).select_related("datanet", "retrieval_index").order_by(
+        "datanet__name", "-number")
+
+
+def receipt_get(*, receipt_id: str) -> RetrievalReceipt:
+    """Like attribution receipts, a capability link: whoever holds the id may read which passages were cited."""
+    receipt = RetrievalReceipt.objects.select_related("app", "app__owner").filter(receipt_id=str(receipt_id)).first()
+    if receipt is None:
+        raise Http404("No such receipt.")
+    return receipt
+
+
+def receipt_shows_query(*, receipt: RetrievalReceipt, user) -> bool:
+    """The question and the answer are private to whoever asked, the app's owner and staff."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return user.is_staff or user.pk in (receipt.requester_id, receipt.app.owner_id)
+
+
+def receipt_explained(*, receipt: RetrievalReceipt, user) -> dict:
+    """The receipt's citations, each passage's text shown only to those who may see its Datanet, and its shares
+    per contributor (percent of the contributors' pool), largest first."""
+    from accounts import selectors as accounts_selectors
+
+    slugs = {c.get("datanet") for c in receipt.citations}
+    visible = set(datanet_selectors.datanets_visible_to(user=user).filter(slug__in=slugs)
+                  .values_list("slug", flat=True))
+    shares = {int(k): int(v) for k, v in (receipt.contributor_shares_ppm or {}).items()}
+    names = accounts_selectors.users_public_names(user_ids=list(shares))
+    return {
+        "citations": [{**c, "visible": c.get("datanet") in visible} for c in receipt.citations],
+        "shares": [{"contributor_id": uid, "name": names.get(uid, f"user {uid}"), "percent": round(ppm / 1e4, 2),
+                    "rows": (receipt.contributor_rows or {}).get(str(uid), [])}
+                   for uid, ppm in sorted(shares.items(), key=lambda item: (-item[1], item[0]))],
+    }

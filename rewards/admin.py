@@ -33,6 +33,7 @@ from .models import (
     Settlement,
     SettlementShare,
     SlashBooking,
+    SlashRelease,
     SlashShare,
     Wallet,
     WalletNonce,
@@ -408,6 +409,14 @@ class SlashBookingAdmin(ReadOnlyAdmin):
     """Slashed stakes booked as the honest contributors' earnings (`services.slash_book`)."""
 
     list_display = ("key", "datanet_id", "datanet_version", "slashed_user", "amount", "created_at")
+
+
+@admin.register(SlashRelease)
+class SlashReleaseAdmin(ReadOnlyAdmin):
+    """Booked slashes paid out of the Datanet's pool to the treasury (`services.slash_releases_send`)."""
+
+    list_display = ("key", "datanet_id", "amount", "released_through", "state", "attempts", "tx_hash", "finished_at")
+    list_filter = ("state",)
 
 
 @admin.register(SlashShare)

@@ -34,7 +34,7 @@ class AppendOnly(models.Model):
 # --- Fee policy -----------------------------------------------------------------------------------------
 
 class Fallback(models.TextChoices):
-    TRAINING_DATA = "training_data", "the contributors of the model's training data, pro rata to rows"
+    TRAINING_DATA = "training_data", "the contributors of the model's training data, by its value"
     PROTOCOL = "protocol", "the protocol treasury"
     OWNER = "owner", "the model owner"
 
@@ -49,7 +49,8 @@ class FeePolicy(models.Model):
     fallback = models.CharField(
         max_length=16, choices=Fallback.choices, default=Fallback.TRAINING_DATA,
         help_text="Who receives the contributors' share when an answer has no receipt at all (attribution failed): "
-                  "by default the contributors of the rows that trained the model, pro rata to rows. Never the "
+                  "by default the contributors of the rows that trained the model, pro rata to their value on its "
+                  "evaluation split as recorded when its index was built (to rows when it never was). Never the "
                   "owner by default: the owner must not profit from attribution failing.",
     )
     version = models.PositiveIntegerField(default=1, editable=False)
@@ -269,6 +270,49 @@ class SlashBooking(AppendOnly):
 
     def __str__(self):
         return f"slash {self.key[:12]}… on datanet {self.datanet_id}: {format_open(self.amount)} OPEN"
+
+
+class ReleaseState(models.TextChoices):
+    PENDING = "pending", "waiting to be sent"
+    DONE = "done", "released on chain"
+    FAILED = "failed", "failed; the next run asks the chain, then retries"
+
+
+class SlashRelease(models.Model):
+    """A booked slash's OPEN paid out of the Datanet's pool in the stakes contract (`releasePool`) to the treasury
+    that funds epoch payouts, so the epoch paying its `SlashShare`s is funded by the slashed OPEN, not by the
+    treasury's own (`services.slash_releases_send`). Once per booking (`key`, the evidence hash).
+
+    `releasePool` takes no id the contract could refuse twice, so each release carries its place in its pool's
+    order instead: `released_through` is what that pool has paid out in all once this release is done. A run
+    first adds up the pool's `PoolReleased` events; a release whose `released_through` is already reached is done
+    (an earlier try landed though its answer was lost) and nothing is sent again."""
+
+    booking = models.OneToOneField(SlashBooking, on_delete=models.PROTECT, related_name="release")
+    key = models.CharField(max_length=66, unique=True, help_text="The slash's evidence hash (its booking's key).")
+    staking_address = models.CharField(max_length=42, db_index=True, help_text="The stakes contract holding the pool.")
+    datanet_id = models.PositiveBigIntegerField(help_text="The pool (the Datanet's on-chain id, its pk).")
+    recipient = models.CharField(max_length=42, help_text="The treasury the epoch close funds the distributor from.")
+    amount = AmountField(help_text="The booked slash's amount (base units).")
+    released_through = AmountField(help_text="What the pool has released in all once this release is done.")
+    state = models.CharField(max_length=16, choices=ReleaseState.choices, default=ReleaseState.PENDING)
+    tx_hash = models.CharField(max_length=66, blank=True)
+    block_number = models.PositiveBigIntegerField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Sends tried (a lost answer counts).")
+    error = models.TextField(blank=True)
+    pool_lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="Kept on a pool's first release: until when one run holds the pool to send "
+                                         "its releases (two runs side by side would both see the same amount missing).")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["staking_address", "datanet_id", "released_through"]
+        constraints = [models.UniqueConstraint(fields=["staking_address", "datanet_id", "released_through"],
+                                               name="rewards_slash_release_order")]
+
+    def __str__(self):
+        return f"release of slash {self.key[:12]}… ({self.state}): {format_open(self.amount)} OPEN"
 
 
 class SlashShare(models.Model):

@@ -1,5 +1,20 @@
-"""Shared fixtures: a fixed cast of users (as healthchecks' hc/test.py does), API clients with keys,
-and a Playwright browser on Debian chromium.
+"""Shared fixtures: one fixed cast of users, API clients with keys, and a Playwright browser on Debian chromium.
+
+The cast (as healthchecks' hc/test.py has one): every suite uses these people in these roles, so a reader knows
+from a name alone who someone is and what they may do.
+
+    fixture   role
+    alice     owns: her Datanets, her fine-tunes and her model versions
+    bob       curates alice's Datanets (their curator member, given by `cast_roles`)
+    dora      contributes to alice's Datanets (their contributor member, given by `cast_roles`)
+    charlie   a stranger: signed in, a member of nothing, owner of nothing (he may still upload to a
+              Datanet open to anyone, as any signed-in person may)
+    staff     the site's admin: staff and superuser, as the demo's admin
+
+Roles on a Datanet are memberships, so they exist once the Datanet does: `cast_roles(datanet)` gives bob and
+dora theirs on a Datanet alice owns, and `cast.by_role` maps role names to people (the permission matrices'
+rows). A test that needs someone outside the cast (a staff member without permissions, a second owner,
+hundreds of contributors) makes them with `make_user` and says why.
 
 Engine tests (tests/engine_*/, tests/chain/) use none of this and never touch the database."""
 
@@ -62,25 +77,59 @@ def make_user(db):
 
 @pytest.fixture
 def alice(make_user):
-    """A contributor (and, in Datanet tests, the owner of Datanets she creates)."""
+    """The owner: of her Datanets, her fine-tunes and her model versions."""
     return make_user("alice")
 
 
 @pytest.fixture
 def bob(make_user):
-    """Bob is a second user: curator where a test makes him one, stranger otherwise."""
+    """The curator of alice's Datanets (once `cast_roles` gives him the membership)."""
     return make_user("bob")
 
 
 @pytest.fixture
+def dora(make_user):
+    """The contributor of alice's Datanets (a contributor member once `cast_roles` runs)."""
+    return make_user("dora")
+
+
+@pytest.fixture
 def charlie(make_user):
-    """Charlie belongs to nothing: the stranger."""
+    """The stranger: a member of nothing, owner of nothing."""
     return make_user("charlie")
 
 
 @pytest.fixture
 def staff(make_user):
-    return make_user("staff", staff=True)
+    """The site's admin: staff and superuser (every admin page and admin action)."""
+    user = make_user("staff", staff=True)
+    user.is_superuser = True
+    user.save(update_fields=["is_superuser"])
+    return user
+
+
+@pytest.fixture
+def cast_roles(alice, bob, dora):
+    """`cast_roles(datanet)`: the cast's roles on a Datanet alice owns (bob its curator, dora its contributor
+    member; charlie stays a stranger), given through the membership service. Returns the Datanet."""
+    from datanets.services import membership_set
+
+    def give(datanet):
+        assert datanet.owner_id == alice.pk, "the cast's roles are on alice's Datanets"
+        membership_set(datanet=datanet, actor=alice, user=bob, role="curator")
+        membership_set(datanet=datanet, actor=alice, user=dora, role="contributor")
+        return datanet
+
+    return give
+
+
+@pytest.fixture
+def cast(alice, bob, dora, charlie, staff):
+    """The whole cast, by name and by role (`cast.by_role["curator"]` is bob)."""
+    from types import SimpleNamespace
+
+    by_role = {"owner": alice, "curator": bob, "contributor": dora, "stranger": charlie, "staff": staff}
+    return SimpleNamespace(alice=alice, bob=bob, dora=dora, charlie=charlie, staff=staff, by_role=by_role)
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ workers can each score a shard range and ``merge_top_rows`` their results.
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -57,10 +58,11 @@ from safetensors.torch import save_file
 
 from . import credit
 from .canonical import canonical_json, file_sha256
+from .eigenbasis import PROJECTION_NAME, BasisFit, save_bases
 from .gradients import GradientBlock, GradientFeaturizer, TokenReduction
 from .index import AttributionIndex, memory_mapped_tensor
 from .layout import CONTRIBUTORS_NAME, CREDIT_NAME, FORMAT_VERSION, MANIFEST_NAME
-from .projection import BlockProjector, ProjectionSpec
+from .projection import BlockProjector, ProjectionSpec, allocate_block_dims
 
 _SPILL_DIR = ".build"
 
@@ -90,6 +92,10 @@ class IndexConfig:
     # on the evaluation split earn nothing (credit.low_value_sets; None: off). Needs evaluation queries.
     low_value_ratio: float | None = 0.5
     low_value_fdr: float = 0.05
+    # projection.kind == "eigenbasis": the first this many training rows fit each block's basis, which takes this
+    # fraction of each block's dimensions; a seeded random projection of the rest takes the others (eigenbasis.py).
+    eigenbasis_rows: int = 4096
+    eigenbasis_fraction: float = 0.9
 
     def __post_init__(self):
         value = self.damping_ratio
@@ -107,6 +113,10 @@ class IndexConfig:
             raise ValueError("low_value_fdr must be in (0, 1)")
         if self.duplicate_cosine is not None and not 0 < self.duplicate_cosine <= 1:
             raise ValueError("duplicate_cosine must be in (0, 1] or None")
+        if not (isinstance(self.eigenbasis_rows, int) and self.eigenbasis_rows >= 1):
+            raise ValueError("eigenbasis_rows must be a positive int")
+        if not 0 < self.eigenbasis_fraction <= 1:
+            raise ValueError("eigenbasis_fraction must be in (0, 1]")
 
 
 @dataclass
@@ -139,6 +149,7 @@ class IndexBuilder:
         self.config = config
         self.blocks = list(blocks)
         self.model_hash = model_hash
+        self.projection_bases: dict | None = None  # fitted eigenbasis (build_index), stored with the index
         self._spill = self.directory / _SPILL_DIR
         self._spill.mkdir(parents=True, exist_ok=True)
         self._pending_features: list[torch.Tensor] = []
@@ -401,7 +412,10 @@ class IndexBuilder:
         manifest = {
             "format_version": FORMAT_VERSION,
             "model_hash": self.model_hash,
-            "projection": {"k": k, "seed": seed, "kind": self.config.projection.kind},
+            "projection": {"k": k, "seed": seed, "kind": self.config.projection.kind,
+                           **({"fit_rows": self.config.eigenbasis_rows,
+                               "eigen_fraction": self.config.eigenbasis_fraction}
+                              if self.config.projection.kind == "eigenbasis" else {})},
             "method": {
                 "curvature": self.config.curvature,
                 "damping_rule": self.config.damping_rule,
@@ -443,6 +457,12 @@ class IndexBuilder:
             "contributors_file": {"file": CONTRIBUTORS_NAME,
                                   "sha256": file_sha256(self.directory / CONTRIBUTORS_NAME)},
         }
+        if self.config.projection.kind == "eigenbasis":
+            if not self.projection_bases:
+                raise ValueError("an eigenbasis index needs its fitted projection bases (build_index fits them)")
+            save_bases(self.projection_bases, self.directory / PROJECTION_NAME)
+            manifest["projection_file"] = {"file": PROJECTION_NAME,
+                                           "sha256": file_sha256(self.directory / PROJECTION_NAME)}
         (self.directory / MANIFEST_NAME).write_bytes(canonical_json(manifest))
         return AttributionIndex(self.directory)
 
@@ -487,11 +507,15 @@ def build_index(
     (held-out rows with their true labels, in batches) value the rows, flag harmful ones and measure
     the share policy's noise null (``IndexBuilder.finalize``)."""
     featurizer = GradientFeaturizer(model, token_reduction=config.token_reduction)
-    projector = BlockProjector(featurizer.blocks, config.projection, device=featurizer.device)
-    featurizer.projector = projector
-    builder = IndexBuilder(directory, config, featurizer.blocks, model_hash)
     if config.curvature not in ("fisher", "empirical_fisher"):
         raise ValueError(f"unknown curvature {config.curvature!r}")
+    bases = None
+    if config.projection.kind == "eigenbasis":
+        batches, bases = _fit_eigenbasis(featurizer, batches, config)
+    projector = BlockProjector(featurizer.blocks, config.projection, device=featurizer.device, bases=bases)
+    featurizer.projector = projector
+    builder = IndexBuilder(directory, config, featurizer.blocks, model_hash)
+    builder.projection_bases = bases
     for batch in batches:
         curvature_rows = None
         if config.curvature == "fisher":  # one forward for both (GradientFeaturizer.features_and_fisher)
@@ -506,3 +530,19 @@ def build_index(
         parts = [featurizer.features(inputs).float().cpu() for inputs in eval_inputs]
         eval_queries = torch.cat(parts) if parts else None
     return builder.finalize(eval_queries)
+
+
+def _fit_eigenbasis(featurizer: GradientFeaturizer, batches: Iterable[TrainingBatch], config: IndexConfig):
+    """Fit each block's eigenbasis on the first ``config.eigenbasis_rows`` training rows (their unprojected
+    gradients, one extra backward each), and hand back the batches to index: the buffered ones first, then
+    the rest of the stream, so the data is still read once."""
+    iterator = iter(batches)
+    buffered: list[TrainingBatch] = []
+    fit = BasisFit(featurizer.blocks)
+    for batch in iterator:
+        buffered.append(batch)
+        fit.add(featurizer.per_example_gradients(batch.inputs))
+        if fit.rows >= config.eigenbasis_rows:
+            break
+    block_dims = allocate_block_dims([block.size for block in featurizer.blocks], config.projection.k)
+    return itertools.chain(buffered, iterator), fit.bases(block_dims, config.eigenbasis_fraction)

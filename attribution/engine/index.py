@@ -148,6 +148,15 @@ class AttributionIndex:
         p = self.manifest["projection"]
         return ProjectionSpec(seed=p["seed"], k=p["k"], kind=p["kind"])
 
+    def projection_bases(self) -> dict | None:
+        """The fitted eigenbasis of an ``eigenbasis`` index (eigenbasis.py), None for a seeded projection."""
+        entry = self.manifest.get("projection_file")
+        if entry is None:
+            return None
+        from .eigenbasis import load_bases
+
+        return load_bases(self.directory / entry["file"], self.blocks)
+
     @property
     def blocks(self) -> list[GradientBlock]:
         return [GradientBlock(**b) for b in self.manifest["blocks"]]
@@ -312,7 +321,8 @@ class AttributionIndex:
     def verify(self, expected_index_hash: str | None = None) -> VerificationReport:
         """Recompute every file hash and the index hash; report each mismatch."""
         problems = []
-        files = [*self.manifest["shards"], self.manifest["credit_file"], self.manifest["contributors_file"]]
+        files = [*self.manifest["shards"], self.manifest["credit_file"], self.manifest["contributors_file"],
+                 *([self.manifest["projection_file"]] if "projection_file" in self.manifest else [])]
         for entry in files:
             path = self.directory / entry["file"]
             if not path.exists():

@@ -1,4 +1,6 @@
-"""Seeded block-diagonal random projection of per-example gradients to ``k`` dimensions.
+"""Block-diagonal projection of per-example gradients to ``k`` dimensions: seeded random subspaces
+(``gaussian``, ``rademacher``, ``orthogonal``) or each block's fitted KFAC eigenbasis with a seeded random
+remainder (``eigenbasis``, the platform's default: eigenbasis.py says why and what it measured).
 
 Why block-diagonal: a dense Gaussian projection of MiniLM-LoRA's ~74k-dim gradient to 4,096 dims
 is a 74k × 4,096 matrix (1.2 GB in fp32). Projecting each Linear layer's gradient block ``d_m``
@@ -42,8 +44,8 @@ import torch
 from .canonical import derived_seed
 from .gradients import GradientBlock
 
-ProjectionKind = Literal["gaussian", "rademacher", "orthogonal"]
-PROJECTION_KINDS = ("gaussian", "rademacher", "orthogonal")
+ProjectionKind = Literal["gaussian", "rademacher", "orthogonal", "eigenbasis"]
+PROJECTION_KINDS = ("gaussian", "rademacher", "orthogonal", "eigenbasis")
 MAX_PROJECTION_DIM = 8192
 
 
@@ -77,7 +79,9 @@ def allocate_block_dims(sizes: Sequence[int], k: int) -> list[int]:
 
 
 class BlockProjector:
-    """Projects ``{block name: [B, d_m]}`` gradients to ``[B, k]`` features, block by block."""
+    """Projects ``{block name: [B, d_m]}`` gradients to ``[B, k]`` features, block by block.
+
+    ``bases`` (``kind="eigenbasis"`` only): each block's fitted :class:`BlockBasis` (eigenbasis.py)."""
 
     def __init__(
         self,
@@ -85,6 +89,7 @@ class BlockProjector:
         spec: ProjectionSpec,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        bases: Mapping | None = None,
     ):
         self.blocks = list(blocks)
         self.spec = spec
@@ -92,6 +97,13 @@ class BlockProjector:
         self.device = torch.device(device)
         self.dtype = dtype
         self._matrices: dict[str, torch.Tensor] = {}
+        self.bases = {}
+        if spec.kind == "eigenbasis":
+            missing = [block.name for block in self.blocks if block.name not in (bases or {})]
+            if missing:
+                raise ValueError(f"an eigenbasis projection needs a fitted basis for every block; none for {missing[:3]}")
+            self.bases = {block.name: bases[block.name].with_residual(block, k_block, spec.seed)
+                          for block, k_block in zip(self.blocks, self.block_dims)}
 
     @property
     def dim(self) -> int:
@@ -99,6 +111,8 @@ class BlockProjector:
 
     def matrix(self, block: GradientBlock, k_block: int) -> torch.Tensor:
         """The ``[d_m, k_m]`` projection for one block, generated from the seed and cached."""
+        if self.spec.kind == "eigenbasis":
+            raise ValueError("an eigenbasis projection is applied factor by factor (BlockBasis.project)")
         cached = self._matrices.get(block.name)
         if cached is None:
             generator = torch.Generator(device="cpu").manual_seed(derived_seed(self.spec.seed, block.name))
@@ -118,7 +132,10 @@ class BlockProjector:
         parts = []
         for block, k_block in zip(self.blocks, self.block_dims):
             grad = gradients[block.name]
-            parts.append(grad.to(self.dtype) @ self.matrix(block, k_block).to(grad.device))
+            if self.spec.kind == "eigenbasis":
+                parts.append(self.bases[block.name].project(block, grad.to(self.dtype)))
+            else:
+                parts.append(grad.to(self.dtype) @ self.matrix(block, k_block).to(grad.device))
         return torch.cat(parts, dim=1)
 
     def dense_matrix_bytes(self) -> int:

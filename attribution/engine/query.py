@@ -85,7 +85,7 @@ class Attributor:
         if self.featurizer.blocks != index.blocks:
             raise ValueError("model's trainable layers differ from the layers the index was built on")
         self.featurizer.projector = BlockProjector(self.featurizer.blocks, index.projection,
-                                                   device=self.featurizer.device)
+                                                   device=self.featurizer.device, bases=index.projection_bases())
         # Load the matrices and compile the scan kernel now (seconds, once per process) rather than
         # inside the first inference's latency.
         index.contributor_scores(torch.zeros(1, index.k))

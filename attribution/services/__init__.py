@@ -10,7 +10,8 @@ in the module named for what it does:
   platform's index configuration).
 * `loading`: the per-process LRU cache of a model and its verified index (`cache_clear`), and
   `model_output`, the model's own answer.
-* `receipts`: `receipt_create`, `receipt_verify` and `query_digest`.
+* `receipts`: `receipt_create`, `receipt_create_paid` (a direct attribution request, charged like an answer),
+  `receipt_verify` and `query_digest`.
 * `verbatim`: the span index of causal versions (`span_index_store`, `span_index_verify`) and the
   verbatim spans a receipt lists (`with_verbatim_spans`).
 * `errors`: `IndexNotReady`, `IndexCorrupt`, `ReceiptMismatch`, `BuildError`.
@@ -28,7 +29,14 @@ from .builds import (
 from .encoding import training_batch, training_row_ids
 from .errors import BuildError, IndexCorrupt, IndexNotReady, ReceiptMismatch
 from .loading import cache_clear, model_output
-from .receipts import ReceiptCheck, query_digest, receipt_create, receipt_verify
+from .receipts import (
+    ProbeUnpaid,
+    ReceiptCheck,
+    query_digest,
+    receipt_create,
+    receipt_create_paid,
+    receipt_verify,
+)
 from .verbatim import span_index_store, span_index_verify, with_verbatim_spans
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "BuildError",
     "IndexCorrupt",
     "IndexNotReady",
+    "ProbeUnpaid",
     "ReceiptCheck",
     "ReceiptMismatch",
     "cache_clear",
@@ -50,6 +59,7 @@ __all__ = [
     "training_batch",
     "training_row_ids",
     "receipt_create",
+    "receipt_create_paid",
     "receipt_verify",
     "span_index_store",
     "span_index_verify",

@@ -54,7 +54,8 @@ def index_config(*, seed: int, k: int):
         damping_rule=settings.ATTRIBUTION_DAMPING_RULE, shard_rows=settings.ATTRIBUTION_SHARD_ROWS,
         group_size=settings.ATTRIBUTION_GROUP_SIZE, duplicate_cosine=settings.ATTRIBUTION_DUPLICATE_COSINE,
         harm_outlier_z=settings.ATTRIBUTION_MISLABEL_Z, low_value_ratio=settings.ATTRIBUTION_LOW_VALUE_RATIO,
-        low_value_fdr=settings.ATTRIBUTION_LOW_VALUE_FDR,
+        low_value_fdr=settings.ATTRIBUTION_LOW_VALUE_FDR, eigenbasis_rows=settings.ATTRIBUTION_EIGENBASIS_ROWS,
+        eigenbasis_fraction=settings.ATTRIBUTION_EIGENBASIS_FRACTION,
     )
 
 
@@ -123,6 +124,8 @@ class _Built:
     valuation_error: str
     eval_rows: int
     credit: dict
+    fallback_shares_ppm: dict
+    fallback_basis: str
 
 
 def index_build(*, model_version_id: int) -> AttributionIndex:
@@ -164,6 +167,7 @@ def _build_finish(*, index: AttributionIndex, built: _Built, seconds: float) -> 
             method=built.method | {"credit": {k: v for k, v in built.credit.items() if k != "harm_by_contributor"}},
             row_count=built.row_count, contributor_count=built.contributor_count,
             built_at=timezone.now(), build_seconds=round(seconds, 3), error="",
+            fallback_shares_ppm=built.fallback_shares_ppm, fallback_basis=built.fallback_basis,
         )
         model_services.model_version_set_attribution_status(version=index.model_version, status=IndexState.READY)
         report_fields = {"index_hash": built.index_hash, "eval_rows": built.eval_rows, "error": built.valuation_error}
@@ -317,8 +321,17 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
         | ({"verbatim": spans} if spans else {}),
         row_count=engine_index.num_rows, contributor_count=len(engine_index.contributors),
         valuation=valuation, valuation_error=valuation_error, eval_rows=len(eval_present),
-        credit=_credit_summary(engine_index),
+        credit=_credit_summary(engine_index), **_fallback_record(engine_index),
     )
+
+
+def _fallback_record(engine_index: EngineIndex) -> dict:
+    """The empty-receipt fallback by user id, kept on the index record for fees that get no receipt at all.
+    Rows credited to a non-user id (imported data) have nobody to pay: the settlement renormalises."""
+    fallback = engine_index.fallback_shares()
+    return {"fallback_shares_ppm": {str(uid): int(ppm) for uid, ppm in fallback.shares_ppm.items()
+                                    if str(uid).isdigit() and ppm > 0},
+            "fallback_basis": fallback.basis}
 
 
 def _credit_summary(engine_index: EngineIndex) -> dict:

@@ -71,7 +71,8 @@ def _share_policy() -> SharePolicy:
 
 def _index_file_names(manifest: dict) -> list[str]:
     return [*(shard["file"] for shard in manifest["shards"]), manifest["credit_file"]["file"],
-            manifest["contributors_file"]["file"]]
+            manifest["contributors_file"]["file"],
+            *([manifest["projection_file"]["file"]] if "projection_file" in manifest else [])]
 
 
 @dataclass

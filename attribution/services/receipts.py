@@ -142,3 +142,39 @@ def receipt_verify(*, receipt: AttributionReceipt) -> ReceiptCheck:
     if recomputed != receipt.receipt_digest:
         problems.append("recomputing the attribution gives a different receipt")
     return ReceiptCheck(not problems, receipt.receipt_digest, recomputed, tuple(problems))
+
+
+class ProbeUnpaid(Exception):
+    """The requester's credit does not cover the model's price: no attribution was computed for them."""
+
+    def __init__(self, message: str, *, needed: int, available: int):
+        super().__init__(message)
+        self.needed, self.available = needed, available
+
+
+def receipt_create_paid(*, model_version, input_text: str, output: str, requester) -> AttributionReceipt:
+    """An attribution asked for directly (`POST /api/v1/attributions/`) costs what an answer of the model
+    costs, and its fee is split by the receipt it buys, like any answer's: the rows it names are paid for
+    being named. Free probes would let anyone find, at no cost and from as many accounts as they like,
+    which rows earn on which inputs, and then upload rewordings of exactly those (docs/rewards.md).
+
+    The receipt and the fee are one transaction: when the credit is short (`ProbeUnpaid`) neither is
+    stored, so nothing of the attribution is revealed. A model priced at 0 costs nothing to probe."""
+    from rewards import services as rewards_services
+
+    fee = int(model_version.price_per_inference or 0)
+    with transaction.atomic():
+        receipt = receipt_create(model_version=model_version, input_text=input_text, output=output,
+                                 requester=requester)
+        if fee <= 0:
+            return receipt
+        try:
+            rewards_services.fee_record(
+                inference_id=f"attribution-probe:{receipt.receipt_id}", payer=requester,
+                model_owner=model_version.owner, fee=fee,
+                contributor_shares={int(k): int(v) for k, v in (receipt.contributor_shares_ppm or {}).items()},
+                model_version_hash=model_version.version_hash, receipt_id=str(receipt.receipt_id),
+                contributor_rows={int(k): v for k, v in (receipt.contributor_rows or {}).items()})
+        except rewards_services.InsufficientCredit as exc:
+            raise ProbeUnpaid(str(exc), needed=exc.needed, available=exc.available) from exc
+    return receipt

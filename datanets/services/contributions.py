@@ -21,6 +21,7 @@ from accounts.services import AuditAction, audit_record
 from ..models import Contribution, ContributionSource, Datanet, TaskType
 from ..selectors import datanet_permissions
 from .constants import HASH_CHUNK
+from .stake_quota import stake_quota_check_upload
 
 
 def _safe_display_name(name: str) -> str:
@@ -70,7 +71,8 @@ def _store_content_addressed(chunks) -> tuple[str, str, int]:
     return sha, name, size
 
 
-def _contribution_start(*, datanet: Datanet, contributor, source: str, chunks, file_name: str, size_hint: int) -> Contribution:
+def _contribution_start(*, datanet: Datanet, contributor, source: str, chunks, file_name: str, size_hint: int,
+                        row_count: int | None = None) -> Contribution:
     perms = datanet_permissions(datanet=datanet, user=contributor)
     if not perms.can_contribute:
         raise PermissionDenied("Only members may contribute to this Datanet." if perms.can_view else "No such Datanet.")
@@ -86,6 +88,8 @@ def _contribution_start(*, datanet: Datanet, contributor, source: str, chunks, f
                                                        if datanet.task_type == TaskType.DOCUMENTS else
                                                        "Choose a file with a header row and at least one data row."))
     _check_quota(contributor=contributor, size=size_hint)
+    # In a staked Datanet the rows per day scale with the stake (`stake_quota`); `row_count` is known for JSON rows.
+    stake_quota_check_upload(datanet=datanet, contributor=contributor, incoming_rows=row_count)
     sha, storage_name, size = _store_content_addressed(chunks)
     from ..tasks import contribution_validate_task
 
@@ -124,7 +128,7 @@ def contribution_create_from_rows(*, datanet: Datanet, contributor, rows, source
     payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
     return _contribution_start(
         datanet=datanet, contributor=contributor, source=source, chunks=[payload],
-        file_name="rows.jsonl", size_hint=len(payload),
+        file_name="rows.jsonl", size_hint=len(payload), row_count=len(rows),
     )
 
 

@@ -6,6 +6,7 @@ from django.utils.text import slugify
 
 from accounts.services import AuditAction, audit_record
 from datanets.ingest.schema import DatanetSchema, SchemaError
+from lineage.model_update import model_update
 
 from ..models import Datanet, Membership, Record, Role
 from ..selectors import datanet_permissions
@@ -92,15 +93,10 @@ def datanet_update(*, datanet: Datanet, actor, **changes) -> Datanet:
                 raise ValidationError(
                     {"label_set": f"Rows already use {', '.join(sorted(dropped))}; labels in use cannot be removed."}
                 )
-        before = {field: getattr(datanet, field) for field in changes}
-        for field, value in changes.items():
-            setattr(datanet, field, value)
-        _validated_schema(**{field: getattr(datanet, field) if field not in ("label_set", "metadata_columns")
-                             else tuple(getattr(datanet, field)) for field in SCHEMA_FIELDS})
-        datanet.full_clean()
-        datanet.save()
-        audit_record(
-            actor=actor, action=AuditAction.DATANET_UPDATE, target=datanet,
-            details={field: {"from": before[field], "to": changes[field]} for field in changes if before[field] != changes[field]},
-        )
+        schema = {field: changes.get(field, getattr(datanet, field)) for field in SCHEMA_FIELDS}
+        _validated_schema(**{field: tuple(value) if field in ("label_set", "metadata_columns") else value
+                             for field, value in schema.items()})
+        update = model_update(instance=datanet, fields=EDITABLE_FIELDS, data=changes)
+        if update.has_updated:  # a form saved unchanged is not an action
+            audit_record(actor=actor, action=AuditAction.DATANET_UPDATE, target=datanet, details=update.audit_details())
     return datanet

@@ -23,6 +23,7 @@ from ..models import Contribution, ContributionState, Datanet, Record, RecordSta
 from ..selectors import existing_rows_described_to
 from .constants import DB_BATCH
 from .near_duplicates import near_dup_index_load, near_dup_index_save
+from .stake_quota import stake_quota_cap
 
 PROGRESS_EVERY_S = 0.5
 # The progress bar's share of each phase: parsing reads bytes up to 80%, screening reaches 95%, the
@@ -196,6 +197,9 @@ def _contribution_validate_claimed(contribution: Contribution) -> Contribution:
             duplicates_in_upload.append((error, result.rejection.duplicate_of_upload_row))
     rows_total = len(results)
     del results
+    # A staked Datanet's rows per day scale with the contributor's stake: rows past what is left go unreviewed.
+    records, over_quota = stake_quota_cap(contribution=contribution, records=records)
+    errors += over_quota
     Contribution.objects.filter(pk=contribution.pk).update(
         progress_done=int(contribution.progress_total * PROGRESS_SCREEN_SHARE))
     # The cached index may name rows that no longer exist (a restored database): link only live rows.

@@ -12,7 +12,8 @@ in the module named for what it does:
   contribution upload path's check), `stake_request` / `unstake_request` / `withdraw_request`,
   `stakes_index`, and the slash rule `stake_slashes_enforce` / `stake_slash_run`.
 * `slash_rewards`: `slashes_book()` books each done slash as earnings of the Datanet's honest contributors
-  (pro rata to their accepted rows in its latest version, the slashed one left out; once per slash).
+  (pro rata to their accepted rows in its latest version, the slashed one left out; once per slash);
+  `slashes_release()` pays each booked slash's OPEN out of the pool to the treasury (`releasePool`), once.
 * `reconcile`: `governance_reconcile(...)`, run by `manage.py chain_reconcile`.
 * `deployment_ensure(...)` / `staking_ensure(...)` (from `governance.chainio`): the deployment on this chain.
 """
@@ -28,7 +29,7 @@ from .actions import (
 )
 from .indexer import governance_index
 from .reconcile import governance_reconcile
-from .slash_rewards import slashes_book
+from .slash_rewards import slashes_book, slashes_release
 from .staking import (
     spam_rows,
     stake_allows_contribution,
@@ -49,6 +50,7 @@ __all__ = [
     "proposal_advance",
     "proposal_submit",
     "slashes_book",
+    "slashes_release",
     "spam_rows",
     "stake_allows_contribution",
     "stake_request",

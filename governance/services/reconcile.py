@@ -1,7 +1,9 @@
 """Reconciliation of governance with the chain, run by `manage.py chain_reconcile` next to rewards' own:
 votes (each proposal's indexed ballots against the governor's tallies), stakes (each position the indexed
 events add up to against `stakeOf`, and the contract's totals), slashes (each recorded slash against its
-`Slashed` event and every `Slashed` event against a recorded decision), the fee split (the registry
+`Slashed` event and every `Slashed` event against a recorded decision), the release of booked slashes from
+their Datanet's pool (booked, recorded as released and released on chain, `rewards.services.slash_releases`),
+the fee split (the registry
 against the rewards fee policy in force) and the governed epoch length and share policy (the registry
 against the `GovernedValue` in force). Each difference is an open `ReconciliationIssue`; nothing is
 patched. Only what is recorded for this chain is checked: reconciling never deploys anything.
@@ -24,6 +26,7 @@ from ..models import (
 )
 from ..selectors import stake_positions
 from .indexer import governance_index
+from .slash_rewards import bookings_on
 from .staking import stakes_index
 
 
@@ -36,7 +39,9 @@ def governance_reconcile(*, client=None) -> list:
     issues = _votes(deployment, client) + _fee_split(deployment, client) + _platform_parameters(deployment, client)
     if deployment.staking_address:
         stakes_index(client=client)
-        issues += _stakes(deployment, client) + _slashes(deployment, client)
+        issues += _stakes(deployment, client) + _slashes(deployment, client) + rewards_services.slash_releases_reconcile(
+            staking=staking_contract(deployment, client), bookings=bookings_on(deployment=deployment),
+            from_block=deployment.staking_deployed_at_block)
     return [issue for issue in issues if issue is not None]
 
 

@@ -7,14 +7,21 @@ one's accepted rows in the Datanet's latest version, the slashed contributor lef
 its evidence hash, the id the staking contract took once). The next epoch close pays it with their fee
 earnings. A Datanet with no version yet, or whose version holds only the slashed contributor's rows, has nobody
 to pay: the slash waits and is booked by a later run once there is someone.
+
+`slashes_release()` then pays each booked slash's OPEN out of the Datanet's pool in the stakes contract to the
+treasury that funds the epochs (`rewards.services.slash_releases_send`), so the epoch paying those earnings is
+funded by the slashed OPEN: once per slash, safe after a lost answer.
 """
 
 import logging
 
 from datanets.selectors import latest_version_rows_by_contributor
 from rewards import services as rewards_services
+from rewards.chainio import get_chain_client
+from rewards.models import SlashBooking
 from rewards.selectors import slash_bookings
 
+from ..chainio import deployment_recorded, staking_contract
 from ..models import SlashState, StakeSlash
 
 logger = logging.getLogger("governance")
@@ -49,3 +56,23 @@ def slashes_book() -> list:
             key=slash.evidence_hash, datanet_id=slash.datanet_id, datanet_version=version,
             slashed_user_id=slash.user_id, amount=int(slash.amount), weights=weights, slash_tx_hash=slash.tx_hash))
     return bookings
+
+
+def bookings_on(*, deployment) -> list[SlashBooking]:
+    """The bookings of slashes made on this deployment's stakes contract (a restarted development chain's old
+    slashes are not in its pools)."""
+    keys = StakeSlash.objects.filter(deployment=deployment, state=SlashState.DONE).values_list("evidence_hash",
+                                                                                               flat=True)
+    return list(SlashBooking.objects.filter(key__in=list(keys)).order_by("pk"))
+
+
+def slashes_release(*, client=None) -> list:
+    """Release every booked slash of this chain's stakes contract from its Datanet's pool to the treasury, once;
+    returns the releases touched. Nothing recorded for this chain, or no stakes contract: nothing to do."""
+    client = client or get_chain_client()
+    deployment = deployment_recorded(client=client)
+    staking = staking_contract(deployment, client) if deployment is not None else None
+    if staking is None:
+        return []
+    return rewards_services.slash_releases_send(staking=staking, bookings=bookings_on(deployment=deployment),
+                                                from_block=deployment.staking_deployed_at_block)

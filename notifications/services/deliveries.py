@@ -23,8 +23,9 @@ from ..signing import SIGNATURE_HEADER, payload_bytes, signature_header
 USER_AGENT = "Lineage-Webhooks/1"
 UNREADABLE_SECRET = ("Not sent: the webhook's signing secret cannot be decrypted with this server's "
                      "NOTIFICATIONS_SECRET_KEY (it, or the SECRET_KEY it defaults to, changed since the webhook "
-                     "was added). Restore the old key (later attempts then go through), or remove the webhook "
-                     "and add it again for a new secret.")
+                     "was added). Restore the old key, or re-encrypt the secrets under the new one "
+                     "(manage.py notifications_rotate_secret_key); later attempts then go through. Or remove the "
+                     "webhook and add it again for a new secret.")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.services import AuditAction, audit_record
+from lineage.model_update import model_update
 
 from ..catalogue import EMAIL_KINDS
 from ..models import NotificationSettings
@@ -16,13 +17,9 @@ def notification_settings_update(*, user, choices: dict) -> NotificationSettings
         raise ValidationError(f"Unknown e-mail kind(s): {', '.join(unknown)}. Choose from {', '.join(EMAIL_KINDS)}.")
     with transaction.atomic():
         current, _ = NotificationSettings.objects.select_for_update().get_or_create(user=user)
-        changed = {}
-        for kind, on in choices.items():
-            field = EMAIL_KINDS[kind].field
-            if getattr(current, field) != bool(on):
-                setattr(current, field, bool(on))
-                changed[kind] = bool(on)
-        if changed:
-            current.save()
+        update = model_update(instance=current, fields=[kind.field for kind in EMAIL_KINDS.values()],
+                              data={EMAIL_KINDS[kind].field: bool(on) for kind, on in choices.items()})
+        if update.has_updated:
+            changed = {kind: bool(on) for kind, on in choices.items() if EMAIL_KINDS[kind].field in update.changes}
             audit_record(actor=user, action=AuditAction.NOTIFICATIONS_SETTINGS_UPDATE, target=current, details=changed)
     return current

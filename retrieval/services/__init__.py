@@ -1,10 +1,18 @@
-"""Writes for retrieval: one search index per published version of a Documents Datanet.
+"""Writes for retrieval: one search index per published version of a Documents Datanet, and retrieval apps.
 
-Callers import this package (`from retrieval import services`); the code lives in `builds`:
-`index_build_queue` (on publish), the build job `index_build` (gpu queue), `index_build_requeue` (staff,
-after a failure) and `index_fail_corrupt` (stored files that no longer verify).
+Callers import this package (`from retrieval import services`); the code lives in the module named for what it
+does:
+
+* `builds`: `index_build_queue` (on publish), the build job `index_build` (gpu queue), `index_build_requeue`
+  (staff, after a failure) and `index_fail_corrupt` (stored files that no longer verify).
+* `apps`: `app_deploy` and `app_retire`: a retrieval app over published versions, answering on the API.
+* `answers`: `app_answer`, a retrieval app's answer to a chat completion (retrieved, quoted or generated, cited,
+  its fee split among the cited passages' contributors), and the credit rule `passage_shares`.
 """
 
+from .answers import CREDIT_RULE, RetrievalAnswer, passage_shares
+from .answers import answer as app_answer
+from .apps import app_deploy, app_retire
 from .builds import (
     BUILD_LABEL,
     STORAGE_ROOT,
@@ -16,9 +24,15 @@ from .builds import (
 
 __all__ = [
     "BUILD_LABEL",
+    "CREDIT_RULE",
     "STORAGE_ROOT",
+    "RetrievalAnswer",
+    "app_answer",
+    "app_deploy",
+    "app_retire",
     "index_build",
     "index_build_queue",
     "index_build_requeue",
     "index_fail_corrupt",
+    "passage_shares",
 ]

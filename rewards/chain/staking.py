@@ -7,7 +7,9 @@ by its hash, and ``releasePool`` pays a pool out. Datanets are named on chain by
 
 Every contributor call carries a ``request_id`` and every slash its ``evidence_hash``; the contract takes
 each id once (``RequestAlreadyUsed``), so a caller that lost an answer can resend and ask
-:meth:`StakingContract.request_used` without ever staking or slashing twice.
+:meth:`StakingContract.request_used` without ever staking or slashing twice. ``releasePool`` takes no id: a
+caller that lost an answer adds up :meth:`StakingContract.pool_releases` (what the Datanet's pool has paid out
+so far) instead, as ``rewards.services.slash_releases`` does.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.exceptions import TransactionNotFound
 
 from .artifacts import STAKING_CONTRACT
 from .client import ChainClient, TxResult
@@ -79,6 +82,16 @@ class StakeEvent:
     from_unstaking: int = 0
 
 
+@dataclass(frozen=True)
+class PoolRelease:
+    """A ``PoolReleased`` event: ``amount`` of Datanet ``datanet_id``'s pool paid to ``to``."""
+
+    datanet_id: int
+    to: str
+    amount: int
+    position: LogPosition
+
+
 _EVENT_KINDS = {"Staked": "staked", "UnstakeRequested": "unstake_requested", "Withdrawn": "withdrawn",
                 "Slashed": "slashed"}
 
@@ -126,6 +139,20 @@ class StakingContract(_BoundContract):
         return {"active": self._call("totalActive"), "unstaking": self._call("totalUnstaking"),
                 "pools": self._call("totalPools")}
 
+    def transaction_pending(self, tx_hash: str) -> bool:
+        """Whether a transaction sent earlier (one whose confirmation timed out) still waits in the node's pool:
+        known to the node and not mined. A release takes no id, so its sender waits for it rather than resend."""
+        try:
+            self.client.w3.eth.get_transaction_receipt(tx_hash)
+            return False
+        except TransactionNotFound:
+            pass
+        try:
+            self.client.w3.eth.get_transaction(tx_hash)
+        except TransactionNotFound:
+            return False
+        return True
+
     def has_role(self, role: bytes, account: str) -> bool:
         return self._call("hasRole", role, Web3.to_checksum_address(account))
 
@@ -158,6 +185,17 @@ class StakingContract(_BoundContract):
         return self._transact("grantRole", role, Web3.to_checksum_address(account), sender=sender)
 
     # Events
+    def pool_releases(self, from_block: int, to_block: int | str | None = None, *,
+                      datanet_id: int | None = None) -> LogPage[PoolRelease]:
+        """Every ``PoolReleased`` (of one Datanet when ``datanet_id`` is given) in chain order. ``to_block``:
+        None reads confirmed blocks (for indexers and reconciliation); ``"latest"`` reads up to the head, for a
+        sender asking whether its own release already landed."""
+        last = self.client.block_number() if to_block == "latest" else to_block
+        filters = {"datanetId": datanet_id} if datanet_id is not None else None
+        logs, last = self._logs("PoolReleased", from_block, last, filters)
+        return LogPage([PoolRelease(log["args"]["datanetId"], log["args"]["to"], log["args"]["amount"], _position(log))
+                        for log in logs], from_block, last)
+
     def events(self, from_block: int, to_block: int | None = None) -> LogPage[StakeEvent]:
         """Every stake movement in confirmed blocks, in chain order."""
         last = self.client.confirmed_block_number() if to_block is None else to_block

@@ -19,6 +19,9 @@ in the module named for what it does:
 * `reconcile`: `chain_reconcile(...)` compares the database with the chain.
 * `slashes`: `slash_book(...)` books a stake slashed into a Datanet's pool as its honest contributors'
   earnings, once per slash (governance's `slashes_book` calls it).
+* `slash_releases`: `slash_releases_send(...)` pays each booked slash's OPEN out of the Datanet's pool in the
+  stakes contract to the treasury that funds the epochs (`releasePool`), once, safe after a lost answer;
+  `slash_releases_reconcile(...)` compares booked, recorded and on-chain releases (governance calls both).
 * `chain_events`: the helpers the two chain indexers share (event cursors, address → user).
 
 Largest-remainder splitting is `rewards.splitting.largest_remainder`; the demo's credit and settled fees
@@ -47,6 +50,7 @@ from .settlement import (
     fees_release_unreceipted,
     fees_settle_pending,
 )
+from .slash_releases import slash_release_sources, slash_releases_reconcile, slash_releases_send
 from .slashes import slash_book
 from .wallets import SIWE_MESSAGES, siwe_domain, wallet_link, wallet_nonce_issue, wallets_effective_at
 
@@ -87,6 +91,9 @@ __all__ = [
     "largest_remainder",
     "siwe_domain",
     "slash_book",
+    "slash_release_sources",
+    "slash_releases_reconcile",
+    "slash_releases_send",
     "starter_grant_amount",
     "wallet_link",
     "wallet_nonce_issue",

@@ -17,6 +17,7 @@ from ..chainio import ZERO_ADDRESS, contracts, deployment_ensure, get_chain_clie
 from ..ledger import format_open
 from ..models import AccountKind, ChainDeposit, CreditGrant, LedgerTransaction, PromotionalCredit
 from .chain_events import _cursor, _user_by_address
+from .slash_releases import slash_release_sources
 
 
 def credit_grant(*, actor, user, amount: int, reason: str, idempotency_key: str | None = None,
@@ -95,9 +96,10 @@ def deposits_index(*, client=None) -> int:
     cursor = _cursor(deployment, "deposits")
     page = token.deposits_to(deployment.deposit_address, cursor.next_block)
     credited = 0
+    platform = {ZERO_ADDRESS, distributor.address, *slash_release_sources()}
     for event in page.events:
-        if event.sender in (ZERO_ADDRESS, distributor.address):
-            continue  # the mint at deployment, or a distributor payout: not a user's deposit
+        if event.sender in platform:
+            continue  # the mint, a distributor payout or a slashed stake's pool released to the treasury: no deposit
         tx_hash, log_index = event.position.key
         if ChainDeposit.objects.filter(deployment=deployment, tx_hash=tx_hash, log_index=log_index).exists():
             continue

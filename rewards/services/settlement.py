@@ -156,10 +156,16 @@ def _promotional_restore(fees) -> None:
 
 
 def _training_rows(version_hashes: set[str]) -> dict[str, dict[int, int]]:
-    """{model version hash: {user id: rows trained on}} for users that still exist."""
+    """{model version hash: {user id: weight}} for the contributors' part of fees without a receipt: the
+    weights an empty receipt pays (the training data by its value, recorded when the index was built) where
+    the version was indexed, else the rows it was trained on. Users that no longer exist are left out."""
+    from attribution.selectors import index_fallback_shares
     from models_registry.selectors import model_version_training_rows
 
-    by_version = model_version_training_rows(version_hashes=version_hashes)
+    by_version = index_fallback_shares(version_hashes=version_hashes)
+    unindexed = set(version_hashes) - set(by_version)
+    if unindexed:
+        by_version |= model_version_training_rows(version_hashes=unindexed)
     users = {uid for counts in by_version.values() for uid in counts}
     existing = set(get_user_model().objects.filter(pk__in=users).values_list("pk", flat=True)) if users else set()
     return {h: {uid: n for uid, n in counts.items() if uid in existing} for h, counts in by_version.items()}

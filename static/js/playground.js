@@ -79,17 +79,10 @@
     error.hidden = false;
   }
 
-  // Base units (a decimal string, 18 decimals) as OPEN, exactly: "50000000000000000" -> "0.05".
-  function formatOpen(baseUnits) {
-    const digits = String(baseUnits || "0").replace(/^0+(?=\d)/, "").padStart(19, "0");
-    const whole = digits.slice(0, -18), fraction = digits.slice(-18).replace(/0+$/, "");
-    return whole + (fraction ? "." + fraction : "");
-  }
-
   function showReceipt(lineage) {
     $("pg-receipt-empty").hidden = true;
     $("pg-receipt-body").hidden = false;
-    $("pg-fee").textContent = formatOpen(lineage.fee);
+    window.LineageOpen.show($("pg-fee"), lineage.fee);
     const link = $("pg-receipt-link");
     if (lineage.receipt_url) {
       link.href = lineage.receipt_url;
@@ -98,10 +91,24 @@
       link.removeAttribute("href");
       link.textContent = lineage.receipt_status === "queued" ? "being computed" : "not available (index not built)";
     }
+    receiptShown += 1;
+    const queued = lineage.receipt_status === "queued" && lineage.receipt_id && !(lineage.contributors || []).length;
+    showShares(lineage.contributors || [], lineage.top_rows || [],
+               queued ? "Being computed: who is credited appears here in a few seconds."
+                 : lineage.receipt_id ? NO_SHARES : "No receipt for this answer.");
+    showCitations(lineage.citations || []);
+    if (queued) awaitReceipt(lineage.receipt_id, receiptShown);
+  }
+
+  const NO_SHARES = "No contributor's influence rose above the noise floor; the contributors' part of the fee " +
+    "goes to the rows that trained the model.";
+  let receiptShown = 0;  // which answer's receipt is on screen: a later answer stops the wait for an earlier one
+
+  function showShares(contributors, topRows, emptyText) {
     const bars = $("pg-contributors"), rows = $("pg-rows");
     bars.replaceChildren();
     rows.replaceChildren();
-    for (const c of lineage.contributors || []) {
+    for (const c of contributors) {
       const row = document.createElement("div");
       row.className = "bar-row";
       const name = document.createElement("span");
@@ -115,18 +122,66 @@
       row.append(name, bar, value);
       bars.append(row);
     }
-    if (!(lineage.contributors || []).length) {
+    if (!contributors.length) {
       const none = document.createElement("p");
       none.className = "muted";
-      none.textContent = lineage.receipt_id
-        ? "No contributor's influence rose above the noise floor; the contributors' part of the fee is split pro rata to rows."
-        : "No receipt for this answer.";
+      none.textContent = emptyText;
       bars.append(none);
     }
-    for (const r of lineage.top_rows || []) {
+    for (const r of topRows) {
       const li = document.createElement("li");
       li.textContent = typeof r === "string" ? r : [r.row_id || r.uid || r.row, r.score !== undefined ? "score " + Number(r.score).toFixed(3) : "", r.text || ""].filter(Boolean).join(" · ");
       rows.append(li);
+    }
+  }
+
+  // A queued receipt is stored by the attribution worker seconds after the answer: ask the receipts API (202
+  // receipt_pending until then, Retry-After in seconds) and show its shares, named as the receipt page names them.
+  async function awaitReceipt(receiptId, shown) {
+    const url = form.dataset.receiptsApi + encodeURIComponent(receiptId) + "/";
+    for (let attempt = 0; attempt < 30 && shown === receiptShown; attempt++) {
+      let response = null;
+      try {
+        response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      } catch (err) { response = null; }
+      if (shown !== receiptShown) return;
+      if (response && response.status === 200) {
+        const receipt = await response.json();
+        const names = receipt.contributor_names || {};
+        const contributors = Object.entries(receipt.contributor_shares_ppm || {})
+          .map(([id, ppm]) => ({ name: names[id] || "user " + id, share_ppm: ppm }))
+          .sort((a, b) => b.share_ppm - a.share_ppm);
+        if (shown === receiptShown) showShares(contributors, receipt.top_rows || [], NO_SHARES);
+        return;
+      }
+      if (!response || response.status !== 202) break;
+      const wait = Math.min(Number(response.headers.get("Retry-After")) || 2, 10);
+      await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+    }
+    if (shown === receiptShown) {
+      showShares([], [], "The receipt is not ready yet: open it to see who is credited.");
+    }
+  }
+
+  // A retrieval app's answer cites passages as [1], [2]: list them as footnotes, each with its document, anchor,
+  // Datanet version and contributor (lineage.citations).
+  function showCitations(citations) {
+    const list = $("pg-citations");
+    list.replaceChildren();
+    $("pg-sources").hidden = !citations.length;
+    for (const c of citations) {
+      const item = document.createElement("li");
+      item.id = "pg-cite-" + c.number;
+      item.dataset.passage = c.passage_id;
+      const where = "\u201c" + c.document + "\u201d" + (c.anchor ? ", " + c.anchor : "");
+      item.textContent = "[" + c.number + "] " + where + " \u00b7 " + c.datanet_name + " v" + c.datanet_version +
+        " \u00b7 " + c.contributor + " \u00b7 score " + Number(c.score).toFixed(3);
+      if (c.quote) {
+        const quote = document.createElement("q");
+        quote.textContent = c.quote;
+        item.append(" ", quote);
+      }
+      list.append(item);
     }
   }
 
@@ -144,6 +199,7 @@
     meta.textContent = "";
     $("pg-receipt-empty").hidden = false;
     $("pg-receipt-body").hidden = true;
+    $("pg-sources").hidden = true;
     controller = new AbortController();
     send.disabled = true;
     stop.disabled = false;

@@ -69,6 +69,11 @@ def test_registration_builds_a_ready_index_with_a_verified_hash(world):
     credit = index.method["credit"]
     assert credit["groups"] >= 2 and credit["null_source"] in ("eval", "eval+train") and credit["null_queries"] >= 64
     assert credit["fallback_basis"] == "valuation"
+    # The empty-receipt split is kept on the record by user id, for fees that get no receipt at all.
+    recorded = engine.fallback_shares().shares_ppm
+    assert index.fallback_basis == "valuation"
+    assert index.fallback_shares_ppm == {uid: ppm for uid, ppm in recorded.items() if ppm > 0}
+    assert sum(index.fallback_shares_ppm.values()) == PPM and len(index.fallback_shares_ppm) >= 2
     actions = set(AuditEvent.objects.filter(object_id=str(index.pk)).values_list("action", flat=True))
     assert {"attribution.index_queue", "attribution.index_build_start", "attribution.index_ready"} <= actions
     # Idempotent: a redelivered task finds it ready and builds nothing.
@@ -310,3 +315,41 @@ def test_valuation_flags_mislabeled_rows_into_the_review_queue(world, client):
     html = page.content.decode()
     assert "Likely mislabeled" in html and all(f'data-row="{uid}"' in html for uid in flagged)
     assert selectors.valuation_for(model_version=world.model) == report
+
+
+def test_an_attribution_asked_for_directly_is_charged_like_an_answer_and_pays_the_rows_it_names(world, key_client):
+    """Free probes would let anyone learn which rows earn on which inputs (to upload rewordings of them) from
+    as many accounts as they like; a probe costs what an answer costs and its fee is split by its receipt."""
+    from rewards.models import PendingFee, Settlement
+    from rewards.services import credit_grant
+
+    body = {"model": world.model.slug, "input": "My parcel from Lagos is ten days late", "output": "shipping"}
+    price = 7 * 10**15
+    ModelVersion.objects.filter(pk=world.model.pk).update(price_per_inference=price)
+    try:
+        before = AttributionReceipt.objects.count()
+        short = key_client(world.charlie, "infer").post("/api/v1/attributions/", {**body, "model": world.model.slug},
+                                                        format="json")
+        # Charlie cannot see the undeployed model at all; Alice (its owner) can, but has no credit yet.
+        assert short.status_code == 404
+        unpaid = key_client(world.alice, "infer").post("/api/v1/attributions/", body, format="json")
+        assert unpaid.status_code == 402, unpaid.content
+        error = unpaid.json()
+        assert error["code"] == "insufficient_credit" and "costs what an answer" in error["detail"]
+        assert AttributionReceipt.objects.count() == before  # nothing computed for them is kept or shown
+
+        credit_grant(actor=None, user=world.alice, amount=price, reason="probe test")
+        paid = key_client(world.alice, "infer").post("/api/v1/attributions/", body, format="json")
+        assert paid.status_code == 201, paid.content
+        receipt = paid.json()
+        inference_id = f"attribution-probe:{receipt['receipt_id']}"
+        fee = (PendingFee.objects.filter(inference_id=inference_id).first()
+               or Settlement.objects.filter(inference_id=inference_id).first())
+        assert fee is not None and int(fee.fee) == price and fee.receipt_id == receipt["receipt_id"]
+        if isinstance(fee, PendingFee):
+            assert {int(k): v for k, v in fee.contributor_shares.items()} == {
+                int(k): v for k, v in receipt["contributor_shares_ppm"].items()}
+        again = key_client(world.alice, "infer").post("/api/v1/attributions/", body, format="json")
+        assert again.status_code == 402  # the one grant paid for one probe
+    finally:
+        ModelVersion.objects.filter(pk=world.model.pk).update(price_per_inference=0)

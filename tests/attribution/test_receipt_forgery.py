@@ -14,6 +14,7 @@ import pytest
 
 from attribution import services
 from attribution.models import AttributionReceipt
+from attribution.selectors import index_fallback_shares
 from attribution.services import receipts  # receipt_create runs receipts._attribute: patched there
 from datanets.models import Record
 from inference import integrations
@@ -23,7 +24,7 @@ from models_registry import services as model_services
 from models_registry.models import FineTuneJob, ModelVersion
 from models_registry.selectors import model_version_training_rows
 from rewards import services as rewards_services
-from rewards.models import PendingFee, Settlement, ShareRole
+from rewards.models import PendingFee, Settlement, SettlementShare, ShareRole
 
 pytestmark = pytest.mark.django_db
 
@@ -234,16 +235,21 @@ def test_a_receipt_forged_under_an_inference_id_does_not_split_its_fee(
         assert victim.receipt_status == "unavailable" and victim.contributors == []
     settlement = Settlement.objects.get(inference_id=victim.inference_id)
     assert settlement.receipt_id == "" and settlement.fee == PRICE and settlement.payer_id == payer.pk
-    # Without its own receipt the contributors' part goes to the rows that trained the model (the policy's
-    # default fallback), pro rata to rows: never by the forged receipt. Bob, a contributor too, gets his rows'
-    # part and no more.
+    # Without its own receipt the contributors' part goes to the data that trained the model (the policy's
+    # default fallback), by the value split recorded when the model's index was built: never by the forged
+    # receipt. Bob, a contributor too, gets his rows' part of that split and no more.
     forged_shares = {int(k): v for k, v in forged.contributor_shares_ppm.items()}
+    recorded = index_fallback_shares(version_hashes=[settlement.model_version_hash])[settlement.model_version_hash]
     training = model_version_training_rows(version_hashes=[settlement.model_version_hash])[settlement.model_version_hash]
-    total_rows = sum(training.values())
     paid = contributor_shares(victim.inference_id)
     assert settlement.fallback_used and settlement.contributors_amount > 0
-    assert forged_shares and paid != forged_shares and set(paid) == set(training)
-    assert all(abs(paid[u] - PPM * n / total_rows) <= 1 for u, n in training.items())
+    assert forged_shares and set(paid) == set(recorded) <= set(training)
+    assert paid == recorded
+    # The forged receipt's split can equal the recorded one (a receipt whose attribution named nobody pays that
+    # same split), so what shows the forged receipt was not used is that nothing of it reached the books: no
+    # share names the rows it listed.
+    assert forged.contributor_rows and all(
+        share.rows == [] for share in SettlementShare.objects.filter(settlement=settlement, role=ShareRole.CONTRIBUTOR))
     assert stored(forged) == before  # the forged receipt itself is left for review, not rewritten
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "inference"]
     differs = "different requester;" if forge is forge_by_request else "different requester and query;"

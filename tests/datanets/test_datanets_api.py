@@ -1,6 +1,7 @@
 """Round trips through the Datanets REST API with real API keys, services and the (eager) validation task.
 
-Roles: alice owns the Datanets, bob is made a curator where a test needs one, charlie is a stranger.
+Roles, the cast of tests/conftest.py: alice owns the Datanets, bob curates them, dora is their contributor member,
+charlie is a stranger (who may still upload to a Datanet open to anyone).
 """
 
 import csv
@@ -36,13 +37,9 @@ def contribute(django_capture_on_commit_callbacks):
 
 
 @pytest.fixture
-def curated(datanet_factory, alice, bob):
-    """A public Datanet owned by alice with bob as curator."""
-    from datanets.services import membership_set
-
-    datanet = datanet_factory(alice)
-    membership_set(datanet=datanet, actor=alice, user=bob, role="curator")
-    return datanet
+def curated(datanet_factory, alice, cast_roles):
+    """A public Datanet owned by alice, with bob as curator and dora as contributor member."""
+    return cast_roles(datanet_factory(alice))
 
 
 # --- Datanets: create, list, read, update --------------------------------------------------------------
@@ -376,9 +373,8 @@ def test_near_duplicates_are_kept_and_flagged(bob, charlie, curated, key_client,
 
 
 def test_contributions_are_private_to_their_contributor_and_curators(
-    alice, bob, charlie, curated, key_client, contribute, rows_of, make_user
+    alice, bob, charlie, dora, curated, key_client, contribute, rows_of
 ):
-    dora = make_user("dora")
     mine = contribute(key_client(charlie, "read", "contribute"), curated, rows=rows_of(1)).json()
     contribute(key_client(dora, "read", "contribute"), curated, rows=rows_of(1, start=10))
     charlie_view = key_client(charlie, "read").get(url(curated, "contributions/")).json()
@@ -539,11 +535,8 @@ def test_publishing_is_for_curators(charlie, curated, key_client, published_vers
 
 
 def test_training_access_request_approve_then_download(alice, bob, charlie, datanet_factory, key_client,
-                                                       published_version, rows_of):
-    from datanets.services import membership_set
-
-    datanet = datanet_factory(alice, training_access="approval")
-    membership_set(datanet=datanet, actor=alice, user=bob, role="curator")
+                                                       published_version, rows_of, cast_roles):
+    datanet = cast_roles(datanet_factory(alice, training_access="approval"))
     published_version(datanet, bob, rows=rows_of(2))
     stranger = key_client(charlie, "read", "train")
     denied = stranger.get(url(datanet, "versions/1/download/"))

@@ -4,7 +4,7 @@ Every URL under `/datanets/` (pages) and `/api/v1/datanets/` (REST API) is enume
 resolver; a URL without a row in POLICY fails `test_every_datanets_url_has_a_policy`, so a new view
 cannot ship without someone deciding who may use it.
 
-Roles: owner (alice), curator (bob), contributor (dora, a member with the contributor role), stranger
+Roles, the cast of tests/conftest.py: owner (alice), curator (bob), contributor (dora, a member with the contributor role), stranger
 (charlie: signed in, not a member), anonymous. Pages are used with a browser session, the API with an
 API key holding every scope (scopes have their own tests), so only the role decides. Each request runs
 in a savepoint that is rolled back, so one role's write never changes what the next role finds.
@@ -124,19 +124,18 @@ def test_every_datanets_url_has_a_policy():
 
 
 @pytest.fixture
-def world(make_user, datanet_factory, upload_rows, rows_of, alice, bob, charlie):
+def world(datanet_factory, upload_rows, rows_of, cast, cast_roles):
     """Both Datanets in the same state: two published versions, a contribution with pending rows, one
     accepted row not yet published, and a pending training-access request from the contributor."""
     from datanets.models import Record, RecordStatus
-    from datanets.services import access_request_create, membership_set, records_review, version_publish
+    from datanets.services import access_request_create, records_review, version_publish
 
-    dora = make_user("dora")
-    users = {"owner": alice, "curator": bob, "contributor": dora, "stranger": charlie, "anonymous": None}
+    alice, bob, dora = cast.alice, cast.bob, cast.dora
+    users = {role: cast.by_role[role] for role in ("owner", "curator", "contributor", "stranger")}
+    users["anonymous"] = None
     datanets = {}
     for visibility in ("public", "private"):
-        datanet = datanet_factory(alice, visibility=visibility, training_access="approval")
-        membership_set(datanet=datanet, actor=alice, user=bob, role="curator")
-        membership_set(datanet=datanet, actor=alice, user=dora, role="contributor")
+        datanet = cast_roles(datanet_factory(alice, visibility=visibility, training_access="approval"))
         for start, count in ((0, 4), (4, 2)):
             contribution = upload_rows(datanet, dora, rows_of(count, start=start))
             ids = list(Record.objects.filter(contribution=contribution).values_list("pk", flat=True))

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent
 from datanets.models import Contribution, ContributionState, Record, RecordStatus
-from datanets.services import access_request_create, membership_set, version_verify
+from datanets.services import access_request_create, version_verify
 
 pytestmark = pytest.mark.django_db
 
@@ -22,23 +22,20 @@ PROJECT_APPS = ("accounts", "datanets", "models_registry", "attribution", "infer
 
 
 @pytest.fixture
-def datanet_world(datanet_factory, published_version, upload_rows, rows_of, alice, bob, charlie):
-    """A Datanet with members, a published and verified version, a contribution with a refused row and
-    one waiting for review, and a training-access request."""
-    datanet = datanet_factory(alice, name="Admin reviews", training_access="approval")
-    membership_set(datanet=datanet, actor=alice, user=bob, role="curator")
+def datanet_world(datanet_factory, published_version, upload_rows, rows_of, alice, dora, charlie, cast_roles):
+    """A Datanet with the cast's members, a published and verified version, dora's contribution with a refused
+    row and one waiting for review, and charlie's training-access request."""
+    datanet = cast_roles(datanet_factory(alice, name="Admin reviews", training_access="approval"))
     version = published_version(datanet, alice, rows=rows_of(4))
     version_verify(version=version, actor=alice)
-    waiting = upload_rows(datanet, bob, rows_of(3, start=50, prefix="Waiting") + [{"text": "", "label": "positive"}])
+    waiting = upload_rows(datanet, dora, rows_of(3, start=50, prefix="Waiting") + [{"text": "", "label": "positive"}])
     access_request_create(datanet=datanet, requester=charlie, message="For a sentiment model.")
     return {"datanet": datanet, "version": version, "waiting": waiting}
 
 
 @pytest.fixture
-def staff_client(client, make_user):
-    admin_user = make_user("root", staff=True)
-    type(admin_user).objects.filter(pk=admin_user.pk).update(is_superuser=True)
-    client.force_login(admin_user)
+def staff_client(client, staff):
+    client.force_login(staff)
     return client
 
 
@@ -79,7 +76,7 @@ def test_datanets_admin_lists_and_finds_what_the_site_shows(staff_client, datane
     rows = staff_client.get(reverse("admin:datanets_record_changelist"), {"q": "Waiting 50"}).content.decode()
     assert "Waiting 50" in rows and "Review 0" not in rows
     contributions = staff_client.get(reverse("admin:datanets_contribution_changelist"),
-                                     {"q": "bob", "state__exact": ContributionState.IN_REVIEW}).content.decode()
+                                     {"q": "dora", "state__exact": ContributionState.IN_REVIEW}).content.decode()
     assert f"Contribution #{datanet_world['waiting'].pk} to {datanet}" in contributions
     errors = staff_client.get(reverse("admin:datanets_rowerror_changelist"), {"q": "empty"}).content.decode()
     assert "0 row errors" not in errors and "empty" in errors.lower()
@@ -105,11 +102,11 @@ def test_contribution_actions_review_through_the_service_with_an_audit_row(staff
     assert not Record.objects.filter(contribution=waiting, status=RecordStatus.PENDING).exists()
     decisions = AuditEvent.objects.filter(action__in=["record.accept", "record.reject"],
                                           details__moderated_in_admin=True)
-    assert decisions.count() == 2 and {e.actor.username for e in decisions} == {"root"}
+    assert decisions.count() == 2 and {e.actor.username for e in decisions} == {"staff"}
 
 
 def test_moderation_needs_the_row_change_permission(client, make_user, datanet_world):
-    clerk = make_user("clerk", staff=True)  # staff, but no permission on rows
+    clerk = make_user("clerk", staff=True)  # outside the cast: staff, but without the permission on rows
     client.force_login(clerk)
     waiting = datanet_world["waiting"]
     response = client.post(reverse("admin:datanets_contribution_changelist"),

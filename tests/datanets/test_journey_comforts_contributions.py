@@ -22,23 +22,23 @@ TICKETS = [{"text": "I was charged twice for March", "label": "billing"},
 
 
 @pytest.fixture
-def contributed(datanet_factory, upload_rows, alice, bob):
-    """Bob's uploads to two of Alice's Datanets: tickets (one accepted, one rejected with a reason, one
+def contributed(datanet_factory, upload_rows, alice, dora):
+    """Dora's uploads to two of Alice's Datanets: tickets (one accepted, one rejected with a reason, one
     waiting, one invalid, one duplicate) and reviews (waiting)."""
     tickets = datanet_factory(alice, name="Support tickets", label_set=["billing", "shipping", "account"])
     reviews = datanet_factory(alice, name="Product reviews")
-    upload = upload_rows(tickets, bob, TICKETS)
+    upload = upload_rows(tickets, dora, TICKETS)
     rows = {r.fields["text"]: r for r in Record.objects.filter(contribution=upload)}
     records_review(datanet=tickets, reviewer=alice, record_ids=[rows["I was charged twice for March"].pk],
                    decision="accept")
     records_review(datanet=tickets, reviewer=alice, record_ids=[rows["Hello, is anyone there"].pk],
                    decision="reject", reason="Not a support request")
-    second = upload_rows(reviews, bob, [{"text": "The kettle is quiet and fast", "label": "positive"}])
+    second = upload_rows(reviews, dora, [{"text": "The kettle is quiet and fast", "label": "positive"}])
     return {"tickets": tickets, "reviews": reviews, "upload": upload, "second": second}
 
 
-def test_my_contributions_lists_each_upload_with_its_rows_outcome(client, contributed, bob, charlie):
-    client.force_login(bob)
+def test_my_contributions_lists_each_upload_with_its_rows_outcome(client, contributed, dora, charlie):
+    client.force_login(dora)
     page = client.get("/datanets/contributions/mine/")
     assert page.status_code == 200
     uploads = list(page.context["uploads"])
@@ -49,34 +49,34 @@ def test_my_contributions_lists_each_upload_with_its_rows_outcome(client, contri
     html = page.content.decode()
     assert "Not a support request" in html and 'data-testid="rejected-notice"' in html
     assert "Curators rejected 1 of your rows (1 in the last 7 days)" in html
-    # Another contributor sees none of Bob's uploads, and no notice.
+    # Another contributor sees none of Dora's uploads, and no notice.
     client.force_login(charlie)
     other = client.get("/datanets/contributions/mine/")
     assert list(other.context["uploads"]) == [] and "rejected-notice" not in other.content.decode()
     assert "You have not contributed yet" in other.content.decode()
 
 
-def test_the_page_needs_a_sign_in_and_the_nav_links_it_only_then(client, contributed, bob):
+def test_the_page_needs_a_sign_in_and_the_nav_links_it_only_then(client, contributed, dora):
     assert client.get("/datanets/contributions/mine/").status_code == 302
     assert "My contributions" not in client.get("/").content.decode()
-    client.force_login(bob)
+    client.force_login(dora)
     assert '<a href="/datanets/contributions/mine/">My contributions</a>' in client.get("/").content.decode()
 
 
 def test_an_upload_to_a_datanet_no_longer_visible_is_listed_without_links(client, datanet_factory, upload_rows,
-                                                                         alice, bob):
+                                                                         alice, dora):
     private = datanet_factory(alice, name="Private tickets", visibility="private")
-    membership_set(datanet=private, actor=alice, user=bob, role="contributor")
-    upload = upload_rows(private, bob, [{"text": "Secret ticket", "label": "positive"}])
-    membership_remove(datanet=private, actor=alice, user=bob)
-    client.force_login(bob)
+    membership_set(datanet=private, actor=alice, user=dora, role="contributor")
+    upload = upload_rows(private, dora, [{"text": "Secret ticket", "label": "positive"}])
+    membership_remove(datanet=private, actor=alice, user=dora)
+    client.force_login(dora)
     html = client.get("/datanets/contributions/mine/").content.decode()
     assert "Private tickets" in html and "no longer visible to you" in html
     assert upload.get_absolute_url() not in html and private.get_absolute_url() not in html
 
 
-def test_bad_page_numbers_fall_back_to_a_real_page(client, contributed, bob):
-    client.force_login(bob)
+def test_bad_page_numbers_fall_back_to_a_real_page(client, contributed, dora):
+    client.force_login(dora)
     for query in ("?page=abc", "?page=999", "?rejected_page=-1"):
         response = client.get("/datanets/contributions/mine/" + query)
         assert response.status_code == 200 and len(response.context["uploads"]) == 2
@@ -84,8 +84,8 @@ def test_bad_page_numbers_fall_back_to_a_real_page(client, contributed, bob):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_a_contributor_finds_their_uploads_and_the_curators_reasons(live_server, page, contributed, bob):
-    login(page, live_server, bob)
+def test_a_contributor_finds_their_uploads_and_the_curators_reasons(live_server, page, contributed, dora):
+    login(page, live_server, dora)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="My contributions").click()
     expect(page.get_by_role("heading", name="My contributions", level=1)).to_be_visible()
     expect(page.get_by_role("link", name="My contributions")).to_have_attribute("aria-current", "page")

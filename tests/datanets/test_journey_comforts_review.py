@@ -20,10 +20,10 @@ LABELS = ["billing", "shipping", "account"]
 
 
 @pytest.fixture
-def queue(datanet_factory, upload_rows, alice, bob):
-    """Alice's ticket Datanet with Bob's three rows waiting for review (the first one mislabelled)."""
+def queue(datanet_factory, upload_rows, alice, dora):
+    """Alice's ticket Datanet with Dora's three rows waiting for review (the first one mislabelled)."""
     datanet = datanet_factory(alice, name="Tickets", label_set=LABELS)
-    upload_rows(datanet, bob, ROWS)
+    upload_rows(datanet, dora, ROWS)
     records = list(Record.objects.filter(datanet=datanet).order_by("row_number"))
     return datanet, records
 

@@ -99,16 +99,16 @@ def test_good_files_are_still_read_whatever_their_name():
 @pytest.mark.django_db
 @pytest.mark.parametrize(("name", "data", "start"), [UNSUPPORTED[0], UNSUPPORTED[2], UNSUPPORTED[6],
                                                       UNSUPPORTED[10]], ids=["pdf", "xlsx", "png", "binary"])
-def test_an_upload_of_the_wrong_type_fails_with_the_reason_and_a_failed_step(name, data, start, alice, bob, client,
+def test_an_upload_of_the_wrong_type_fails_with_the_reason_and_a_failed_step(name, data, start, alice, dora, client,
                                                                               datanet_factory,
                                                                               django_capture_on_commit_callbacks):
     datanet = datanet_factory(alice)
-    client.force_login(bob)
+    client.force_login(dora)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("datanets:contribute", args=[datanet.slug]),
                                {"file": SimpleUploadedFile(name, data)})
     assert response.status_code == 302
-    contribution = bob.contributions.get()
+    contribution = dora.contributions.get()
     assert contribution.state == ContributionState.FAILED
     assert (contribution.error_code, contribution.error_message[:len(start)]) == ("unsupported_format", start)
     assert not Record.objects.filter(contribution=contribution).exists()
@@ -120,14 +120,14 @@ def test_an_upload_of_the_wrong_type_fails_with_the_reason_and_a_failed_step(nam
 
 
 @pytest.mark.django_db
-def test_a_good_upload_shows_its_steps_in_order(alice, bob, client, datanet_factory,
+def test_a_good_upload_shows_its_steps_in_order(alice, dora, client, datanet_factory,
                                                 django_capture_on_commit_callbacks):
     datanet = datanet_factory(alice)
     with django_capture_on_commit_callbacks(execute=True):
         contribution = services.contribution_create_from_file(
-            datanet=datanet, contributor=bob, uploaded_file=SimpleUploadedFile("ok.csv", b"text,label\nfine,positive\n"))
+            datanet=datanet, contributor=dora, uploaded_file=SimpleUploadedFile("ok.csv", b"text,label\nfine,positive\n"))
     contribution.refresh_from_db()
-    client.force_login(bob)
+    client.force_login(dora)
     page = html.unescape(client.get(contribution.get_absolute_url()).content.decode())
     steps = re.findall(r'<li data-step="(\w+)" data-status="(\w+)"', page)
     assert steps == [("received", "done"), ("validating", "done"), ("in_review", "current"), ("done", "todo")]

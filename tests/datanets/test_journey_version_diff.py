@@ -15,10 +15,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def versions_with_removals(alice, bob, datanet_factory, upload_rows, published_version, rows_of):
-    """v1: six of Bob's rows. v2: two of them rejected by the curator, one new row of Alice's."""
+def versions_with_removals(alice, dora, datanet_factory, upload_rows, published_version, rows_of):
+    """v1: six of Dora's rows. v2: two of them rejected by the curator, one new row of Alice's."""
     datanet = datanet_factory(alice)
-    upload_rows(datanet, bob, rows_of(6))
+    upload_rows(datanet, dora, rows_of(6))
     v1 = published_version(datanet, alice)
     removed = list(Record.objects.filter(datanet=datanet).order_by("pk")[:2])
     services.records_review(datanet=datanet, reviewer=alice, record_ids=[r.pk for r in removed], decision="reject",
@@ -53,7 +53,7 @@ def test_removed_rows_are_listed_with_their_count_next_to_the_added_ones(client,
     for record in removed:
         assert record.fields["text"] in removed_table and f"<td>{record.pk}</td>" in removed_table
     assert removed_table.count("<tr>") == 3  # header and two rows
-    assert "Rejected" in removed_table and "Bob" in removed_table
+    assert "Rejected" in removed_table and "Dora" in removed_table
     assert "Not a product review" not in page  # the curator's reason is for the contributor, not the public
     added_table = table(page, "added-rows")
     assert added.fields["text"] in added_table and removed[0].fields["text"] not in added_table

@@ -31,7 +31,7 @@ def test_two_wallets_walk_a_proposal_from_creation_to_execution(live_server, pag
         page.get_by_role("button", name="Wrap and delegate").click()
         _done(page)
         page.goto(f"{live_server.url}/governance/delegate/")
-        expect(page.get_by_test_id("votes")).to_have_text(f"{amount.replace('1000', '1,000')} OPEN")
+        expect(page.get_by_test_id("votes")).to_have_text(f"{amount.replace('1000', '1,000')} vOPEN")
         if user == alice:
             logout(page)
 

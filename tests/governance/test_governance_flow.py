@@ -89,7 +89,9 @@ def test_passed_proposal_changes_the_registry_and_the_next_fee_split(governance,
     listing = client.get("/governance/").content.decode()
     assert "Pay data 70% of every fee" in listing and "500 / 2500 / 7000 bps" in listing and "executed" in listing
     detail = client.get(f"/governance/proposals/{mirrored.pk}/").content.decode()
-    assert "For 1,000 vOPEN" in detail and "against 10 vOPEN" in detail
+    # Votes are rounded for reading (here nothing to round), the exact weight kept in the markup.
+    assert 'For <data value="1000" title="1,000 vOPEN">1,000 vOPEN</data>' in detail
+    assert 'against <data value="10" title="10 vOPEN">10 vOPEN</data>' in detail
     assert "data deserves more" in detail and "fee policy version 2" in detail and mirrored.calldatas[0] in detail
 
 

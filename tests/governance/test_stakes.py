@@ -88,7 +88,8 @@ def test_spammer_stake_is_slashed_after_rejected_rows_and_sees_why(governance, w
     assert governance.staking.stake_of(wallet.address, datanet.pk).active == 15 * OPEN
 
     page = client.get("/governance/stakes/").content.decode()  # as charlie
-    assert "5 OPEN of your stake went to the Datanet" in page and slash.tx_hash in page
+    assert '<data value="5" title="5 OPEN">5 OPEN</data> of your stake went to the Datanet' in page
+    assert slash.tx_hash in page
     assert f"Row r{spam[0].pk}: “Spam: advertising links”" in page and f"Row r{spam[2].pk}: “spam again”" in page
     assert "Wrong label" not in page
     call_command("chain_reconcile")

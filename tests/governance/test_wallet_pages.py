@@ -52,7 +52,8 @@ def test_pages_carry_a_proposal_from_delegation_to_execution_and_the_next_fee_us
     assert gov.votes.votes_of(wallets[alice.pk].address) == 1_000 * OPEN
     assert gov.votes.delegates(wallets[bob.pk].address) == wallets[bob.pk].address
     page = client.get("/governance/delegate/").content.decode()  # as bob, the last one logged in
-    assert "10 OPEN" in page and wallets[bob.pk].address in page
+    assert '<td data-testid="votes"><data value="10" title="10 vOPEN">10 vOPEN</data></td>' in page
+    assert wallets[bob.pk].address in page
 
     # Refused before anything is proposed, with the registry's own reason in words.
     before = WalletAction.objects.count()

@@ -165,6 +165,14 @@ POLICY = {
     ("openai:model", "GET"): "401 200 200 200 200 200 403 403 403 200",
     ("openai:chat-completions", "POST"): "401 404 404 404 404 404 403 403 403 404",
     ("openai:completions", "POST"): "401 404 404 404 404 404 403 403 403 404",
+    # --- Retrieval apps (the matrix world has none: its slug and receipt id name nothing; deploying with an
+    # empty form shows the form's errors) ---
+    ("retrieval_apps:index", "GET"): PUBLIC,
+    ("retrieval_apps:create", "GET"): "login 200 200 200 200 200",
+    ("retrieval_apps:create", "POST"): "login 200 200 200 200 200",
+    ("retrieval_apps:detail", "GET"): "404 404 404 404 404 404",
+    ("retrieval_apps:retire", "POST"): "login 404 404 404 404 404",
+    ("retrieval_apps:receipt", "GET"): "404 404 404 404 404 404",
     # --- Governance (proposals and votes are public chain data; the matrix world has no proposal) ---
     ("governance:proposals", "GET"): PUBLIC,
     ("governance:proposal", "GET"): "404 404 404 404 404 404",

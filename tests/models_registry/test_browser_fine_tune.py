@@ -29,8 +29,8 @@ def celery_worker_thread():
         celery_app.conf.task_always_eager = True
 
 
-def test_owner_launches_and_watches_a_fine_tune(live_server, page, alice, bob, intent_rows, publish, screenshot):
-    version = publish(alice, intent_rows(), contributor=bob, name="Support intents")
+def test_owner_launches_and_watches_a_fine_tune(live_server, page, alice, dora, intent_rows, publish, screenshot):
+    version = publish(alice, intent_rows(), contributor=dora, name="Support intents")
     services.base_model_ensure_default()
     with celery_worker_thread():
         launch_and_watch(live_server, page, alice, version, screenshot)

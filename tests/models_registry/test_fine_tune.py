@@ -24,9 +24,9 @@ def run_job(django_capture_on_commit_callbacks, **kwargs):
     return job
 
 
-def test_minilm_fine_tune_beats_base_and_exports_a_plain_peft_adapter(intent_rows, alice, bob, publish, tmp_path,
+def test_minilm_fine_tune_beats_base_and_exports_a_plain_peft_adapter(intent_rows, alice, dora, publish, tmp_path,
                                                                      django_capture_on_commit_callbacks):
-    version = publish(alice, intent_rows(), contributor=bob)
+    version = publish(alice, intent_rows(), contributor=dora)
     base = services.base_model_ensure_default()
     job = run_job(django_capture_on_commit_callbacks, owner=alice, name="Support intents", base_model=base,
                   datanet_versions=[version], **FAST)
@@ -38,7 +38,7 @@ def test_minilm_fine_tune_beats_base_and_exports_a_plain_peft_adapter(intent_row
     # Every trained row is named, in order, with its contributor.
     epochs = model.manifest["content"]["data"]["epoch_row_ids"]
     assert len(epochs) == 4 and set(epochs[0]) <= {f"r{pk}" for pk in version.records.values_list("pk", flat=True)}
-    assert set(model.manifest["content"]["data"]["row_contributors"].values()) == {str(bob.pk)}
+    assert set(model.manifest["content"]["data"]["row_contributors"].values()) == {str(dora.pk)}
 
     # The exported zip is a standard peft directory: plain peft gives the engine's predictions.
     import io
@@ -95,7 +95,7 @@ def test_tiny_causal_model_trains_registers_reloads_and_generates(alice, publish
     )
 
 
-def test_inconsistent_choices_are_refused_with_clear_errors(intent_rows, alice, bob, publish):
+def test_inconsistent_choices_are_refused_with_clear_errors(intent_rows, alice, publish):
     base = services.base_model_ensure_default()
     v1 = publish(alice, intent_rows(1), name="A")
     v2 = publish(alice, [{"text": "hello there friend", "label": "greeting"}, {"text": "goodbye now", "label": "farewell"}],
@@ -135,13 +135,13 @@ def queued_only(django_capture_on_commit_callbacks, **kwargs):
         return services.fine_tune_create(**kwargs)
 
 
-def test_only_the_owner_cancels_and_a_cancelled_job_never_runs(intent_rows, alice, bob, publish,
+def test_only_the_owner_cancels_and_a_cancelled_job_never_runs(intent_rows, alice, charlie, publish,
                                                               django_capture_on_commit_callbacks):
     version = publish(alice, intent_rows(1))
     job = queued_only(django_capture_on_commit_callbacks, owner=alice, name="later",
                       base_model=services.base_model_ensure_default(), datanet_versions=[version], **FAST)
     with pytest.raises(PermissionDenied):
-        services.fine_tune_cancel(job=job, actor=bob)
+        services.fine_tune_cancel(job=job, actor=charlie)
     services.fine_tune_cancel(job=job, actor=alice)
     job = services.fine_tune_run(job_id=job.pk)
     assert job.state == JobState.CANCELLED and not ModelVersion.objects.exists()

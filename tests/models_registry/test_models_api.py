@@ -2,7 +2,8 @@
 real MiniLM fine-tunes: launch, watch, cancel and resume fine-tunes; read, price, deploy, download and
 undeploy model versions; and every bad input answered in the API's error shape.
 
-Roles: alice trains on her own Datanets, bob is a second user (a stranger unless a test makes him a member).
+Roles, the cast of tests/conftest.py: alice trains on her own Datanets, dora contributes rows to them, bob
+curates them, charlie is a stranger.
 """
 
 import hashlib
@@ -74,9 +75,9 @@ def trained(alice, publish, intent_rows, django_capture_on_commit_callbacks, set
 # --- The whole flow ------------------------------------------------------------------------------------
 
 
-def test_launch_train_read_deploy_price_download_undeploy(alice, bob, publish, intent_rows, trainer, launch,
+def test_launch_train_read_deploy_price_download_undeploy(alice, dora, publish, intent_rows, trainer, launch,
                                                           api_client):
-    version = publish(alice, intent_rows(1), contributor=bob)
+    version = publish(alice, intent_rows(1), contributor=dora)
     response = launch(spec(version))
     assert response.status_code == 201, response.json()
     created = response.json()
@@ -177,12 +178,12 @@ def test_overlapping_versions_of_one_datanet_are_refused_with_the_forms_reason(a
     assert message in body["detail"] and not FineTuneJob.objects.exists()
 
 
-def test_a_datanet_the_caller_may_not_read_reads_as_missing(alice, bob, publish, intent_rows, key_client, launch):
+def test_a_datanet_the_caller_may_not_read_reads_as_missing(alice, charlie, publish, intent_rows, key_client, launch):
     private = publish(alice, intent_rows(1), visibility="private", name="Secret intents")
-    bob_key = key_client(bob, "train")
-    hidden = error(launch(spec(private), client=bob_key), 400)
+    charlie_key = key_client(charlie, "train")
+    hidden = error(launch(spec(private), client=charlie_key), 400)
     missing = error(launch(spec(private, datanet_versions=[{"datanet": "no-such-datanet", "number": 1}]),
-                           client=bob_key), 400)
+                           client=charlie_key), 400)
     assert hidden["fields"]["datanet_versions"] == [f"No Datanet “{private.datanet.slug}” that you can see."]
     assert missing["fields"]["datanet_versions"] == ["No Datanet “no-such-datanet” that you can see."]
     assert "Secret intents" not in str(hidden)
@@ -191,12 +192,12 @@ def test_a_datanet_the_caller_may_not_read_reads_as_missing(alice, bob, publish,
     assert body["fields"]["datanet_versions"] == ["“Secret intents” has no version 7 (its latest is v1)."]
 
 
-def test_a_datanet_that_needs_approval_says_how_to_ask(alice, bob, publish, intent_rows, key_client, launch):
+def test_a_datanet_that_needs_approval_says_how_to_ask(alice, charlie, publish, intent_rows, key_client, launch):
     from datanets import services as datanet_services
 
     version = publish(alice, intent_rows(1))
     datanet_services.datanet_update(datanet=version.datanet, actor=alice, training_access="approval")
-    body = error(launch(spec(version), client=key_client(bob, "train")), 400)
+    body = error(launch(spec(version), client=key_client(charlie, "train")), 400)
     assert body["fields"]["datanet_versions"] == [
         f"You may not train on “Intents” v1: ask its owner for training access "
         f"(POST /api/v1/datanets/{version.datanet.slug}/access-requests/, scope train)."]
@@ -278,13 +279,13 @@ def test_launching_needs_the_train_scope(alice, publish, intent_rows, key_client
 # --- Jobs: lists, other people's jobs, cancel and resume --------------------------------------------------
 
 
-def test_lists_are_the_callers_own_and_filters_are_checked(alice, bob, publish, intent_rows, launch, key_client,
+def test_lists_are_the_callers_own_and_filters_are_checked(alice, charlie, publish, intent_rows, launch, key_client,
                                                            trainer):
     version = publish(alice, intent_rows(1))
     job_id = launch(spec(version), run=False).json()["id"]
     assert [j["id"] for j in trainer.get(JOBS, {"state": "queued"}).json()["results"]] == [job_id]
     assert trainer.get(JOBS, {"state": "running"}).json()["count"] == 0
-    assert key_client(bob, "read").get(JOBS).json()["count"] == 0
+    assert key_client(charlie, "read").get(JOBS).json()["count"] == 0
     bad = error(trainer.get(JOBS, {"state": "finished"}), 400)
     assert bad["fields"]["state"] == ["Use one of: queued, running, succeeded, failed, cancelled."]
     assert error(trainer.get(MODELS, {"mine": "perhaps"}), 400)["fields"]["mine"]
@@ -293,10 +294,10 @@ def test_lists_are_the_callers_own_and_filters_are_checked(alice, bob, publish, 
     assert [(b["slug"], b["task_types"]) for b in bases] == [("all-minilm-l6-v2", ["text-classification"])]
 
 
-def test_another_users_job_is_404_whatever_the_key(alice, bob, publish, intent_rows, launch, key_client):
+def test_another_users_job_is_404_whatever_the_key(alice, charlie, publish, intent_rows, launch, key_client):
     version = publish(alice, intent_rows(1))
     url = launch(spec(version), run=False).json()["url"]
-    for client in (key_client(bob, "read", "train"), key_client(bob, "infer")):
+    for client in (key_client(charlie, "read", "train"), key_client(charlie, "infer")):
         for method, suffix in (("get", ""), ("post", "cancel/"), ("post", "resume/")):
             body = error(getattr(client, method)(url + suffix), 404)
             assert body["code"] == "not_found"
@@ -356,11 +357,11 @@ def test_a_running_job_cancelled_through_the_api_resumes_from_its_checkpoint(
     assert steps == sorted(set(steps)) and steps[-1] == done["total_steps"]
 
 
-def test_resume_checks_training_access_again(alice, bob, publish, intent_rows, key_client, launch):
+def test_resume_checks_training_access_again(alice, bob, publish, intent_rows, key_client, launch, cast_roles):
     from datanets import services as datanet_services
 
     version = publish(alice, intent_rows(1), visibility="private")
-    datanet_services.membership_set(datanet=version.datanet, actor=alice, user=bob, role="curator")
+    cast_roles(version.datanet)  # bob curates it, so he may train on it until alice removes him
     bob_key = key_client(bob, "read", "train")
     url = launch(spec(version), client=bob_key, run=False).json()["url"]
     assert bob_key.post(f"{url}cancel/").status_code == 200
@@ -373,24 +374,24 @@ def test_resume_checks_training_access_again(alice, bob, publish, intent_rows, k
 # --- Model versions: other people, prices, paid deploys -----------------------------------------------------
 
 
-def test_other_people_read_a_deployed_model_but_change_nothing(trained, alice, bob, key_client, api_client):
+def test_other_people_read_a_deployed_model_but_change_nothing(trained, alice, charlie, key_client, api_client):
     url = f"{MODELS}{trained.slug}/"
-    bob_key = key_client(bob, "read", "train")
-    for client in (bob_key, api_client):
+    charlie_key = key_client(charlie, "read", "train")
+    for client in (charlie_key, api_client):
         assert error(client.get(url), 404)["code"] == "not_found"  # not deployed yet
-    assert error(bob_key.post(f"{url}deploy/"), 404)["code"] == "not_found"
+    assert error(charlie_key.post(f"{url}deploy/"), 404)["code"] == "not_found"
     services.model_version_set_deployed(version=trained, actor=alice, deployed=True)
-    assert bob_key.get(url).json()["slug"] == trained.slug
+    assert charlie_key.get(url).json()["slug"] == trained.slug
     assert [m["slug"] for m in api_client.get(MODELS).json()["results"]] == [trained.slug]
-    assert bob_key.get(MODELS, {"mine": "true"}).json()["count"] == 0
-    assert error(bob_key.patch(url, {"price_per_inference": "1"}, format="json"), 403)["detail"] == (
+    assert charlie_key.get(MODELS, {"mine": "true"}).json()["count"] == 0
+    assert error(charlie_key.patch(url, {"price_per_inference": "1"}, format="json"), 403)["detail"] == (
         "Only the model's owner changes it.")
-    assert error(bob_key.post(f"{url}undeploy/"), 403)["detail"] == "Only the model's owner deploys it."
+    assert error(charlie_key.post(f"{url}undeploy/"), 403)["detail"] == "Only the model's owner deploys it."
     assert error(api_client.post(f"{url}undeploy/"), 401)["code"] == "not_authenticated"
-    assert "not allowed downloads" in error(bob_key.get(f"{url}adapter/"), 403)["detail"]
+    assert "not allowed downloads" in error(charlie_key.get(f"{url}adapter/"), 403)["detail"]
     owner = key_client(alice, "read", "train")
     assert owner.patch(url, {"allow_download": True}, format="json").json()["allow_download"] is True
-    assert bob_key.get(f"{url}adapter/")["X-Model-Version-Hash"] == trained.version_hash
+    assert charlie_key.get(f"{url}adapter/")["X-Model-Version-Hash"] == trained.version_hash
     assert error(key_client(alice, "read").post(f"{url}undeploy/"), 403)["detail"].endswith("'train' scope needed here.")
     assert ModelVersion.objects.get().deployed is True
 

@@ -8,9 +8,10 @@ two states. "first": the model is not deployed, the second job is queued. "then"
 (free, downloads not allowed), the queued job has been cancelled. A public Datanet with open training
 access is there to launch from.
 
-Roles: owner (alice's browser session), stranger (bob's session), anonymous, the owner's API keys with
-scope `read` and with scope `train`, and the stranger's key with every scope. Each request runs in a
-savepoint that is rolled back, so one role's write never changes what the next role finds.
+Roles (the cast of tests/conftest.py): owner (alice's browser session), stranger (charlie's session),
+anonymous, the owner's API keys with scope `read` and with scope `train`, and the stranger's key with every
+scope. Each request runs in a savepoint that is rolled back, so one role's write never changes what the next
+role finds.
 """
 
 import pytest
@@ -73,7 +74,7 @@ def test_every_modelfactory_url_has_a_policy():
 
 
 @pytest.fixture
-def world(alice, bob, publish, intent_rows, api_key_for, settings, django_capture_on_commit_callbacks):
+def world(alice, charlie, publish, intent_rows, api_key_for, settings, django_capture_on_commit_callbacks):
     from models_registry import services
 
     settings.ATTRIBUTION_BUILD_ON_REGISTER = False
@@ -92,9 +93,9 @@ def world(alice, bob, publish, intent_rows, api_key_for, settings, django_captur
     for role in ROLES:
         client = APIClient()
         if role in ("owner", "stranger"):
-            client.force_login(alice if role == "owner" else bob)
+            client.force_login(alice if role == "owner" else charlie)
         elif role != "anonymous":
-            user, scopes = (bob, django_settings.API_KEY_SCOPES) if role == "stranger:all" else (alice, [role[4:]])
+            user, scopes = (charlie, django_settings.API_KEY_SCOPES) if role == "stranger:all" else (alice, [role[4:]])
             client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(user, *scopes)[1]}")
         clients[role] = client
     return {"model": trained.model_version, "job": queued, "version": version, "clients": clients, "alice": alice}

@@ -15,7 +15,6 @@ pytestmark = pytest.mark.django_db
 def test_models_are_registered_and_render_for_staff(alice, staff, client, run_on_commit, endpoint):
     models = list(apps.get_app_config("notifications").get_models())
     assert len(models) == 4 and all(model in admin.site._registry for model in models)
-    type(staff).objects.filter(pk=staff.pk).update(is_superuser=True)
     services.notification_settings_update(user=alice, choices={"earnings_claimable": False})
     hook = services.webhook_create(owner=alice, url=endpoint.url, events=["version.published"])
     with run_on_commit():

@@ -24,22 +24,22 @@ def read_csv(response) -> list[dict]:
 
 
 @pytest.fixture
-def paid_answers(alice, bob, charlie):
-    """Charlie paid for two answers of bob's model; alice's rows earned the contributors' share of each."""
+def paid_answers(alice, dora, charlie):
+    """Charlie paid for two answers of alice's model; dora's rows earned the contributors' share of each."""
     from rewards.services import credit_grant, fee_settle
 
     credit_grant(actor=None, user=charlie, amount=50 * OPEN, reason="test credit")
-    fee_settle(inference_id="plain-1", payer=charlie, model_owner=bob, fee=10 * OPEN, contributor_shares={alice.pk: 10**6},
-               model_version_hash=MODEL, receipt_id="rc-1", contributor_rows={alice.pk: ["row-7", "row-9"]})
-    fee_settle(inference_id=EVIL, payer=charlie, model_owner=bob, fee=5 * OPEN, contributor_shares={alice.pk: 10**6},
-               model_version_hash=MODEL, receipt_id="", contributor_rows={alice.pk: ["-row-3"]})
+    fee_settle(inference_id="plain-1", payer=charlie, model_owner=alice, fee=10 * OPEN, contributor_shares={dora.pk: 10**6},
+               model_version_hash=MODEL, receipt_id="rc-1", contributor_rows={dora.pk: ["row-7", "row-9"]})
+    fee_settle(inference_id=EVIL, payer=charlie, model_owner=alice, fee=5 * OPEN, contributor_shares={dora.pk: 10**6},
+               model_version_hash=MODEL, receipt_id="", contributor_rows={dora.pk: ["-row-3"]})
 
 
-def test_earnings_csv_has_every_row_with_formulas_neutralised(paid_answers, alice, bob, client, monkeypatch):
+def test_earnings_csv_has_every_row_with_formulas_neutralised(paid_answers, alice, dora, client, monkeypatch):
     from rewards import views
 
     monkeypatch.setattr(views, "CSV_PAGE_ROWS", 1)  # two rows: read across two pages of the selector
-    client.force_login(alice)
+    client.force_login(dora)
     table = read_csv(client.get(reverse("rewards:earnings_csv")))
     assert list(table[0]) == views.EARNINGS_CSV_HEADER
     assert [r["inference_id"] for r in table] == ["'" + EVIL, "plain-1"]  # newest first; the formula is text
@@ -49,7 +49,7 @@ def test_earnings_csv_has_every_row_with_formulas_neutralised(paid_answers, alic
     assert oldest["receipt_url"] == "http://testserver/attribution/receipts/rc-1/"
     assert oldest["model_version_hash"] == MODEL and oldest["when_utc"].endswith("+00:00")
     assert newest["rows"] == "'-row-3" and newest["receipt_url"] == "" and newest["amount_open"] == "3"
-    client.force_login(bob)
+    client.force_login(alice)
     assert {r["role"] for r in read_csv(client.get(reverse("rewards:earnings_csv")))} == {"owner"}
 
 
@@ -82,14 +82,14 @@ def test_the_shared_writer_neutralises_every_formula_trigger_and_chunks_alike():
     assert len(parsed) == 4
 
 
-def test_the_row_errors_download_goes_through_the_shared_writer(alice, bob, client, datanet_of, run_on_commit):
+def test_the_row_errors_download_goes_through_the_shared_writer(alice, dora, client, datanet_of, run_on_commit):
     from datanets.services import contribution_create_from_rows
 
     datanet = datanet_of(alice)
     with run_on_commit():
-        contribution = contribution_create_from_rows(datanet=datanet, contributor=bob,
+        contribution = contribution_create_from_rows(datanet=datanet, contributor=dora,
                                                      rows=[{"text": "@cmd|' /C calc'!A0", "label": "nope"}])
-    client.force_login(bob)
+    client.force_login(dora)
     page = client.get(reverse("datanets:contribution_errors_csv", args=[datanet.slug, contribution.pk]))
     api = client.get(f"/api/v1/datanets/{datanet.slug}/contributions/{contribution.pk}/errors.csv")
     for response in (page, api):

@@ -138,6 +138,7 @@ def test_the_key_defaults_to_one_derived_from_secret_key(monkeypatch, tmp_path):
 
     first, again, other = key_with("first secret key"), key_with("first secret key"), key_with("another secret key")
     assert first == again != other and "first secret key" not in first and len(first) == 64
+    assert first == secret_box.key_from_secret_key("first secret key")  # what the rotation command derives
     monkeypatch.setenv("NOTIFICATIONS_SECRET_KEY", "its own key")
     assert key_with("first secret key") == "its own key"
     key_file = tmp_path / "notifications-key"

@@ -68,12 +68,12 @@ def test_a_test_event_verifies_with_the_documented_recipe(alice, client, endpoin
     assert AuditEvent.objects.filter(action="notifications.webhook_test", object_id=str(hook.pk)).exists()
 
 
-def test_a_failing_endpoint_is_retried_until_it_answers_2xx(alice, bob, client, endpoint, run_on_commit, datanet_of):
+def test_a_failing_endpoint_is_retried_until_it_answers_2xx(alice, dora, client, endpoint, run_on_commit, datanet_of):
     verify = documented_verify()
     endpoint.statuses = [500, 200]
     datanet = datanet_of(alice)
     hook = services.webhook_create(owner=alice, url=endpoint.url, events=["contribution.validated"], datanet=datanet)
-    contribution = upload(datanet, bob, run_on_commit)
+    contribution = upload(datanet, dora, run_on_commit)
 
     first, second = endpoint.received
     assert first.body == second.body  # the same event, byte for byte
@@ -81,7 +81,7 @@ def test_a_failing_endpoint_is_retried_until_it_answers_2xx(alice, bob, client, 
     payload = second.json
     assert payload["type"] == "contribution.validated"
     assert payload["data"]["contribution"] == {**payload["data"]["contribution"], "id": contribution.pk,
-                                               "datanet": datanet.slug, "rows_accepted": 3, "contributor_id": bob.pk}
+                                               "datanet": datanet.slug, "rows_accepted": 3, "contributor_id": dora.pk}
     delivery = WebhookDelivery.objects.get(webhook=hook)
     assert (delivery.state, delivery.attempts, delivery.status_code, delivery.last_error) == (
         DeliveryState.DELIVERED, 2, 200, "")
@@ -177,10 +177,10 @@ def test_a_destination_that_turned_private_is_refused_at_delivery(alice, endpoin
     assert endpoint.received == []  # nothing reached the local server
 
 
-def test_who_may_add_which_webhook(alice, bob, datanet_of):
+def test_who_may_add_which_webhook(alice, charlie, datanet_of):
     datanet = datanet_of(alice)
     with pytest.raises(PermissionDenied):
-        services.webhook_create(owner=bob, url="http://127.0.0.1:9/x", events=["version.published"], datanet=datanet)
+        services.webhook_create(owner=charlie, url="http://127.0.0.1:9/x", events=["version.published"], datanet=datanet)
     with pytest.raises(ValidationError) as refused:
         services.webhook_create(owner=alice, url="http://127.0.0.1:9/x", events=["fine_tune.failed"], datanet=datanet)
     assert "Not available for a Datanet: fine_tune.failed" in refused.value.message_dict["events"][0]
@@ -192,30 +192,30 @@ def test_who_may_add_which_webhook(alice, bob, datanet_of):
     assert "Not available for your account: webhook.test" in refused.value.message_dict["events"][0]
 
 
-def test_events_reach_the_right_webhooks_once(alice, bob, charlie, endpoint, run_on_commit, datanet_of):
+def test_events_reach_the_right_webhooks_once(alice, dora, charlie, endpoint, run_on_commit, datanet_of):
     from datanets.models import Record
     from datanets.services import records_review, version_publish
 
     datanet = datanet_of(alice)
     own = services.webhook_create(owner=alice, url=endpoint.url + "/alice", events=["version.published"])
-    bobs = services.webhook_create(owner=bob, url=endpoint.url + "/bob", events=["contribution.validated"])
+    doras = services.webhook_create(owner=dora, url=endpoint.url + "/dora", events=["contribution.validated"])
     strangers = services.webhook_create(owner=charlie, url=endpoint.url + "/charlie",
                                         events=["contribution.validated", "version.published"])
     switched_off = services.webhook_create(owner=alice, url=endpoint.url + "/off", events=["version.published"],
                                            datanet=datanet)
     Webhook.objects.filter(pk=switched_off.pk).update(active=False)
-    contribution = upload(datanet, bob, run_on_commit)
+    contribution = upload(datanet, dora, run_on_commit)
     records_review(datanet=datanet, reviewer=alice, decision="accept",
                    record_ids=Record.objects.filter(contribution=contribution).values_list("pk", flat=True))
     with run_on_commit():
         version = version_publish(datanet=datanet, actor=alice)
     paths = sorted(r.path for r in endpoint.received)
-    assert paths == ["/hooks/lineage/alice", "/hooks/lineage/bob"]
+    assert paths == ["/hooks/lineage/alice", "/hooks/lineage/dora"]
     published = next(r for r in endpoint.received if r.path.endswith("/alice")).json
     assert published["data"]["version"]["number"] == version.number == 1
     assert published["data"]["version"]["manifest_hash"] == version.manifest_hash
     assert not WebhookDelivery.objects.filter(webhook__in=[strangers, switched_off]).exists()
-    assert {own.pk, bobs.pk} == set(WebhookDelivery.objects.values_list("webhook_id", flat=True))
+    assert {own.pk, doras.pk} == set(WebhookDelivery.objects.values_list("webhook_id", flat=True))
     # A dispatch delivered again finds its event recorded: nothing is made or sent twice.
     with run_on_commit():
         services.event_dispatch(kind="version.published", object_id=version.pk)
@@ -223,7 +223,7 @@ def test_events_reach_the_right_webhooks_once(alice, bob, charlie, endpoint, run
     assert len(endpoint.received) == 2
 
 
-def test_webhook_pages_add_show_test_and_remove(alice, bob, client, endpoint, run_on_commit, datanet_of):
+def test_webhook_pages_add_show_test_and_remove(alice, charlie, client, endpoint, run_on_commit, datanet_of):
     datanet = datanet_of(alice)
     client.force_login(alice)
     page = client.get(reverse("notifications:webhooks")).content.decode()
@@ -244,7 +244,7 @@ def test_webhook_pages_add_show_test_and_remove(alice, bob, client, endpoint, ru
     assert hook.secret in detail and "Send test event" in detail and "Nothing sent yet" in detail
 
     # Someone else's webhook is not found, whatever they try.
-    client.force_login(bob)
+    client.force_login(charlie)
     assert client.get(hook.get_absolute_url()).status_code == 404
     assert client.post(reverse("notifications:webhook_test", args=[hook.pk])).status_code == 404
     assert client.post(reverse("notifications:webhook_delete", args=[hook.pk])).status_code == 404

@@ -1,6 +1,7 @@
 """A fee whose answer has no receipt at all (the index is missing or broken, or the receipt task was lost) pays
-its contributors' part to the rows that trained the model, pro rata to rows: never to the model owner, whose
-broken index must not earn them the pool, and the same whatever accounts hold the rows."""
+its contributors' part to the rows that trained the model: by the value split recorded when its index was
+built, or pro rata to rows for a model never indexed. Never to the model owner, whose broken index must not
+earn them the pool, and the same whatever accounts hold the rows."""
 
 import pytest
 from django.core.management import call_command
@@ -55,6 +56,27 @@ def test_a_receiptless_fee_pays_the_training_rows_not_the_owner(db, alice, bob, 
     assert paid == {alice.pk: (450, 750_000), charlie.pk: (150, 250_000)}
     assert dana.pk not in paid
     call_command("ledger_check")  # raises on unbalanced books
+
+
+def test_an_indexed_model_pays_by_the_value_recorded_at_build_not_by_rows(db, alice, bob, charlie, trained, grant):
+    """Charlie's one row was worth three times Alice's three on the evaluation split; Bob (the owner) also
+    trained on worthless rows of his own, which the value split pays nothing: breaking the index after it was
+    built earns him nothing either, because the split lives on the index's database record."""
+    from attribution.models import AttributionIndex, IndexState
+
+    model, _ = trained
+    AttributionIndex.objects.create(
+        model_version=model, model_version_hash=model.version_hash, k=64, seed=1, storage_prefix="gone",
+        state=IndexState.FAILED, error="index files failed their re-hash",
+        fallback_shares_ppm={str(alice.pk): 250_000, str(charlie.pk): 750_000}, fallback_basis="valuation")
+    grant(alice, OPEN)
+    settlement = fee_settle(inference_id="no-receipt-indexed", payer=alice, model_owner=bob, fee=1000,
+                            contributor_shares={}, model_version_hash=model.version_hash, receipt_id=None)
+    paid = {s.user_id: (s.amount, s.ppm) for s in SettlementShare.objects.filter(settlement=settlement,
+                                                                                 role="contributor")}
+    assert settlement.fallback_used and settlement.owner_amount == 300
+    assert paid == {alice.pk: (150, 250_000), charlie.pk: (450, 750_000)}
+    call_command("ledger_check")
 
 
 def test_spreading_training_rows_over_accounts_changes_nothing(db, alice, bob, charlie, make_user, grant):

@@ -5,8 +5,8 @@ from rewards.services import chain_reconcile
 
 
 class Command(BaseCommand):
-    help = ("Compare the database with the chain (roots, funding, claims; with governance: votes, stakes, slashes "
-            "and the fee split); report disagreements, never patch.")
+    help = ("Compare the database with the chain (roots, funding, claims; with governance: votes, stakes, slashes, "
+            "booked slashes released from their pool, and the fee split); report disagreements, never patch.")
 
     def handle(self, *args, **options):
         issues = chain_reconcile()

@@ -1,0 +1,133 @@
+"""The eigenbasis projection: each block's gradient on its leading KFAC eigen-directions (eigenbasis.py)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from attr_tiny_models import (
+    random_classification_inputs,
+    tiny_classifier,
+    topical_classification_inputs,
+    train,
+)
+from attr_tiny_models import training_batches as tiny_batches
+
+from attribution.engine import Attributor, BlockProjector, IndexConfig, ProjectionSpec, build_index
+from attribution.engine.eigenbasis import BasisFit, fit_bases
+from attribution.engine.gradients import GradientBlock
+
+BLOCK = GradientBlock(name="layer", out_features=3, in_features=5, has_bias=True)  # 18 gradient dims
+
+
+def kronecker_gradients(rows: int, seed: int) -> torch.Tensor:
+    """Per-example gradients δ ⊗ [a; 1] with anisotropic δ and a (what a Linear layer's gradient looks like)."""
+    generator = torch.Generator().manual_seed(seed)
+    delta = torch.randn(rows, 3, generator=generator, dtype=torch.float64) * torch.tensor([3.0, 1.0, 0.2])
+    activation = torch.randn(rows, 5, generator=generator, dtype=torch.float64) * torch.tensor([4.0, 2.0, 1.0, .5, .1])
+    weight = delta.unsqueeze(2) * activation.unsqueeze(1)
+    return torch.cat([weight.reshape(rows, -1), delta], dim=1)
+
+
+def test_a_block_kept_whole_is_a_rotation_so_every_inner_product_is_exact():
+    grads = kronecker_gradients(40, seed=1)
+    bases = fit_bases([BLOCK], [18], [{"layer": grads}])
+    projected = BlockProjector([BLOCK], ProjectionSpec(seed=0, k=18, kind="eigenbasis"), dtype=torch.float64,
+                               bases=bases).project({"layer": grads})
+    assert projected.shape == (40, 18)
+    assert torch.allclose(projected @ projected.T, grads @ grads.T, rtol=1e-5, atol=1e-6)
+    # A budget above the block's size pads with zero dimensions instead of failing.
+    padded = BlockProjector([BLOCK], ProjectionSpec(seed=0, k=20, kind="eigenbasis"), dtype=torch.float64,
+                            bases=fit_bases([BLOCK], [20], [{"layer": grads}])).project({"layer": grads})
+    assert padded.shape == (40, 20) and torch.all(padded[:, 18:] == 0)
+
+
+def test_the_kept_directions_are_the_largest_eigenvalue_products_and_keep_more_than_a_random_subspace():
+    grads = kronecker_gradients(400, seed=2)
+    rows = grads.shape[0]
+    matrix = torch.cat([grads[:, :15].reshape(rows, 3, 5), grads[:, 15:].unsqueeze(2)], dim=2)
+    out_values = np.linalg.eigvalsh(torch.einsum("boi,bpi->op", matrix, matrix).numpy())[::-1]
+    in_values = np.linalg.eigvalsh(torch.einsum("boi,boj->ij", matrix, matrix).numpy())[::-1]
+    products = np.sort(np.outer(out_values, in_values).ravel())[::-1]
+    k = 6
+    basis = fit_bases([BLOCK], [k], [{"layer": grads}])["layer"]
+    selected = basis.selected.numpy()
+    width = basis.in_vectors.shape[1]
+    kept = sorted((out_values[s // width] * in_values[s % width] for s in selected), reverse=True)
+    assert np.allclose(kept, products[:k], rtol=1e-6)
+    eigen = BlockProjector([BLOCK], ProjectionSpec(seed=0, k=k, kind="eigenbasis"), dtype=torch.float64,
+                           bases={"layer": basis}).project({"layer": grads})
+    kept_energy = float((eigen ** 2).sum() / (grads ** 2).sum())
+    random_energy = []
+    for seed in range(5):
+        q, _ = torch.linalg.qr(torch.randn(18, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+        random_energy.append(float(((grads @ q) ** 2).sum() / (grads ** 2).sum()))
+    assert kept_energy > 0.95 and kept_energy > max(random_energy) + 0.2
+
+
+def test_the_basis_is_a_deterministic_function_of_the_gradients():
+    grads = kronecker_gradients(64, seed=3)
+    first = fit_bases([BLOCK], [7], [{"layer": grads[:32]}, {"layer": grads[32:]}])["layer"]
+    second = fit_bases([BLOCK], [7], [{"layer": grads[:32]}, {"layer": grads[32:]}])["layer"]
+    assert torch.equal(first.out_vectors, second.out_vectors) and torch.equal(first.in_vectors, second.in_vectors)
+    assert torch.equal(first.selected, second.selected)
+    # Signs are fixed: each vector's largest-magnitude entry is positive.
+    for vectors in (first.out_vectors, first.in_vectors):
+        pivots = vectors[vectors.abs().argmax(dim=0), torch.arange(vectors.shape[1])]
+        assert torch.all(pivots > 0)
+
+
+def test_bad_configurations_are_refused():
+    with pytest.raises(ValueError, match="fitted basis for every block"):
+        BlockProjector([BLOCK], ProjectionSpec(seed=0, k=6, kind="eigenbasis"))
+    with pytest.raises(ValueError, match="at least one training row"):
+        BasisFit([BLOCK]).bases([6])
+    with pytest.raises(ValueError, match="eigenbasis_rows"):
+        IndexConfig(ProjectionSpec(seed=0, k=6, kind="eigenbasis"), eigenbasis_rows=0)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    model = tiny_classifier(seed=1)
+    data = topical_classification_inputs(48, 12, seed=5)
+    return train(model, data, epochs=4), data
+
+
+def test_an_eigenbasis_index_stores_its_basis_verifies_it_and_scores_queries_with_it(trained, tmp_path):
+    model, data = trained
+    config = IndexConfig(ProjectionSpec(seed=7, k=256, kind="eigenbasis"), shard_rows=20, eigenbasis_rows=30,
+                         eigenbasis_fraction=0.75)
+    batches = tiny_batches(data, lambda i: f"c{i % 12}")  # batches of 16 rows
+    # A one-shot stream: the rows that fit the basis are buffered, then indexed with the rest.
+    index = build_index(model, iter(batches), tmp_path / "idx", config, model_hash="sha256:tiny")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["projection"] == {"k": 256, "seed": 7, "kind": "eigenbasis", "fit_rows": 30,
+                                      "eigen_fraction": 0.75}
+    assert manifest["projection_file"]["file"] == "projection.safetensors"
+    assert index.num_rows == 48 and index.verify().ok  # the buffered fit rows were indexed too, once each
+    # Queries are projected with the stored basis: every training row fed back ranks itself first.
+    attributor = Attributor(model, index)
+    top = index.top_rows(attributor.query_features(data), top_k=1)
+    assert top.positions[:, 0].tolist() == list(range(48))
+    # The basis is the one fitted on the gradients of the first two batches (32 rows: the first ≥ 30), exactly.
+    featurizer = attributor.featurizer  # one featurizer per model: each registers its own gradient hooks
+    fitted = fit_bases(featurizer.blocks, featurizer.projector.block_dims,
+                       [featurizer.per_example_gradients(batch.inputs) for batch in batches[:2]], fraction=0.75)
+    stored = index.projection_bases()
+    assert set(stored) == set(fitted) and len(stored) >= 2
+    for name, basis in fitted.items():
+        assert torch.equal(stored[name].selected, basis.selected)
+        assert torch.allclose(stored[name].out_vectors, basis.out_vectors, atol=1e-6)
+        assert torch.allclose(stored[name].in_vectors, basis.in_vectors, atol=1e-6)
+    # A changed basis file is caught like any other file of the index.
+    path = tmp_path / "idx" / "projection.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 1
+    path.write_bytes(bytes(raw))
+    report = index.verify()
+    assert not report.ok and "projection.safetensors: sha256 mismatch" in report.problems
+    # Queries go through the stored basis: the same features as projecting their gradients with it by hand.
+    queries = random_classification_inputs(3, seed=9)
+    by_hand = BlockProjector(featurizer.blocks, index.projection, bases=fitted).project(
+        featurizer.per_example_gradients(queries))
+    assert torch.allclose(attributor.query_features(queries), by_hand, rtol=1e-4, atol=1e-6)
