@@ -76,7 +76,7 @@ def fee_split(*, fee: int, policy: FeePolicyVersion, contributor_shares: dict,
               training_shares: dict | None = None) -> FeeSplit:
     """Split one fee. With no contributor shares (the answer has no receipt) the contributors' part follows the
     policy's fallback; for `training_data`, `training_shares` ({user id: weight}: the empty-receipt split recorded
-    when the model's index was built, else rows trained on; settlement.`_training_rows`) divide it by largest remainder, and when those
+    when the model's index was built, else rows trained on; settlement.`_receiptless_weights`) divide it by largest remainder, and when those
     are unknown it goes to the protocol treasury, never to the owner."""
     parts = largest_remainder(fee, [("protocol", policy.protocol_bps), ("owner", policy.owner_bps),
                                     ("contributors", policy.contributors_bps)])

@@ -155,7 +155,7 @@ def _promotional_restore(fees) -> None:
         PromotionalCredit.objects.filter(pk=promo.pk).update(remaining=int(promo.remaining) + amount)
 
 
-def _training_rows(version_hashes: set[str]) -> dict[str, dict[int, int]]:
+def _receiptless_weights(version_hashes: set[str]) -> dict[str, dict[int, int]]:
     """{model version hash: {user id: weight}} for the contributors' part of fees without a receipt: the
     weights an empty receipt pays (the training data by its value, recorded when the index was built) where
     the version was indexed, else the rows it was trained on. Users that no longer exist are left out."""
@@ -218,15 +218,16 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
         named = {int(uid) for p in to_book for uid in p.contributor_shares}
         existing = set(get_user_model().objects.filter(pk__in=named).values_list("pk", flat=True)) if named else set()
         # A fee without a receipt pays its contributors' part to the rows that trained the model (the default
-        # fallback): one query for the model versions of the batch's receiptless fees, one for their users.
+        # fallback), by the value split recorded at index build or else by rows: a fixed number of queries for
+        # the model versions of the batch's receiptless fees and their users.
         unreceipted = {p.model_version_hash for p in to_book if not p.contributor_shares
                        and p.policy.fallback == Fallback.TRAINING_DATA}
-        training = _training_rows(unreceipted) if unreceipted else {}
-        training_ppm = {version: _ppm_of(counts) for version, counts in training.items()}
+        receiptless = _receiptless_weights(unreceipted) if unreceipted else {}
+        receiptless_ppm = {version: _ppm_of(weights) for version, weights in receiptless.items()}
         # The promotional part of a fee is split to nobody (`credit_grant`): only the rest is.
         splits = [fee_split(fee=p.fee - int(p.promotional), policy=p.policy, contributor_shares={
             int(uid): ppm for uid, ppm in p.contributor_shares.items() if int(uid) in existing},
-            training_shares=training.get(p.model_version_hash)) for p in to_book]
+            training_shares=receiptless.get(p.model_version_hash)) for p in to_book]
 
         amounts: dict[tuple, int] = defaultdict(int)  # (account kind, user id or None) -> amount
         released: dict[tuple, int] = defaultdict(int)
@@ -259,7 +260,7 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
                     shares.append({"settlement_id": settlement_id, "user_id": p.model_owner_id,
                                    "role": ShareRole.OWNER.value, "ppm": 0, "amount": split.owner, "rows": []})
                 ppm = ({int(uid): v for uid, v in p.contributor_shares.items()} if p.contributor_shares
-                       else training_ppm.get(p.model_version_hash, {}))
+                       else receiptless_ppm.get(p.model_version_hash, {}))
                 shares += [{"settlement_id": settlement_id, "user_id": uid, "role": ShareRole.CONTRIBUTOR.value,
                             "ppm": ppm.get(uid, 0), "amount": amount,
                             "rows": p.contributor_rows.get(str(uid), [])} for uid, amount in split.contributors.items()]
