@@ -16,4 +16,5 @@ class ApiKeyForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         initial=["read"],
         help_text="Give each key only what the program using it needs.",
+        error_messages={"required": "Choose at least one scope: a key without one can do nothing."},
     )

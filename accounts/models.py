@@ -97,6 +97,7 @@ class AuditAction(models.TextChoices):
     RETRIEVAL_INDEX_REQUEUE = "retrieval.index_requeue"
     RETRIEVAL_APP_DEPLOY = "retrieval.app_deploy"
     RETRIEVAL_APP_RETIRE = "retrieval.app_retire"
+    RETRIEVAL_APP_UPDATE = "retrieval.app_update"
     # inference
     INFERENCE_MODEL_ROOT_PRUNED = "inference.model_root_pruned"
     # rewards

@@ -6,15 +6,12 @@ The index files live in default storage under `storage_prefix`; the row here rec
 secret projection seed, which is never shown in pages or the API.
 """
 
-import uuid
-
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-
-def new_receipt_id() -> str:
-    return str(uuid.uuid4())
+# Defined in receipt_ids (retrieval's receipts share the id space); named here too, where migrations find it.
+from .receipt_ids import new_receipt_id
 
 
 class IndexState(models.TextChoices):

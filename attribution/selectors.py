@@ -4,6 +4,7 @@ Rows are explained through `datanets.selectors`: a row's text is shown only to s
 its Datanet (a private Datanet's rows appear as "a row of a private Datanet").
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 from django.http import Http404
@@ -60,6 +61,7 @@ class ExplainedRow:
     datanet_name: str
     datanet_slug: str
     version_number: int | None
+    paid_percent: float | None = None  # on a receipt's most-like rows: the row's part of the pool, if listed as paid
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,17 @@ def explain_rows(*, rows: list[dict], model_version, user) -> list[ExplainedRow]
             version_number=versions.get(record.datanet.slug) if visible else None,
         ))
     return explained
+
+
+def explain_receipt_rows(*, receipt: AttributionReceipt, user) -> list[ExplainedRow]:
+    """A receipt's most-like rows (its top rows by score), each marked with its part of the pool when the
+    payout listed it among the rows that earned a share. The two lists differ by design: a row can score high
+    and earn nothing (a later copy, a row flagged as harmful or worth nothing on held-out data, a row whose
+    credit group did not beat its noise level) and a paid row need not be among the few highest scores."""
+    paid = (receipt.payload or {}).get("paid_rows") or {}
+    paid_percent = {row["row_id"]: 100 * row["credit"] for rows in paid.values() for row in rows}
+    return [dataclasses.replace(row, paid_percent=paid_percent.get(row.row_id))
+            for row in explain_rows(rows=receipt.top_rows, model_version=receipt.model_version, user=user)]
 
 
 def explain_shares(*, receipt: AttributionReceipt, user) -> list[ExplainedShare]:

@@ -18,10 +18,10 @@ def receipt(request, receipt_id):
         receipt = selectors.receipt_get(receipt_id=receipt_id)
     except Http404:
         from inference import selectors as inference_selectors
-        from retrieval.models import RetrievalReceipt
+        from retrieval import selectors as retrieval_selectors
 
         # A retrieval app's receipt shares this id space (earnings and fees link every receipt here).
-        retrieval_receipt = RetrievalReceipt.objects.filter(receipt_id=str(receipt_id)).first()
+        retrieval_receipt = retrieval_selectors.receipt_by_id(receipt_id=receipt_id)
         if retrieval_receipt is not None:
             return redirect(retrieval_receipt)
 
@@ -34,7 +34,7 @@ def receipt(request, receipt_id):
         "receipt": receipt,
         "version": version,
         "show_query": selectors.receipt_shows_query(receipt=receipt, user=request.user),
-        "rows": selectors.explain_rows(rows=receipt.top_rows, model_version=version, user=request.user),
+        "rows": selectors.explain_receipt_rows(receipt=receipt, user=request.user),
         "shares": selectors.explain_shares(receipt=receipt, user=request.user),
         "basis": selectors.payout_basis(receipt=receipt),
         "negative": selectors.explain_negative(receipt=receipt),

@@ -5,7 +5,8 @@
 Gas is measured on the in-process py-evm chain (Prague rules, the same bytecode as production) with a
 100,000-account tree, so proofs have the depth a real epoch would have. Governance and stakes are measured
 there too: one fee-split proposal from proposing to execution (propose, vote, queue, execute) and one
-contributor's stake, unstake request, withdrawal and slash (``gas_governance_*`` / ``gas_stake_*``). Fee settlement is measured on
+contributor's stake, unstake request, withdrawal, slash and ``releasePool`` (the slashed OPEN paid to the
+treasury) (``gas_governance_*`` / ``gas_stake_*``). Fee settlement is measured on
 PostgreSQL (``rewards/bench.py``). Targets: tree build <= 3 s at 100k accounts, root update ~45k gas,
 first claim <= 110k gas, >= 2,000 fees settled per second.
 """
@@ -110,7 +111,8 @@ def measure_gas(tree: CumulativeRewardsTree, rewards: dict[str, int], claims: in
 
 def measure_governance_gas() -> dict[str, int]:
     """One proposal through the governor and timelock (two voters, so the second vote is a typical one) and
-    one stake's life on ContributorStakes (approve not counted: it is the ERC-20's)."""
+    one stake's life on ContributorStakes (approve not counted: it is the ERC-20's), with the release of what
+    was slashed from it."""
     client = ChainClient.in_process()
     chain, accounts = client.local_chain, client.local_chain.accounts
     rewards = deploy_rewards(client, supply=10**12 * OPEN)
@@ -138,6 +140,12 @@ def measure_governance_gas() -> dict[str, int]:
     results["gas_stake"] = stakes.stake(rewards.token, 1, 10 * OPEN, new_request_id(), sender=staker).gas_used
     results["gas_stake_unstake"] = stakes.request_unstake(1, 20 * OPEN, new_request_id(), sender=staker).gas_used
     results["gas_stake_slash"] = stakes.slash(staker.address, 1, 5 * OPEN, new_request_id()).gas_used
+    # The slashed OPEN leaves the Datanet's pool for the treasury (the platform's key, which holds OPEN already),
+    # as rewards.services.slash_releases sends it: part of the pool, then the rest (the pool emptied: the usual
+    # release, one per booked slash, and cheaper by the storage refund).
+    treasury = client.address
+    results["gas_stake_release_pool_partial"] = stakes.release_pool(1, treasury, 2 * OPEN).gas_used
+    results["gas_stake_release_pool"] = stakes.release_pool(1, treasury, 3 * OPEN).gas_used
     chain.tester.time_travel(chain.tester.get_block_by_number("pending")["timestamp"] + 61)
     results["gas_stake_withdraw"] = stakes.withdraw(1, sender=staker).gas_used
     return results
@@ -195,6 +203,8 @@ def main() -> None:
     print(f"gas stake                : {results['gas_stake_first']:,} first, {results['gas_stake']:,} more")
     print(f"gas unstake / withdraw   : {results['gas_stake_unstake']:,} / {results['gas_stake_withdraw']:,}")
     print(f"gas slash                : {results['gas_stake_slash']:,}")
+    print(f"gas releasePool          : {results['gas_stake_release_pool']:,} emptying the pool, "
+          f"{results['gas_stake_release_pool_partial']:,} part of it (slashed OPEN to the treasury)")
     if "settled_per_s" in results:
         rounds = ", ".join(f"{results[key]:,} with {key.rsplit('_', 1)[1].removesuffix('settler')}"
                            for key in results if key.startswith("settled_per_s_"))

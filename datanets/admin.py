@@ -18,6 +18,7 @@ from .models import (
     Record,
     RecordStatus,
     RowError,
+    StakeQuotaLock,
     TrainingAccessRequest,
     VersionRecord,
 )
@@ -169,3 +170,15 @@ class TrainingAccessRequestAdmin(ServicesOnlyAdmin):
     list_filter = ("state",)
     search_fields = ("datanet__name", "datanet__slug", "requester__username", "requester__email", "message")
     list_select_related = ("datanet", "requester", "decided_by")
+
+
+@admin.register(StakeQuotaLock)
+class StakeQuotaLockAdmin(ServicesOnlyAdmin):
+    """Read-only: when each contributor's uploads to a staked Datanet were last counted against the row quota
+    (the row is the lock that serialises the count; governance/stake quotas)."""
+
+    list_display = ("datanet", "contributor", "locked_at")
+    list_filter = ("datanet",)
+    date_hierarchy = "locked_at"
+    search_fields = ("datanet__name", "datanet__slug", "contributor__username")
+    list_select_related = ("datanet", "contributor")

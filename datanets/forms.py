@@ -1,4 +1,8 @@
+import re
+from dataclasses import dataclass, field
+
 from django import forms
+from django.core.exceptions import ValidationError
 
 from .models import ContributionPolicy, Datanet, Licence, TaskType, TrainingAccess, Visibility
 
@@ -87,6 +91,73 @@ class DocumentUploadForm(forms.Form):
 class UploadForm(forms.Form):
     file = forms.FileField(help_text="CSV, TSV, JSON Lines or Parquet, optionally gzip-compressed. "
                                      "The first row of a CSV/TSV names the columns.")
+
+
+TYPED_ROWS_SHOWN = 3  # lines of an empty grid; "Add a row" adds more
+TYPED_ROWS_MAX = 20
+_TYPED_FIELD = re.compile(r"row-(\d+)-")
+
+
+@dataclass
+class TypedCell:
+    column: str
+    name: str
+    value: str = ""
+    error: str = ""
+    is_label: bool = False
+
+
+@dataclass
+class TypedLine:
+    number: int  # 1-based, as the grid and its messages say "Row N"
+    cells: list[TypedCell] = field(default_factory=list)
+
+
+class TypedRowsGrid:
+    """The contribute page's "type rows" grid: inputs named `row-<i>-<column>`, lines added and removed in
+    the browser (static/js/typed_rows.js). Read back in order; a refused grid is drawn again as typed, each
+    problem next to its field."""
+
+    max_lines = TYPED_ROWS_MAX
+
+    def __init__(self, schema, data=None):
+        self.columns = schema.columns
+        self.required = schema.required_columns
+        self.labels = list(schema.label_set)
+        if data is None:
+            values = [{} for _ in range(TYPED_ROWS_SHOWN)]
+        else:
+            indexes = sorted({int(m.group(1)) for key in data if (m := _TYPED_FIELD.match(key))})
+            values = [{c: str(data.get(f"row-{i}-{c}", "")).strip() for c in self.columns} for i in indexes] or [{}]
+        self.lines = [self._line(n, row) for n, row in enumerate(values, start=1)]
+        self.blank = self._line(1, {})  # the browser's template for "Add a row"
+
+    def _line(self, number: int, row: dict) -> TypedLine:
+        return TypedLine(number, [TypedCell(column=c, name=f"row-{number - 1}-{c}", value=row.get(c, ""),
+                                            is_label=c == "label" and bool(self.labels)) for c in self.columns])
+
+    def rows(self) -> list[dict]:
+        """The typed lines that are not empty, as rows; ValidationError (and each problem marked on its
+        field) when a line lacks a required column or a label, or when nothing was typed."""
+        rows, problems = [], []
+        for line in self.lines:
+            if not any(cell.value for cell in line.cells):
+                continue
+            for cell in line.cells:
+                if cell.is_label and cell.value not in self.labels:
+                    cell.error = f"Choose a label (one of {', '.join(self.labels)})."
+                elif cell.column in self.required and not cell.value:
+                    cell.error = f"Fill in the {cell.column}."
+                if cell.error:
+                    problems.append(f"Row {line.number}: {cell.error[0].lower()}{cell.error[1:]}")
+            rows.append({cell.column: cell.value for cell in line.cells if cell.value})
+        if len(self.lines) > TYPED_ROWS_MAX:
+            problems.append(f"Type at most {TYPED_ROWS_MAX} rows at a time; upload a file for more.")
+        if problems:
+            raise ValidationError(problems)
+        if not rows:
+            raise ValidationError("Type at least one row, or choose a file to upload.")
+        return rows
 
 
 class ReviewForm(forms.Form):

@@ -156,10 +156,36 @@ class Contribution(models.Model):
         return reverse("datanets:contribution", args=[self.datanet.slug, self.pk])
 
     @property
+    def shown_name(self) -> str:
+        """What the contributor calls this upload: the name of the file they chose, or how its rows came (typed
+        into the form, sent as JSON rows), whose stored file name ("rows.jsonl") is the platform's own."""
+        if self.source in (ContributionSource.FORM, ContributionSource.API_ROWS) or not self.file_name:
+            return self.get_source_display()
+        return self.file_name
+
+    @property
     def progress_percent(self):
         if not self.progress_total:
             return 100 if self.state not in (ContributionState.RECEIVED, ContributionState.VALIDATING) else 0
         return min(100, round(100 * self.progress_done / self.progress_total))
+
+
+class StakeQuotaLock(models.Model):
+    """One row per contributor and staked Datanet, written first in the transaction that stores an upload's rows
+    (`services.stake_quota.stake_quota_cap`). The write holds the row (PostgreSQL) or the database (SQLite) until
+    that transaction commits, so the rows accepted in the last 24 hours are counted and the new ones stored as one
+    step: two uploads validated at once cannot both take the rows left of the daily quota (issue #20)."""
+
+    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="+")
+    contributor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    locked_at = models.DateTimeField(help_text="When an upload's rows were last counted against the quota.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["datanet", "contributor"],
+                                               name="datanets_stake_quota_lock_unique")]
+
+    def __str__(self):
+        return f"Row quota of user #{self.contributor_id} on {self.datanet}"
 
 
 class RecordStatus(models.TextChoices):

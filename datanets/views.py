@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -24,6 +25,7 @@ from .forms import (
     DatanetSettingsForm,
     DocumentUploadForm,
     PublishForm,
+    TypedRowsGrid,
     UploadForm,
 )
 from .models import ContributionSource, ContributionState, RecordStatus, Role, TaskType, TrainingAccessRequest
@@ -141,6 +143,7 @@ def contribute(request, slug):
     documents = datanet.task_type == TaskType.DOCUMENTS  # documents are uploaded and split; rows are not typed
     upload_form = DocumentUploadForm() if documents else UploadForm()
     uploading = documents or "file" in request.FILES
+    typed_grid = None if documents else TypedRowsGrid(datanet.schema)
     row_error = None
     if request.method == "POST" and perms.can_contribute:
         try:
@@ -161,9 +164,9 @@ def contribute(request, slug):
                     )
                     return redirect(contribution)
             else:
-                rows = _typed_rows(request.POST, datanet)
+                typed_grid = TypedRowsGrid(datanet.schema, request.POST)  # drawn again as typed if refused
                 contribution = services.contribution_create_from_rows(
-                    datanet=datanet, contributor=request.user, rows=rows, source=ContributionSource.FORM
+                    datanet=datanet, contributor=request.user, rows=typed_grid.rows(), source=ContributionSource.FORM
                 )
                 return redirect(contribution)
         except ValidationError as exc:
@@ -177,20 +180,8 @@ def contribute(request, slug):
             else:
                 row_error = str(exc)
     context = _context(request, datanet, upload_form=upload_form, row_error=row_error, documents=documents,
-                       columns=datanet.schema.columns, typed_rows=range(5))
+                       columns=datanet.schema.columns, typed_grid=typed_grid)
     return render(request, "datanets/contribute.html", context)
-
-
-def _typed_rows(post, datanet) -> list[dict]:
-    """Rows typed into the form's grid: inputs named `row-<i>-<column>`; fully empty lines are skipped."""
-    rows = []
-    for i in range(20):
-        row = {column: post.get(f"row-{i}-{column}", "").strip() for column in datanet.schema.columns}
-        if any(row.values()):
-            rows.append({k: v for k, v in row.items() if v != ""})
-    if not rows:
-        raise ValidationError("Type at least one row, or choose a file to upload.")
-    return rows
 
 
 @login_required
@@ -335,7 +326,8 @@ def versions(request, slug):
             except ValidationError as exc:
                 _form_errors_from(exc, form)
             else:
-                messages.success(request, f"Published v{version.number} ({version.row_count} rows).")
+                rows = f"{version.row_count} row{pluralize(version.row_count)}"
+                messages.success(request, f"Published v{version.number} ({rows}).")
                 return redirect("datanets:version", slug=slug, number=version.number)
     context = _context(request, datanet, versions=selectors.versions_for(datanet=datanet), form=form,
                        stats=selectors.datanet_stats(datanet=datanet))

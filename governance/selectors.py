@@ -105,16 +105,15 @@ def wallet_address_for(*, user) -> str | None:
 
 
 def addresses_of(*, user) -> list[str]:
-    from rewards.models import Wallet
+    from rewards.selectors import wallet_addresses_of
 
-    return list(Wallet.objects.filter(user=user).values_list("address", flat=True))
+    return wallet_addresses_of(user=user)
 
 
 def user_by_address(address: str):
-    from rewards.models import Wallet
+    from rewards.selectors import wallet_owner
 
-    wallet = Wallet.objects.filter(address__iexact=address).select_related("user").first()
-    return wallet.user if wallet else None
+    return wallet_owner(address=address)
 
 
 def wallet_actions_for(*, user, limit: int = 20) -> list[WalletAction]:
@@ -210,10 +209,10 @@ def _when(unix: int):
 
 def stakes_for(*, user) -> dict:
     """The contributor's page: each stake with its Datanet, and every slash with its evidence rows."""
-    from datanets.models import Datanet
+    from datanets.selectors import datanets_by_id
 
     positions = stake_positions(addresses=addresses_of(user=user))
-    names = {d.pk: d for d in Datanet.objects.filter(pk__in={datanet for _, datanet in positions})}
+    names = datanets_by_id(ids={datanet for _, datanet in positions})
     stakes = [{"address": address, "datanet": names.get(datanet), "datanet_id": datanet,
                "active": p["active"], "unstaking": p["unstaking"], "unlock_at": _when(p["unlock_at"])}
               for (address, datanet), p in sorted(positions.items(), key=lambda item: item[0][1])]

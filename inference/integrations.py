@@ -82,8 +82,8 @@ def receipt_possible(*, model_version) -> bool:
 
 
 def receipt_id_reserve() -> str:
-    """A fresh receipt id (what `attribution.models.new_receipt_id` makes), reserved for a queued receipt."""
-    from attribution.models import new_receipt_id
+    """A fresh receipt id (what `attribution.receipt_ids.new_receipt_id` makes), reserved for a queued receipt."""
+    from attribution.receipt_ids import new_receipt_id
 
     return new_receipt_id()
 

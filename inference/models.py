@@ -11,6 +11,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from rewards.fields import AmountField
+
 
 class InferenceStatus(models.TextChoices):
     RUNNING = "running", "Running"
@@ -33,7 +35,7 @@ class InferenceRecord(models.Model):
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
     latency_ms = models.FloatField(null=True, blank=True)
-    fee = models.DecimalField(max_digits=78, decimal_places=0, default=0, help_text="OPEN base units charged.")
+    fee = AmountField(default=0, help_text="OPEN base units charged.")
     receipt_id = models.CharField(max_length=64, blank=True, db_index=True)
     query_digest = models.CharField(max_length=64, blank=True,
                                     help_text="sha256 of the canonical {input, output} that was answered (as in "

@@ -117,7 +117,9 @@ class ModelsView(OpenAIView):
                                "`lineage.price_per_inference` is in OPEN base units (1 OPEN = 10^18), as a string.")
     def get(self, request):
         data = [_model_object(v) for v in registry_selectors.deployed_model_versions().order_by("slug")]
-        data += [retrieval_chat.model_object(app) for app in retrieval_selectors.deployed_apps().order_by("slug")]
+        # Only the apps this caller may ask: one over a private Datanet is listed to its readers alone.
+        data += [retrieval_chat.model_object(app)
+                 for app in retrieval_selectors.apps_callable_by(user=request.user).order_by("slug")]
         return JsonResponse({"object": "list", "data": data})
 
 
@@ -127,7 +129,7 @@ class ModelView(OpenAIView):
                                "any other id answers 404 `model_not_found`.")
     def get(self, request, model_id: str):
         version = selectors.deployed_model(slug=model_id)
-        app = retrieval_chat.app_for_model(model_id) if version is None else None
+        app = retrieval_chat.app_for_model(model_id, user=request.user) if version is None else None
         if app is not None:
             return JsonResponse(retrieval_chat.model_object(app))
         if version is None:
@@ -146,7 +148,8 @@ class _CompletionView(OpenAIView):
     def post(self, request):
         body = self.body(request)
         model = validation.model_name(body)
-        app = retrieval_chat.app_for_model(model)  # a retrieval app answers under its own model name
+        # A retrieval app answers under its own model name (to those who may read its Datanets).
+        app = retrieval_chat.app_for_model(model, user=request.user)
         if app is not None:
             return retrieval_chat.chat_completion(view=self, request=request, body=body, app=app)
         stream = validation.stream_flag(body)

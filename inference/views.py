@@ -14,7 +14,7 @@ def playground(request):
     models = list(selectors.deployed_models())
     for model in models:
         model.playground_kind = "classifier" if services.is_classifier(model) else "chat"
-    apps = list(retrieval_selectors.deployed_apps().order_by("name"))
+    apps = list(retrieval_selectors.apps_callable_by(user=request.user).order_by("name"))
     for app in apps:
         app.playground_kind = "chat"  # a retrieval app keeps the conversation; its answers cite passages
     models += apps

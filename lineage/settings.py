@@ -122,8 +122,12 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let web, worker and beat share one SQLite file without "database is locked".
+    # Transactions take the write lock when they begin (IMMEDIATE): a deferred transaction that reads and then
+    # writes (claiming a job, counting a row quota) fails at once with "database is locked" when another writer
+    # got in between, since SQLite cannot wait for a lock upgrade; an immediate one waits its turn (timeout).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+         "transaction_mode": "IMMEDIATE"}
     )
     # A file, not memory, so worker processes started by tests see the test database; one per test run.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
@@ -227,8 +231,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # No online validator badge: Swagger UI would load it from swagger.io (the docs work offline).
-    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # No online validator badge: Swagger UI would load it from swagger.io (the docs work offline). The schemas
+    # section starts closed: open by default, Swagger UI drew it closed and its first press did nothing.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None, "defaultModelsExpandDepth": 0},
     "COMPONENT_SPLIT_REQUEST": True,
     # Every operation documents the errors any request can meet (401, 403, 404, 429, ...) in its error shape.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "lineage.api.document_standard_errors"],
@@ -432,6 +437,9 @@ ATTRIBUTION_DAMPING_RATIO = env.float("ATTRIBUTION_DAMPING_RATIO", default=0.01)
 ATTRIBUTION_PROJECTION = env.str("ATTRIBUTION_PROJECTION", default="eigenbasis")
 ATTRIBUTION_EIGENBASIS_ROWS = env.int("ATTRIBUTION_EIGENBASIS_ROWS", default=4096)
 ATTRIBUTION_EIGENBASIS_FRACTION = env.float("ATTRIBUTION_EIGENBASIS_FRACTION", default=0.9)
+# Memory (MiB) a build may hold the fit rows' unprojected gradients in, so that they are not taken twice (one pass
+# over the data instead of two for the first rows); changes the build's time, never the index.
+ATTRIBUTION_GRADIENT_BUFFER_MB = env.int("ATTRIBUTION_GRADIENT_BUFFER_MB", default=1024)
 ATTRIBUTION_BATCH_SIZE = env.int("ATTRIBUTION_BATCH_SIZE", default=16)
 ATTRIBUTION_SHARD_ROWS = env.int("ATTRIBUTION_SHARD_ROWS", default=65536)
 ATTRIBUTION_ROWS_PER_CONTRIBUTOR = env.int("ATTRIBUTION_ROWS_PER_CONTRIBUTOR", default=10)  # contributor_rows

@@ -2,7 +2,6 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from datanets import selectors as datanet_selectors
-from datanets.models import DatanetVersion
 from rewards.amounts import OpenAmountField
 
 from .models import BaseModel
@@ -17,7 +16,7 @@ class FineTuneForm(forms.Form):
     name = forms.CharField(max_length=120, help_text="Names the job and the model it produces, e.g. 'support-intents'.")
     base_model = forms.ModelChoiceField(queryset=BaseModel.objects.filter(is_active=True), empty_label=None,
                                         help_text="The pretrained model the adapter is trained on top of.")
-    datanet_versions = VersionChoiceField(queryset=DatanetVersion.objects.none(), widget=forms.CheckboxSelectMultiple,
+    datanet_versions = VersionChoiceField(queryset=None, widget=forms.CheckboxSelectMultiple,
                                           help_text="Published versions you may train on; they must share a task and labels.")
     lora_r = forms.IntegerField(label="LoRA rank", min_value=1, max_value=256, initial=8,
                                 help_text="Adapter size: 4-16 suits most tasks; higher learns more and costs more.")
@@ -42,10 +41,11 @@ class FineTuneForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
+        # The choices depend on who asks: the field declares no queryset, and each form gets its own here.
         trainable = datanet_selectors.trainable_versions_for(user=user)
-        self.fields["datanet_versions"].queryset = DatanetVersion.objects.filter(
+        self.fields["datanet_versions"].queryset = datanet_selectors.versions_visible_to(user=user).filter(
             pk__in=[v.pk for v in trainable]
-        ).select_related("datanet").order_by("datanet__name", "-number")
+        ).order_by("datanet__name", "-number")
 
     def clean_lora_target_modules(self):
         return [m.strip() for m in self.cleaned_data["lora_target_modules"].split(",") if m.strip()]

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from rewards.fields import AmountField
+
 
 class SourceKind(models.TextChoices):
     PACKAGE = "package", "Python package that ships weights"
@@ -113,8 +115,7 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict)
     base_metrics = models.JSONField(default=dict)
     lineage = models.JSONField(default=dict, help_text="Datanets, versions, licences, rows and contributors.")
-    price_per_inference = models.DecimalField(max_digits=78, decimal_places=0, default=0,
-                                              help_text="OPEN base units (18 decimals) charged per answer.")
+    price_per_inference = AmountField(default=0, help_text="OPEN base units (18 decimals) charged per answer.")
     allow_download = models.BooleanField(default=False)
     deployed = models.BooleanField(default=False)
     attribution_status = models.CharField(max_length=16, choices=AttributionStatus.choices, default=AttributionStatus.NONE)

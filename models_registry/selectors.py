@@ -215,3 +215,31 @@ def fine_tune_daily_totals(*, start, end) -> dict[str, list[dict]]:
 def model_versions_index() -> dict[str, dict]:
     """{version hash: {id, slug, name, deployed}} of every model version."""
     return {v["version_hash"]: v for v in ModelVersion.objects.values("id", "version_hash", "slug", "name", "deployed")}
+
+
+# --- Reads for the other apps, which never import models_registry.models (tests/foundation/test_app_boundaries.py).
+
+def model_version_by_id(*, pk) -> ModelVersion | None:
+    return ModelVersion.objects.filter(pk=pk).first()
+
+
+def model_version_by_slug(*, slug: str) -> ModelVersion | None:
+    return ModelVersion.objects.filter(slug=slug).first()
+
+
+def model_version_slug_taken(*, slug: str) -> bool:
+    return ModelVersion.objects.filter(slug=slug).exists()
+
+
+def deployed_model_versions_of(*, owner, tasks):
+    """The owner's deployed model versions of these tasks, by name."""
+    return ModelVersion.objects.filter(owner=owner, deployed=True, task__in=list(tasks)).order_by("name")
+
+
+def job_by_id(*, pk) -> FineTuneJob | None:
+    return FineTuneJob.objects.select_related("owner").filter(pk=pk).first()
+
+
+def model_version_of_job(*, job: FineTuneJob) -> ModelVersion | None:
+    """The version a fine-tune registered, or None (it has not succeeded)."""
+    return ModelVersion.objects.filter(job=job).first()

@@ -43,9 +43,10 @@ def _stamp(moment) -> str:
 
 
 def contribution_validated(contribution_id) -> BuiltEvent | None:
-    from datanets.models import Contribution, ContributionState
+    from datanets import selectors as datanet_selectors
+    from datanets.types import ContributionState
 
-    contribution = Contribution.objects.select_related("datanet").filter(pk=contribution_id).first()
+    contribution = datanet_selectors.contribution_by_id(pk=contribution_id)
     if contribution is None or contribution.state not in (ContributionState.IN_REVIEW, ContributionState.DONE):
         return None
     data = {"contribution": {
@@ -60,9 +61,9 @@ def contribution_validated(contribution_id) -> BuiltEvent | None:
 
 
 def version_published(version_id) -> BuiltEvent | None:
-    from datanets.models import DatanetVersion
+    from datanets import selectors as datanet_selectors
 
-    version = DatanetVersion.objects.select_related("datanet").filter(pk=version_id).first()
+    version = datanet_selectors.version_by_id(pk=version_id)
     if version is None:
         return None
     datanet = version.datanet
@@ -77,16 +78,17 @@ def version_published(version_id) -> BuiltEvent | None:
 
 
 def fine_tune_finished(job_id) -> BuiltEvent | None:
-    from models_registry.models import FineTuneJob, JobState, ModelVersion
+    from models_registry import selectors as model_selectors
+    from models_registry.types import JobState
 
-    job = FineTuneJob.objects.select_related("owner").filter(pk=job_id).first()
+    job = model_selectors.job_by_id(pk=job_id)
     if job is None or job.state not in (JobState.SUCCEEDED, JobState.FAILED):
         return None
     succeeded = job.state == JobState.SUCCEEDED
     kind = catalogue.FINE_TUNE_SUCCEEDED if succeeded else catalogue.FINE_TUNE_FAILED
     job_url = _absolute(job.get_absolute_url())
     details = {"id": job.pk, "name": job.name, "state": job.state, "finished_at": _stamp(job.finished_at), "url": job_url}
-    model = ModelVersion.objects.filter(job=job).first() if succeeded else None
+    model = model_selectors.model_version_of_job(job=job) if succeeded else None
     if model is not None:
         details["model"] = {"slug": model.slug, "version_hash": model.version_hash, "metrics": model.metrics,
                             "url": _absolute(model.get_absolute_url())}
@@ -108,9 +110,10 @@ def fine_tune_finished(job_id) -> BuiltEvent | None:
 
 
 def access_request_decided(request_id) -> BuiltEvent | None:
-    from datanets.models import AccessState, TrainingAccessRequest
+    from datanets import selectors as datanet_selectors
+    from datanets.types import AccessState
 
-    request = TrainingAccessRequest.objects.select_related("datanet", "requester").filter(pk=request_id).first()
+    request = datanet_selectors.training_access_request_by_id(pk=request_id)
     if request is None or request.state == AccessState.PENDING:
         return None
     datanet, requester = request.datanet, request.requester
@@ -133,13 +136,14 @@ def access_request_decided(request_id) -> BuiltEvent | None:
 def epoch_closed(epoch_id) -> BuiltEvent | None:
     from django.contrib.auth import get_user_model
 
+    from rewards import selectors as rewards_selectors
     from rewards.amounts import format_open
-    from rewards.models import Epoch, EpochState, PayoutAllocation
+    from rewards.types import EpochState
 
-    epoch = Epoch.objects.filter(pk=epoch_id).first()
+    epoch = rewards_selectors.epoch_by_id(pk=epoch_id)
     if epoch is None or epoch.state != EpochState.CLOSED:
         return None
-    allocations = list(PayoutAllocation.objects.filter(epoch=epoch).values_list("user_id", "amount", "address"))
+    allocations = rewards_selectors.epoch_allocations(epoch=epoch)
     users = {pk: (email, display or username) for pk, email, display, username in get_user_model().objects.filter(
         pk__in=[user_id for user_id, _, _ in allocations]).values_list("pk", "email", "display_name", "username")}
     claim_url = _absolute(reverse("rewards:claim"))

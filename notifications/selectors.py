@@ -1,6 +1,5 @@
 """Reads for notifications: e-mail choices, a person's webhooks and their delivery log."""
 
-from django.db.models import Q
 from django.shortcuts import get_object_or_404
 
 from .catalogue import EMAIL_KINDS
@@ -42,7 +41,6 @@ def deliveries_for(*, webhook, limit: int = DELIVERY_LOG_LIMIT) -> list[WebhookD
 
 def datanets_managed_by(*, user):
     """Datanets whose webhooks this person may set: those they own."""
-    from datanets.models import Datanet, Role
+    from datanets import selectors as datanet_selectors
 
-    return (Datanet.objects.filter(Q(owner=user) | Q(memberships__user=user, memberships__role=Role.OWNER))
-            .distinct().order_by("name"))
+    return datanet_selectors.datanets_owned_by(user=user)

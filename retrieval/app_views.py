@@ -12,7 +12,7 @@ from .forms import RetrievalAppForm
 
 
 def apps_index(request):
-    apps = list(selectors.deployed_apps().order_by("name"))
+    apps = list(selectors.apps_callable_by(user=request.user).order_by("name"))
     mine = list(selectors.apps_of(owner=request.user)) if request.user.is_authenticated else []
     versions = selectors.app_versions_by_app(apps={a.pk for a in apps + mine})
     for app in apps + mine:

@@ -14,7 +14,7 @@ class RetrievalConfig(AppConfig):
 def _queue_index_build(sender, version, **kwargs):
     """A published version of a Documents Datanet gets its retrieval index built on the gpu queue (the row
     is written in the publishing transaction; the build is queued when it commits)."""
-    from datanets.models import TaskType
+    from datanets.types import TaskType
 
     if version.datanet.task_type == TaskType.DOCUMENTS:
         from .services import index_build_queue

@@ -1,5 +1,7 @@
 """Retrieval apps on the OpenAI-compatible API: `POST /v1/chat/completions` with `model` set to an app's slug, and
-the app's entry in `GET /v1/models`. `inference.openai_views` hands such requests here.
+the app's entry in `GET /v1/models`. `inference.openai_views` hands such requests here. An app is a model only to
+those who may read every Datanet behind it (`selectors.apps_callable_by`): to anyone else an app over a private
+Datanet is not listed and answers 404 `model_not_found`, as a model that does not exist.
 
 The request is read and refused exactly as for a model version (`inference.validation`: the same messages,
 sampling and unsupported-parameter rules); the question is the last user message (at most
@@ -10,14 +12,15 @@ The answer is a chat completion whose `lineage` carries, besides the usual `infe
 `record_id`, `document`, `anchor`, `datanet`, `datanet_version`, `version_hash`, `contributor`,
 `credited_contributor` (the earliest accepted copy's contributor, who is paid), `score`, `quote`, `text`),
 `answer_mode` (`extractive` or `generative`) and `retrieval_app`. With `stream: true` the answer comes as
-server-sent events in OpenAI's chunk format: the whole answer in one content chunk (it is retrieved, and
-generated, before the first byte), then the chunk with `finish_reason` and `lineage`, the usage chunk when
-`stream_options.include_usage` asks for it, and `data: [DONE]`. `/v1/completions` does not serve apps (400).
+server-sent events in OpenAI's chunk format: the answer in one content chunk per word (with the spaces after it;
+the answer is retrieved, and generated, before the first byte), then the chunk with `finish_reason` and `lineage`
+(the citations), the usage chunk when `stream_options.include_usage` asks for it, and `data: [DONE]`. `/v1/completions` does not serve apps (400).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from django.conf import settings
@@ -30,11 +33,13 @@ from inference.errors import OpenAIError
 from . import selectors, services
 
 PRICE_UNIT = "OPEN base units (10^-18 OPEN)"
+_PIECE = re.compile(r"\s+(?=\S)|\S+\s*|\s+$")
 
 
-def app_for_model(model) -> object | None:
-    """The deployed retrieval app that answers as `model`, or None (then `model` names a model version)."""
-    return selectors.app_for_model(slug=model) if isinstance(model, str) else None
+def app_for_model(model, *, user) -> object | None:
+    """The deployed retrieval app that answers as `model` to `user`, or None (then `model` names a model version).
+    An app over a Datanet the user may not read is None: to them it does not exist (404 `model_not_found`)."""
+    return selectors.app_for_model(slug=model, user=user) if isinstance(model, str) else None
 
 
 def model_object(app) -> dict:
@@ -45,7 +50,13 @@ def model_object(app) -> dict:
                         "price_per_inference": str(int(app.price_per_inference)), "price_unit": PRICE_UNIT,
                         "base_model": app.causal_model.slug if app.causal_model_id else None,
                         "datanet_versions": [f"{v.datanet.slug}@{v.number}"
-                                             for v in selectors.app_versions(app=app) if v.datanet.is_public]}}
+                                             for v in selectors.app_versions(app=app)]}}
+
+
+def answer_pieces(text: str) -> list[str]:
+    """The answer cut for streaming: one piece per word with the spaces after it (leading spaces alone first), so
+    the pieces joined are the answer exactly."""
+    return _PIECE.findall(text) or [text]
 
 
 def _sse(payload) -> bytes:
@@ -99,7 +110,8 @@ def chat_completion(*, view, request, body: dict, app):
 
     def events():
         yield _sse(chunk({"role": "assistant", "content": ""}))
-        yield _sse(chunk({"content": answer.text}))
+        for piece in answer_pieces(answer.text):
+            yield _sse(chunk({"content": piece}))
         yield _sse({**chunk({}, answer.finish_reason), "lineage": lineage})
         if include_usage:
             yield _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,

@@ -4,8 +4,7 @@ may be used (training access, a ready index, one per Datanet) the service decide
 from django import forms
 from django.conf import settings
 
-from datanets.models import DatanetVersion
-from models_registry.models import ModelVersion
+from models_registry import selectors as model_selectors
 from rewards.amounts import OpenAmountField
 
 from . import selectors
@@ -28,14 +27,14 @@ class CausalModelField(forms.ModelChoiceField):
 class RetrievalAppForm(forms.Form):
     name = forms.CharField(max_length=120, help_text="Becomes the model name callers use, e.g. “coastal-answers”.")
     versions = AppVersionsField(
-        label="Datanet versions", queryset=DatanetVersion.objects.none(), widget=forms.CheckboxSelectMultiple,
+        label="Datanet versions", queryset=None, widget=forms.CheckboxSelectMultiple,
         help_text="Published versions of Documents Datanets to answer from, one per Datanet; each needs a ready "
-                  "search index.",
+                  "search index. An app over a private Datanet answers only those who may read it.",
         error_messages={"required": "Choose at least one published version of a Documents Datanet.",
                         "invalid_choice": "Version %(value)s is not one you can see; choose among the versions listed.",
                         "invalid_pk_value": "“%(pk)s” is not a Datanet version."})
     causal_model = CausalModelField(
-        label="Answering model", queryset=ModelVersion.objects.none(), required=False, to_field_name="slug",
+        label="Answering model", queryset=None, required=False, to_field_name="slug",
         empty_label="None: quote the best passage's most relevant sentence",
         help_text="One of your deployed instruction or text models writes the answer from the passages found.",
         error_messages={"invalid_choice": "Choose one of your deployed instruction or text models, or none."})
@@ -49,6 +48,7 @@ class RetrievalAppForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
+        # The choices depend on who asks: the fields declare no queryset, and each form gets its own here.
         self.fields["versions"].queryset = selectors.deployable_versions_for(user=user)
-        self.fields["causal_model"].queryset = ModelVersion.objects.filter(
-            owner=user, deployed=True, task__in=CAUSAL_TASKS).order_by("name")
+        self.fields["causal_model"].queryset = model_selectors.deployed_model_versions_of(owner=user,
+                                                                                          tasks=CAUSAL_TASKS)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from attribution.models import new_receipt_id
+from attribution.receipt_ids import new_receipt_id
 from rewards.fields import AmountField
 
 

@@ -6,11 +6,12 @@ OPEN (`OpenAmountsAdmin`, also used by the other apps' admins), never in base un
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import connections, router
 from django.utils import timezone
 
 from . import holds, services
 from .amounts import OpenAmountField, open_display
-from .fields import AmountField
+from .fields import AmountField, is_sqlite
 from .models import (
     ChainClaim,
     ChainCursor,
@@ -43,7 +44,8 @@ from .models import (
 class OpenAmountsAdmin(admin.ModelAdmin):
     """A ModelAdmin that shows amounts in OPEN: the `open_amount_fields` (default: the model's
     `AmountField`s) are shown as "0.05 OPEN" in list columns and wherever they are read-only, and typed in
-    OPEN where they are editable (`OpenAmountField`)."""
+    OPEN where they are editable (`OpenAmountField`). A list column sorts by its amount on PostgreSQL only: on
+    SQLite an `AmountField` is text, and SQLite is never asked to compare amounts (rewards/fields.py)."""
 
     open_amount_fields: tuple = ()
 
@@ -58,7 +60,9 @@ class OpenAmountsAdmin(admin.ModelAdmin):
                 return open_display(getattr(obj, _name))
 
             show.short_description = field.verbose_name
-            show.admin_order_field = name
+            if not (isinstance(field, AmountField) and is_sqlite(connections[router.db_for_read(model)])):
+                # On SQLite an AmountField column is text: sorting it there would put "9" after "10".
+                show.admin_order_field = name
             setattr(self, display_name, show)
 
     def _shown_in_open(self, request, obj) -> set:

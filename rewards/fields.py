@@ -7,9 +7,13 @@ significant digits.
 (`tests/rewards/test_ledger.py::test_amount_field_round_trips_uint256` checks this field keeps all 78 digits.)
 So on SQLite the column is text holding the exact decimal digits, and code never asks SQLite to
 add or compare amounts: sums go through `rewards.ledger.sum_amounts`, which sums in Python there.
+
+A migration that turns a plain `DecimalField` column into an `AmountField` runs `AlterField`, then
+`amounts_as_digits_on_sqlite(...)` (below): PostgreSQL keeps its `numeric(78, 0)` column and every value as it
+was; SQLite copies the table, and its copy writes each value as text in the form SQLite held it.
 """
 
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from django.db import models
 from django.utils.functional import cached_property
@@ -20,6 +24,32 @@ UINT256_LIMIT = 1 << 256
 
 def is_sqlite(connection) -> bool:
     return connection.vendor == "sqlite"
+
+
+# What Django's SQLite converter showed of a `DecimalField` value SQLite held as a REAL: 15 significant digits.
+_SHOWN_OF_A_REAL = Context(prec=15)
+
+
+def amounts_as_digits_on_sqlite(app_label: str, model_name: str, field_name: str):
+    """The `RunPython` step after an `AlterField` from a plain `DecimalField` to `AmountField`: on SQLite,
+    rewrite each value the table copy left as anything but plain digits as plain digits (`from_db_value` reads
+    digits). A value SQLite held as an INTEGER (below 2**63) was copied as its exact digits and is left alone;
+    one it held as a REAL (any value from 2**63 up) was copied as "1.23456789012346e+26" and becomes the
+    15-significant-digit amount the old field showed, the most that was left of it. Elsewhere it does nothing."""
+
+    def forwards(apps, schema_editor):
+        if not is_sqlite(schema_editor.connection):
+            return
+        meta = apps.get_model(app_label, model_name)._meta
+        table, column = (schema_editor.quote_name(name) for name in (meta.db_table, meta.get_field(field_name).column))
+        primary_key = schema_editor.quote_name(meta.pk.column)
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(f"SELECT {primary_key}, {column} FROM {table} WHERE {column} GLOB '*[^0-9]*'")
+            for pk, text in cursor.fetchall():
+                digits = str(int(_SHOWN_OF_A_REAL.create_decimal(Decimal(str(text)))))
+                cursor.execute(f"UPDATE {table} SET {column} = %s WHERE {primary_key} = %s", [digits, pk])
+
+    return forwards
 
 
 class AmountField(models.DecimalField):

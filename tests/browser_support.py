@@ -25,6 +25,18 @@ def login(page, live_server, user):
     expect(page.locator(".account-menu summary")).to_be_visible()
 
 
+def sign_up(page, live_server, email: str, password: str, *, check_accessible: bool = False):
+    """A new account through the sign-up form, signed in afterwards (the account menu shows)."""
+    page.goto(f"{live_server.url}/accounts/signup/")
+    if check_accessible:
+        assert_accessible(page)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password:", exact=True).fill(password)
+    page.get_by_label("Password (again):", exact=True).fill(password)
+    page.get_by_role("button", name=re.compile("Sign Up", re.I)).click()
+    expect(page.locator(".account-menu summary")).to_be_visible()
+
+
 def logout(page):
     page.locator(".account-menu summary").click()
     page.get_by_role("button", name="Log out").click()

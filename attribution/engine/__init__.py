@@ -12,7 +12,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .build import IndexBuilder, IndexConfig, TrainingBatch, build_index
+    from .build import IndexBuilder, IndexConfig, TrainingBatch
+    from .build_pass import build_index
     from .canonical import canonical_json, canonical_sha256
     from .exact import ExactInfluence
     from .gradients import GradientBlock, GradientFeaturizer, per_example_loss, trainable_linear_layers
@@ -58,7 +59,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "VerificationReport": ("index", "VerificationReport"),
     "VerbatimSpan": ("verbatim", "VerbatimSpan"),
     "allocate_block_dims": ("projection", "allocate_block_dims"),
-    "build_index": ("build", "build_index"),
+    "build_index": ("build_pass", "build_index"),
     "build_receipt": ("receipt", "build_receipt"),
     "build_span_index": ("verbatim", "build_span_index"),
     "canonical_json": ("canonical", "canonical_json"),

@@ -1,11 +1,15 @@
 """Building an attribution index: preconditioned projected training gradients, sharded on disk (``index.py`` reads it).
 
-Build (``IndexBuilder`` / ``build_index``)
+Build (``IndexBuilder`` here; ``build_pass.build_index`` drives it over the training data)
     1. Each training row ``i`` gets a projected gradient ``φ_i`` (``k`` dims) of its training loss.
     2. Curvature in projected space: ``F = Σ w_i C_i / Σ w_i + λI``, where ``C_i`` is ``φ_i φ_iᵀ``
        (``curvature="empirical_fisher"``, free) or the row's true-Fisher / Gauss-Newton term
-       (``curvature="fisher"``, expectation over the model's own predictions; one extra backward per
-       class or sample, and measurably better rankings on the ground-truth harness).
+       (``curvature="fisher"``, expectation over the model's own predictions, and measurably better rankings
+       on the ground-truth harness). Its cost: for a classifier, one backward per drawn class, or ``C - 1``
+       backward passes along a basis of the logits that give the labelled gradient and the exact Fisher at once
+       (``gradients.centred_logit_basis``), whichever is fewer; for a causal LM one backward per sample. With the
+       eigenbasis projection the gradients are taken once, in the pass that fits the basis, and kept
+       (``build_pass._fit_eigenbasis``, up to ``gradient_buffer_bytes``).
        ``w_i = 1 / |duplicate cluster of i|`` so planting copies does not distort the curvature.
     3. Damping rule (``damping_rule``): ``"weighted_mean_eigenvalue"`` (the platform's) sets
        ``λ = damping_ratio × tr(F₀²) / tr(F₀)``, the curvature-weighted mean eigenvalue; the older
@@ -43,7 +47,6 @@ workers can each score a shard range and ``merge_top_rows`` their results.
 
 from __future__ import annotations
 
-import itertools
 import math
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,11 +61,11 @@ from safetensors.torch import save_file
 
 from . import credit
 from .canonical import canonical_json, file_sha256
-from .eigenbasis import PROJECTION_NAME, BasisFit, save_bases
-from .gradients import GradientBlock, GradientFeaturizer, TokenReduction
+from .eigenbasis import PROJECTION_NAME, save_bases
+from .gradients import GradientBlock, TokenReduction
 from .index import AttributionIndex, memory_mapped_tensor
 from .layout import CONTRIBUTORS_NAME, CREDIT_NAME, FORMAT_VERSION, MANIFEST_NAME
-from .projection import BlockProjector, ProjectionSpec, allocate_block_dims
+from .projection import ProjectionSpec
 
 _SPILL_DIR = ".build"
 
@@ -491,58 +494,3 @@ def _power_of_two_scale(values: torch.Tensor) -> float:
     floating point, so a row's stored value does not depend on which other rows share its shard
     (adding a duplicate elsewhere cannot re-round existing rows)."""
     return 2.0 ** math.ceil(math.log2(float(values.abs().max()) or 1.0))
-
-
-def build_index(
-    model: torch.nn.Module,
-    batches: Iterable[TrainingBatch],
-    directory: Path | str,
-    config: IndexConfig,
-    model_hash: str,
-    eval_inputs: Iterable[Mapping[str, torch.Tensor]] | None = None,
-) -> AttributionIndex:
-    """Build an index for ``model`` (a peft LoRA model or any model whose trainable layers are
-    Linear) over ``batches`` of training rows. ``model_hash`` identifies the model + adapter the
-    gradients were taken at; it is recorded and becomes part of the index hash. ``eval_inputs``
-    (held-out rows with their true labels, in batches) value the rows, flag harmful ones and measure
-    the share policy's noise null (``IndexBuilder.finalize``)."""
-    featurizer = GradientFeaturizer(model, token_reduction=config.token_reduction)
-    if config.curvature not in ("fisher", "empirical_fisher"):
-        raise ValueError(f"unknown curvature {config.curvature!r}")
-    bases = None
-    if config.projection.kind == "eigenbasis":
-        batches, bases = _fit_eigenbasis(featurizer, batches, config)
-    projector = BlockProjector(featurizer.blocks, config.projection, device=featurizer.device, bases=bases)
-    featurizer.projector = projector
-    builder = IndexBuilder(directory, config, featurizer.blocks, model_hash)
-    builder.projection_bases = bases
-    for batch in batches:
-        curvature_rows = None
-        if config.curvature == "fisher":  # one forward for both (GradientFeaturizer.features_and_fisher)
-            features, curvature_rows = featurizer.features_and_fisher(
-                batch.inputs, samples=config.fisher_samples, seed=config.projection.seed)
-        else:
-            features = featurizer.features(batch.inputs)
-        builder.add(features, batch.row_ids, batch.contributor_ids, batch.cluster_ids, curvature_rows,
-                    batch.accepted_order)
-    eval_queries = None
-    if eval_inputs is not None:
-        parts = [featurizer.features(inputs).float().cpu() for inputs in eval_inputs]
-        eval_queries = torch.cat(parts) if parts else None
-    return builder.finalize(eval_queries)
-
-
-def _fit_eigenbasis(featurizer: GradientFeaturizer, batches: Iterable[TrainingBatch], config: IndexConfig):
-    """Fit each block's eigenbasis on the first ``config.eigenbasis_rows`` training rows (their unprojected
-    gradients, one extra backward each), and hand back the batches to index: the buffered ones first, then
-    the rest of the stream, so the data is still read once."""
-    iterator = iter(batches)
-    buffered: list[TrainingBatch] = []
-    fit = BasisFit(featurizer.blocks)
-    for batch in iterator:
-        buffered.append(batch)
-        fit.add(featurizer.per_example_gradients(batch.inputs))
-        if fit.rows >= config.eigenbasis_rows:
-            break
-    block_dims = allocate_block_dims([block.size for block in featurizer.blocks], config.projection.k)
-    return itertools.chain(buffered, iterator), fit.bases(block_dims, config.eigenbasis_fraction)

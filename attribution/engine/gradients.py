@@ -147,6 +147,66 @@ def per_example_loss(
     return (token_losses * weights).sum(dim=1)
 
 
+@dataclass(frozen=True)
+class LogitCotangent:
+    """A backward seeded with ``vectors [B, C]`` on the logits instead of a loss: per example ``J_iᵀ v_i``."""
+
+    vectors: torch.Tensor
+
+
+def centred_logit_basis(classes: int) -> torch.Tensor:
+    """``[C, C-1]`` orthonormal columns spanning the logit directions orthogonal to all-ones.
+
+    A classifier's cross-entropy gradient on the logits is ``p - e_y``, which sums to zero, and so is every
+    term of the true Fisher ``diag(p) - ppᵀ``: all of them live in this ``C-1``-dimensional space. Backward
+    passes along its basis give the labelled gradient and the exact Fisher of a row as linear combinations
+    (``logit_basis_coefficients``): ``C-1`` backward passes instead of one plus one per drawn class."""
+    centred = torch.eye(classes, dtype=torch.float64) - 1.0 / classes
+    q, _ = torch.linalg.qr(centred[:, : classes - 1])
+    return q
+
+
+def logit_basis_coefficients(probs: torch.Tensor, labels: torch.Tensor,
+                             basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the labelled gradient's coordinates ``[B, C-1]`` on ``basis`` (``Uᵀ(p - e_y)``) and a square
+    root ``R [B, C-1, C-1]`` of the Fisher's ``UᵀMU`` (``M = diag(p) - ppᵀ``): Fisher rows ``J U R[:, m]``
+    sum, as outer products, to exactly ``J M Jᵀ``."""
+    probs = probs.double()
+    residual = probs - nn.functional.one_hot(labels, probs.shape[-1]).to(probs.dtype)
+    labelled = residual @ basis
+    fisher = torch.diag_embed(probs) - probs.unsqueeze(2) * probs.unsqueeze(1)
+    small = basis.T @ fisher @ basis
+    values, vectors = torch.linalg.eigh((small + small.transpose(1, 2)) / 2)
+    return labelled, vectors * values.clamp_min(0.0).sqrt().unsqueeze(1)
+
+
+def _combine(gradients: list[dict[str, torch.Tensor]], coefficients: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """Per-example linear combinations: output ``m`` = ``Σ_j coefficients[m][:, j] · gradients[j]``, per row."""
+    out = []
+    for weights in coefficients:
+        combined = {}
+        for name in gradients[0]:
+            stacked = torch.stack([g[name] for g in gradients])  # [J, B, d]
+            combined[name] = torch.einsum("jbd,bj->bd", stacked, weights.to(stacked.dtype).to(stacked.device))
+        out.append(combined)
+    return out
+
+
+@dataclass
+class FisherGradients:
+    """Unprojected per-example gradients ``[{layer: [B, d_m]}, …]``: the labelled loss's first when
+    ``with_features``, then one per Fisher draw; ``classes`` is the logits' last dimension."""
+
+    gradients: list[dict[str, torch.Tensor]]
+    classes: int
+    classifier: bool
+    with_features: bool
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for g in self.gradients for t in g.values())
+
+
 def model_logits(output) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output
 
@@ -220,7 +280,13 @@ class GradientFeaturizer:
         three backward passes per batch instead of one per class; the classes left out would each
         contribute less than ``FISHER_TAIL_MASS`` of the row's Fisher trace, by weight. Rows are padded
         with zeros to one per class, so every batch has the same shape."""
+        return self.project_fisher(self.fisher_gradients(inputs, samples, seed, with_features))
+
+    def fisher_gradients(self, inputs: Mapping[str, torch.Tensor], samples: int = 1, seed: int = 0,
+                         with_features: bool = True) -> FisherGradients:
+        """The unprojected per-example gradients behind ``features_and_fisher`` (same draws, same order)."""
         labels = inputs["labels"].to(self.device)
+        combine: dict[str, torch.Tensor] = {}
 
         def draws(logits: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
             probs = torch.softmax(logits.detach().double(), dim=-1)
@@ -228,6 +294,13 @@ class GradientFeaturizer:
             if labels.dim() == 1:
                 ranked_probs, ranked_classes = torch.sort(probs, dim=-1, descending=True, stable=True)
                 covered = ranked_probs.cumsum(dim=-1)
+                needed = int((covered < 1.0 - FISHER_TAIL_MASS).sum(dim=-1).max()) + 1  # draws by rank
+                classes = probs.shape[-1]
+                if with_features and 1 < classes and classes - 1 < len(chosen) + needed:
+                    basis = centred_logit_basis(classes)
+                    combine["labelled"], combine["fisher"] = logit_basis_coefficients(probs, labels, basis)
+                    return [(LogitCotangent(basis[:, j].to(logits.dtype).expand_as(logits)), None)
+                            for j in range(classes - 1)]
                 for rank in range(probs.shape[-1]):
                     chosen.append((ranked_classes[:, rank], ranked_probs[:, rank].sqrt().to(logits.dtype).unsqueeze(1)))
                     if bool((covered[:, rank] >= 1.0 - FISHER_TAIL_MASS).all()):
@@ -243,13 +316,20 @@ class GradientFeaturizer:
                 chosen.append((draw, weight))
             return chosen
 
-        grads, classes = self._gradients(inputs, draws)
-        projected = [self.projector.project(g) for g in grads]
-        features = projected.pop(0) if with_features else None
+        gradients, classes = self._gradients(inputs, draws)
+        if combine:  # gradients along the logit basis → the labelled gradient and exact Fisher rows
+            gradients = _combine(gradients, [combine["labelled"], *combine["fisher"].unbind(dim=2)])
+        return FisherGradients(gradients, classes, labels.dim() == 1, with_features)
+
+    def project_fisher(self, gradients: FisherGradients) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``features_and_fisher``'s projection step, for gradients taken before the projector was known (an
+        eigenbasis build keeps its fit sample's gradients and projects them once the basis is fitted)."""
+        projected = [self.projector.project(g) for g in gradients.gradients]
+        features = projected.pop(0) if gradients.with_features else None
         fisher = torch.stack(projected, dim=1)
-        if labels.dim() == 1 and fisher.shape[1] < classes:
-            fisher = torch.cat([fisher, fisher.new_zeros(fisher.shape[0], classes - fisher.shape[1], fisher.shape[2])],
-                               dim=1)
+        if gradients.classifier and fisher.shape[1] < gradients.classes:
+            fisher = torch.cat([fisher, fisher.new_zeros(fisher.shape[0], gradients.classes - fisher.shape[1],
+                                                         fisher.shape[2])], dim=1)
         return features, fisher
 
     def _gradients(
@@ -266,7 +346,11 @@ class GradientFeaturizer:
             chosen = draws(logits) if callable(draws) else draws
             results = []
             for position, (labels, extra_weights) in enumerate(chosen):
-                loss = per_example_loss(logits, labels, self.token_reduction, extra_weights).sum()
+                if isinstance(labels, LogitCotangent):  # J_iᵀ v_i: the gradient of logits_i · v_i
+                    loss = (logits * labels.vectors.to(logits.dtype)).sum()
+                    labels = labels.vectors
+                else:
+                    loss = per_example_loss(logits, labels, self.token_reduction, extra_weights).sum()
                 output_grads = torch.autograd.grad(
                     loss, outputs, retain_graph=position < len(chosen) - 1, allow_unused=True
                 )

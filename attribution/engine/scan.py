@@ -41,31 +41,38 @@ def _fused_rows_dot(psi: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     return (psi.float() * query).sum(dim=1)
 
 
-class _CompiledKernel:
-    """The compiled CPU kernel, created lazily; disabled for the process after a compile failure."""
+def _fused_gathered_rows_dot(psi: torch.Tensor, positions: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """``psi[positions] · query``: Inductor turns the gather into an indirect load inside the same loop, so
+    each picked row is read once and never copied to a buffer."""
+    return (psi[positions].float() * query).sum(dim=1)
 
-    def __init__(self):
+
+class _CompiledKernel:
+    """A compiled CPU kernel, created lazily; disabled for the process after a compile failure."""
+
+    def __init__(self, function=_fused_rows_dot):
+        self._source = function
         self._function = None
         self._warm = False
         self.failure: str | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, psi: torch.Tensor, query: torch.Tensor) -> torch.Tensor | None:
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor | None:
         """Scores, or ``None`` when the compiled kernel is unavailable (caller falls back)."""
         if self.failure is not None:
             return None
         if self._warm:
-            return self._run(psi, query)
+            return self._run(*tensors)
         with self._lock:  # one thread compiles; the others wait for it rather than compile again
             if self._function is None:
-                self._function = torch.compile(_fused_rows_dot, dynamic=True, fullgraph=True)
-            result = self._run(psi, query)
+                self._function = torch.compile(self._source, dynamic=True, fullgraph=True)
+            result = self._run(*tensors)
             self._warm = result is not None
             return result
 
-    def _run(self, psi: torch.Tensor, query: torch.Tensor) -> torch.Tensor | None:
+    def _run(self, *tensors: torch.Tensor) -> torch.Tensor | None:
         try:
-            return self._function(psi, query)
+            return self._function(*tensors)
         except Exception as error:  # noqa: BLE001 - compiler/toolchain failures come in many types
             self.failure = f"{type(error).__name__}: {error}"
             logger.warning("compiled attribution scan unavailable, using torch.mv instead: %s", self.failure)
@@ -73,11 +80,35 @@ class _CompiledKernel:
 
 
 _compiled_kernel = _CompiledKernel()
+_compiled_gather_kernel = _CompiledKernel(_fused_gathered_rows_dot)
 
 
 def compiled_kernel_failure() -> str | None:
     """Why the compiled CPU kernel is disabled in this process, or ``None`` if it is not."""
     return _compiled_kernel.failure
+
+
+def gathered_scores(psi: torch.Tensor, positions: torch.Tensor, query: torch.Tensor,
+                    kernel: ScanKernel = "auto") -> torch.Tensor:
+    """``psi [n, k]`` fp16 rows at ``positions [m]`` (int64) ``· query [k]`` → ``[m]`` float32.
+
+    The share policy scores the rows of the credit groups it pays: a few thousand rows scattered over the
+    shards. Gathering them into a buffer and scanning it read and wrote every byte twice; the compiled
+    kernel reads each picked row once. Same per-row loop as ``scan_scores``, so the scores are bit for
+    bit those of a full scan (tests/engine_attribution).
+    """
+    if kernel not in ("auto", "compiled", "mv"):
+        raise ValueError(f"unknown scan kernel {kernel!r}")
+    query = query.to(device=psi.device, dtype=torch.float32).reshape(-1).contiguous()
+    if positions.numel() == 0:
+        return torch.empty(0, device=psi.device)
+    if kernel != "mv" and psi.device.type == "cpu" and psi.dtype == torch.float16:
+        scores = _compiled_gather_kernel(psi, positions, query)
+        if scores is not None:
+            return scores
+        if kernel == "compiled":
+            raise RuntimeError(f"compiled gather kernel unavailable: {_compiled_gather_kernel.failure}")
+    return _one_query(torch.index_select(psi, 0, positions), query, kernel)
 
 
 def _mv_scores(psi: torch.Tensor, query: torch.Tensor) -> torch.Tensor:

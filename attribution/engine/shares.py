@@ -252,22 +252,30 @@ def account_shares(*, row_positions: np.ndarray, row_credit: np.ndarray, row_own
         return ContributorShares({}, {}, negative, basis, reason or "no row earned credit",
                                  groups_discovered=groups_discovered, z_cut=z_cut)
     owners = row_owner[positions]
-    accounts, inverse = np.unique(owners, return_inverse=True)  # sorted positions = contributor id order
-    totals = np.bincount(inverse, weights=credit)
+    # One sort does all the grouping: rows by account (ascending position = contributor id order), best
+    # credit first inside each account. Accounts are the runs; their totals are sums over the runs.
+    ranked = np.lexsort((-credit, owners))
+    ranked_owner = owners[ranked]
+    run_start = np.flatnonzero(np.r_[True, ranked_owner[1:] != ranked_owner[:-1]])
+    run_length = np.diff(np.r_[run_start, ranked.size])
+    accounts = ranked_owner[run_start]
+    # Summed in row order (not run order) so a total does not depend on how its rows rank.
+    account_of_row = np.empty(ranked.size, dtype=np.int64)
+    account_of_row[ranked] = np.repeat(np.arange(run_start.size), run_length)
+    totals = np.bincount(account_of_row, weights=credit, minlength=run_start.size)
     total = totals.sum()
     # Deterministic order: largest share first, then contributor id (stable sort over id-ordered accounts).
     order = np.argsort(-totals, kind="stable")
     paid = accounts[order]
     weights = totals[order]
     ppm = largest_remainder_ppm(weights)
-    # Each paid account's best rows: sort rows by (account, credit descending) and keep the first few of each.
-    ranked = np.lexsort((-credit, inverse))
-    ranked_account = inverse[ranked]
-    rank_in_account = np.arange(ranked.size) - np.searchsorted(ranked_account, ranked_account, side="left")
-    listed = ranked[rank_in_account < rows_per_contributor]
-    listed_account = inverse[listed]  # ascending: each account's rows are one run
-    starts = np.searchsorted(listed_account, order, side="left")
-    ends = np.searchsorted(listed_account, order, side="right")
+    # Each paid account's best rows: the first few of its run.
+    listed_length = np.minimum(run_length, rows_per_contributor)
+    rank_in_run = np.arange(ranked.size) - np.repeat(run_start, run_length)
+    listed = ranked[rank_in_run < rows_per_contributor]
+    listed_start = np.r_[0, np.cumsum(listed_length)[:-1]]
+    starts = listed_start[order]
+    ends = starts + listed_length[order]
     rows = PaidRows(contributors, row_ids, paid, starts, ends, positions[listed], credit[listed] / total)
     scores = ({} if contributor_scores is None
               else ScoreMap(contributors, paid, np.asarray(contributor_scores, dtype=np.float64)[paid]))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -26,6 +27,7 @@ from accounts.services import AuditAction, audit_record
 from datanets import selectors as datanet_selectors
 from datanets import services as datanet_services
 from lineage import jobs
+from models_registry import selectors as model_selectors
 from models_registry import services as model_services
 
 # Torch-free engine modules only; ``engine.build_index`` and the rest resolve on first use, in the worker.
@@ -84,12 +86,12 @@ def index_build_queue(*, model_version) -> AttributionIndex:
 def _claim_build(*, model_version_id: int) -> jobs.Claim:
     """Mark the index building (one transaction, `lineage.jobs`): a ready index is not built again; one
     left `building` by a delivery that died is started again from scratch, up to `JOB_MAX_ATTEMPTS`."""
-    from models_registry.models import ModelVersion  # the FK target; read only to create the row
-
     with transaction.atomic():
         index = AttributionIndex.objects.select_for_update().filter(model_version_id=model_version_id).first()
         if index is None:
-            version = ModelVersion.objects.get(pk=model_version_id)
+            version = model_selectors.model_version_by_id(pk=model_version_id)
+            if version is None:
+                raise ObjectDoesNotExist(f"Model version {model_version_id} does not exist: there is nothing to index.")
             index = AttributionIndex.objects.create(
                 model_version=version, model_version_hash=version.version_hash, k=settings.ATTRIBUTION_K,
                 seed=secrets.randbits(62), storage_prefix=f"{STORAGE_ROOT}/{version.version_hash}",
@@ -290,7 +292,8 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
     local = work / "index"
     try:
         engine_index = engine.build_index(model, batches(), local, index_config(seed=index.seed, k=index.k),
-                                          model_hash=version.version_hash, eval_inputs=eval_batches or None)
+                                          model_hash=version.version_hash, eval_inputs=eval_batches or None,
+                                          gradient_buffer_bytes=max(0, settings.ATTRIBUTION_GRADIENT_BUFFER_MB) << 20)
     except ValueError as exc:
         raise BuildError(f"The index cannot be built from this model's gradients: {exc}") from exc
     report = engine_index.verify()

@@ -12,7 +12,8 @@ lives in the module named for what it does:
   several stored as one zip, `contribution_create_from_documents`).
 * `validation`: the upload pipeline's job, `contribution_validate` (parse, screen, write every row's result).
 * `stake_quota`: in a Datanet that requires a stake, the rows per day a contributor may add scale with their
-  stake (`stake_quota_check_upload` at upload, `stake_quota_cap` at validation).
+  stake (`stake_quota_check_upload` at upload, `stake_quota_cap` at validation, which locks the contributor's
+  quota on the Datanet in the transaction that stores the rows).
 * `near_duplicates`: each Datanet's cached MinHash index (`near_dup_index_load`, `near_dup_index_save`).
 * `review`: `records_review`, staff's `records_moderate`, `records_flag_mislabeled` (after valuation).
 * `versions`: `version_publish`, `version_verify`, `version_diff`, `version_export`, `version_files_local`.

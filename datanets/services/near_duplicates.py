@@ -49,7 +49,7 @@ def near_dup_index_save(*, datanet: Datanet, index: NearDupIndex) -> None:
     path = _near_dup_cache_path(datanet)
     path.parent.mkdir(parents=True, exist_ok=True)
     high_water = max((pk for pk in index.row_ids if isinstance(pk, int)), default=0)
-    tmp = path.with_suffix(".tmp.npz")
-    index.save(tmp)
-    tmp.replace(path)  # atomic: a reader never sees half a file
+    # `save` writes a temporary file of its own and renames it into place: a reader never sees half a file, and
+    # two validations saving at once never share (and lose) one temporary name.
+    index.save(path)
     path.with_suffix(".hwm").write_text(str(high_water))

@@ -21,11 +21,15 @@ def contribution_reviewed_email_send(*, contribution_id: int) -> None:
         subject=f"Your contribution to {contribution.datanet.name} has been reviewed",
         message=(
             f"Hello {contribution.contributor.public_name},\n\n"
-            f"Curators finished reviewing contribution #{contribution.pk} ({contribution.file_name}) to "
-            f"{contribution.datanet.name}: {counts.get(RecordStatus.ACCEPTED, 0)} rows accepted, "
+            f"Curators finished reviewing contribution #{contribution.pk} ({contribution.shown_name}) to "
+            f"{contribution.datanet.name}: {_rows(counts.get(RecordStatus.ACCEPTED, 0))} accepted, "
             f"{counts.get(RecordStatus.REJECTED, 0)} rejected.\n\n"
             f"See each row and the reasons: {settings.SITE_URL}{contribution.get_absolute_url()}\n"
         ),
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=[contribution.contributor.email],
     )
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"

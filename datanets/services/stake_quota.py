@@ -4,21 +4,25 @@
 upload refused (bad format, duplicates, over the quota) cost nothing.
 
 Checked twice. At upload (`stake_quota_check_upload`), an exhausted quota, or JSON rows that would pass it, are
-refused with the figures and what raises them. A file's rows are known only once it is read, so validation
-(`stake_quota_cap`) accepts into review only as many as are left and rejects the rest, each with that reason.
-Two uploads validated at the very same moment may each see the same rows left (validation takes no lock).
+refused with the figures and what raises them: a courtesy, since uploads still waiting for validation have not
+used any of it yet. A file's rows are known only once it is read, so validation (`stake_quota_cap`) accepts into
+review only as many as are left and rejects the rest, each with that reason. That is the check that holds: it runs
+first in the transaction that stores the accepted rows and starts by writing the contributor's `StakeQuotaLock`
+row for the Datanet, which holds the row (PostgreSQL) or the database (SQLite) until the rows are committed, so
+two uploads validated at the same moment take turns: the second counts the first's rows before taking its own.
 """
 
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from rewards.amounts import format_open
 
 from ..ingest.rows import content_preview
-from ..models import Contribution, Datanet, RowError
+from ..models import Contribution, Datanet, RowError, StakeQuotaLock
 
 OVER_QUOTA = "over_quota"  # RowError.code of rows refused by the quota
 WINDOW = timedelta(days=1)
@@ -62,12 +66,36 @@ def stake_quota_check_upload(*, datanet: Datanet, contributor, incoming_rows: in
                               f"so {left:,} are left today; you sent {incoming_rows:,}. Send at most {left:,}.")
 
 
-def stake_quota_cap(*, contribution: Contribution, records: list) -> tuple[list, list[RowError]]:
+def stake_quota_for(*, contribution: Contribution):
+    """The quota the contribution's rows are held to (a `governance.selectors.StakeRowQuota`), or None when none
+    applies. Read before the transaction that stores the rows: `stake_quota_cap` must open it."""
+    return _quota(datanet=contribution.datanet, contributor=contribution.contributor)
+
+
+def _quota_lock(*, datanet: Datanet, contributor) -> None:
+    """Write the contributor's lock row for the Datanet (made on first use). Both statements are writes: on
+    PostgreSQL the UPDATE holds the row until commit (a second validation's UPDATE waits for it, and its count,
+    read after, then sees the rows the first stored); on SQLite a transaction whose first statement writes waits
+    for the database's write lock (up to the busy timeout) and holds it until commit. A transaction that read
+    first would be refused the lock at once instead ("database is locked"): hence first."""
+    now = timezone.now()
+    StakeQuotaLock.objects.bulk_create([StakeQuotaLock(datanet=datanet, contributor=contributor, locked_at=now)],
+                                       ignore_conflicts=True)  # a concurrent first insert waits, then does nothing
+    StakeQuotaLock.objects.filter(datanet=datanet, contributor=contributor).update(locked_at=now)
+
+
+def stake_quota_cap(*, contribution: Contribution, records: list, quota) -> tuple[list, list[RowError]]:
     """Split an upload's rows bound for review (in file order; each has `row_number`, `line_number`, `fields`)
-    into those the quota leaves room for and a `RowError` for each of the rest."""
-    quota = _quota(datanet=contribution.datanet, contributor=contribution.contributor)
+    into those the quota leaves room for and a `RowError` for each of the rest. `quota` is `stake_quota_for`'s.
+
+    Call it first inside the transaction that then stores the rows it returns and the contribution's
+    `rows_accepted`: it locks the contributor's quota on the Datanet for the rest of that transaction, so the rows
+    it counts and the rows it admits cannot be raced by another upload's validation."""
     if quota is None:
         return records, []
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("stake_quota_cap must run inside the transaction that stores the rows it admits.")
+    _quota_lock(datanet=contribution.datanet, contributor=contribution.contributor)
     added = _rows_added(datanet=contribution.datanet, contributor=contribution.contributor, exclude_pk=contribution.pk)
     left = max(0, quota.rows_per_day - added)
     if len(records) <= left:

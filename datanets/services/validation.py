@@ -23,7 +23,7 @@ from ..models import Contribution, ContributionState, Datanet, Record, RecordSta
 from ..selectors import existing_rows_described_to
 from .constants import DB_BATCH
 from .near_duplicates import near_dup_index_load, near_dup_index_save
-from .stake_quota import stake_quota_cap
+from .stake_quota import stake_quota_cap, stake_quota_for
 
 PROGRESS_EVERY_S = 0.5
 # The progress bar's share of each phase: parsing reads bytes up to 80%, screening reaches 95%, the
@@ -197,9 +197,8 @@ def _contribution_validate_claimed(contribution: Contribution) -> Contribution:
             duplicates_in_upload.append((error, result.rejection.duplicate_of_upload_row))
     rows_total = len(results)
     del results
-    # A staked Datanet's rows per day scale with the contributor's stake: rows past what is left go unreviewed.
-    records, over_quota = stake_quota_cap(contribution=contribution, records=records)
-    errors += over_quota
+    # A staked Datanet's rows per day scale with the contributor's stake: read here, applied when storing.
+    quota = stake_quota_for(contribution=contribution)
     Contribution.objects.filter(pk=contribution.pk).update(
         progress_done=int(contribution.progress_total * PROGRESS_SCREEN_SHARE))
     # The cached index may name rows that no longer exist (a restored database): link only live rows.
@@ -209,6 +208,10 @@ def _contribution_validate_claimed(contribution: Contribution) -> Contribution:
         if record.near_duplicate_of_id and record.near_duplicate_of_id not in live:
             record.near_duplicate_of_id = record.near_duplicate_score = None
     with transaction.atomic():
+        # First in the transaction (it locks the contributor's quota until commit): rows past what is left today
+        # go unreviewed, and an upload validated at the same moment counts these rows before taking its own.
+        records, over_quota = stake_quota_cap(contribution=contribution, records=records, quota=quota)
+        errors += over_quota
         contribution = Contribution.objects.select_for_update().get(pk=contribution.pk)
         if contribution.state != ContributionState.VALIDATING:  # another delivery finished first
             return contribution

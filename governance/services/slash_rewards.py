@@ -18,7 +18,6 @@ import logging
 from datanets.selectors import latest_version_rows_by_contributor
 from rewards import services as rewards_services
 from rewards.chainio import get_chain_client
-from rewards.models import SlashBooking
 from rewards.selectors import slash_bookings
 
 from ..chainio import deployment_recorded, staking_contract
@@ -58,12 +57,12 @@ def slashes_book() -> list:
     return bookings
 
 
-def bookings_on(*, deployment) -> list[SlashBooking]:
+def bookings_on(*, deployment) -> list:
     """The bookings of slashes made on this deployment's stakes contract (a restarted development chain's old
     slashes are not in its pools)."""
     keys = StakeSlash.objects.filter(deployment=deployment, state=SlashState.DONE).values_list("evidence_hash",
                                                                                                flat=True)
-    return list(SlashBooking.objects.filter(key__in=list(keys)).order_by("pk"))
+    return sorted(slash_bookings(keys=keys).values(), key=lambda booking: booking.pk)
 
 
 def slashes_release(*, client=None) -> list:

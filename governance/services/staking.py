@@ -17,8 +17,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.services import AuditAction, audit_record
-from datanets.models import Datanet, RecordStatus
-from datanets.selectors import datanet_permissions, review_queue
+from datanets.selectors import datanet_permissions, datanets_by_id, review_queue
+from datanets.types import RecordStatus
 from rewards.amounts import format_open
 from rewards.chain import ChainRevert, TokenContract
 from rewards.chain.governance import refusal_reason
@@ -47,7 +47,7 @@ BPS = 10_000
 
 # --- The owner's requirement, and the check the upload path calls ---------------------------------------
 
-def stake_requirement_set(*, datanet: Datanet, actor, minimum: int) -> DatanetStakeRequirement | None:
+def stake_requirement_set(*, datanet, actor, minimum: int) -> DatanetStakeRequirement | None:
     """Require contributors to have `minimum` OPEN (base units) actively staked on this Datanet; 0 removes
     the requirement. Only the Datanet's owner (or whoever may manage it)."""
     if not datanet_permissions(datanet=datanet, user=actor).can_manage:
@@ -67,7 +67,7 @@ def stake_requirement_set(*, datanet: Datanet, actor, minimum: int) -> DatanetSt
     return requirement
 
 
-def stake_allows_contribution(*, user, datanet: Datanet) -> tuple[bool, str]:
+def stake_allows_contribution(*, user, datanet) -> tuple[bool, str]:
     """Whether `user` may contribute to `datanet` as far as stakes go, and why not in words. No requirement,
     or the owner / a curator: allowed. Otherwise their linked wallets' active stake on it (as indexed from
     the chain) must reach the minimum; unstaking OPEN does not count."""
@@ -84,7 +84,7 @@ def stake_allows_contribution(*, user, datanet: Datanet) -> tuple[bool, str]:
 
 # --- Asking to stake, unstake, withdraw ------------------------------------------------------------------
 
-def _stake_action(*, user, datanet: Datanet, kind: str, amount: int, client) -> WalletAction:
+def _stake_action(*, user, datanet, kind: str, amount: int, client) -> WalletAction:
     client = client or get_chain_client()
     address = _require_wallet(user)
     if kind != ActionKind.WITHDRAW and amount <= 0:
@@ -108,15 +108,15 @@ def _stake_action(*, user, datanet: Datanet, kind: str, amount: int, client) -> 
                          transactions=steps)
 
 
-def stake_request(*, user, datanet: Datanet, amount: int, client=None) -> WalletAction:
+def stake_request(*, user, datanet, amount: int, client=None) -> WalletAction:
     return _stake_action(user=user, datanet=datanet, kind=ActionKind.STAKE, amount=amount, client=client)
 
 
-def unstake_request(*, user, datanet: Datanet, amount: int, client=None) -> WalletAction:
+def unstake_request(*, user, datanet, amount: int, client=None) -> WalletAction:
     return _stake_action(user=user, datanet=datanet, kind=ActionKind.UNSTAKE, amount=amount, client=client)
 
 
-def withdraw_request(*, user, datanet: Datanet, client=None) -> WalletAction:
+def withdraw_request(*, user, datanet, client=None) -> WalletAction:
     return _stake_action(user=user, datanet=datanet, kind=ActionKind.WITHDRAW, amount=0, client=client)
 
 
@@ -182,7 +182,7 @@ def stakes_index(*, client=None) -> int:
 
 # --- The slash rule ---------------------------------------------------------------------------------------
 
-def spam_rows(*, user, datanet: Datanet) -> list[dict]:
+def spam_rows(*, user, datanet) -> list[dict]:
     """The contributor's rows in this Datanet rejected as spam and not yet evidence of a slash."""
     word = setting("GOVERNANCE_SPAM_REASON_WORD")
     pattern = re.compile(rf"\b{re.escape(word)}", re.IGNORECASE)
@@ -204,7 +204,7 @@ def stake_slashes_enforce(*, client=None) -> list[StakeSlash]:
     for (address, datanet_id), position in stake_positions().items():
         if not (position["active"] or position["unstaking"]):
             continue
-        datanet = Datanet.objects.filter(pk=datanet_id).first()
+        datanet = datanets_by_id(ids=[datanet_id]).get(datanet_id)
         user = user_by_address(address)
         if datanet is None or user is None:
             continue

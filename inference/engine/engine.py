@@ -15,26 +15,35 @@ themselves; tests use that, and :meth:`step` directly, for deterministic interle
 Each step admits queued requests fairly (see :mod:`.scheduler`), runs at most one prefill forward
 for the requests that join and one decode forward for every running row, then retires finished rows
 and releases their adapter slots. Rows of different adapters share every forward.
+
+The engine's types are in :mod:`.engine_types`, the request handles in :mod:`.engine_requests` and the
+forward passes of a step in :mod:`.batching`; every public name is still importable from here.
 """
 
 from __future__ import annotations
 
-import enum
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, DynamicCache
 
+from .batching import BatchedForwards
 from .cache import AdapterCache, AdapterInfo
 from .chat import render_chat
+from .engine_requests import GenerationStream, _ClassifyRequest, _GenerateRequest, _Request
+from .engine_types import (
+    DEFAULT_HEAD_MODULES,  # noqa: F401 - importable from here, as before the split
+    ClassificationResult,
+    EngineConfig,
+    GenerationResult,
+    Task,
+)
 from .errors import (
     AdapterIncompatibleError,
     ContextLengthExceededError,
@@ -47,169 +56,8 @@ from .generation import GenerationParams, TextTracker, TokenSampler
 from .scheduler import Admission, select_admissions
 from .slot_lora import SlotLoraModel
 
-DEFAULT_HEAD_MODULES = ("classifier", "score")
 
-
-class Task(enum.StrEnum):
-    """What the base model does; decides the model class and which request type is served."""
-
-    CLASSIFICATION = "classification"
-    CAUSAL_LM = "causal_lm"
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Sizing of the engine. ``num_slots`` adapters can be resident on device at once (plus slot 0,
-    the bare base model); ``num_pages`` rank columns are shared by them (default: all at
-    ``max_rank``)."""
-
-    task: Task
-    num_slots: int = 8
-    max_rank: int = 16
-    num_pages: int | None = None
-    target_modules: tuple[str, ...] | None = None  # default: peft's default targets for the model
-    head_modules: tuple[str, ...] = DEFAULT_HEAD_MODULES  # per-adapter heads (classification only)
-    max_batch_rows: int = 32
-    host_cache_bytes: int = 256 * 2**20
-    max_waiting: int = 10_000
-    # Classification: outputs of the shared head. Adapters trained on fewer labels are padded and
-    # their unused logits masked, so Datanets with different label counts share one base model.
-    num_labels: int | None = None
-
-
-@dataclass(frozen=True)
-class ClassificationResult:
-    label: str
-    label_id: int
-    probabilities: dict[str, float]
-    adapter: str | None
-    slot: int | None = None
-    input_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    text: str
-    finish_reason: str  # "stop" (stop string or end-of-sequence), "length" or "cancelled"
-    prompt_tokens: int
-    completion_tokens: int
-    adapter: str | None
-    seed: int
-    token_ids: tuple[int, ...]  # generated ids, end-of-sequence included; what attribution scores
-    slot: int | None = None  # the device slot that served it (0 = base model)
-
-
-_DONE = object()
-
-
-class GenerationStream:
-    """Handle of one generation request: iterate it for text deltas, or call :meth:`result`.
-
-    Concatenating the deltas gives exactly ``result().text``. :meth:`cancel` (e.g. on client
-    disconnect) retires the row at the next step and releases its adapter slot.
-    """
-
-    def __init__(self, pump: Callable[[], bool]) -> None:
-        """``pump`` runs an engine step from the caller's thread (when no loop thread runs) and
-        returns whether it did anything; waiting callers otherwise block briefly."""
-        self._deltas: queue.SimpleQueue = queue.SimpleQueue()
-        self._done = threading.Event()
-        self._cancelled = threading.Event()
-        self._result: GenerationResult | None = None
-        self._error: EngineError | None = None
-        self._pump = pump
-
-    # engine side
-    def _push(self, delta: str) -> None:
-        if delta:
-            self._deltas.put(delta)
-
-    def _finish(self, result: GenerationResult | None, error: EngineError | None = None) -> None:
-        self._result, self._error = result, error
-        self._done.set()
-        self._deltas.put(_DONE)
-
-    # caller side
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    def cancel(self) -> None:
-        self._cancelled.set()
-
-    def __iter__(self) -> Iterator[str]:
-        while True:
-            try:
-                item = self._deltas.get_nowait()
-            except queue.Empty:
-                if self._pump():
-                    continue
-                try:
-                    item = self._deltas.get(timeout=0.01)
-                except queue.Empty:
-                    continue
-            if item is _DONE:
-                if self._error is not None:
-                    raise self._error
-                return
-            yield item
-
-    def result(self, timeout: float | None = None) -> GenerationResult:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._done.is_set():
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError("generation did not finish in time")
-            if not self._pump():
-                self._done.wait(0.01)
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
-
-
-@dataclass(eq=False)
-class _Request:
-    seq: int
-    adapter: str | None
-    slot: int | None = None
-
-
-@dataclass(eq=False)
-class _ClassifyRequest(_Request):
-    input_ids: list[int] = field(default_factory=list)
-    future: Future = field(default_factory=Future)
-
-    @property
-    def cancelled(self) -> bool:
-        return self.future.cancelled()
-
-    def fail(self, error: EngineError) -> None:
-        if not self.future.done():
-            self.future.set_exception(error)
-
-
-@dataclass(eq=False)
-class _GenerateRequest(_Request):
-    prompt_ids: list[int] = field(default_factory=list)
-    params: GenerationParams = field(default_factory=GenerationParams)
-    sampler: TokenSampler | None = None
-    tracker: TextTracker | None = None
-    stream: GenerationStream | None = None
-    next_token: int = 0  # sampled but not yet fed to the model
-    generated_ids: list[int] = field(default_factory=list)
-    position: int = 0  # position id of next_token
-    completion_tokens: int = 0
-    finish_reason: str | None = None
-
-    @property
-    def cancelled(self) -> bool:
-        return self.stream.cancelled
-
-    def fail(self, error: EngineError) -> None:
-        self.stream._finish(None, error)
-
-
-class ServingEngine:
+class ServingEngine(BatchedForwards):
     """Serves classification or generation requests for many LoRA adapters on one base model."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, config: EngineConfig) -> None:
@@ -522,168 +370,6 @@ class ServingEngine:
             return Admission.NO_CAPACITY
         request.slot = slot
         return Admission.ADMIT
-
-    def _release(self, requests: Sequence[_Request]) -> None:
-        for request in requests:
-            if request.slot is not None:
-                self.cache.release(request.slot)
-                request.slot = None
-
-    # ------------------------------------------------------------------ classification
-    def _classify_batch(self, batch: list[_ClassifyRequest]) -> None:
-        if not batch:
-            return
-        try:
-            width = max(len(r.input_ids) for r in batch)
-            ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, request in enumerate(batch):
-                ids[i, : len(request.input_ids)] = torch.tensor(request.input_ids)
-                mask[i, : len(request.input_ids)] = 1
-            with torch.inference_mode(), self.slots.route([r.slot for r in batch]):
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            probs = torch.softmax(logits.float(), dim=-1).cpu()
-            self.counters["forwards"] += 1
-            self.counters["rows"] += len(batch)
-            base_labels = self.model.config.id2label
-            for request, row in zip(batch, probs, strict=True):
-                names = self._labels.get(request.adapter) if request.adapter is not None else None
-                if names is None:
-                    names = tuple(base_labels[i] for i in range(row.shape[0]))
-                label_id = int(row[: len(names)].argmax())
-                request.future.set_result(ClassificationResult(
-                    label=names[label_id], label_id=label_id,
-                    probabilities={names[i]: float(row[i]) for i in range(len(names))}, adapter=request.adapter,
-                    slot=request.slot, input_tokens=len(request.input_ids),
-                ))
-            self.counters["completed"] += len(batch)
-        except Exception as exc:  # noqa: BLE001 - a failed batch must fail its requests, not the loop
-            error = exc if isinstance(exc, EngineError) else EngineError(f"classification failed: {exc}")
-            for request in batch:
-                request.fail(error)
-        finally:
-            self._release(batch)
-
-    # ------------------------------------------------------------------ generation
-    def _generation_step(self, joiners: list[_GenerateRequest]) -> None:
-        try:
-            if joiners:
-                self._prefill(joiners)
-                self._retire([r for r in self._running if r.finish_reason], None)
-            if self._running:
-                self._decode()
-                self._retire([r for r in self._running if r.finish_reason], None)
-        except Exception as exc:  # noqa: BLE001 - fail the affected rows and keep serving
-            error = exc if isinstance(exc, EngineError) else EngineError(f"generation failed: {exc}")
-            rows = self._running + [j for j in joiners if j not in self._running]
-            for request in rows:
-                request.fail(error)
-            self._release(rows)
-            self._running, self._kv, self._kv_mask = [], None, None
-
-    def _forward(self, requests: Sequence[_GenerateRequest], ids: torch.Tensor, mask: torch.Tensor,
-                 positions: torch.Tensor, cache: DynamicCache):
-        with torch.inference_mode(), self.slots.route([r.slot for r in requests]):
-            out = self.model(
-                input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                position_ids=positions.to(self.device), cache=cache, use_cache=True, logits_to_keep=1,
-            )
-        self.counters["forwards"] += 1
-        self.counters["rows"] += len(requests)
-        return out.logits[:, -1].float().cpu(), out.cache
-
-    def _prefill(self, joiners: list[_GenerateRequest]) -> None:
-        """Run the joiners' prompts (left-padded) and merge their KV cache into the running batch."""
-        width = max(len(r.prompt_ids) for r in joiners)
-        ids = torch.full((len(joiners), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(joiners), width), dtype=torch.long)
-        for i, request in enumerate(joiners):
-            ids[i, width - len(request.prompt_ids):] = torch.tensor(request.prompt_ids)
-            mask[i, width - len(request.prompt_ids):] = 1
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        logits, cache = self._forward(joiners, ids, mask, positions, DynamicCache())
-        self._merge_kv(cache, mask.to(self.device))
-        self._running.extend(joiners)
-        for request, row in zip(joiners, logits, strict=True):
-            request.position = len(request.prompt_ids)
-            self._emit(request, request.sampler(row))
-
-    def _decode(self) -> None:
-        rows = self._running
-        ids = torch.tensor([[r.next_token] for r in rows], dtype=torch.long)
-        positions = torch.tensor([[r.position] for r in rows], dtype=torch.long)
-        mask = torch.cat([self._kv_mask, torch.ones((len(rows), 1), dtype=torch.long, device=self.device)], dim=1)
-        logits, self._kv = self._forward(rows, ids, mask, positions, self._kv)
-        self._kv_mask = mask
-        for request, row in zip(rows, logits, strict=True):
-            request.position += 1
-            self._emit(request, request.sampler(row))
-
-    def _emit(self, request: _GenerateRequest, token: int) -> None:
-        request.next_token = token
-        request.generated_ids.append(token)
-        request.completion_tokens += 1
-        self.counters["generated_tokens"] += 1
-        if token in self._eos_ids:
-            request.finish_reason = "stop"
-            return
-        request.stream._push(request.tracker.add(token))
-        if request.tracker.stopped:
-            request.finish_reason = "stop"
-        elif request.completion_tokens >= request.params.max_tokens:
-            request.finish_reason = "length"
-
-    def _retire(self, finished: list[_GenerateRequest], reason: str | None) -> bool:
-        """Remove finished (or cancelled, when ``reason`` is given) rows and compact the KV cache."""
-        if not finished:
-            return False
-        for request in finished:
-            request.stream._push(request.tracker.finish())
-            request.stream._finish(GenerationResult(
-                text=request.tracker.text, finish_reason=reason or request.finish_reason,
-                prompt_tokens=len(request.prompt_ids), completion_tokens=request.completion_tokens,
-                adapter=request.adapter, seed=request.sampler.seed, token_ids=tuple(request.generated_ids),
-                slot=request.slot,
-            ))
-        self.counters["completed"] += len(finished)
-        self._release(finished)
-        gone = set(map(id, finished))
-        keep = [i for i, r in enumerate(self._running) if id(r) not in gone]
-        self._running = [self._running[i] for i in keep]
-        if not keep:
-            self._kv = self._kv_mask = None
-            return True
-        index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        mask = self._kv_mask.index_select(0, index)
-        # Drop leading columns that are padding for every remaining row: less attention work.
-        start = int(mask.any(dim=0).nonzero()[0])
-        self._kv_mask = mask[:, start:]
-        self._kv = DynamicCache(ddp_cache_data=[
-            (layer.keys.index_select(0, index)[:, :, start:], layer.values.index_select(0, index)[:, :, start:])
-            for layer in self._kv.layers
-        ])
-        return True
-
-    def _merge_kv(self, cache: DynamicCache, mask: torch.Tensor) -> None:
-        if self._kv is None:
-            self._kv, self._kv_mask = cache, mask
-            return
-        width = max(self._kv_mask.shape[1], mask.shape[1])
-
-        def left_pad(tensor: torch.Tensor, dim: int) -> torch.Tensor:
-            missing = width - tensor.shape[dim]
-            if missing == 0:
-                return tensor
-            shape = list(tensor.shape)
-            shape[dim] = missing
-            return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
-
-        self._kv = DynamicCache(ddp_cache_data=[
-            (torch.cat([left_pad(old.keys, 2), left_pad(new.keys, 2)]),
-             torch.cat([left_pad(old.values, 2), left_pad(new.values, 2)]))
-            for old, new in zip(self._kv.layers, cache.layers, strict=True)
-        ])
-        self._kv_mask = torch.cat([left_pad(self._kv_mask, 1), left_pad(mask, 1)])
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> dict:

@@ -452,9 +452,8 @@ def chain_story(*, log: Callable[[str], None] = logger.info) -> None:
         # split (which rows do depends on the secret projection seed); the demo's rows were curated, so the
         # admin reviews and releases such holds before the epoch, as a curator would (rewards/holds.py).
         from rewards.holds import earnings_hold_release
-        from rewards.models import EarningsHold, HoldState
 
-        for hold in EarningsHold.objects.filter(state=HoldState.HELD).select_related("user"):
+        for hold in rewards_selectors.earnings_holds_held():
             earnings_hold_release(hold=hold, actor=admin, note="Reviewed: the flagged rows are correct tickets.")
             log(f"released the earnings hold of {hold.user.email} after review")
         epoch = rewards_services.epoch_close(actor=admin)

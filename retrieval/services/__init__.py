@@ -5,14 +5,15 @@ does:
 
 * `builds`: `index_build_queue` (on publish), the build job `index_build` (gpu queue), `index_build_requeue`
   (staff, after a failure) and `index_fail_corrupt` (stored files that no longer verify).
-* `apps`: `app_deploy` and `app_retire`: a retrieval app over published versions, answering on the API.
+* `apps`: `app_deploy`, `app_update` and `app_retire`: a retrieval app over published versions, answering on the
+  API.
 * `answers`: `app_answer`, a retrieval app's answer to a chat completion (retrieved, quoted or generated, cited,
   its fee split among the cited passages' contributors), and the credit rule `passage_shares`.
 """
 
 from .answers import CREDIT_RULE, RetrievalAnswer, passage_shares
 from .answers import answer as app_answer
-from .apps import app_deploy, app_retire
+from .apps import app_deploy, app_retire, app_update
 from .builds import (
     BUILD_LABEL,
     STORAGE_ROOT,
@@ -30,6 +31,7 @@ __all__ = [
     "app_answer",
     "app_deploy",
     "app_retire",
+    "app_update",
     "index_build",
     "index_build_queue",
     "index_build_requeue",

@@ -29,7 +29,8 @@ from django.conf import settings
 from django.urls import reverse
 
 from accounts import selectors as accounts_selectors
-from datanets.models import Record, RecordStatus
+from datanets import selectors as datanet_selectors
+from datanets.types import RecordStatus
 from inference import answering, integrations
 from inference import services as inference_services
 from inference.client import ModelServerError
@@ -82,12 +83,14 @@ def _opened_first(versions):
         raise
 
 
-def _retrieve(app, query: str):
+def _retrieve(app, query: str, asker):
     """(retrieved passages best first, the query's vector, an opened index of the app's embedding model)."""
-    # A Datanet made private since the app was deployed is no longer searched: citations would name it.
-    versions = [v for v in selectors.app_versions(app=app) if v.datanet.is_public]
-    if not versions:
-        raise IndexNotReady("None of the app's Datanets is public any more.", code="index_missing")
+    # The API lets only those who may read every Datanet of the app ask it; checked again here, next to the
+    # search, because the answer quotes and cites the passages (a membership may have ended in between).
+    if not selectors.app_datanets_readable_by(app=app, user=asker):
+        raise OpenAIError(f"The model '{app.slug}' does not exist or is not deployed. GET /v1/models lists the "
+                          "deployed models.", status=404, param="model", code="model_not_found")
+    versions = selectors.app_versions(app=app)
     opened = _opened_first(versions)
     vector = query_embedding.query_vector(query=query, index=opened)
     depth = min(settings.RETRIEVAL_MAX_K, 2 * app.passages)
@@ -143,8 +146,7 @@ def _earliest_copies(cited, retrieved) -> dict[int, tuple[int, int]]:
         frontier -= rows.keys()
         if not frontier:
             break
-        for pk, copies, status, contributor in Record.objects.filter(pk__in=frontier).values_list(
-                "pk", "near_duplicate_of_id", "status", "contributor_id"):
+        for pk, copies, status, contributor in datanet_selectors.record_copy_links(ids=frontier):
             rows[pk] = (copies, status, contributor)
         frontier = {copies for copies, _, _ in rows.values() if copies is not None}
     out = {}
@@ -235,7 +237,7 @@ def answer(*, inference, app, messages: list[tuple[str, str]], sampling) -> tupl
     query = next(text for role, text in reversed(messages) if role == "user" and text.strip()).strip()
     quote = None
     try:
-        retrieved, vector, opened = _retrieve(app, query)
+        retrieved, vector, opened = _retrieve(app, query, inference.record.user)
         if not retrieved:
             result = RetrievalAnswer(NOTHING_FOUND, "stop", app.answer_mode)
             cited = []

@@ -1,12 +1,15 @@
 """Deploying and retiring retrieval apps.
 
 A model owner deploys an app over published versions of Documents Datanets (`app_deploy`): each version must be
-of a public Datanet (an app answers anyone, and its citations name the Datanet and quote its passages), one the
-owner may build on (its training access is open to them: owners and curators, an open Datanet, or an approved
-request), with a ready search index, and only one version per Datanet is taken (two versions of one Datanet share
-most passages). An optional causal model (instruction or
-plain-text) of the owner's own, deployed, writes answers from the passages found; without one, answers are
-extractive. The app answers under its slug on `/v1/chat/completions` at once; `app_retire` takes it off.
+of a Datanet the owner may read and build on (its training access is open to them: owners and curators, an open
+Datanet, or an approved request; a private Datanet is one of those only for its members), with a ready search
+index, and only one version per Datanet is taken (two versions of one Datanet share most passages). An app over a
+private Datanet answers only those who may read every Datanet behind it (`selectors.apps_callable_by`): its
+answers quote, and its citations name, their passages. An optional causal model (instruction or plain-text) of the
+owner's own, deployed, writes answers from the passages found; without one, answers are extractive. The app
+answers under its slug on `/v1/chat/completions` at once; `app_update` changes its price, passages per answer,
+description or deployed flag (deploying it again checks its versions and model as `app_deploy` does), and
+`app_retire` takes it off.
 """
 
 from __future__ import annotations
@@ -16,13 +19,12 @@ import re
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils.text import slugify
 
 from accounts.services import AuditAction, audit_record
 from datanets import selectors as datanet_selectors
-from datanets.models import DatanetVersion
-from models_registry.models import ModelVersion
+from models_registry import selectors as model_selectors
 
 from .. import selectors
 from ..engine.store import canonical_json
@@ -50,16 +52,22 @@ def _slug_for(name: str) -> str:
                                        "change the end of the name."})
     if slug in _RESERVED_SLUGS:
         raise ValidationError({"name": f"“{slug}” names a page of the retrieval apps; choose another name."})
-    if RetrievalApp.objects.filter(slug=slug).exists() or ModelVersion.objects.filter(slug=slug).exists():
+    if RetrievalApp.objects.filter(slug=slug).exists() or model_selectors.model_version_slug_taken(slug=slug):
         raise ValidationError({"name": f"The model name “{slug}” is taken; choose another name."})
     return slug
 
 
-def _usable_versions(*, owner, versions) -> list[DatanetVersion]:
+def _is_model(item, label: str) -> bool:
+    """Whether `item` is an instance of the model `label` names, as a ForeignKey does ("datanets.DatanetVersion"):
+    a form hands over the instances it chose, the API their ids."""
+    return isinstance(item, models.Model) and item._meta.label == label
+
+
+def _usable_versions(*, owner, versions) -> list:
     """The versions, checked one by one; every problem is reported at once, each naming its version."""
     ids = []
     for item in versions or []:
-        pk = item.pk if isinstance(item, DatanetVersion) else item
+        pk = item.pk if _is_model(item, "datanets.DatanetVersion") else item
         if isinstance(pk, bool) or not isinstance(pk, int | str) or not str(pk).isdigit():
             raise ValidationError({"versions": f"“{item}” is not a Datanet version id."})
         ids.append(int(pk))
@@ -67,17 +75,13 @@ def _usable_versions(*, owner, versions) -> list[DatanetVersion]:
         raise ValidationError({"versions": "Choose at least one published version of a Documents Datanet."})
     if len(set(ids)) > MAX_VERSIONS:
         raise ValidationError({"versions": f"An app searches at most {MAX_VERSIONS} versions; choose fewer."})
-    found = {v.pk: v for v in DatanetVersion.objects.filter(pk__in=ids).select_related("datanet")}
+    found = datanet_selectors.versions_by_id(ids=ids)
     problems, usable, per_datanet = [], [], {}
     for pk in dict.fromkeys(ids):
         version = found.get(pk)
         perms = version and datanet_selectors.datanet_permissions(datanet=version.datanet, user=owner)
         if version is None or not perms.can_view:  # a private Datanet is not revealed to exist
             problems.append(f"Version {pk} does not exist or is not published where you can see it.")
-            continue
-        if not version.datanet.is_public:
-            problems.append(f"{version}: {version.datanet.name} is private, and a retrieval app answers anyone (its "
-                            "citations name the Datanet and quote its passages); only public Datanets can be used.")
             continue
         if not perms.can_train:
             problems.append(f"{version}: {version.datanet.name} lets only the people its owner approves build on "
@@ -102,11 +106,12 @@ def _usable_versions(*, owner, versions) -> list[DatanetVersion]:
     return usable
 
 
-def _causal_model(*, owner, causal_model) -> ModelVersion | None:
+def _causal_model(*, owner, causal_model):
+    """The owner's deployed instruction or text model version (given itself or by slug), or None."""
     if causal_model in (None, ""):
         return None
-    version = causal_model if isinstance(causal_model, ModelVersion) else (
-        ModelVersion.objects.filter(slug=str(causal_model)).first())
+    version = causal_model if _is_model(causal_model, "models_registry.ModelVersion") else (
+        model_selectors.model_version_by_slug(slug=str(causal_model)))
     if version is None or version.owner_id != owner.pk:
         raise ValidationError({"causal_model": "Choose one of your own model versions (or none, for extractive "
                                                "answers)."})
@@ -119,25 +124,40 @@ def _causal_model(*, owner, causal_model) -> ModelVersion | None:
     return version
 
 
+def _checked_passages(passages) -> int:
+    if isinstance(passages, bool) or not isinstance(passages, int) or not 1 <= passages <= settings.RETRIEVAL_MAX_K:
+        raise ValidationError({"passages": f"Retrieve between 1 and {settings.RETRIEVAL_MAX_K} passages per answer."})
+    return passages
+
+
+def _checked_price(price) -> int:
+    if isinstance(price, bool) or not isinstance(price, int) or price < 0:
+        raise ValidationError({"price_per_inference": "Give the price as a whole, non-negative number of base units."})
+    return price
+
+
+def _app_hash(*, slug: str, versions, model, passages: int) -> str:
+    """What answers, hashed: fees and receipts name it, so it changes with anything that changes the answers."""
+    return _hash({"kind": "retrieval-app", "slug": slug, "versions": sorted(v.manifest_hash for v in versions),
+                  "causal_model": model.version_hash if model else None, "passages": passages})
+
+
 def app_deploy(*, owner, name: str, versions, causal_model=None, price_per_inference: int = 0, passages: int = 4,
                description: str = "") -> RetrievalApp:
     """Deploy a retrieval app (audited). Raises `ValidationError` keyed by field (`name`, `versions`,
     `causal_model`, `price_per_inference`, `passages`), each message saying what to change."""
     if not getattr(owner, "is_authenticated", False):
         raise PermissionDenied("Log in to deploy a retrieval app.")
-    if isinstance(passages, bool) or not isinstance(passages, int) or not 1 <= passages <= settings.RETRIEVAL_MAX_K:
-        raise ValidationError({"passages": f"Retrieve between 1 and {settings.RETRIEVAL_MAX_K} passages per answer."})
-    if isinstance(price_per_inference, bool) or not isinstance(price_per_inference, int) or price_per_inference < 0:
-        raise ValidationError({"price_per_inference": "Give the price as a whole, non-negative number of base units."})
+    _checked_passages(passages)
+    _checked_price(price_per_inference)
     slug = _slug_for(name)
     chosen = _usable_versions(owner=owner, versions=versions)
     model = _causal_model(owner=owner, causal_model=causal_model)
-    identity = {"kind": "retrieval-app", "slug": slug, "versions": sorted(v.manifest_hash for v in chosen),
-                "causal_model": model.version_hash if model else None, "passages": passages}
     with transaction.atomic():
         app = RetrievalApp.objects.create(
             owner=owner, name=name.strip()[:120], slug=slug, description=(description or "").strip(),
-            causal_model=model, passages=passages, price_per_inference=price_per_inference, app_hash=_hash(identity))
+            causal_model=model, passages=passages, price_per_inference=price_per_inference,
+            app_hash=_app_hash(slug=slug, versions=chosen, model=model, passages=passages))
         app.versions.set(chosen)
         audit_record(actor=owner, action=AuditAction.RETRIEVAL_APP_DEPLOY, target=app,
                      details={"slug": slug, "versions": [str(v) for v in chosen], "price": str(price_per_inference),
@@ -153,4 +173,63 @@ def app_retire(*, app: RetrievalApp, actor) -> RetrievalApp:
         if RetrievalApp.objects.filter(pk=app.pk, state=AppState.ACTIVE).update(state=AppState.RETIRED):
             audit_record(actor=actor, action=AuditAction.RETRIEVAL_APP_RETIRE, target=app, details={"slug": app.slug})
     app.refresh_from_db()
+    return app
+
+
+def _redeploy_problems(app: RetrievalApp) -> list[str]:
+    """Why a retired app may not answer again: its versions and model, checked as `app_deploy` checks them."""
+    problems = []
+    try:
+        _usable_versions(owner=app.owner, versions=list(app.versions.values_list("pk", flat=True)))
+        if app.causal_model_id:
+            _causal_model(owner=app.owner, causal_model=app.causal_model)
+    except ValidationError as exc:
+        problems = [m for messages in exc.message_dict.values() for m in messages]
+    return problems
+
+
+_UNSET = object()
+
+
+def app_update(*, app: RetrievalApp, actor, price_per_inference=_UNSET, passages=_UNSET, description=_UNSET,
+               deployed=_UNSET) -> RetrievalApp:
+    """Change what the owner may change after deploying (audited, only what changed): the price, the passages per
+    answer (a new `app_hash`: the answers change, and later receipts and fees name the new one), the description,
+    and whether it is deployed (false retires it; true deploys a retired app again once its versions and model
+    still pass `app_deploy`'s checks). Raises `PermissionDenied` for anyone but the owner, `ValidationError` keyed
+    by field."""
+    if app.owner_id != getattr(actor, "pk", None):
+        raise PermissionDenied("Only the app's owner changes it.")
+    if price_per_inference is not _UNSET:
+        _checked_price(price_per_inference)
+    if passages is not _UNSET:
+        _checked_passages(passages)
+    if deployed is not _UNSET and not isinstance(deployed, bool):
+        raise ValidationError({"deployed": "Say true (the app answers) or false (it is retired)."})
+    if description is not _UNSET and not isinstance(description, str):
+        raise ValidationError({"description": "Give the description as text."})
+    with transaction.atomic():
+        app = RetrievalApp.objects.select_for_update(of=("self",)).select_related("owner", "causal_model").get(pk=app.pk)
+        changes = {}
+        if price_per_inference is not _UNSET and int(app.price_per_inference) != price_per_inference:
+            changes["price_per_inference"] = [str(int(app.price_per_inference)), str(price_per_inference)]
+            app.price_per_inference = price_per_inference
+        if passages is not _UNSET and app.passages != passages:
+            changes["passages"] = [app.passages, passages]
+            app.passages = passages
+            app.app_hash = _app_hash(slug=app.slug, versions=list(app.versions.all()), model=app.causal_model,
+                                     passages=passages)
+        if description is not _UNSET and app.description != description.strip():
+            changes["description"] = [app.description[:200], description.strip()[:200]]
+            app.description = description.strip()
+        state = AppState.ACTIVE if deployed is True else AppState.RETIRED if deployed is False else app.state
+        if state != app.state:
+            if state == AppState.ACTIVE and (problems := _redeploy_problems(app)):
+                raise ValidationError({"deployed": [f"“{app.slug}” cannot answer again: {p}" for p in problems]})
+            changes["state"] = [app.state, state]
+            app.state = state
+        if changes:
+            app.save()
+            audit_record(actor=actor, action=AuditAction.RETRIEVAL_APP_UPDATE, target=app,
+                         details={"slug": app.slug, "changes": changes})
     return app

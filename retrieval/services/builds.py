@@ -13,16 +13,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.services import AuditAction, audit_record
+from datanets import selectors as datanet_selectors
 from datanets import services as datanet_services
 from datanets.ingest.versions import iter_version_records, verify_version
-from datanets.models import DatanetVersion, TaskType
+from datanets.types import TaskType
 from lineage import jobs
 
 from .. import engine
@@ -35,11 +36,11 @@ STORAGE_ROOT = "retrieval"
 BUILD_LABEL = "search index build"  # names the job in messages and logs (`lineage.jobs`)
 
 
-def _storage_prefix(version: DatanetVersion) -> str:
+def _storage_prefix(version) -> str:
     return f"{STORAGE_ROOT}/{version.datanet_id}/{version.manifest_hash}"
 
 
-def index_build_queue(*, version: DatanetVersion) -> RetrievalIndex:
+def index_build_queue(*, version) -> RetrievalIndex:
     """Record that the version needs a search index and queue its build (gpu queue) on commit. Idempotent:
     a version that already has its index row keeps it (and its state) and nothing is queued again."""
     from ..tasks import retrieval_index_build_task
@@ -91,7 +92,9 @@ def index_fail_corrupt(*, index: RetrievalIndex, reason: str) -> RetrievalIndex:
 def _claim_build(*, version_id: int) -> jobs.Claim:
     index = RetrievalIndex.objects.filter(version_id=version_id).first()
     if index is None:  # a task queued by hand for a version without its row: this delivery is its build
-        version = DatanetVersion.objects.select_related("datanet").get(pk=version_id)
+        version = datanet_selectors.version_by_id(pk=version_id)
+        if version is None:
+            raise ObjectDoesNotExist(f"Datanet version {version_id} does not exist: there is nothing to index.")
         if version.datanet.task_type != TaskType.DOCUMENTS:
             raise ValidationError("Only versions of a Documents Datanet get a search index.")
         index, _ = RetrievalIndex.objects.get_or_create(

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
@@ -209,6 +210,17 @@ def test_receipt_page_explains_rows_shares_and_method(world, well_predicted, cli
     for contributor, rows in paid.items():
         assert f'<details class="paid-rows" data-contributor="{contributor}"' in html
         assert all(f'data-paid-row="{row["row_id"]}"' in html for row in rows)
+    # The most-like rows say which of them earned part of this fee, and the page says why the lists differ.
+    assert 'data-testid="most-like-intro"' in html and "differ on purpose" in html
+    paid_percent = {row["row_id"]: 100 * row["credit"] for rows in paid.values() for row in rows}
+    most_like = selectors.explain_receipt_rows(receipt=receipt, user=AnonymousUser())
+    assert [row.row_id for row in most_like] == [row["row_id"] for row in receipt.top_rows]
+    assert [row.paid_percent for row in most_like] == [paid_percent.get(row.row_id) for row in most_like]
+    assert html.count('data-testid="paid-here"') == len(most_like)
+    assert any(row.paid_percent is not None for row in most_like)  # some of the highest-scoring rows were paid
+    for row in most_like:
+        if row.paid_percent is not None:
+            assert f"{row.paid_percent:.2f}% of the pool" in html
     if receipt.payload["basis"] == "attribution":
         assert 'data-testid="basis"' in html and "false-discovery rate of 10%" in html
     else:

@@ -102,7 +102,7 @@ def test_the_verbs_end_to_end(alice, charlie, staff, logged_in, lineage, live_se
     assert (downloads / f"{slug}-v1.parquet").exists()
 
     # Launch; while it trains, the owner cancels it from a second terminal (the engine stops at its next step).
-    monkeypatch.setattr(registry_services, "CANCEL_POLL_S", 0.0)
+    monkeypatch.setattr(registry_services.fine_tune_runs, "CANCEL_POLL_S", 0.0)
     real, polls, cancels = runner.run_training, [0], []
 
     def cancel_from_another_terminal(spec, rows, work_dir, on_progress=None, should_cancel=None, **kwargs):

@@ -131,3 +131,38 @@ def test_an_eigenbasis_index_stores_its_basis_verifies_it_and_scores_queries_wit
     by_hand = BlockProjector(featurizer.blocks, index.projection, bases=fitted).project(
         featurizer.per_example_gradients(queries))
     assert torch.allclose(attributor.query_features(queries), by_hand, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("curvature", ["fisher", "empirical_fisher"])
+def test_keeping_the_fit_samples_gradients_changes_the_build_time_never_the_index(trained, tmp_path, monkeypatch,
+                                                                                   curvature):
+    """The fit pass keeps its rows' gradients (up to a memory budget) instead of taking them again: with no
+    budget every row is read twice, with a budget for one batch the first is kept and the others read again,
+    with room for all of them the fit sample is read once. All three indexes are the same, byte for byte."""
+    import attribution.engine.gradients as gradients_module
+
+    model, data = trained
+    config = IndexConfig(ProjectionSpec(seed=7, k=256, kind="eigenbasis"), shard_rows=20, eigenbasis_rows=40,
+                         eigenbasis_fraction=0.75, curvature=curvature)
+    batches = tiny_batches(data, lambda i: f"c{i % 12}")  # 3 batches of 16 rows: all of them fit the basis
+    featurizer = gradients_module.GradientFeaturizer(model)
+    first = (featurizer.fisher_gradients(batches[0].inputs, seed=7).nbytes if curvature == "fisher" else
+             sum(t.numel() * t.element_size() for t in featurizer.per_example_gradients(batches[0].inputs).values()))
+    forward_passes = []
+    original = gradients_module.GradientFeaturizer._gradients
+
+    def counted(self, inputs, draws):  # every gradient the engine takes goes through one forward here
+        forward_passes[-1] += 1
+        return original(self, inputs, draws)
+
+    monkeypatch.setattr(gradients_module.GradientFeaturizer, "_gradients", counted)
+    hashes = []
+    for budget in (0, first, 1 << 30):
+        forward_passes.append(0)
+        index = build_index(model, iter(batches), tmp_path / f"idx-{budget}", config, model_hash="sha256:tiny",
+                            gradient_buffer_bytes=budget)
+        assert index.verify().ok and index.num_rows == 48
+        hashes.append(index.index_hash)
+    assert hashes[0] == hashes[1] == hashes[2]
+    # Fit pass 3 batches, then 3, 2 or 0 batches read again.
+    assert forward_passes == [6, 5, 3]

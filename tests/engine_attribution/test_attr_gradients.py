@@ -87,6 +87,43 @@ def test_true_fisher_rows_are_the_class_expectation_for_a_classifier():
         assert torch.allclose(rows[i].T @ rows[i], expected, rtol=1e-8, atol=1e-12)
 
 
+def test_an_index_builds_features_and_the_exact_fisher_from_backward_passes_along_a_logit_basis():
+    """Where a build would draw most classes, it runs C-1 backward passes along a basis of the logits (the
+    space every cross-entropy gradient lives in) and forms the labelled gradient and the Fisher rows from
+    them: the same features and the exact class expectation, with fewer passes."""
+    from attribution.engine import gradients as gradients_module
+
+    model = tiny_classifier(hidden=16, dtype=torch.float64)  # untrained: every class is likely
+    inputs = random_classification_inputs(5, seed=3)
+    featurizer = GradientFeaturizer(model)
+    passes = []
+    original = gradients_module.GradientFeaturizer._gradients
+
+    def counted(self, inputs, draws):
+        results, classes = original(self, inputs, draws)
+        passes.append(len(results))
+        return results, classes
+
+    gradients_module.GradientFeaturizer._gradients = counted
+    try:
+        features, rows = featurizer.features_and_fisher(inputs)
+    finally:
+        gradients_module.GradientFeaturizer._gradients = original
+    classes = rows.shape[1]
+    assert passes == [classes - 1]  # not 1 + classes
+    assert torch.allclose(features, featurizer.features(inputs), rtol=1e-9, atol=1e-12)
+    model.eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits, -1)
+    for i in range(5):
+        expected = torch.zeros(rows.shape[-1], rows.shape[-1], dtype=torch.float64)
+        for c in range(classes):
+            g = featurizer.features({**slice_inputs(inputs, slice(i, i + 1)), "labels": torch.tensor([c])})[0]
+            expected += probs[i, c] * torch.outer(g, g)
+        assert torch.allclose(rows[i].T @ rows[i], expected, rtol=1e-8, atol=1e-12)
+        assert rows[i, classes - 1].abs().max() == 0  # padded to one row per class, like the drawn rows
+
+
 def test_trainable_parameters_outside_linear_layers_are_rejected():
     model = tiny_classifier()
     model.base_model.model.bert.embeddings.LayerNorm.weight.requires_grad_(True)

@@ -18,6 +18,7 @@ from attribution.engine import (
     scan_scores,
 )
 from attribution.engine.index import memory_mapped_tensor
+from attribution.engine.scan import gathered_scores
 
 
 def fp16_rows(n, k=256, seed=0):
@@ -45,6 +46,23 @@ def test_a_rows_score_does_not_depend_on_the_rows_scanned_with_it():
     pieces = torch.cat([scan_scores(psi[s : s + 77], query) for s in range(0, 1000, 77)], dim=1)
     assert torch.equal(full, pieces)
     assert torch.equal(scan_scores(psi[:1], query), full[:, :1])  # a one-row matrix too
+
+
+def test_gathered_rows_score_bit_for_bit_like_a_full_scan_of_them():
+    psi = fp16_rows(4000)
+    query = torch.randn(256, generator=torch.Generator().manual_seed(4)) * 1e-5
+    positions = torch.randperm(4000, generator=torch.Generator().manual_seed(5))[:1500]
+    full = scan_scores(psi, query.unsqueeze(0))[0]
+    gathered = gathered_scores(psi, positions, query, kernel="compiled")
+    assert torch.equal(gathered, full[positions])  # a scattered pick, repeated positions allowed below
+    repeated = torch.tensor([7, 7, 3999, 0])
+    assert torch.equal(gathered_scores(psi, repeated, query), full[repeated])
+    assert gathered_scores(psi, torch.tensor([], dtype=torch.int64), query).shape == (0,)
+    # torch's own kernel on the gathered rows agrees to fp16 precision.
+    mv = gathered_scores(psi, positions, query, kernel="mv")
+    assert float((mv - full[positions]).abs().max() / full.abs().max()) < 2e-3
+    with pytest.raises(ValueError, match="unknown scan kernel"):
+        gathered_scores(psi, positions, query, kernel="fast")
 
 
 def test_batched_queries_score_like_single_queries():

@@ -62,8 +62,8 @@ def test_unauthenticated_request_gets_json_error(api_client):
 
 def test_create_and_revoke_through_the_page_are_audited(client, alice):
     client.force_login(alice)
-    response = client.post(reverse("accounts:api_keys"), {"name": "laptop", "scopes": ["read", "contribute"]})
-    assert response.status_code == 200
+    response = client.post(reverse("accounts:api_keys"), {"name": "laptop", "scopes": ["read", "contribute"]}, follow=True)
+    assert response.redirect_chain == [(reverse("accounts:api_keys"), 302)]  # POST/redirect/GET (test_api_key_reload)
     key = ApiKey.objects.get(user=alice, name="laptop")
     assert f"lin_{key.prefix}_" in response.content.decode()  # the secret is shown once
     client.post(reverse("accounts:api_key_revoke", args=[key.pk]))

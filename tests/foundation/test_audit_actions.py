@@ -77,8 +77,9 @@ def test_action_helpers_return_a_member_for_every_case():
         wallet_action_audit("no-such-kind", "requested")
 
     # Every state a fine-tune is finished in by `_job_finish` has its action.
-    tree = ast.parse((ROOT / "models_registry" / "services.py").read_text())
-    states = {kw.value.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and _called(node) == "_job_finish"
+    trees = [ast.parse(path.read_text()) for path in sorted((ROOT / "models_registry" / "services").glob("*.py"))]
+    states = {kw.value.attr for tree in trees for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and _called(node) == "_job_finish"
               for kw in node.keywords if kw.arg == "state"}
     assert states == {"FAILED", "CANCELLED"}
     assert {state.name for state in FINISH_AUDIT_ACTIONS} == states

@@ -19,8 +19,7 @@ from rewards.amounts import UINT256_MAX, format_open, format_open_rounded
 from rewards.services import credit_grant
 
 OPEN = 10**18
-# 0.0500000000003 OPEN: shown as 0.05. (A model price of more than 15 significant digits is rounded by SQLite: the
-# column is a plain DecimalField, not rewards.fields.AmountField.)
+# 0.0500000000003 OPEN: shown as 0.05. (Prices of any size are exact: tests/models_registry/test_price_precision.py.)
 PRICE = OPEN // 20 + 3 * 10**5
 CREDIT = 1_234 * OPEN + 567_890_500_000_000_003  # 1,234.567890500000000003: shown as 1,234.567891
 

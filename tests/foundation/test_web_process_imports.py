@@ -52,7 +52,7 @@ def test_web_process_imports_no_ml_libraries_and_engines_resolve_on_first_use():
     lines = dict(line.split(" ", 1) if " " in line else (line, "") for line in result.stdout.splitlines())
     assert lines["HEAVY"] == "", f"a web process loaded {lines['HEAVY']}"
     assert lines["RESOLVED"].split() == ["models_registry.training.runner", "attribution.engine.query",
-                                         "attribution.engine.build", "True"]
+                                         "attribution.engine.build_pass", "True"]
 
 
 def test_unknown_engine_name_is_an_attribute_error():

@@ -70,7 +70,7 @@ POLICY = {
     ("account_reset_password_done", "GET"): PUBLIC,
     # --- Accounts: API keys (each person's own; another's key is 404) ---
     ("accounts:api_keys", "GET"): "login 200 200 200 200 200",
-    ("accounts:api_keys", "POST"): "login 200 200 200 200 200",
+    ("accounts:api_keys", "POST"): "login 302 302 302 302 302",  # a created key: POST/redirect/GET
     ("accounts:api_key_revoke", "POST"): "login 404 404 404 302 404",
     ("api-me", "GET"): "401 200 200 200 200 200 200 403 403 403",
     # --- Datanets pages, on the private Datanet ---
@@ -150,6 +150,13 @@ POLICY = {
     ("models-api-adapter", "GET"): "403 403 403 403 200 403 200 403 403 403",
     ("models-api-deploy", "POST"): "401 403 403 403 200 200 403 403 200 403",
     ("models-api-undeploy", "POST"): "401 403 403 403 200 200 403 403 200 403",
+    # --- Retrieval apps API: none deployed in this world (the slug names no app: 404 before any scope check);
+    # listing is public to read, deploying needs the `train` scope and a valid body ---
+    ("retrieval-apps-api-list", "GET"): "200 200 200 200 200 200 200 403 403 403",
+    ("retrieval-apps-api-list", "POST"): "401 400 400 400 400 400 403 403 400 403",
+    ("retrieval-apps-api-detail", "GET"): "404 404 404 404 404 404 404 404 404 404",
+    ("retrieval-apps-api-detail", "PATCH"): "404 404 404 404 404 404 404 404 404 404",
+    ("retrieval-apps-api-detail", "DELETE"): "404 404 404 404 404 404 404 404 404 404",
     # --- Attribution (receipts are capability links: whoever holds the id reads the attribution) ---
     ("attribution:index", "GET"): PUBLIC,
     ("attribution:receipt", "GET"): PUBLIC,

@@ -106,7 +106,7 @@ def test_session_and_csrf_cookies_and_session_rotation(alice):
 def test_api_key_secret_exists_nowhere_in_the_database(alice, client):
     """Create a key through the page, use it, revoke it: no table holds the secret or its random part."""
     client.force_login(alice)
-    page = client.post(reverse("accounts:api_keys"), {"name": "ci", "scopes": ["read", "contribute"]})
+    page = client.post(reverse("accounts:api_keys"), {"name": "ci", "scopes": ["read", "contribute"]}, follow=True)
     secret = re.search(rb"lin_[0-9a-f]{12}_[A-Za-z0-9_-]{20,}", page.content).group().decode()
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")

@@ -35,7 +35,7 @@ def recorded(monkeypatch):
 
     seen = {"events": [], "cancel_after_polls": None}
     real = runner.run_training
-    monkeypatch.setattr(services, "CANCEL_POLL_S", 0.0)
+    monkeypatch.setattr(services.fine_tune_runs, "CANCEL_POLL_S", 0.0)
 
     def run(spec, rows, work_dir, on_progress=None, should_cancel=None, **kwargs):
         job_id = FineTuneJob.objects.latest("pk").pk

@@ -330,7 +330,7 @@ def test_a_running_job_cancelled_through_the_api_resumes_from_its_checkpoint(
     its checkpoint; resume continues from that step to a registered model."""
     from models_registry.training import runner
 
-    monkeypatch.setattr(services, "CANCEL_POLL_S", 0.0)
+    monkeypatch.setattr(services.fine_tune_runs, "CANCEL_POLL_S", 0.0)
     real, polls, answers = runner.run_training, [0], []
 
     def run_and_cancel_midway(spec_, rows, work_dir, on_progress=None, should_cancel=None, **kwargs):

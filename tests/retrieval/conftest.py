@@ -71,3 +71,21 @@ def publish_all(django_capture_on_commit_callbacks):
         return version
 
     return publish
+
+
+@pytest.fixture
+def indexed_handbook(documents_datanet, documents, contribute_documents, publish_all, cast_roles):
+    """`indexed_handbook(owner, contributors={user: [document names]}, cast=False, **datanet options)`: a Documents
+    Datanet of `owner` (the coastal energy handbook unless named otherwise; with `cast`, alice's, bob its curator and
+    dora its contributor member) with the given documents contributed, every passage accepted, version 1 published
+    and its search index built. Returns the version."""
+
+    def make(owner, contributors, *, cast=False, **options):
+        datanet = documents_datanet(owner, **options)
+        if cast:
+            cast_roles(datanet)
+        for user, names in contributors.items():
+            contribute_documents(datanet, user, {name: documents[name] for name in names})
+        return publish_all(datanet, owner)
+
+    return make

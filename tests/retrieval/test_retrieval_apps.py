@@ -15,6 +15,7 @@ from documents_support import PLANTED_FACT
 from accounts.models import AuditEvent
 from datanets.models import Record
 from inference.models import InferenceRecord, InferenceStatus
+from retrieval import chat as retrieval_chat
 from retrieval import services
 from retrieval.models import AppState, RetrievalApp, RetrievalReceipt
 from retrieval.selectors import PassageResult, index_for
@@ -155,12 +156,30 @@ def test_streamed_answer_from_the_playground_carries_the_citations(handbook, bob
     chunks = [json.loads(e) for e in events[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text.startswith("“The visitor centre opens at nine in the morning") and text.endswith("” [1]")
+    # The answer comes word by word (each piece a word and the spaces after it), then the citations, the usage
+    # and [DONE], in that order.
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    pieces = [c["choices"][0]["delta"]["content"] for c in chunks[1:-2]]
+    assert pieces == retrieval_chat.answer_pieces(text) and len(pieces) == len(text.split()) > 5
+    assert pieces[:3] == ["“The ", "visitor ", "centre "] and pieces[-1] == "[1]"
+    assert all("lineage" not in c and c["choices"][0]["finish_reason"] is None for c in chunks[:-2])
     [final] = [c for c in chunks if "lineage" in c]
+    assert final is chunks[-2] and final["choices"][0]["delta"] == {}
     assert final["choices"][0]["finish_reason"] == "stop" and final["lineage"]["fee"] == "0"
     [citation] = final["lineage"]["citations"]
     assert (citation["document"], citation["anchor"], citation["contributor"]) == (
         "visitor-guide.html", "Visitor guide › Opening hours", "Charlie")
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 0
+
+
+@pytest.mark.parametrize("text, pieces", [
+    ("“Nine in the morning.” [1]", ["“Nine ", "in ", "the ", "morning.” ", "[1]"]),
+    ("  Two  lines\nhere ", ["  ", "Two  ", "lines\n", "here "]),
+    ("one", ["one"]),
+    ("", [""]),
+])
+def test_streamed_pieces_are_words_that_join_to_the_answer(text, pieces):
+    assert retrieval_chat.answer_pieces(text) == pieces and "".join(pieces) == text
 
 
 def test_a_causal_model_writes_the_answer_from_the_cited_passages(handbook, causal_sums_model, alice, charlie,
@@ -236,9 +255,11 @@ def test_bad_deployments_are_refused_with_reasons(documents_datanet, documents, 
     assert problems[3].startswith(f"{unbuilt}: The search index of v1 is being built (queued)")
     assert problems[3].endswith("Deploy the app once its index is ready.")
     assert problems[4].startswith(f"{rows}: Intents holds rows, not documents")
-    with pytest.raises(ValidationError) as own_private:  # Charlie's own private Datanet: an app answers anyone
+    with pytest.raises(ValidationError) as own_private:  # Charlie may build on his own private Datanet, once indexed
         services.app_deploy(owner=charlie, name="Notes", versions=[hidden.pk])
-    assert own_private.value.message_dict["versions"][0].startswith(f"{hidden}: Charlie's notes is private")
+    assert own_private.value.message_dict["versions"] == [
+        f"{hidden}: The search index of v1 is being built (queued); search again in a minute. Deploy the app once "
+        "its index is ready."]
     assert refused(name="new", versions=[unbuilt.pk])["name"][0].startswith("“new” names a page")
     assert refused(name="notes-deadbeef", versions=[unbuilt.pk])["name"][0].startswith("“notes-deadbeef” ends like")
     assert "passages" in refused(versions=[unbuilt.pk], passages=0)

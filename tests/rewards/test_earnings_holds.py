@@ -17,7 +17,7 @@ from rewards.models import (
     PayoutLeaf,
     SettlementShare,
 )
-from rewards.selectors import claims_for, earnings_for, earnings_holds_open
+from rewards.selectors import claims_for, earnings_for, earnings_holds_held, earnings_holds_open
 
 OPEN = 10**18
 MODEL = "ab" * 32
@@ -143,6 +143,15 @@ def test_a_release_covers_the_rows_it_reviewed(db, alice, staff):
     # A row nobody reviewed opens a new hold.
     fresh = _hold(alice, rows=["row-9", "row-12"])
     assert fresh.state == HoldState.HELD and fresh.pk != released.pk
+
+
+def test_every_held_hold_waits_for_review_until_decided(db, alice, dave, staff):
+    """What the demo's admin reviews before an epoch: everyone's undecided holds, newest first, with their users."""
+    alices, daves, confirmed = _hold(alice), _hold(dave), _hold(dave, model=OTHER_MODEL)
+    earnings_hold_confirm(hold=confirmed, actor=staff)
+    assert [(h.pk, h.user.username) for h in earnings_holds_held()] == [(daves.pk, "dave"), (alices.pk, "alice")]
+    earnings_hold_release(hold=daves, actor=staff)
+    assert [h.pk for h in earnings_holds_held()] == [alices.pk]
 
 
 # --- Epochs ----------------------------------------------------------------------------------------------

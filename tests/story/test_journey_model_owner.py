@@ -21,7 +21,7 @@ import re
 from decimal import Decimal
 
 import pytest
-from browser_support import assert_accessible, personal_sign
+from browser_support import assert_accessible, personal_sign, sign_up
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
@@ -78,13 +78,7 @@ def test_a_new_model_owner_deploys_a_model_pays_for_it_and_uses_it(live_server, 
     base_model_ensure_default()  # what `make run` registers on a fresh install
 
     # 1. Sign up, then create a Datanet.
-    page.goto(f"{live_server.url}/accounts/signup/")
-    assert_accessible(page)
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password:", exact=True).fill(PASSWORD)
-    page.get_by_label("Password (again):", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name=re.compile("Sign Up", re.I)).click()
-    expect(page.locator(".account-menu summary")).to_be_visible()
+    sign_up(page, live_server, EMAIL, PASSWORD, check_accessible=True)
     nadia = get_user_model().objects.get(email=EMAIL)
     name = nadia.public_name
     assert name and "@" not in name
