@@ -296,8 +296,8 @@ class GradientFeaturizer:
                 covered = ranked_probs.cumsum(dim=-1)
                 needed = int((covered < 1.0 - FISHER_TAIL_MASS).sum(dim=-1).max()) + 1  # draws by rank
                 classes = probs.shape[-1]
-                if with_features and 1 < classes and classes - 1 < len(chosen) + needed:
-                    basis = centred_logit_basis(classes)
+                if with_features and 1 < classes and classes - 1 < len(chosen) + needed and bool((labels >= 0).all()):
+                    basis = centred_logit_basis(classes).to(probs.device)
                     combine["labelled"], combine["fisher"] = logit_basis_coefficients(probs, labels, basis)
                     return [(LogitCotangent(basis[:, j].to(logits.dtype).expand_as(logits)), None)
                             for j in range(classes - 1)]

@@ -157,16 +157,17 @@ def version_verify(*, version: DatanetVersion, actor=None) -> VersionCheck:
 
 
 def version_diff(*, a: DatanetVersion, b: DatanetVersion) -> dict:
-    """Rows added and removed from a to b, overall and per contributor (by username)."""
+    """Rows added and removed from a to b, overall and per contributor (by public name)."""
     if a.datanet_id != b.datanet_id:
         raise ValidationError("Both versions must belong to the same Datanet.")
     manifest_a = VersionManifest.from_bytes(canonical_json(_engine_body(a)))
     manifest_b = VersionManifest.from_bytes(canonical_json(_engine_body(b)))
     diff = diff_versions(manifest_a, manifest_b)
-    from django.contrib.auth import get_user_model
+    from accounts.selectors import users_public_names
 
+    # The public name shown for a person everywhere else (display name, else username; never an e-mail).
     ids = {int(c) for c in (*diff.added_by_contributor, *diff.removed_by_contributor)}
-    names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
+    names = users_public_names(user_ids=ids)
     return {
         "from": a.number,
         "to": b.number,

@@ -497,7 +497,7 @@ def test_review_publish_verify_diff_and_download(alice, bob, charlie, curated, k
     assert diff.status_code == 200, diff.json()
     assert diff.json()["from"] == 1 and diff.json()["to"] == 2
     assert diff.json()["added"] == 1 and diff.json()["removed"] == 0
-    assert diff.json()["added_by_contributor"] == {"charlie": 1}
+    assert diff.json()["added_by_contributor"] == {"Charlie": 1}  # the public name, as on every page
     assert api_client.get(url(curated, "versions/diff/"), {"from": 1}).status_code == 400
     assert api_client.get(url(curated, "versions/diff/"), {"from": 1, "to": 7}).status_code == 404
 

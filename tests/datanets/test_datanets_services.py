@@ -277,7 +277,7 @@ def test_versions_reverify_and_diff(two_versions):
     assert len(v1.manifest_hash) == 64 and v1.manifest_hash != v2.manifest_hash
     assert services.version_verify(version=v1).ok and services.version_verify(version=v2).ok
     diff = services.version_diff(a=v1, b=v2)
-    assert diff["added"] == 1 and diff["removed"] == 0 and diff["added_by_contributor"] == {"charlie": 1}
+    assert diff["added"] == 1 and diff["removed"] == 0 and diff["added_by_contributor"] == {"Charlie": 1}  # the public name, as on every page
 
 
 def test_publishing_nothing_new_is_refused(two_versions, datanet, alice):
