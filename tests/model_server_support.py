@@ -9,9 +9,29 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class StandInHTTPServer(ThreadingHTTPServer):
+    """A scripted stand-in for a model server, serving `handler` on a free local port from a daemon thread. Handlers
+    read `behaviour` and may wait on `release`; `stop()` releases them and closes the server."""
+
+    daemon_threads = True
+
+    def __init__(self, handler, behaviour) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.behaviour = behaviour
+        self.release = threading.Event()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.release.set()
+        self.shutdown()
+        self.server_close()
 
 
 def free_port() -> int:

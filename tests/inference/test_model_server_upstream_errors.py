@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
-from model_server_support import free_port
+from model_server_support import StandInHTTPServer, free_port
 
 from inference import answering
 from inference.client import ModelServerClient, ModelServerError
@@ -78,21 +77,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True  # "cut_mid_stream": the process died after its first delta
 
 
-class StandInServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class StandInServer(StandInHTTPServer):
     def __init__(self, behaviour: str, *, name: str = "stand-in", adapters=()) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.behaviour, self.name, self.adapters = behaviour, name, tuple(adapters)
-        self.release = threading.Event()
+        self.name, self.adapters = name, tuple(adapters)
         self.requests: list[tuple[str, str]] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.release.set()
-        self.shutdown()
-        self.server_close()
+        super().__init__(_Handler, behaviour)
 
 
 @pytest.fixture

@@ -19,10 +19,11 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from model_server_support import StandInHTTPServer
 
 from inference import answering
 from inference.models import InferenceRecord
@@ -82,21 +83,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-class KeepAliveServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class KeepAliveServer(StandInHTTPServer):
     def __init__(self, behaviour: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.behaviour = behaviour
-        self.release, self.hung_up = threading.Event(), threading.Event()
+        self.hung_up = threading.Event()
         self.requests: list[str] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.release.set()
-        self.shutdown()
-        self.server_close()
+        super().__init__(_Handler, behaviour)
 
 
 @pytest.fixture
