@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip install --quiet --constraint constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint migrate seed serve bench clean
+.PHONY: run test install lint migrate seed serve bench clean system-packages
 
 $(STAMP): pyproject.toml constraints.txt contracts/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,10 +34,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 ## Install (Chromium and a C compiler too, when missing), lint and run the whole suite (unit, integration,
-## browser). Uses DATABASE_URL when set.
-test: lint
-	bash .ci/system-packages
+## browser). Uses DATABASE_URL when set. The system check comes first, so a machine that lacks a package and
+## cannot install it (not root) stops at once with the apt-get command, before minutes of pip.
+test: system-packages lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+system-packages:
+	bash .ci/system-packages
 
 bench: install
 	for b in bench/*.py; do HF_HUB_OFFLINE=1 $(PY) $$b --quick || exit 1; done

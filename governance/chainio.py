@@ -71,11 +71,12 @@ def deployment_record(*, client: ChainClient, token_address: str, votes_address:
     return deployment
 
 
-def deployment_ensure(*, client: ChainClient | None = None) -> GovernanceDeployment:
+def deployment_ensure(*, client: ChainClient | None = None, deploy: bool | None = None) -> GovernanceDeployment:
     """The governance deployment of the current chain: the recorded one, else the configured addresses,
-    else (with `REWARDS_CHAIN_AUTO_DEPLOY`, development) a fresh deployment over rewards' OPEN token whose
-    registry starts from the current fee policy."""
+    else (with `REWARDS_CHAIN_AUTO_DEPLOY`, development, or `deploy=True`, `manage.py governance_deploy`) a
+    fresh deployment over rewards' OPEN token whose registry starts from the current fee policy."""
     client = client or get_chain_client()
+    deploy = settings.REWARDS_CHAIN_AUTO_DEPLOY if deploy is None else deploy
     found = recorded_on_chain(GovernanceDeployment, client=client)
     if found is not None:
         return found
@@ -88,7 +89,7 @@ def deployment_ensure(*, client: ChainClient | None = None) -> GovernanceDeploym
                                  votes_address=votes, timelock_address=timelock, governor_address=governor,
                                  parameters_address=parameters,
                                  deployed_at_block=settings.GOVERNANCE_DEPLOYED_AT_BLOCK)
-    if not settings.REWARDS_CHAIN_AUTO_DEPLOY:
+    if not deploy:
         raise ChainUnavailable("No governance deployment is recorded for this chain and auto-deploy is off: set "
                                "GOVERNANCE_VOTES_ADDRESS, GOVERNANCE_TIMELOCK_ADDRESS, GOVERNANCE_GOVERNOR_ADDRESS "
                                "and GOVERNANCE_PARAMETERS_ADDRESS.")
@@ -119,19 +120,20 @@ def staking_parameters_from_settings() -> StakingParameters:
                              max_slash_bps=setting("GOVERNANCE_STAKE_MAX_SLASH_BPS"))
 
 
-def staking_ensure(*, client: ChainClient | None = None) -> GovernanceDeployment:
+def staking_ensure(*, client: ChainClient | None = None, deploy: bool | None = None) -> GovernanceDeployment:
     """The governance deployment with its ContributorStakes: the recorded one, else the configured address
-    (`GOVERNANCE_STAKING_ADDRESS`), else (auto-deploy, development) a fresh one over OPEN whose admin is the
-    governance timelock (only a passed proposal changes who may slash) and whose slasher is the platform's
-    key."""
+    (`GOVERNANCE_STAKING_ADDRESS`), else (auto-deploy, development, or `deploy=True`) a fresh one over OPEN
+    whose admin is the governance timelock (only a passed proposal changes who may slash) and whose slasher is
+    the platform's key."""
     client = client or get_chain_client()
-    deployment = deployment_ensure(client=client)
+    deploy = settings.REWARDS_CHAIN_AUTO_DEPLOY if deploy is None else deploy
+    deployment = deployment_ensure(client=client, deploy=deploy)
     if deployment.staking_address:
         return deployment
     configured = setting("GOVERNANCE_STAKING_ADDRESS")
     if configured:
         address, block = configured, setting("GOVERNANCE_STAKING_DEPLOYED_AT_BLOCK")
-    elif settings.REWARDS_CHAIN_AUTO_DEPLOY:
+    elif deploy:
         deployed = deploy_staking(client, token_address=deployment.token_address, admin=deployment.timelock_address,
                                   slasher=client.address, parameters=staking_parameters_from_settings())
         address, block = deployed.staking.address, deployed.deployed_at_block

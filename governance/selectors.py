@@ -217,8 +217,26 @@ def stakes_for(*, user) -> dict:
                "active": p["active"], "unstaking": p["unstaking"], "unlock_at": _when(p["unlock_at"])}
               for (address, datanet), p in sorted(positions.items(), key=lambda item: item[0][1])]
     slashes = list(StakeSlash.objects.filter(user=user).select_related("datanet"))
+    _link_evidence(slashes)
     return {"stakes": stakes, "slashes": slashes, "wallet": wallet_address_for(user=user),
             "actions": [a for a in wallet_actions_for(user=user) if a.kind in ("stake", "unstake", "withdraw")]}
+
+
+def _link_evidence(slashes: list[StakeSlash]) -> None:
+    """Give each slash `evidence_rows`: its evidence rows, each with the address of the contribution page that
+    shows the row, its status and the curator's reason (None for a row no longer stored)."""
+    from django.urls import reverse
+
+    from datanets.selectors import records_by_uid
+
+    records = records_by_uid(uids=[f"r{row['id']}" for slash in slashes for row in slash.rows])
+    for slash in slashes:
+        slash.evidence_rows = []
+        for row in slash.rows:
+            record = records.get(f"r{row['id']}")
+            url = (reverse("datanets:contribution", args=[record.datanet.slug, record.contribution_id])
+                   if record is not None else None)
+            slash.evidence_rows.append({**row, "url": url})
 
 
 def datanet_stake_overview(*, datanet) -> dict:

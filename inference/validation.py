@@ -216,5 +216,6 @@ def classification_input(body: dict) -> str:
 def _check_length(chars: int, param: str) -> None:
     limit = settings.INFERENCE_MAX_PROMPT_CHARS
     if chars > limit:
-        raise invalid(f"The {param} is {chars} characters; at most {limit} are accepted. Shorten it.", param=param,
+        total = "The messages total" if param == "messages" else f"The {param} is"
+        raise invalid(f"{total} {chars} characters; at most {limit} are accepted. Shorten it.", param=param,
                       code="context_length_exceeded")

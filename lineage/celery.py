@@ -1,4 +1,4 @@
-"""The Celery application: one app, four queues (declared and routed in `lineage/settings.py`).
+"""The Celery application: one app, four queues (declared and routed in `lineage/settings_parts/queues.py`).
 
 `default` takes short web-side jobs (validating uploads, emails, aggregates), `gpu` takes training
 and attribution index builds (run a worker with `-Q gpu` on a machine with CUDA), `chain` takes

@@ -7,7 +7,8 @@ from .views import api_not_found_response, is_api_path
 class SecurityHeadersMiddleware:
     """Adds the headers Django's SecurityMiddleware does not: a Content-Security-Policy and a
     Permissions-Policy. Swagger UI and Redoc are served from our own static files (sidecar), so
-    'self' covers every script the site loads."""
+    'self' covers every script the site loads; `worker-src blob:` lets Redoc start its search worker, which it
+    builds from a blob: URL (a blob is made by a script of this origin, so it names no other host)."""
 
     def __init__(self, get_response):
         self.get_response = get_response

@@ -9,7 +9,8 @@ from .models import BaseModel
 
 class VersionChoiceField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, version):
-        return f"{version.datanet.name} v{version.number} · {version.row_count} rows · {version.datanet.get_task_type_display()}"
+        rows = f"{version.row_count} row{'' if version.row_count == 1 else 's'}"
+        return f"{version.datanet.name} v{version.number} · {rows} · {version.datanet.get_task_type_display()}"
 
 
 class FineTuneForm(forms.Form):

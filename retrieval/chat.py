@@ -12,15 +12,17 @@ The answer is a chat completion whose `lineage` carries, besides the usual `infe
 `record_id`, `document`, `anchor`, `datanet`, `datanet_version`, `version_hash`, `contributor`,
 `credited_contributor` (the earliest accepted copy's contributor, who is paid), `score`, `quote`, `text`),
 `answer_mode` (`extractive` or `generative`) and `retrieval_app`. With `stream: true` the answer comes as
-server-sent events in OpenAI's chunk format: the answer in one content chunk per word (with the spaces after it;
-the answer is retrieved, and generated, before the first byte), then the chunk with `finish_reason` and `lineage`
-(the citations), the usage chunk when `stream_options.include_usage` asks for it, and `data: [DONE]`. `/v1/completions` does not serve apps (400).
+server-sent events in OpenAI's chunk format (`services.StreamedAppAnswer`): a causal model's answer in its tokens'
+text as they are generated, an extractive one (complete once retrieved) in one content chunk per word with the
+spaces after it; then the chunk with `finish_reason` and `lineage` (the citations, the receipt and the fee, settled
+once the answer is complete), the usage chunk when `stream_options.include_usage` asks for it, and
+`data: [DONE]`. A stream that fails after it started ends with the error event and `[DONE]`, uncharged, as a
+model's does. `/v1/completions` does not serve apps (400).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 
 from django.conf import settings
@@ -33,7 +35,7 @@ from inference.errors import OpenAIError
 from . import selectors, services
 
 PRICE_UNIT = "OPEN base units (10^-18 OPEN)"
-_PIECE = re.compile(r"\s+(?=\S)|\S+\s*|\s+$")
+answer_pieces = services.answer_pieces  # how an answer complete before streaming is cut into chunks
 
 
 def app_for_model(model, *, user) -> object | None:
@@ -51,12 +53,6 @@ def model_object(app) -> dict:
                         "base_model": app.causal_model.slug if app.causal_model_id else None,
                         "datanet_versions": [f"{v.datanet.slug}@{v.number}"
                                              for v in selectors.app_versions(app=app)]}}
-
-
-def answer_pieces(text: str) -> list[str]:
-    """The answer cut for streaming: one piece per word with the spaces after it (leading spaces alone first), so
-    the pieces joined are the answer exactly."""
-    return _PIECE.findall(text) or [text]
 
 
 def _sse(payload) -> bytes:
@@ -89,17 +85,16 @@ def chat_completion(*, view, request, body: dict, app):
     inference = inference_services.inference_begin(
         user=request.user, api_key=view.api_key(request), endpoint=view.endpoint, model=model, stream=stream,
         resolve=lambda **_: app)
-    answer, settled = services.app_answer(inference=inference, app=app, messages=messages, sampling=sampling)
     created, completion_id = int(time.time()), f"chatcmpl-{inference.record.pk.hex}"
-    usage = {"prompt_tokens": answer.tokens_in, "completion_tokens": answer.tokens_out,
-             "total_tokens": answer.tokens_in + answer.tokens_out}
-    lineage = _lineage(app, answer, settled, request)
     if not stream:
+        answer, settled = services.app_answer(inference=inference, app=app, messages=messages, sampling=sampling)
         return JsonResponse({
             "id": completion_id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                          "finish_reason": answer.finish_reason, "logprobs": None}],
-            "usage": usage, "lineage": lineage})
+            "usage": _usage(answer), "lineage": _lineage(app, answer, settled, request)})
+    # Opening the stream retrieves (and opens the model's generation): its errors are a plain JSON answer.
+    streamed = services.StreamedAppAnswer(inference=inference, app=app, messages=messages, sampling=sampling)
 
     def chunk(delta: dict, finish_reason=None) -> dict:
         item = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -109,16 +104,31 @@ def chat_completion(*, view, request, body: dict, app):
         return item
 
     def events():
-        yield _sse(chunk({"role": "assistant", "content": ""}))
-        for piece in answer_pieces(answer.text):
-            yield _sse(chunk({"content": piece}))
-        yield _sse({**chunk({}, answer.finish_reason), "lineage": lineage})
-        if include_usage:
-            yield _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                        "choices": [], "usage": usage})
-        yield b"data: [DONE]\n\n"
+        try:
+            yield _sse(chunk({"role": "assistant", "content": ""}))
+            for item in streamed:
+                if item[0] == "delta":
+                    yield _sse(chunk({"content": item[1]}))
+                elif item[0] == "error":
+                    yield _sse(item[1].to_dict())
+                    yield b"data: [DONE]\n\n"
+                    return
+                else:
+                    _, answer, settled = item
+                    yield _sse({**chunk({}, answer.finish_reason), "lineage": _lineage(app, answer, settled, request)})
+                    if include_usage:
+                        yield _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                                    "model": model, "choices": [], "usage": _usage(answer)})
+                    yield b"data: [DONE]\n\n"
+        finally:
+            streamed.close()
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+def _usage(answer) -> dict:
+    return {"prompt_tokens": answer.tokens_in, "completion_tokens": answer.tokens_out,
+            "total_tokens": answer.tokens_in + answer.tokens_out}

@@ -71,3 +71,29 @@ def assert_accessible(page):
     """Fail on any serious or critical axe-core violation of the page as it is now (its URL in the message)."""
     violations = accessibility_violations(page)
     assert not violations, f"Accessibility violations on {page.url}:\n{describe_violations(violations)}"
+
+
+def misaligned_controls(locator, tolerance: float = 2.0) -> list[str]:
+    """Controls laid side by side (fields, selects, buttons) that do not line up: on each line they wrap onto, each
+    must have the others' height and bottom edge (within `tolerance` px). Empty when all line up."""
+    boxes = sorted(locator.evaluate_all(
+        "els => els.filter(e => e.offsetParent !== null).map(e => { const r = e.getBoundingClientRect();"
+        " return [r.top, r.bottom, e.outerHTML.slice(0, 80)]; })"))
+    lines, problems = [], []
+    for top, bottom, html in boxes:  # a control whose box overlaps the line's vertically is on that line
+        if lines and top < max(b for _, b, _ in lines[-1]):
+            lines[-1].append((top, bottom, html))
+        else:
+            lines.append([(top, bottom, html)])
+    for line in lines:
+        heights, bottoms = [b - t for t, b, _ in line], [b for _, b, _ in line]
+        if max(heights) - min(heights) > tolerance or max(bottoms) - min(bottoms) > tolerance:
+            problems.append(", ".join(f"{html} (height {b - t:.1f}, bottom {b:.1f})" for t, b, html in line))
+    return problems
+
+
+def figures_off_their_labels(page, selector: str = "dl.stats > div") -> list[str]:
+    """Label-and-figure pairs (a <dt> and its <dd>) whose figure does not start where its label starts."""
+    return page.locator(selector).evaluate_all(
+        "pairs => pairs.filter(p => Math.abs(p.querySelector('dt').getBoundingClientRect().left"
+        " - p.querySelector('dd').getBoundingClientRect().left) > 1).map(p => p.innerText.replace(/\\s+/g, ' '))")

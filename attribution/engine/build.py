@@ -99,6 +99,9 @@ class IndexConfig:
     # fraction of each block's dimensions; a seeded random projection of the rest takes the others (eigenbasis.py).
     eigenbasis_rows: int = 4096
     eigenbasis_fraction: float = 0.9
+    # > 1: keep this many times more Kronecker pairs and take the fit sample's leading principal directions among
+    # them (eigenbasis.refine); 1: the Kronecker pairs themselves.
+    eigenbasis_candidates: float = 1.0
 
     def __post_init__(self):
         value = self.damping_ratio
@@ -120,6 +123,9 @@ class IndexConfig:
             raise ValueError("eigenbasis_rows must be a positive int")
         if not 0 < self.eigenbasis_fraction <= 1:
             raise ValueError("eigenbasis_fraction must be in (0, 1]")
+        if not (isinstance(self.eigenbasis_candidates, int | float) and math.isfinite(self.eigenbasis_candidates)
+                and self.eigenbasis_candidates >= 1):
+            raise ValueError("eigenbasis_candidates must be a number >= 1")
 
 
 @dataclass
@@ -417,7 +423,9 @@ class IndexBuilder:
             "model_hash": self.model_hash,
             "projection": {"k": k, "seed": seed, "kind": self.config.projection.kind,
                            **({"fit_rows": self.config.eigenbasis_rows,
-                               "eigen_fraction": self.config.eigenbasis_fraction}
+                               "eigen_fraction": self.config.eigenbasis_fraction,
+                               **({"eigen_candidates": self.config.eigenbasis_candidates}
+                                  if self.config.eigenbasis_candidates > 1 else {})}
                               if self.config.projection.kind == "eigenbasis" else {})},
             "method": {
                 "curvature": self.config.curvature,

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .build import IndexBuilder, IndexConfig, TrainingBatch
-from .eigenbasis import BasisFit
+from .eigenbasis import BasisFit, refine
 from .gradients import FisherGradients, GradientFeaturizer
 from .index import AttributionIndex
 from .projection import BlockProjector, allocate_block_dims
@@ -91,11 +91,7 @@ def _fit_eigenbasis(featurizer: GradientFeaturizer, batches: Iterable[TrainingBa
     kept_bytes = 0
     fit = BasisFit(featurizer.blocks)
     for batch in iterator:
-        if config.curvature == "fisher":
-            gradients = featurizer.fisher_gradients(batch.inputs, samples=config.fisher_samples,
-                                                    seed=config.projection.seed)
-        else:
-            gradients = FisherGradients([featurizer.per_example_gradients(batch.inputs)], 0, False, True)
+        gradients = _fit_gradients(featurizer, batch, config)
         fit.add(gradients.gradients[0])
         if not again and kept_bytes + gradients.nbytes <= buffer_bytes:
             kept.append((batch, gradients))
@@ -105,4 +101,22 @@ def _fit_eigenbasis(featurizer: GradientFeaturizer, batches: Iterable[TrainingBa
         if fit.rows >= config.eigenbasis_rows:
             break
     block_dims = allocate_block_dims([block.size for block in featurizer.blocks], config.projection.k)
-    return itertools.chain(again, iterator), fit.bases(block_dims, config.eigenbasis_fraction), kept
+    bases = fit.bases(block_dims, config.eigenbasis_fraction, config.eigenbasis_candidates)
+    if config.eigenbasis_candidates > 1:
+        # The principal directions need the fit sample's gradients once more: the kept ones from memory, the
+        # rest taken again (the same gradients the fit took, so the basis does not depend on the buffer).
+        def fit_sample_gradients():
+            for _, gradients in kept:
+                yield gradients.gradients[0]
+            for batch in again:
+                yield _fit_gradients(featurizer, batch, config).gradients[0]
+
+        bases = refine(bases, featurizer.blocks, block_dims, config.eigenbasis_fraction, fit_sample_gradients())
+    return itertools.chain(again, iterator), bases, kept
+
+
+def _fit_gradients(featurizer: GradientFeaturizer, batch: TrainingBatch, config: IndexConfig) -> FisherGradients:
+    """The gradients the fit pass takes of a batch: the labelled loss's and, for the true Fisher, its rows."""
+    if config.curvature == "fisher":
+        return featurizer.fisher_gradients(batch.inputs, samples=config.fisher_samples, seed=config.projection.seed)
+    return FisherGradients([featurizer.per_example_gradients(batch.inputs)], 0, False, True)

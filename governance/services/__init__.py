@@ -10,7 +10,8 @@ in the module named for what it does:
   worker; safe to run again), `wallet_action_retry`.
 * `staking`: `stake_requirement_set`, `stake_allows_contribution(*, user, datanet) -> (bool, reason)` (the
   contribution upload path's check), `stake_request` / `unstake_request` / `withdraw_request`,
-  `stakes_index`, and the slash rule `stake_slashes_enforce` / `stake_slash_run`.
+  `stakes_index`, and the slash rule `stake_slashes_enforce` / `stake_slash_run` (its evidence: `spam_rows`,
+  `harmful_rows`, both as `evidence_rows`).
 * `slash_rewards`: `slashes_book()` books each done slash as earnings of the Datanet's honest contributors
   (pro rata to their accepted rows in its latest version, the slashed one left out; once per slash);
   `slashes_release()` pays each booked slash's OPEN out of the pool to the treasury (`releasePool`), once.
@@ -31,6 +32,8 @@ from .indexer import governance_index
 from .reconcile import governance_reconcile
 from .slash_rewards import slashes_book, slashes_release
 from .staking import (
+    evidence_rows,
+    harmful_rows,
     spam_rows,
     stake_allows_contribution,
     stake_request,
@@ -45,8 +48,10 @@ from .staking import (
 __all__ = [
     "delegate_request",
     "deployment_ensure",
+    "evidence_rows",
     "governance_index",
     "governance_reconcile",
+    "harmful_rows",
     "proposal_advance",
     "proposal_submit",
     "slashes_book",

@@ -2,7 +2,8 @@
 pages (as `WalletAction`s, see `actions`), the indexer of ContributorStakes' events, and the slash rule.
 
 The slash rule (docs/governance.md): a contributor's rows in a Datanet that a curator rejected with a reason
-naming `GOVERNANCE_SPAM_REASON_WORD` ("spam") count against their stake there. Once
+naming `GOVERNANCE_SPAM_REASON_WORD` ("spam"), and rows of theirs there that a valuation report flagged as harmful
+and a curator confirmed (a confirmed `EarningsHold`), count against their stake there. Once
 `GOVERNANCE_SPAM_ROWS_TO_SLASH` such rows are not yet used as evidence, `GOVERNANCE_SLASH_BPS` of the stake
 (active first, then unstaking) goes to the Datanet's reward pool on chain; the evidence (every counted row's
 id and reason) is recorded in `StakeSlash`, hashed into the `Slashed` event, and shown on the contributor's
@@ -17,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.services import AuditAction, audit_record
-from datanets.selectors import datanet_permissions, datanets_by_id, review_queue
+from datanets.selectors import datanet_permissions, datanets_by_id, records_by_uid, review_queue
 from datanets.types import RecordStatus
 from rewards.amounts import format_open
 from rewards.chain import ChainRevert, TokenContract
@@ -25,6 +26,7 @@ from rewards.chain.governance import refusal_reason
 from rewards.chain.staking import evidence_hash
 from rewards.chain_records import cursor_advance, cursor_get
 from rewards.chainio import get_chain_client
+from rewards.selectors import earnings_holds_confirmed
 
 from ..chainio import staking_contract, staking_ensure
 from ..conf import setting
@@ -182,16 +184,48 @@ def stakes_index(*, client=None) -> int:
 
 # --- The slash rule ---------------------------------------------------------------------------------------
 
+def _rows_used_as_evidence(*, user, datanet) -> set[int]:
+    return {row["id"] for slash in StakeSlash.objects.filter(user=user, datanet=datanet).exclude(
+        state=SlashState.NOTHING) for row in slash.rows}
+
+
 def spam_rows(*, user, datanet) -> list[dict]:
     """The contributor's rows in this Datanet rejected as spam and not yet evidence of a slash."""
     word = setting("GOVERNANCE_SPAM_REASON_WORD")
     pattern = re.compile(rf"\b{re.escape(word)}", re.IGNORECASE)
-    used = {row["id"] for slash in StakeSlash.objects.filter(user=user, datanet=datanet).exclude(
-        state=SlashState.NOTHING) for row in slash.rows}
+    used = _rows_used_as_evidence(user=user, datanet=datanet)
     rejected = review_queue(datanet=datanet, status=RecordStatus.REJECTED, contributor=user.username)
     return [{"id": pk, "reason": reason}
             for pk, reason in rejected.filter(reason__icontains=word).values_list("pk", "reason")
             if pattern.search(reason) and pk not in used]
+
+
+def harmful_rows(*, user, datanet) -> list[dict]:
+    """The contributor's rows in this Datanet that a valuation report flagged as harming a model version and a
+    curator then confirmed (a confirmed harm hold; a flag still under review, or released, does not count: the
+    valuation is statistical and the curator's review is what proves it), not yet evidence of a slash."""
+    used = _rows_used_as_evidence(user=user, datanet=datanet)
+    found: dict[int, dict] = {}
+    for hold in earnings_holds_confirmed(user=user):
+        records = records_by_uid(uids=hold.rows)
+        note = f": {hold.decision_note}" if hold.decision_note else ""
+        reason = (f"Harmful: made model version {hold.model_version_hash[:16]} worse on its held-out evaluation "
+                  f"(valuation report); a curator confirmed it{note}")[:500]
+        for uid in hold.rows:
+            record = records.get(uid)
+            if (record is None or record.datanet_id != datanet.pk or record.contributor_id != user.pk
+                    or record.pk in used or record.pk in found):
+                continue
+            found[record.pk] = {"id": record.pk, "reason": reason, "hold": hold.pk}
+    return [found[pk] for pk in sorted(found)]
+
+
+def evidence_rows(*, user, datanet) -> list[dict]:
+    """Every row that counts against the contributor's stake on this Datanet and is not yet evidence: rows
+    rejected as spam, then rows confirmed harmful (a row that is both counts once, as spam)."""
+    spam = spam_rows(user=user, datanet=datanet)
+    seen = {row["id"] for row in spam}
+    return spam + [row for row in harmful_rows(user=user, datanet=datanet) if row["id"] not in seen]
 
 
 def stake_slashes_enforce(*, client=None) -> list[StakeSlash]:
@@ -208,7 +242,7 @@ def stake_slashes_enforce(*, client=None) -> list[StakeSlash]:
         user = user_by_address(address)
         if datanet is None or user is None:
             continue
-        rows = spam_rows(user=user, datanet=datanet)
+        rows = evidence_rows(user=user, datanet=datanet)
         if len(rows) < threshold:
             continue
         evidence = {"datanet": datanet.pk, "address": address, "rows": rows,

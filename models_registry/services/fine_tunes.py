@@ -40,7 +40,7 @@ def _check_versions(*, owner, task: str, versions) -> list[str]:
         if not perms.can_train:
             problems.append(f"You may not train on {version} (ask its owner for training access).")
         if version.datanet.task_type != task:
-            problems.append(f"{version} is a {version.datanet.task_type} Datanet; this job's task is {task}.")
+            problems.append(f"{version} is {_a(version.datanet.task_type)} Datanet; this job's task is {task}.")
         label_sets.add(tuple(version.manifest["schema"].get("label_set", [])))
     if problems:
         raise ValidationError({"datanet_versions": problems})

@@ -9,6 +9,8 @@ does:
   API.
 * `answers`: `app_answer`, a retrieval app's answer to a chat completion (retrieved, quoted or generated, cited,
   its fee split among the cited passages' contributors), and the credit rule `passage_shares`.
+* `streaming`: `StreamedAppAnswer`, the same answer streamed (a causal model's tokens as they are generated; the fee
+  settled once it is complete), and `answer_pieces` (an answer complete before streaming, cut into words).
 """
 
 from .answers import CREDIT_RULE, RetrievalAnswer, passage_shares
@@ -22,12 +24,15 @@ from .builds import (
     index_build_requeue,
     index_fail_corrupt,
 )
+from .streaming import StreamedAppAnswer, answer_pieces
 
 __all__ = [
     "BUILD_LABEL",
     "CREDIT_RULE",
     "STORAGE_ROOT",
     "RetrievalAnswer",
+    "StreamedAppAnswer",
+    "answer_pieces",
     "app_answer",
     "app_deploy",
     "app_retire",

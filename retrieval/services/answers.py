@@ -18,11 +18,15 @@
    payer's credit with those shares (`rewards.services.fee_record`, the path every fee takes, booked by the next
    batch) and the inference record (`inference.services.inference_complete_settled`). Short credit refuses the
    answer and charges nothing; an answer that found no passage cites nothing and is free.
+
+`answer` does all four; a streamed answer (`streaming.StreamedAppAnswer`) runs `answer_retrieve`, streams the
+causal model's tokens as they come, and runs `answer_settle` once the answer is complete.
 """
 
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -110,7 +114,10 @@ def _extract(best, vector, opened) -> str:
     return sentences[pool[quotes.best_sentence([sentences[i] for i in pool], vectors, vector)]]
 
 
-def _generate(app, cited, messages, sampling) -> dict:
+def generation_request(app, cited, messages) -> dict:
+    """What the model servers' `/v1/generate` gets (less the sampling): the app's causal model's adapter and the
+    conversation whose last user turn lists the cited passages before the question. Raises `OpenAIError` (503)
+    when that model is no longer deployed."""
     model = app.causal_model
     if not model.deployed:
         raise _unavailable(f"The app's model {model.name} is no longer deployed; its owner has to deploy it again.",
@@ -123,9 +130,13 @@ def _generate(app, cited, messages, sampling) -> dict:
     history = [{"role": _TEMPLATE_ROLES.get(role, role), "content": text} for role, text in messages]
     question = messages[last][1].strip()
     history[last] = {"role": "user", "content": f"{GENERATION_PROMPT}{context}\n\nQuestion: {question}"}
+    return {"adapter": inference_services.adapter_name(model), "add_bos": True, "messages": history}
+
+
+def _generate(app, cited, messages, sampling) -> dict:
+    request = generation_request(app, cited, messages)
     try:
-        return answering.server_client().generate(adapter=inference_services.adapter_name(model), add_bos=True,
-                                                  messages=history, **sampling.as_server_params())
+        return answering.server_client().generate(**request, **sampling.as_server_params())
     except ModelServerError as exc:
         raise from_model_server(exc) from exc
 
@@ -231,26 +242,24 @@ def _settler(*, app, query: str, answer: RetrievalAnswer, shares: dict, rows: di
     return settle
 
 
-def answer(*, inference, app, messages: list[tuple[str, str]], sampling) -> tuple[RetrievalAnswer, object]:
-    """Answer `messages` with `app` for an admitted request (`inference.services.inference_begin`), record it and
-    settle its fee. Raises `OpenAIError`; the request is then recorded as failed and costs nothing."""
-    query = next(text for role, text in reversed(messages) if role == "user" and text.strip()).strip()
-    quote = None
+@dataclass
+class Retrieved:
+    """A question's passages, and its answer when no model has to write it (`result` None: the causal model does,
+    from `cited`)."""
+
+    query: str
+    retrieved: list
+    cited: list
+    quote: str | None = None
+    result: RetrievalAnswer | None = None
+
+
+@contextmanager
+def failures_recorded(inference):
+    """Turn what retrieving or answering raises into the `OpenAIError` the caller gets, the request recorded as
+    failed (nothing charged); an index whose files no longer verify is marked for a rebuild."""
     try:
-        retrieved, vector, opened = _retrieve(app, query, inference.record.user)
-        if not retrieved:
-            result = RetrievalAnswer(NOTHING_FOUND, "stop", app.answer_mode)
-            cited = []
-        elif app.causal_model_id is None:
-            cited = retrieved[:1]
-            quote = _extract(cited[0], vector, opened)
-            result = RetrievalAnswer(f"“{quote}” [1]", "stop", "extractive")
-        else:
-            cited = retrieved[:app.passages]
-            generated = _generate(app, cited, messages, sampling)
-            usage = generated.get("usage") or {}
-            result = RetrievalAnswer(generated["text"], generated.get("finish_reason", "stop"), "generative",
-                                     int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        yield
     except OpenAIError as exc:
         raise _failed(inference, exc) from exc
     except IndexCorrupt as exc:
@@ -266,9 +275,43 @@ def answer(*, inference, app, messages: list[tuple[str, str]], sampling) -> tupl
         raise _failed(inference, _unavailable(exc.message, exc.code, exc.status)) from exc
     except engine.RetrievalError as exc:
         raise _failed(inference, OpenAIError(exc.message, param="messages", code=exc.code)) from exc
-    shares, rows, credited = passage_shares(cited, retrieved)
-    result.citations = _citations(cited, credited, quote)
-    settled = inference_services.inference_complete_settled(
-        inference=inference, input_text=query, output=result.text, tokens_in=result.tokens_in,
-        tokens_out=result.tokens_out, settle=_settler(app=app, query=query, answer=result, shares=shares, rows=rows))
-    return result, settled
+
+
+def answer_retrieve(*, inference, app, messages: list[tuple[str, str]]) -> Retrieved:
+    """Steps 1 and 2 of the module documentation, all but a causal model's writing (then `result` is None). Raises
+    `OpenAIError` (the request is then recorded as failed and costs nothing)."""
+    query = next(text for role, text in reversed(messages) if role == "user" and text.strip()).strip()
+    with failures_recorded(inference):
+        retrieved, vector, opened = _retrieve(app, query, inference.record.user)
+        if not retrieved:
+            return Retrieved(query, [], [], result=RetrievalAnswer(NOTHING_FOUND, "stop", app.answer_mode))
+        if app.causal_model_id is None:
+            quote = _extract(retrieved[0], vector, opened)
+            return Retrieved(query, retrieved, retrieved[:1], quote,
+                             RetrievalAnswer(f"“{quote}” [1]", "stop", "extractive"))
+        return Retrieved(query, retrieved, retrieved[:app.passages])
+
+
+def answer_settle(*, inference, app, found: Retrieved, result: RetrievalAnswer):
+    """Steps 3 and 4: cite, split the contributors' part, and record the answer, its receipt and its fee in one
+    transaction. Raises `OpenAIError` (429) when the credit ran short meanwhile: nothing is charged."""
+    shares, rows, credited = passage_shares(found.cited, found.retrieved)
+    result.citations = _citations(found.cited, credited, found.quote)
+    return inference_services.inference_complete_settled(
+        inference=inference, input_text=found.query, output=result.text, tokens_in=result.tokens_in,
+        tokens_out=result.tokens_out, settle=_settler(app=app, query=found.query, answer=result, shares=shares,
+                                                      rows=rows))
+
+
+def answer(*, inference, app, messages: list[tuple[str, str]], sampling) -> tuple[RetrievalAnswer, object]:
+    """Answer `messages` with `app` for an admitted request (`inference.services.inference_begin`), record it and
+    settle its fee. Raises `OpenAIError`; the request is then recorded as failed and costs nothing."""
+    found = answer_retrieve(inference=inference, app=app, messages=messages)
+    result = found.result
+    if result is None:
+        with failures_recorded(inference):
+            generated = _generate(app, found.cited, messages, sampling)
+        usage = generated.get("usage") or {}
+        result = RetrievalAnswer(generated["text"], generated.get("finish_reason", "stop"), "generative",
+                                 int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+    return result, answer_settle(inference=inference, app=app, found=found, result=result)

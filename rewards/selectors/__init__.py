@@ -33,6 +33,7 @@ from .earnings import (
     with_model_names,
 )
 from .lookups import (
+    earnings_holds_confirmed,
     earnings_holds_held,
     epoch_allocations,
     epoch_by_id,
@@ -63,6 +64,7 @@ __all__ = [
     "earning_shares",
     "earnings_chart",
     "earnings_for",
+    "earnings_holds_confirmed",
     "earnings_holds_held",
     "earnings_holds_open",
     "earnings_page",

@@ -1,7 +1,8 @@
 """Reads for the other apps, which never import `rewards.models` (tests/foundation/test_app_boundaries.py).
 
 Slashes already booked as contributors' earnings (governance), the addresses a user linked and who linked an
-address, an epoch and the payouts it published (notifications), and everyone's holds waiting for review.
+address, an epoch and the payouts it published (notifications), everyone's holds waiting for review, and a
+user's holds a curator confirmed (governance: confirmed harmful rows count against a stake).
 """
 
 from ..models import EarningsHold, Epoch, HoldState, PayoutAllocation, SlashBooking, Wallet
@@ -35,3 +36,8 @@ def epoch_allocations(*, epoch) -> list[tuple[int, int, str]]:
 def earnings_holds_held() -> list[EarningsHold]:
     """Everyone's holds waiting for review, with their users, newest first."""
     return list(EarningsHold.objects.filter(state=HoldState.HELD).select_related("user"))
+
+
+def earnings_holds_confirmed(*, user) -> list[EarningsHold]:
+    """The user's harm holds a curator confirmed (the valuation's harm upheld), oldest decision first."""
+    return list(EarningsHold.objects.filter(user=user, state=HoldState.CONFIRMED).order_by("decided_at", "id"))

@@ -48,7 +48,9 @@
         maintainAspectRatio: false,
         interaction: {mode: "index", intersect: false},
         scales: {
-          x: {stacked: !!data.stacked, ticks: {autoSkip: true, maxTicksLimit: 8, maxRotation: 0}},
+          // Flat date labels with room between them: Chart.js measures the skipping against the canvas width, not the
+          // narrower plot area, so the padding keeps a year of daily labels from running into each other.
+          x: {stacked: !!data.stacked, ticks: {autoSkip: true, autoSkipPadding: 24, maxTicksLimit: 8, maxRotation: 0}},
           y: {
             stacked: !!data.stacked, beginAtZero: true, suggestedMax: data.unit === "%" ? 100 : undefined,
             ticks: {callback: (value) => format(value)}, title: {display: true, text: data.unit},

@@ -247,7 +247,7 @@
           if (chunk.error) { failed = true; showError(chunk.error.message, chunk.error.code); continue; }
           const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
           if (delta && delta.content) answer.textContent += delta.content;
-          if (chunk.usage) meta.textContent = chunk.usage.prompt_tokens + " tokens in, " + chunk.usage.completion_tokens + " out";
+          if (chunk.usage) meta.textContent = chunk.usage.prompt_tokens + (chunk.usage.prompt_tokens === 1 ? " token" : " tokens") + " in, " + chunk.usage.completion_tokens + " out";
           if (chunk.lineage) showReceipt(chunk.lineage);
         }
       }

@@ -4,6 +4,8 @@ earnings, and what it says, with which exit code, when something is wrong."""
 
 import json
 import os
+import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -96,7 +98,7 @@ def test_the_verbs_end_to_end(alice, charlie, staff, logged_in, lineage, live_se
 
     accept_all(slug)
     code, out, err = lineage("datanets", "publish", slug, "--notes", "first cut")
-    assert code == 0 and out.startswith(f"Published {slug} v1: 24 rows from 1 contributors")
+    assert code == 0 and out.startswith(f"Published {slug} v1: 24 rows from 1 contributor, hash ")
     code, out, err = lineage("datanets", "download", slug, 1, "-o", downloads, "--format", "parquet", "-q")
     assert code == 0 and err == "" and "checked: SHA-256 and size match the manifest" in out
     assert (downloads / f"{slug}-v1.parquet").exists()
@@ -136,7 +138,7 @@ def test_the_verbs_end_to_end(alice, charlie, staff, logged_in, lineage, live_se
     assert f"hint: It has already finished: `lineage fine-tunes get {job.pk}` shows how." in err
 
     code, out, err = lineage("models", "get", model)
-    assert code == 0 and f"trained on {slug} v1: 24 rows from 1 contributors" in out
+    assert code == 0 and f"trained on {slug} v1: 24 rows from 1 contributor, " in out
     code, out, err = lineage("models", "price", model, "abc")
     assert code == 2 and "error: “abc” is not an amount of OPEN: give a decimal number such as 0.05 or 1." in err
     assert "hint: Give the price in OPEN, e.g. 0.05" in err and ModelVersion.objects.get().price_per_inference == 0
@@ -192,6 +194,52 @@ def test_bad_command_lines_say_what_to_do(logged_in, lineage, tmp_path):
     with pytest.raises(SystemExit) as usage:
         cli.main(["datanets", "frobnicate"])
     assert usage.value.code == 2
+
+
+def test_ctrl_c_while_waiting_stops_the_command_not_the_job(alice, logged_in, lineage, base_model, monkeypatch):
+    job = FineTuneJob.objects.create(owner=alice, name="queued", base_model=base_model, task="text-classification",
+                                     label_names=["billing", "shipping"], hyperparameters={"epochs": 2})
+    real_client = cli._client
+
+    def client_interrupted_while_sleeping(args):
+        client = real_client(args)
+        client.sleep = ctrl_c
+        return client
+
+    def ctrl_c(delay):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_client", client_interrupted_while_sleeping)
+    code, out, err = lineage("fine-tunes", "wait", job.pk, "-q")
+    assert code == 130 and out == ""
+    assert err.strip() == f"Stopped waiting (fine-tune {job.pk} is queued); nothing was changed on the server."
+    job.refresh_from_db()
+    assert job.state == "queued" and not job.cancel_requested  # the job goes on
+    code, out, err = lineage("fine-tunes", "get", job.pk)
+    assert code == 0 and out.startswith(f"Fine-tune {job.pk} “queued”: queued.")
+
+
+def test_the_package_installs_on_its_own_with_its_command(tmp_path):
+    """`pip install ./clients/python`, into a folder of its own (no network: the build backend is the venv's
+    setuptools, and the dependencies, httpx and tqdm, are already installed): the `lineage` script works, the
+    package declares only httpx and tqdm, and importing it pulls in no Django."""
+    source, target = tmp_path / "source", tmp_path / "site"  # a copy: the build writes build/ and egg-info there
+    shutil.copytree(CLIENT_SOURCE, source, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(source)], check=True, capture_output=True,
+                   timeout=300, cwd=tmp_path)
+    (metadata,) = target.glob("lineage_client-0.1.0.dist-info/METADATA")
+    requires = sorted(re.match(r"Requires-Dist: *([A-Za-z0-9_.-]+)", line).group(1)
+                      for line in metadata.read_text().splitlines() if line.startswith("Requires-Dist:"))
+    assert requires == ["httpx", "tqdm"]
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    script = subprocess.run([str(target / "bin" / "lineage"), "--version"], env=env, capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert script.returncode == 0 and script.stdout.strip() == "lineage-client 0.1.0", script.stderr
+    imported = subprocess.run([sys.executable, "-c", "import sys, lineage_client; print(lineage_client.__file__, "
+                               "'django' in sys.modules)"], env=env, capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path)
+    assert imported.stdout.split() == [str(target / "lineage_client" / "__init__.py"), "False"], imported.stderr
 
 
 def test_the_command_runs_as_its_own_process(live_server):

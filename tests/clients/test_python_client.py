@@ -279,7 +279,7 @@ def test_errors_carry_the_api_error_shape(alice, charlie, lineage_for, live_serv
     assert (no_model.value.code, no_model.value.status) == ("model_not_found", 404)
     assert "does not exist" in no_model.value.detail and "model" in no_model.value.fields
 
-    # Settings the server would ignore, and prices that are not amounts, are refused before any request.
+    # Unknown settings, and prices that are not amounts, are refused before any request.
     version = publish(alice, intent_rows(1))
     with pytest.raises(BadRequestError) as unknown_setting:
         lineage_for(alice, "read", "train").fine_tunes.launch(datanet_versions=[f"{version.datanet.slug}:1"], epoch=3)

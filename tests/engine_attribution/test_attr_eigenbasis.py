@@ -166,3 +166,81 @@ def test_keeping_the_fit_samples_gradients_changes_the_build_time_never_the_inde
     assert hashes[0] == hashes[1] == hashes[2]
     # Fit pass 3 batches, then 3, 2 or 0 batches read again.
     assert forward_passes == [6, 5, 3]
+
+
+def not_quite_kronecker_gradients(rows: int, seed: int) -> torch.Tensor:
+    """Per-example gradients of one block that are a sum of two Kronecker terms per row (a layer that sees two
+    tokens): their second moment is not a Kronecker product, so the leading Kronecker pairs are not its
+    leading principal directions."""
+    return kronecker_gradients(rows, seed) + kronecker_gradients(rows, seed + 100).flip(1)
+
+
+def test_refining_keeps_the_sample_principal_directions_among_the_candidate_pairs():
+    from attribution.engine.eigenbasis import refine
+
+    grads = not_quite_kronecker_gradients(300, seed=4)
+    k = 5
+    plain = fit_bases([BLOCK], [k], [{"layer": grads}])
+    fit = BasisFit([BLOCK])
+    fit.add({"layer": grads})
+    candidates = fit.bases([k], candidates=3)
+    assert candidates["layer"].selected.shape[0] == 15 and plain["layer"].selected.shape[0] == 5
+    refined = refine(candidates, [BLOCK], [k], 1.0, [{"layer": grads[:100]}, {"layer": grads[100:]}])["layer"]
+    assert refined.mix.shape == (15, 5) and refined.kept == 5
+    # Orthonormal directions: the mix's columns are orthonormal, and so are the dense block directions.
+    assert torch.allclose(refined.mix.double().T @ refined.mix.double(), torch.eye(5, dtype=torch.float64), atol=1e-5)
+    dense = refined.dense(BLOCK)
+    assert torch.allclose(dense.T @ dense, torch.eye(5, dtype=torch.float64), atol=1e-5)
+
+    def energy(bases):
+        projected = BlockProjector([BLOCK], ProjectionSpec(seed=0, k=k, kind="eigenbasis"), dtype=torch.float64,
+                                   bases=bases).project({"layer": grads})
+        return float((projected ** 2).sum() / (grads ** 2).sum())
+
+    # The refined directions keep more of the gradients than the five leading Kronecker pairs, and no more than
+    # the five leading principal directions of the gradients themselves (the best any 5-dim projection keeps).
+    best = float(torch.linalg.svdvals(grads)[:k].pow(2).sum() / grads.pow(2).sum())
+    assert energy(plain) + 0.02 < energy({"layer": refined}) <= best + 1e-9
+    # A deterministic function of the gradients: the same sample in other batches gives the same basis.
+    again = refine(candidates, [BLOCK], [k], 1.0, [{"layer": grads}])["layer"]
+    assert torch.allclose(again.mix, refined.mix, atol=1e-6)
+    with pytest.raises(ValueError, match="eigenbasis_candidates"):
+        IndexConfig(ProjectionSpec(seed=0, k=6, kind="eigenbasis"), eigenbasis_candidates=0.5)
+
+
+def test_a_refined_index_stores_its_mix_and_does_not_depend_on_the_gradient_buffer(trained, tmp_path, monkeypatch):
+    """With ``eigenbasis_candidates`` > 1 the fit sample's gradients are needed once more after the Kronecker fit:
+    kept ones from memory, the others taken again. Whatever the buffer, the index is the same byte for byte, and
+    queries are projected through the stored mix."""
+    import attribution.engine.gradients as gradients_module
+
+    model, data = trained
+    config = IndexConfig(ProjectionSpec(seed=7, k=256, kind="eigenbasis"), shard_rows=20, eigenbasis_rows=40,
+                         eigenbasis_fraction=0.75, eigenbasis_candidates=3, curvature="fisher")
+    batches = tiny_batches(data, lambda i: f"c{i % 12}")
+    featurizer = gradients_module.GradientFeaturizer(model)
+    first = featurizer.fisher_gradients(batches[0].inputs, seed=7).nbytes
+    forward_passes = []
+    original = gradients_module.GradientFeaturizer._gradients
+
+    def counted(self, inputs, draws):
+        forward_passes[-1] += 1
+        return original(self, inputs, draws)
+
+    monkeypatch.setattr(gradients_module.GradientFeaturizer, "_gradients", counted)
+    indexes = []
+    for budget in (0, first, 1 << 30):
+        forward_passes.append(0)
+        indexes.append(build_index(model, iter(batches), tmp_path / f"idx-{budget}", config,
+                                   model_hash="sha256:tiny", gradient_buffer_bytes=budget))
+    assert len({index.index_hash for index in indexes}) == 1 and indexes[0].verify().ok
+    # Fit pass 3 batches; the refinement takes 3, 2 or 0 of them again; the index reads 3, 2 or 0 again.
+    assert forward_passes == [9, 7, 3]
+    manifest = indexes[2].manifest
+    assert manifest["projection"]["eigen_candidates"] == 3
+    stored = indexes[2].projection_bases()
+    assert all(basis.mix is not None and basis.mix.shape[0] == basis.selected.shape[0] for basis in stored.values())
+    # Every training row fed back still ranks itself first, through the stored (refined) projection.
+    attributor = Attributor(model, indexes[2])
+    top = indexes[2].top_rows(attributor.query_features(data), top_k=1)
+    assert top.positions[:, 0].tolist() == list(range(48))

@@ -1,8 +1,13 @@
-"""The deployed web tier streams: every production command line runs gunicorn with threaded workers."""
+"""The deployed web tier streams: every production command line runs gunicorn with threaded workers, the same
+command in the Procfile, compose.yaml and the Dockerfile; the model server is reached only with its token."""
 
+import json
 import re
 import runpy
+import shlex
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,3 +27,37 @@ def test_gunicorn_runs_threaded_workers_and_no_command_line_overrides_them(monke
         text = (ROOT / name).read_text()
         assert "gunicorn" in text and "lineage.wsgi" in text, name
         assert not re.search(r"(--worker-class|-k\b|--threads|--workers)", text), name
+
+
+def _procfile(name: str) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in (ROOT / name).read_text().splitlines() if ":" in line)
+
+
+def test_procfile_compose_and_dockerfile_start_the_same_web_command():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    dockerfile_cmd = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
+    commands = {
+        "Procfile": shlex.split(_procfile("Procfile")["web"].replace("${PORT:-8000}", "8000")),
+        "compose.yaml": compose["web"]["command"],
+        "Dockerfile": json.loads(dockerfile_cmd.removeprefix("CMD ")),
+    }
+    assert all(command == ["gunicorn", "lineage.wsgi", "--bind", "0.0.0.0:8000"] for command in commands.values()), \
+        commands
+
+
+def test_model_server_is_reached_only_by_its_network_with_the_shared_token_and_receipts_leave_the_web():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    server, web = compose["model-server"], compose["web"]
+    # Outside compose a model server binds loopback unless told otherwise.
+    assert "${INFERENCE_SERVER_HOST:-127.0.0.1}" in _procfile("Procfile")["model-server"]
+    assert "--host 127.0.0.1" in _procfile("Procfile.dev")["model-server"]
+    # In compose it binds its container's interfaces for the network, publishes no port and needs the token,
+    # which compose refuses to start without, the same value as the web tier's.
+    assert "ports" not in server and server["expose"] == ["8100"]
+    assert server["environment"]["INFERENCE_SERVER_TOKEN"] == web["environment"]["INFERENCE_SERVER_TOKEN"]
+    assert web["environment"]["INFERENCE_SERVER_TOKEN"].startswith("${INFERENCE_SERVER_TOKEN:?")
+    assert web["environment"]["INFERENCE_SERVER_URL"] == "http://model-server:8100"
+    # Receipts are queued to the attribution worker (the default); no deploy file turns that off.
+    assert all("INFERENCE_RECEIPTS_ASYNC" not in service.get("environment", {}) for service in compose.values())
+    for name in ("Procfile", "Dockerfile"):
+        assert "INFERENCE_RECEIPTS_ASYNC" not in (ROOT / name).read_text(), name

@@ -1,6 +1,6 @@
 """Contributor stakes on the real in-process chain: a Datanet owner requires a stake, a contributor stakes
-from the page, rows a curator rejects as spam count against it and, past the threshold, part of it is slashed
-on chain with the evidence shown to the contributor; unstaking waits out the cooldown; reconciliation reports
+from the page, rows a curator rejects as spam (or confirms harmful after a valuation flagged them) count against
+it and, past the threshold, part of it is slashed on chain with the evidence shown to the contributor; unstaking waits out the cooldown; reconciliation reports
 any difference between the database and the chain."""
 
 import pytest
@@ -90,8 +90,49 @@ def test_spammer_stake_is_slashed_after_rejected_rows_and_sees_why(governance, w
     page = client.get("/governance/stakes/").content.decode()  # as charlie
     assert '<data value="5" title="5 OPEN">5 OPEN</data> of your stake went to the Datanet' in page
     assert slash.tx_hash in page
-    assert f"Row r{spam[0].pk}: “Spam: advertising links”" in page and f"Row r{spam[2].pk}: “spam again”" in page
+    # Each evidence row links to the contribution page that shows it with the curator's reason.
+    contribution_url = f"/datanets/{datanet.slug}/contributions/{spam[0].contribution_id}/"
+    assert f'<a href="{contribution_url}">Row r{spam[0].pk}</a>: “Spam: advertising links”' in page
+    assert f'<a href="{contribution_url}">Row r{spam[2].pk}</a>: “spam again”' in page
+    assert "Spam: advertising links" in client.get(contribution_url).content.decode()
     assert "Wrong label" not in page
+    call_command("chain_reconcile")
+    assert not ReconciliationIssue.objects.filter(kind__startswith="governance").exists()
+
+
+def test_rows_a_curator_confirms_harmful_count_against_the_stake(governance, world, alice, charlie, staff, client):
+    """Rows the valuation report flags as harmful count once a curator confirms the hold (a flag still under
+    review does not), beside rows rejected as spam, and the evidence says which model they harmed."""
+    from rewards.holds import earnings_hold_confirm, earnings_hold_for_harm
+
+    datanet, wallet, post, contribute = world
+    post(charlie, "/governance/stakes/", {"datanet": datanet.slug, "amount": "20", "kind": "stake"})
+    rows = contribute(charlie, ["cancel my order", "card charged twice", "cheap pills online"])
+    [owners_row] = contribute(alice, ["invoice is wrong"])
+    datanet_services.records_review(datanet=datanet, reviewer=alice, record_ids=[r.pk for r in rows[:2]],
+                                    decision="accept")
+    datanet_services.records_review(datanet=datanet, reviewer=alice, record_ids=[rows[2].pk], decision="reject",
+                                    reason="Spam")
+    model = "sha256:" + "9a" * 28
+    # The valuation's flag names Charlie's two accepted rows (and, wrongly, Alice's: not his, never counted).
+    hold = earnings_hold_for_harm(user_id=charlie.pk, model_version_hash=model, harm=0.3, threshold=0.1,
+                                  rows=[rows[0].row_uid, rows[1].row_uid, owners_row.row_uid],
+                                  reason="2 of your rows made this model worse")
+    assert stake_slashes_enforce() == []  # held for review: not proven yet, so one spam row only
+    earnings_hold_confirm(hold=hold, actor=staff, note="labels swapped on purpose")
+    [slash] = stake_slashes_enforce()
+
+    assert slash.state == SlashState.DONE and slash.amount == 5 * OPEN  # 25% of 20 OPEN
+    assert [row["id"] for row in slash.rows] == [rows[2].pk, rows[0].pk, rows[1].pk]  # spam first, then harm
+    harm_reason = (f"Harmful: made model version {model[:16]} worse on its held-out evaluation (valuation report); "
+                   "a curator confirmed it: labels swapped on purpose")
+    assert slash.rows[1] == {"id": rows[0].pk, "reason": harm_reason, "hold": hold.pk}
+    assert slash.evidence_hash == "0x" + evidence_hash(slash.evidence).hex()
+    assert governance.staking.stake_of(wallet.address, datanet.pk).active == 15 * OPEN
+    assert stake_slashes_enforce() == []  # each row is evidence once
+    client.force_login(charlie)
+    page = client.get("/governance/stakes/").content.decode()
+    assert f"Row r{rows[1].pk}</a>: “{harm_reason}”" in page
     call_command("chain_reconcile")
     assert not ReconciliationIssue.objects.filter(kind__startswith="governance").exists()
 

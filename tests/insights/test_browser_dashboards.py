@@ -1,5 +1,6 @@
-"""The dashboards in Chromium: charts actually draw (canvas painted, not blank), the range selector swaps
-them through htmx, drill-down pages draw, and an empty platform shows its "no data yet" state."""
+"""The dashboards in Chromium: charts actually draw (canvas painted, not blank) with axis labels that do not overlap
+(#22: a year of daily dates ran into each other), the range selector swaps them through htmx, drill-down pages
+draw, and an empty platform shows its "no data yet" state."""
 
 import pytest
 from browser_support import assert_accessible
@@ -20,9 +21,40 @@ PAINTED = """(canvas) => {
 }"""
 
 
+# Pairs of neighbouring axis labels that overlap (or come within 4 px): a label is as wide as its text in the tick
+# font when laid flat, one line high otherwise, centred on its tick.
+AXIS_LABEL_OVERLAPS = """(canvas) => {
+  const chart = window.Chart.getChart(canvas);
+  const overlaps = [];
+  for (const scale of Object.values(chart.scales)) {
+    if (!scale.options.display || !scale.options.ticks.display) continue;
+    const font = window.Chart.helpers.toFont(scale.options.ticks.font);
+    const flat = scale.isHorizontal() && !scale.labelRotation;
+    chart.ctx.save();
+    chart.ctx.font = font.string;
+    const labels = scale.ticks.map((tick, i) => {
+      const lines = [].concat(tick.label).map(String);
+      const size = flat ? Math.max(...lines.map((line) => chart.ctx.measureText(line).width))
+                        : font.lineHeight * (scale.isHorizontal() ? 1 : lines.length);
+      return {text: lines.join(" "), at: scale.getPixelForTick(i), size};
+    });
+    chart.ctx.restore();
+    for (let i = 1; i < labels.length; i++) {
+      const [a, b] = [labels[i - 1], labels[i]];
+      if (Math.abs(b.at - a.at) < (a.size + b.size) / 2 + 4) {
+        overlaps.push(`${(canvas.closest("figure") || canvas).id} ${scale.id}: "${a.text}" and "${b.text}"`);
+      }
+    }
+  }
+  return overlaps;
+}"""
+
+
 def _drawn(page):
     canvases = page.locator("canvas[data-chart]")
     expect(page.locator('canvas[data-drawn="true"]')).to_have_count(canvases.count())
+    overlaps = [o for i in range(canvases.count()) for o in canvases.nth(i).evaluate(AXIS_LABEL_OVERLAPS)]
+    assert not overlaps, f"axis labels overlap on {page.url}: {overlaps}"
     return [canvases.nth(i).evaluate(PAINTED) for i in range(canvases.count())]
 
 

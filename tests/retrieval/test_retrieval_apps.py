@@ -203,6 +203,25 @@ def test_a_causal_model_writes_the_answer_from_the_cited_passages(handbook, caus
     receipt = RetrievalReceipt.objects.get(receipt_id=lineage["receipt_id"])
     assert (receipt.answer_mode, receipt.output) == ("generative", body["choices"][0]["message"]["content"])
 
+    # Streamed, the model's tokens arrive as it writes them (the same greedy answer), then the citations with the
+    # answer's own receipt, the usage and [DONE] (tests/retrieval/test_retrieval_app_streaming.py pauses a stand-in
+    # server mid-answer to show the tokens arrive before the answer is complete).
+    streamed = chat(key_client(charlie, "infer"), app.slug, "Harrowgate homes?", max_tokens=6, temperature=0,
+                    stream=True, stream_options={"include_usage": True})
+    assert streamed.status_code == 200 and streamed["Content-Type"] == "text/event-stream"
+    events = [line[6:] for line in b"".join(streamed.streaming_content).decode().split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    pieces = [c["choices"][0]["delta"]["content"] for c in chunks[1:-2]]
+    # Several token deltas, though the tiny model's answer has no space to cut words at.
+    assert "".join(pieces) == body["choices"][0]["message"]["content"] and len(pieces) > 1
+    final, usage = chunks[-2:]
+    assert final["choices"][0]["finish_reason"] == body["choices"][0]["finish_reason"]
+    assert final["lineage"]["citations"] == lineage["citations"]
+    assert final["lineage"]["receipt_id"] != lineage["receipt_id"]
+    assert usage["usage"] == body["usage"]
+    assert RetrievalReceipt.objects.get(receipt_id=final["lineage"]["receipt_id"]).output == "".join(pieces)
+
 
 def test_bad_questions_get_clear_400s(handbook, bob, charlie, key_client, settings):
     app = services.app_deploy(owner=bob, name="Handbook", versions=[handbook.pk])

@@ -2,7 +2,8 @@
 talking to the live server over HTTP (httpx), as a developer's script would.
 
 1. Kenji signs up (the starter credit `make run` grants) and reads the API reference (Redoc): it loads every
-   script, stylesheet and font from this site, nothing from a CDN (#8);
+   script, stylesheet and font from this site, nothing from a CDN (#8), and its search finds an operation (the
+   Content-Security-Policy lets it start its blob: worker);
 2. he creates two API keys in the browser: a key without a scope is refused with what to do; "router" may read
    and infer, "reader" may only read; each secret is shown once and the list names each key's scopes;
 3. as a program, with the router key: who am I, the public Datanets (the accepted rows counted once, #2), the
@@ -85,9 +86,10 @@ def test_a_new_developer_creates_keys_and_uses_both_apis(live_server, page, fres
     sign_up(page, live_server, EMAIL, PASSWORD)
     kenji = get_user_model().objects.get(email=EMAIL)
     assert credit_balance(user=kenji) == 10 * OPEN
-    loaded, blocked = [], []
+    loaded, blocked, console = [], [], []
     page.on("requestfinished", lambda request: loaded.append(request.url))
     page.on("requestfailed", lambda request: blocked.append((request.url, request.failure)))
+    page.on("console", lambda message: console.append(message.text))
     page.goto(f"{live_server.url}/api/redoc/")
     expect(page.locator(".api-content h1").first).to_be_visible(timeout=30_000)  # Redoc drew the schema
     expect(page.get_by_text("/v1/chat/completions").first).to_be_attached()
@@ -98,6 +100,15 @@ def test_a_new_developer_creates_keys_and_uses_both_apis(live_server, page, fres
     # in the browser (and Redoc then hides the badge): nothing leaves for another host.
     assert all(failure == "csp" for _, failure in blocked), blocked
     assert_accessible(page)
+    # Redoc's search runs in a web worker made from a blob: URL, which the policy's worker-src allows.
+    page.get_by_role("search").get_by_role("textbox", name="Search").fill("chat completions")
+    hit = page.locator("[data-role='search:results'] li[data-item-id$='v1_chat_completions_create']")
+    expect(hit).to_be_visible(timeout=10_000)
+    assert_accessible(page)
+    hit.click()
+    expect(page).to_have_url(re.compile(r"#tag/openai/operation/v1_chat_completions_create$"))
+    refused = [text for text in console if "Content Security Policy" in text]
+    assert all("cdn.redoc.ly" in text and "img-src" in text for text in refused), refused  # the badge alone
 
     # 2. Two keys: none without a scope; "router" reads and infers, "reader" only reads.
     page.goto(f"{live_server.url}/")

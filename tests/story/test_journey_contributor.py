@@ -14,8 +14,8 @@
    the upload is reviewed, and the notice and the reason on "My contributions";
 7. she links a wallet: a wrong address keeps the labelled form and what she typed, the field explains the
    format; then she signs;
-8. answers that used her rows earned her OPEN: the rewards page shows every figure with its unit and pages its
-   list of earnings.
+8. answers that used her rows earned her OPEN: the rewards page shows every figure with its unit, under its label,
+   and pages its list of earnings.
 
 axe-core checks every page she visits (tests/browser_support.assert_accessible)."""
 
@@ -25,7 +25,7 @@ import re
 import zipfile
 
 import pytest
-from browser_support import assert_accessible, personal_sign, sign_up
+from browser_support import assert_accessible, figures_off_their_labels, personal_sign, sign_up
 from django.contrib.auth import get_user_model
 from eth_account import Account
 from playwright.sync_api import expect
@@ -272,6 +272,7 @@ def test_a_new_contributor_uploads_types_rows_hears_of_rejections_and_reads_her_
     page.goto(f"{live_server.url}/rewards/")
     for testid in ("earned", "accruing", "pending", "paid", "credit"):
         expect(page.get_by_test_id(testid).locator("xpath=..")).to_contain_text(re.compile(r"^[\d.,]+ OPEN"))
+    assert not figures_off_their_labels(page)  # each figure starts under its label
     earnings = page.locator("#earnings tbody tr")
     expect(earnings).to_have_count(25)
     for cell in page.locator("#earnings tbody td:nth-child(5)").all_inner_texts():

@@ -16,7 +16,7 @@ axe-core checks every page she and Omar visit (tests/browser_support.assert_acce
 import re
 
 import pytest
-from browser_support import assert_accessible, login, logout, sign_up
+from browser_support import assert_accessible, login, logout, misaligned_controls, sign_up
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
@@ -113,6 +113,10 @@ def test_a_new_curator_reviews_the_queue_removes_a_row_and_publishes_a_version(l
     progress = page.get_by_test_id("progress")
     expect(progress).to_contain_text("4 of 8 reviewed · 4 waiting")
     expect(page.locator("#queue tbody tr[data-record]")).to_have_count(4)
+    for controls in ("form.filters select, form.filters input, form.filters button",  # side by side, in line
+                     "#queue .toolbar button, #queue .toolbar input[type=text]",
+                     f"#record-{charged.pk} button, #record-{charged.pk} input[type=text]"):
+        assert not misaligned_controls(page.locator(controls)), misaligned_controls(page.locator(controls))
     assert_accessible(page)
     page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
     order = [int(r) for r in page.locator("#queue tbody tr[data-record]").evaluate_all(

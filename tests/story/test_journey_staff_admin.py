@@ -19,7 +19,7 @@ import re
 from html import escape
 
 import pytest
-from browser_support import assert_accessible
+from browser_support import assert_accessible, figures_off_their_labels
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from playwright.sync_api import expect
@@ -186,6 +186,7 @@ def test_a_new_admin_moderates_grants_credit_and_reads_the_books(live_server, pa
     expect(accruing).to_have_text(f"{format_open_rounded(figures['accruing'])} OPEN")
     expect(accruing).to_have_attribute("title", f"{format_open(figures['accruing'])} OPEN")
     assert escape(format_open(figures["accruing"])) not in page.locator("main").inner_text()
+    assert not figures_off_their_labels(page)
     assert_accessible(page)
 
     page.goto(f"{live_server.url}/playground/operator/")

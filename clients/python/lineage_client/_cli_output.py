@@ -25,7 +25,7 @@ from .errors import (
     ServerError,
     WaitTimeoutError,
 )
-from .types import Contribution, Earnings, FineTune, ModelVersion
+from .types import Contribution, DatanetVersion, Earnings, FineTune, ModelVersion
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTEGRITY, EXIT_JOB_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_CODES_HELP = ("exit codes: 0 done; 1 the server refused or could not be reached (the message says why); "
@@ -55,14 +55,25 @@ def _plain(value: Any) -> Any:
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
+def counted(count, noun: str) -> str:
+    """"1 contributor", "2 contributors", "0 rows": the count with its noun in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def contribution_line(c: Contribution) -> str:
     counts = c.counts
     line = (f"Contribution {c.id} to {c.datanet}: {c.state} ({c.progress_percent}%). Rows: {counts.get('total', 0)} "
             f"read, {counts.get('accepted', 0)} into review, {counts.get('rejected', 0)} refused, "
-            f"{counts.get('duplicate', 0)} duplicates.")
+            f"{counted(counts.get('duplicate', 0), 'duplicate')}.")
     if c.state == "failed":
         line += f" Failed: {c.error_message or c.error_code}."
     return line
+
+
+def version_line(version: DatanetVersion) -> str:
+    return (f"Published {version.datanet} v{version.number}: {counted(version.row_count, 'row')} from "
+            f"{counted(version.contributor_count, 'contributor')}, hash {version.manifest_hash}. Train on it with "
+            f"`lineage fine-tunes launch --datanet {version.ref}`.")
 
 
 def fine_tune_line(job: FineTune) -> str:
@@ -84,8 +95,9 @@ def model_lines(model: ModelVersion) -> list[str]:
              f"({model.price_per_inference} base units), attribution {model.attribution_status or 'n/a'}."]
     for datanet in (model.lineage or {}).get("datanets", []):
         name = f"{datanet.get('datanet')} v{datanet.get('version')}" if datanet.get("visible") else "a private Datanet"
-        lines.append(f"  trained on {name}: {datanet.get('rows')} rows from {datanet.get('contributors')} "
-                     f"contributors, {datanet.get('licence')}, hash {str(datanet.get('version_hash'))[:16]}…")
+        lines.append(f"  trained on {name}: {counted(datanet.get('rows'), 'row')} from "
+                     f"{counted(datanet.get('contributors'), 'contributor')}, {datanet.get('licence')}, hash "
+                     f"{str(datanet.get('version_hash'))[:16]}…")
     for metric in (model.card or {}).get("metrics", []):
         lines.append(f"  {metric.get('label')}: {metric.get('finetuned')} (base model: {metric.get('base')})")
     return lines

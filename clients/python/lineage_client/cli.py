@@ -29,6 +29,7 @@ from ._cli_output import (
     fine_tune_line,
     model_lines,
     report_error,
+    version_line,
 )
 from .client import Lineage
 from .errors import AuthenticationError, BadRequestError, LineageError, WaitInterrupted
@@ -119,9 +120,7 @@ def cmd_datanets_errors(client: Lineage, args):
 
 def cmd_datanets_publish(client: Lineage, args):
     version = client.datanets.publish(args.slug, notes=args.notes or "")
-    _out(args, version, f"Published {version.datanet} v{version.number}: {version.row_count} rows from "
-                        f"{version.contributor_count} contributors, hash {version.manifest_hash}. Train on it with "
-                        f"`lineage fine-tunes launch --datanet {version.ref}`.")
+    _out(args, version, version_line(version))
 
 
 def cmd_datanets_download(client: Lineage, args):

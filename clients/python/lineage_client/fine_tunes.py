@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from .client import Lineage
 
 DEFAULT_BASE_MODEL = "all-minilm-l6-v2"
-# The settings the API takes (the page's form); anything else is refused here, because the server ignores
-# names it does not know and a misspelt "epoch" would otherwise train with the default silently.
+# The settings the API takes (the page's form). Anything else is refused here, before any request: the server
+# refuses unknown fields too (400), but a misspelt "epoch" in a spec file is clearest caught where it was written.
 HYPERPARAMETERS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "learning_rate", "epochs",
                    "batch_size", "max_seq_length", "eval_fraction", "seed")
 
