@@ -22,7 +22,8 @@ from scipy.stats import spearmanr
 
 from attribution.engine import Attributor, IndexConfig, ProjectionSpec, TrainingBatch, build_index
 
-PLATFORM_INDEX = {"kind": "eigenbasis", "eigenbasis_rows": 4096, "eigenbasis_fraction": 0.9, "curvature": "fisher",
+PLATFORM_INDEX = {"kind": "eigenbasis", "eigenbasis_rows": 4096, "eigenbasis_fraction": 0.9,
+                  "eigenbasis_candidates": 4.0, "curvature": "fisher",
                   "damping_ratio": 0.01, "damping_rule": "weighted_mean_eigenvalue", "group_size": 16, "duplicate_cosine": 0.99,
                   "harm_outlier_z": 3.0, "min_groups": 8, "low_value_ratio": 0.5, "low_value_fdr": 0.05}
 

@@ -316,8 +316,8 @@ class SlashState(models.TextChoices):
 
 
 class StakeSlash(models.Model):
-    """The platform's decision to slash a contributor's stake for rows rejected as spam, with its evidence
-    (each row's id and the curator's reason). `evidence_hash` is keccak256 of `evidence` as canonical JSON;
+    """The platform's decision to slash a contributor's stake for rows rejected as spam or confirmed harmful,
+    with its evidence (each row's id and the curator's reason, or the harm hold that proved it). `evidence_hash` is keccak256 of `evidence` as canonical JSON;
     the contract takes it once and names it in `Slashed`, so anyone can check the slash against the rows."""
 
     deployment = models.ForeignKey(GovernanceDeployment, on_delete=models.PROTECT, related_name="slashes")

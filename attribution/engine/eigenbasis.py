@@ -23,14 +23,27 @@ Measured (bench/attribution_convex.py, d = 10,250, row LDS against retraining; e
     k = 141 (the production k/d)   orthogonal 0.741   eigenbasis 1.0: 0.866   0.9: 0.809   0.75: 0.793
     k = 1,024                      orthogonal 0.911   eigenbasis 1.0: 0.943                0.75: 0.944
 
+Refined (``IndexConfig.eigenbasis_candidates`` > 1; the platform uses 4): the Kronecker product ``S ⊗ A`` only
+approximates the gradients' second moment, so its leading pairs are near, not at, the directions the gradients
+vary along. The fit keeps ``candidates`` times as many pairs and :func:`refine` takes the fit sample's leading
+principal directions inside their span (a ``k_c × k_e`` mix per block; the factors are unchanged, the dense
+``d_m × k_m`` principal basis is never formed). Measured on the same harness at k = 141 (damping 0.01): row LDS
+0.809 → 0.898 (2× candidates 0.860, 8× 0.916), LOO Spearman 0.439 → 0.559, contributors' net-score LOCO Spearman
+0.634 → 0.684; at k = 1,024 LDS unchanged (0.942). On the LoRA harness (bench/attribution_lora.py, full run)
+LDS 0.660 → 0.655 at the platform's damping (within the seed noise) and 0.761 → 0.795 at damping 0.1; the causal
+tiny Llama 0.418 → 0.437 (quick). Taking the Fisher rows into the principal directions as well was measured and
+not kept (k = 141: 0.872; LoRA 0.652).
+
 How: one pass over the first ``rows`` training rows (``IndexConfig.eigenbasis_rows``; the build buffers
 them, so the index is still built in one pass over the data) accumulates, per block, ``Σ G Gᵀ`` and
 ``Σ GᵀG`` of the reshaped per-example gradient ``G = [∇W | ∇b]`` (``out × (in + 1)``: a bias is one more
 input column, whose activation is always 1). Eigenvectors are sorted by eigenvalue (ties by position) with
 their sign fixed (largest-magnitude entry positive), so a basis is a deterministic function of the
 gradients. The kept pairs are the ``round(fraction × k_m)`` largest products ``σ_i α_j`` (stable order). The
-basis is stored in the index (``projection.safetensors``, hashed like every other file); the residual
-projection is regenerated from the index's secret seed, like the random kinds' matrices.
+basis (and a refined basis's mix) is stored in the index (``projection.safetensors``, hashed like every other
+file); the residual projection is regenerated from the index's secret seed, like the random kinds' matrices. A
+refined basis needs the fit sample's gradients once more after the Kronecker fit: the build keeps them in memory
+up to its buffer and takes the others again (build_pass.py), so the basis never depends on the buffer.
 """
 
 from __future__ import annotations
@@ -169,8 +182,9 @@ class BasisFit:
 def refine(bases: Mapping[str, BlockBasis], blocks: Sequence[GradientBlock], block_dims: Sequence[int],
            fraction: float, gradient_batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, BlockBasis]:
     """Per block, the leading ``round(fraction × k_m)`` principal directions of the gradients in
-    ``gradient_batches`` (the fit sample's, uncentred second moment) inside the span of the selected Kronecker
-    pairs (``bases`` fitted with ``candidates`` > 1): ``mix`` holds them as combinations of the pairs.
+    ``gradient_batches`` (the fit sample's; the uncentred second moment of each row's block gradient scaled to unit
+    length, so every row has one vote) inside the span of the selected Kronecker pairs (``bases`` fitted with
+    ``candidates`` > 1): ``mix`` holds them as combinations of the pairs.
 
     Why: the Kronecker product ``S ⊗ A`` only approximates the gradients' second moment, so its leading pairs
     are not quite the directions the gradients vary along; the principal directions of the gradients themselves
@@ -181,7 +195,11 @@ def refine(bases: Mapping[str, BlockBasis], blocks: Sequence[GradientBlock], blo
     moments: dict[str, torch.Tensor] = {}
     for gradients in gradient_batches:
         for block in blocks:
-            coordinates = bases[block.name].pairs(block, gradients[block.name].detach().double().cpu())
+            grad = gradients[block.name].detach().double().cpu()
+            # Every row one vote: unit rows, so rows the model never fitted (random text, huge gradients) cannot
+            # pull the directions their way.
+            grad = grad / torch.linalg.vector_norm(grad, dim=1, keepdim=True).clamp_min(1e-300)
+            coordinates = bases[block.name].pairs(block, grad)
             moment = coordinates.T @ coordinates
             moments[block.name] = moments[block.name] + moment if block.name in moments else moment
     if not moments:

@@ -58,6 +58,7 @@ def index_config(*, seed: int, k: int):
         harm_outlier_z=settings.ATTRIBUTION_MISLABEL_Z, low_value_ratio=settings.ATTRIBUTION_LOW_VALUE_RATIO,
         low_value_fdr=settings.ATTRIBUTION_LOW_VALUE_FDR, eigenbasis_rows=settings.ATTRIBUTION_EIGENBASIS_ROWS,
         eigenbasis_fraction=settings.ATTRIBUTION_EIGENBASIS_FRACTION,
+        eigenbasis_candidates=settings.ATTRIBUTION_EIGENBASIS_CANDIDATES,
     )
 
 

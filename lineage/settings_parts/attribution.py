@@ -29,10 +29,13 @@ ATTRIBUTION_DAMPING_RATIO = env.float("ATTRIBUTION_DAMPING_RATIO", default=0.01)
 # fitted on the first ATTRIBUTION_EIGENBASIS_ROWS training rows, the rest a seeded random projection of what they
 # leave out (attribution/engine/eigenbasis.py); or orthogonal, gaussian, rademacher (seeded random subspaces only).
 # Measured on bench/attribution_convex.py at the production k/d: row LDS 0.809 against 0.741 orthogonal (exact
-# influence 0.941); the random tenth keeps rows that differ in one word apart (bench/attribution_adversarial.py).
+# influence 0.941; 0.898 refined, below); the random tenth keeps rows that differ in one word apart.
 ATTRIBUTION_PROJECTION = env.str("ATTRIBUTION_PROJECTION", default="eigenbasis")
 ATTRIBUTION_EIGENBASIS_ROWS = env.int("ATTRIBUTION_EIGENBASIS_ROWS", default=4096)
 ATTRIBUTION_EIGENBASIS_FRACTION = env.float("ATTRIBUTION_EIGENBASIS_FRACTION", default=0.9)
+# The eigen part is refined: the fit rows' leading principal directions among ATTRIBUTION_EIGENBASIS_CANDIDATES
+# times as many Kronecker pairs (1: the pairs themselves). docs/attribution-quality.md has the measurements.
+ATTRIBUTION_EIGENBASIS_CANDIDATES = env.float("ATTRIBUTION_EIGENBASIS_CANDIDATES", default=4.0)
 # Memory (MiB) a build may hold the fit rows' unprojected gradients in, so that they are not taken twice (one pass
 # over the data instead of two for the first rows); changes the build's time, never the index.
 ATTRIBUTION_GRADIENT_BUFFER_MB = env.int("ATTRIBUTION_GRADIENT_BUFFER_MB", default=1024)

@@ -5,6 +5,8 @@ import json
 import re
 import runpy
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -61,3 +63,13 @@ def test_model_server_is_reached_only_by_its_network_with_the_shared_token_and_r
     assert all("INFERENCE_RECEIPTS_ASYNC" not in service.get("environment", {}) for service in compose.values())
     for name in ("Procfile", "Dockerfile"):
         assert "INFERENCE_RECEIPTS_ASYNC" not in (ROOT / name).read_text(), name
+
+
+def test_the_load_benchmark_runs_the_procfile_web_command_itself():
+    # In a child process: bench/load.py puts bench/load/ on sys.path, which this process should not inherit.
+    probe = "import json, runpy; print(json.dumps(runpy.run_path('bench/load.py')['web_command']()))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    web = _procfile("Procfile")["web"].strip()
+    assert json.loads(result.stdout) == ["bash", "-c", "exec " + web.replace("0.0.0.0", "127.0.0.1")]
+    assert "--bind 0.0.0.0:" in web  # the bind address is all the benchmark moves (to loopback)

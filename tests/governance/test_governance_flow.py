@@ -5,8 +5,8 @@ the policy the chain set."""
 import pytest
 
 from accounts.models import AuditEvent
-from governance.models import ParameterChange, Proposal, ProposalState, Vote
-from governance.services import governance_index
+from governance.models import ActionState, ParameterChange, Proposal, ProposalState, Vote
+from governance.services import governance_index, proposal_advance, wallet_action_run
 from rewards import services as rewards_services
 from rewards.chain import ChainRevert
 from rewards.chain.governance import FeeSplit, fee_split_refusal
@@ -104,6 +104,8 @@ def test_proposal_below_quorum_is_defeated_and_changes_nothing(governance, alice
     gov.mine(1)
     gov.governor.cast_vote(actions.proposal_id, "for", sender=minnow)
     gov.mine(10)
+    # Quorum: 4% of the vOPEN supply at the proposal's snapshot (1,010 vOPEN delegated); 10 for is below it.
+    assert gov.governor.quorum(gov.governor.proposal_snapshot(actions.proposal_id)) == 1_010 * OPEN * 4 // 100
     assert gov.governor.state(actions.proposal_id) == "defeated"
     with pytest.raises(ChainRevert) as refused:
         gov.governor.queue(actions, sender=minnow)
@@ -121,7 +123,7 @@ def test_proposal_below_quorum_is_defeated_and_changes_nothing(governance, alice
     assert (settlement.protocol_amount, settlement.owner_amount, settlement.contributors_amount) == (1_000, 3_000, 6_000)
 
 
-def test_registry_refuses_a_bad_split_with_its_reason(governance):
+def test_registry_refuses_a_bad_split_with_its_reason(governance, staff, client):
     gov, voter = governance, governance.chain.wallets[0]
     # Checked before proposing: the registry's own reason, by name and arguments.
     with pytest.raises(ChainRevert) as not_whole:
@@ -159,5 +161,13 @@ def test_registry_refuses_a_bad_split_with_its_reason(governance):
     assert gov.governor.state(actions.proposal_id) == "queued"
     assert gov.parameters.fee_split() == FeeSplit(1_000, 3_000, 6_000)
     governance_index()
-    assert Proposal.objects.get(proposal_id=str(actions.proposal_id)).state == ProposalState.QUEUED
+    mirrored = Proposal.objects.get(proposal_id=str(actions.proposal_id))
+    assert mirrored.state == ProposalState.QUEUED
+    # Staff executing it from the queue page get the registry's refusal in words on the action's page.
+    refused = wallet_action_run(action_id=proposal_advance(actor=staff, proposal=mirrored, step="execute").pk)
+    assert refused.state == ActionState.FAILED
+    assert refused.error == "The shares add up to 11,000 bps; they must add up to 10,000."
+    client.force_login(staff)
+    page = client.get(f"/governance/actions/{refused.pk}/").content.decode()
+    assert "Refused: The shares add up to 11,000 bps; they must add up to 10,000." in page
     assert rewards_services.fee_policy_current().version == 1

@@ -206,6 +206,28 @@ def test_an_unstaked_contributor_is_refused_at_upload_with_the_reason(governance
     assert [r.fields["text"] for r in contribute(charlie, ["refund my double charge"])] == ["refund my double charge"]
 
 
+def test_each_account_stakes_its_own_so_a_second_account_costs_another_stake(governance, world, alice, charlie, dora,
+                                                                            link_wallet):
+    """A sybil cannot ride on another account's stake: a wallet links to one account only, and the requirement
+    counts only the account's own wallets, so every extra account costs the required stake again."""
+    from django.core.exceptions import ValidationError
+
+    datanet, wallet, post, contribute = world
+    post(alice, f"/governance/datanets/{datanet.slug}/stake/", {"minimum": "10"})
+    post(charlie, "/governance/stakes/", {"datanet": datanet.slug, "amount": "10", "kind": "stake"})
+    assert stake_allows_contribution(user=charlie, datanet=datanet) == (True, "")
+    with pytest.raises(ValidationError, match="linked to another account"):
+        link_wallet(dora, wallet)  # the staked wallet cannot be shared
+    assert not stake_allows_contribution(user=dora, datanet=datanet)[0]
+    second = governance.fund(governance.chain.wallets[3], 10 * OPEN)
+    link_wallet(dora, second)
+    assert not stake_allows_contribution(user=dora, datanet=datanet)[0]  # a wallet is not a stake
+    _, staked = post(dora, "/governance/stakes/", {"datanet": datanet.slug, "amount": "10", "kind": "stake"})
+    assert staked.state == ActionState.DONE
+    assert stake_allows_contribution(user=dora, datanet=datanet) == (True, "")
+    assert governance.staking.totals()["active"] == 20 * OPEN  # two accounts, two stakes locked on chain
+
+
 def test_the_contribute_page_says_a_stake_is_needed_and_keeps_the_form(governance, world, alice, charlie, client):
     datanet, wallet, post, contribute = world
     post(alice, f"/governance/datanets/{datanet.slug}/stake/", {"minimum": "10"})

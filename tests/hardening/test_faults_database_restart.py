@@ -68,10 +68,12 @@ def web(app_env, tmp_path):
     env, url, seed = app_env
     port = free_port()
     log = tmp_path / "gunicorn.log"
+    # The production web command (gunicorn.conf.py: gthread), sized through its variables; only the bind
+    # address and a short graceful stop (the test's own teardown) are given on the command line.
+    env = {**env, "WEB_CONCURRENCY": "2", "WEB_THREADS": "4", "WEB_TIMEOUT": "60"}
     with open(log, "ab") as fh:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "lineage.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "--threads", "4", "--timeout", "60", "--graceful-timeout", "5"],
+            [sys.executable, "-m", "gunicorn", "lineage.wsgi", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5"],
             cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
@@ -83,6 +85,7 @@ def web(app_env, tmp_path):
             return False
     try:
         wait_for(up, 90, "gunicorn to answer", log, interval=0.3)
+        assert "Using worker: gthread" in log.read_text()
         yield base, url, seed, log
     finally:
         process.terminate()
