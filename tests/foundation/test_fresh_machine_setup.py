@@ -70,8 +70,11 @@ def test_with_everything_present_it_does_nothing(machine):
 
 def test_make_test_checks_the_system_before_installing_anything(tmp_path):
     # A fresh machine: no virtual environment yet, so `make test` would install one (minutes of pip) first.
-    plan = subprocess.run(["make", "-n", "test", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "MAKEFLAGS": ""})
+    # Run as if from a shell: under `make test` (CI), MAKELEVEL and MAKEFLAGS would make this a sub-make that
+    # prints "Entering directory" first.
+    shell_env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    plan = subprocess.run(["make", "-n", "--no-print-directory", "test", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, env=shell_env)
     assert plan.returncode == 0, plan.stderr
     lines = [line for line in plan.stdout.splitlines() if line.strip()]
     assert lines[0] == "bash .ci/system-packages"

@@ -49,7 +49,7 @@ ENGINE_MODULES = ("engine", "engine_types", "engine_requests", "batching")
 @pytest.mark.parametrize("package_name", sorted(PUBLIC_BEFORE_THE_SPLIT))
 def test_the_selectors_package_re_exports_every_public_read_of_its_modules(package_name):
     package = importlib.import_module(package_name)
-    assert set(package.__all__) == PUBLIC_BEFORE_THE_SPLIT[package_name]
+    assert set(package.__all__) >= PUBLIC_BEFORE_THE_SPLIT[package_name]  # every name from before the split, and new reads
     assert all(hasattr(package, name) for name in package.__all__)
     modules = list(pkgutil.iter_modules(package.__path__, f"{package_name}."))
     assert len(modules) >= 4, "split into modules by what they read"
