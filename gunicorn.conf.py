@@ -29,6 +29,11 @@ if not os.environ.get(_MULTIPROC_ENV):
     _own_multiproc_dir = tempfile.mkdtemp(prefix="lineage-prometheus-")
     os.environ[_MULTIPROC_ENV] = _own_multiproc_dir
 
+# Imported here, after the variable is set, and not inside child_exit: the master runs that hook from its SIGCHLD
+# handling, which can interrupt itself while a first import is half done ("cannot import name 'Gauge' from
+# partially initialized module", seen when the full load run stopped its workers).
+from prometheus_client import multiprocess as _prometheus_multiprocess  # noqa: E402
+
 
 def on_starting(server):
     # Values left by an earlier run would be summed into this one's (prometheus-client asks for a wipe).
@@ -40,9 +45,7 @@ def on_starting(server):
 
 def child_exit(server, worker):
     # Counters and histograms of a dead worker stay in the sums; its live gauges must go.
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
+    _prometheus_multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server):

@@ -170,6 +170,13 @@ def _generate_input(prompt: str | None, messages: list[dict] | None) -> dict:
     return {"messages": list(messages)} if messages is not None else {"prompt": prompt}
 
 
+# Idle pooled connections are dropped after this long, well before the model server closes them
+# (INFERENCE_SERVER_KEEPALIVE_S, 5 s by default): with equal timeouts the client now and then sent a request on a
+# connection the server was closing, and got "Server disconnected without sending a response" (twice in the
+# 600 s load run, each a 502 for the caller).
+KEEPALIVE_EXPIRY_S = 2.0
+
+
 class ServerConnection:
     """One model server: every endpoint, with the token, as plain calls."""
 
@@ -177,7 +184,9 @@ class ServerConnection:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(base_url=self.base_url, headers=headers,
-                                    timeout=httpx.Timeout(timeout, connect=connect_timeout))
+                                    timeout=httpx.Timeout(timeout, connect=connect_timeout),
+                                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                                                        keepalive_expiry=KEEPALIVE_EXPIRY_S))
 
     def __repr__(self) -> str:
         return f"ServerConnection({self.base_url!r})"
