@@ -59,6 +59,16 @@ from .gradients import GradientBlock
 PROJECTION_NAME = "projection.safetensors"
 
 
+def _as_matrix(block: GradientBlock, grad: torch.Tensor) -> torch.Tensor:
+    """``[B, d_m]`` flattened gradients (weight row-major, then bias) → ``[B, out, in']``: a bias is one more input
+    column, whose activation is always 1."""
+    rows = grad.shape[0]
+    weight = grad[:, : block.out_features * block.in_features].reshape(rows, block.out_features, block.in_features)
+    if block.has_bias:
+        weight = torch.cat([weight, grad[:, block.out_features * block.in_features:].unsqueeze(2)], dim=2)
+    return weight
+
+
 @dataclass(frozen=True)
 class BlockBasis:
     """One block's kept eigen-directions: ``out_vectors`` ``[out, a]``, ``in_vectors`` ``[in', b]``
@@ -109,10 +119,7 @@ class BlockBasis:
     def pairs(self, block: GradientBlock, grad: torch.Tensor) -> torch.Tensor:
         """``[B, d_m]`` flattened gradients → their coordinates ``[B, k_c]`` on the selected Kronecker pairs."""
         rows = grad.shape[0]
-        weight = grad[:, : block.out_features * block.in_features].reshape(rows, block.out_features,
-                                                                          block.in_features)
-        if block.has_bias:
-            weight = torch.cat([weight, grad[:, block.out_features * block.in_features:].unsqueeze(2)], dim=2)
+        weight = _as_matrix(block, grad)
         out_vectors = self.out_vectors.to(device=grad.device, dtype=grad.dtype)
         in_vectors = self.in_vectors.to(device=grad.device, dtype=grad.dtype)
         rotated = torch.matmul(out_vectors.T, torch.matmul(weight, in_vectors)).reshape(rows, -1)
@@ -143,12 +150,7 @@ class BasisFit:
 
     def add(self, gradients: Mapping[str, torch.Tensor]) -> None:
         for block in self.blocks:
-            grad = gradients[block.name].detach().double().cpu()
-            rows = grad.shape[0]
-            weight = grad[:, : block.out_features * block.in_features].reshape(rows, block.out_features,
-                                                                              block.in_features)
-            if block.has_bias:
-                weight = torch.cat([weight, grad[:, block.out_features * block.in_features:].unsqueeze(2)], dim=2)
+            weight = _as_matrix(block, gradients[block.name].detach().double().cpu())
             out_moment = torch.einsum("boi,bpi->op", weight, weight)
             in_moment = torch.einsum("boi,boj->ij", weight, weight)
             if block.name in self._out:

@@ -206,8 +206,9 @@ def harmful_rows(*, user, datanet) -> list[dict]:
     valuation is statistical and the curator's review is what proves it), not yet evidence of a slash."""
     used = _rows_used_as_evidence(user=user, datanet=datanet)
     found: dict[int, dict] = {}
-    for hold in earnings_holds_confirmed(user=user):
-        records = records_by_uid(uids=hold.rows)
+    holds = earnings_holds_confirmed(user=user)
+    records = records_by_uid(uids=[uid for hold in holds for uid in hold.rows])  # one query for every hold's rows
+    for hold in holds:
         note = f": {hold.decision_note}" if hold.decision_note else ""
         reason = (f"Harmful: made model version {hold.model_version_hash[:16]} worse on its held-out evaluation "
                   f"(valuation report); a curator confirmed it{note}")[:500]
