@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
@@ -10,6 +10,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
+
+from lineage.forms import form_errors_from
+from lineage.htmx import HtmxHttpRequest, render_page_or_partial
 
 from .forms import ApiKeyForm
 from .models import ApiKey
@@ -49,7 +52,7 @@ def _issued_key_from_cookie(request) -> IssuedKey | None:
 
 
 @login_required
-def api_keys(request):
+def api_keys(request: HtmxHttpRequest):
     form = ApiKeyForm()
     if request.method == "POST":
         form = ApiKeyForm(request.POST)
@@ -57,8 +60,7 @@ def api_keys(request):
             try:
                 issued = api_key_create(user=request.user, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"])
             except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
+                form_errors_from(form, exc)
             else:
                 if request.htmx:  # the panel is swapped in place: there is no page to reload, so answer directly
                     return _keys_page(request, form=ApiKeyForm(), issued=issued)
@@ -77,10 +79,9 @@ def api_keys(request):
     return response
 
 
-def _keys_page(request, *, form, issued=None):
+def _keys_page(request: HtmxHttpRequest, *, form, issued=None):
     context = {"form": form, "issued": issued, "keys": api_keys_for_user(user=request.user)}
-    template = "accounts/api_keys.html#keys-panel" if request.htmx else "accounts/api_keys.html"
-    response = render(request, template, context)
+    response = render_page_or_partial(request, "accounts/api_keys.html", context, partial="keys-panel")
     if issued:
         add_never_cache_headers(response)  # the secret must not outlive this page in a cache, back button included
     return response
@@ -88,15 +89,11 @@ def _keys_page(request, *, form, issued=None):
 
 @login_required
 @require_POST
-def api_key_revoke_view(request, pk):
+def api_key_revoke_view(request: HtmxHttpRequest, pk):
     key = get_object_or_404(ApiKey, pk=pk, user=request.user)
     api_key_revoke(api_key=key, actor=request.user)
-    if request.htmx:
-        return render(
-            request,
-            "accounts/api_keys.html#keys-panel",
-            {"form": ApiKeyForm(), "keys": api_keys_for_user(user=request.user)},
-        )
+    if request.htmx:  # the panel alone, swapped in place
+        return _keys_page(request, form=ApiKeyForm())
     messages.success(request, f"Key “{key.name}” revoked. Programs using it now get 401.")
     return redirect("accounts:api_keys")
 

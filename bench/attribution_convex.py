@@ -31,6 +31,12 @@ Figures (each "A / B" below names both sides):
     query's pool split over exactly the contributors whose removal raises its loss by more than tol_q, in
     proportion to that rise): the ceiling of LOCO Spearman (shares) on this harness, where unpaid
     contributors tie at 0.
+  * exact influence paid two ways, no threshold (the LOCO figure's ceilings): ``exact_account_netted`` pays
+    each account the positive part of its rows' summed scores; ``exact_row_additive`` pays each row the
+    positive part of its score and each account the sum. Partition invariance allows only the second
+    (netting by account pays whoever splits their negative rows into another account), and LOCO truth,
+    a whole contributor removed at once, nets their rows: on this harness the first is near the oracle and
+    the second far below it (docs/attribution-quality.md).
   * wrongly paid: Σ over queries of the shares paid to contributors whose removal raises the query
     loss by at most ``tol_q = max(1% of the query's loss, 1e-4 nats)``, / Σ of all shares paid.
   * empty with signal: queries whose receipt is empty although some contributor's removal raises
@@ -444,6 +450,7 @@ def platform_method(model, data, truth, query_inputs, eval_inputs, k, log, **ove
               "loco_spearman_scores": loco_spearman(sums, truth["loco"])[0],
               "loco_spearman_row_sums": loco_spearman(contributor_sums(rows, data["owner"]), truth["loco"])[0],
               **payout_metrics(shares, empty, truth), "bases": bases, "empty_reasons": reasons,
+              "contributors_paid_per_query": float((shares > 0).sum(1)[~empty].mean()) if (~empty).any() else 0.0,
               "build_s": built, "attribute_ms_per_query": attribute_s * 1000 / len(shares),
               "damping_ratio": method.get("damping_ratio"), "damping_rule": method.get("damping_rule", "n/a")}
     log(f"  platform k={k} done ({built:.1f} s build)")
@@ -517,6 +524,18 @@ def main() -> None:
                                       "loco_spearman_scores": float("nan"),
                                       "contributors_paid_per_query": float((oracle > 0).sum(1).mean()),
                                       **payout_metrics(oracle, totals[:, 0] == 0, truth), "bases": "truth"}
+    # Two payouts of exact influence itself, no threshold: what the LOCO figure allows a policy that pays rows.
+    # "account_netted" nets each account's rows first and pays the positive totals: close to LOCO truth, but
+    # splitting an account into its positive and its negative rows raises what it is paid, so the issue's
+    # partition invariance rules it out. "row_additive" pays each row its positive score and accounts the sum:
+    # the form partition invariance allows (a row's credit cannot depend on who else its owner holds).
+    for name, values in (("exact_account_netted", np.maximum(contributor_sums(exact, data["owner"]), 0.0)),
+                         ("exact_row_additive", contributor_sums(np.maximum(exact, 0.0), data["owner"]))):
+        paid_totals = values.sum(1, keepdims=True)
+        payout = np.divide(values, paid_totals, out=np.zeros_like(values), where=paid_totals > 0)
+        results[name] = {"lds": float("nan"), "loo_spearman": float("nan"), "loco_spearman_scores": float("nan"),
+                         "contributors_paid_per_query": float((payout > 0).sum(1).mean()),
+                         **payout_metrics(payout, paid_totals[:, 0] == 0, truth), "bases": "exact influence"}
     peers = {} if args.skip_peers else run_peers(model, data, truth, train_inputs, query_inputs, log)
 
     print("\nmethod                 row LDS  LOO rho  LOCO rho(scores)  LOCO rho(shares)  wrongly paid  "

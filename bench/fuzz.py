@@ -39,7 +39,7 @@ def setup_django(workdir: Path) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lineage.settings")
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
     os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
-    sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "hardening")]
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "hardening")]  # tests/: cast_support
     import django
 
     django.setup()

@@ -4,11 +4,12 @@
 
 Gas is measured on the in-process py-evm chain (Prague rules, the same bytecode as production) with a
 100,000-account tree, so proofs have the depth a real epoch would have. Governance and stakes are measured
-there too: one fee-split proposal from proposing to execution (propose, vote, queue, execute) and one
-contributor's stake, unstake request, withdrawal, slash and ``releasePool`` (the slashed OPEN paid to the
-treasury) (``gas_governance_*`` / ``gas_stake_*``). Fee settlement is measured on
-PostgreSQL (``rewards/bench.py``). Targets: tree build <= 3 s at 100k accounts, root update ~45k gas,
-first claim <= 110k gas, >= 2,000 fees settled per second.
+there too: one fee-split proposal from proposing to execution (propose, vote, queue, execute), the execute of
+each other parameter change the registry takes (epoch length and share policy, first set and later change:
+``gas_governance_execute_<kind>[_first]``), and one contributor's stake, unstake request, withdrawal, slash
+and ``releasePool`` (the slashed OPEN paid to the treasury) (``gas_governance_*`` / ``gas_stake_*``). Fee
+settlement is measured on PostgreSQL (``rewards/bench.py``). Targets: tree build <= 3 s at 100k accounts, root
+update ~45k gas, first claim <= 110k gas, >= 2,000 fees settled per second.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from rewards.chain import (  # noqa: E402  (the repo root must be on sys.path fi
     checksum_address,
     deploy_rewards,
 )
-from rewards.chain.governance import FeeSplit, deploy_governance  # noqa: E402
+from rewards.chain.governance import FeeSplit, SharePolicyValues, deploy_governance  # noqa: E402
 from rewards.chain.staking import StakingParameters, deploy_staking, new_request_id  # noqa: E402
 
 OPEN = 10**18
@@ -109,10 +110,24 @@ def measure_gas(tree: CumulativeRewardsTree, rewards: dict[str, int], claims: in
     }
 
 
+def _pass_proposal(gov, chain, voters, actions) -> dict[str, int]:
+    """One proposal from proposing to execution, every voter for it: the gas of each step."""
+    gas = {"propose": gov.governor.propose(actions, sender=voters[0]).gas_used}
+    chain.mine_blocks(1)  # the voting delay
+    gas["vote_first"] = gov.governor.cast_vote(actions.proposal_id, "for", sender=voters[0]).gas_used
+    gas["vote"] = gov.governor.cast_vote(actions.proposal_id, "for", sender=voters[1]).gas_used
+    chain.mine_blocks(10)  # the voting period
+    gas["queue"] = gov.governor.queue(actions).gas_used
+    gas["execute"] = gov.governor.execute(actions).gas_used
+    return gas
+
+
 def measure_governance_gas() -> dict[str, int]:
-    """One proposal through the governor and timelock (two voters, so the second vote is a typical one) and
-    one stake's life on ContributorStakes (approve not counted: it is the ERC-20's), with the release of what
-    was slashed from it."""
+    """Proposals through the governor and timelock (two voters, so the second vote is a typical one), one per
+    kind of parameter change the registry takes (fee split, epoch length, share policy; the last two twice:
+    the first sets a value the registry holds unset, zero, which costs more storage than changing it later),
+    and one stake's life on ContributorStakes (approve not counted: it is the ERC-20's), with the release of
+    what was slashed from it."""
     client = ChainClient.in_process()
     chain, accounts = client.local_chain, client.local_chain.accounts
     rewards = deploy_rewards(client, supply=10**12 * OPEN)
@@ -124,14 +139,24 @@ def measure_governance_gas() -> dict[str, int]:
         rewards.token.transfer(voter.address, 1_000 * OPEN)
         gov.votes.wrap(rewards.token, 1_000 * OPEN, sender=voter)
         gov.votes.delegate(voter.address, sender=voter)
-    actions = gov.parameters.fee_split_proposal(FeeSplit(500, 2_500, 7_000), "bench: data 70%")
-    results = {"gas_governance_propose": gov.governor.propose(actions, sender=voters[0]).gas_used}
-    chain.mine_blocks(1)
-    results["gas_governance_vote_first"] = gov.governor.cast_vote(actions.proposal_id, "for", sender=voters[0]).gas_used
-    results["gas_governance_vote"] = gov.governor.cast_vote(actions.proposal_id, "for", sender=voters[1]).gas_used
-    chain.mine_blocks(10)
-    results["gas_governance_queue"] = gov.governor.queue(actions).gas_used
-    results["gas_governance_execute"] = gov.governor.execute(actions).gas_used
+    fee_split = _pass_proposal(gov, chain, voters,
+                               gov.parameters.fee_split_proposal(FeeSplit(500, 2_500, 7_000), "bench: data 70%"))
+    results = {f"gas_governance_{step}": gas for step, gas in fee_split.items()}
+    results["gas_governance_execute_fee_split"] = fee_split["execute"]
+    registry = gov.parameters
+    other_changes = {  # kind: (first set, later change)
+        "epoch_length": [registry.epoch_length_proposal(seconds, f"bench: epochs of {seconds} s")
+                         for seconds in (86_400, 7 * 86_400)],
+        "share_policy": [registry.share_policy_proposal(policy, f"bench: fdr {policy.fdr_bps} bps, "
+                                                                f"{policy.top_groups} groups")
+                         for policy in (SharePolicyValues(1_000, 50), SharePolicyValues(500, 100))],
+    }
+    for kind, (first, later) in other_changes.items():
+        results[f"gas_governance_execute_{kind}_first"] = _pass_proposal(gov, chain, voters, first)["execute"]
+        results[f"gas_governance_execute_{kind}"] = _pass_proposal(gov, chain, voters, later)["execute"]
+    in_force = (registry.fee_split(), registry.epoch_length_s(), registry.share_policy())
+    if in_force != (FeeSplit(500, 2_500, 7_000), 7 * 86_400, SharePolicyValues(500, 100)):
+        raise RuntimeError(f"the executed proposals did not set the registry: {in_force}")
     results["gas_governance_delegate"] = gov.votes.delegate(voters[0].address, sender=voters[1]).gas_used
 
     staker = accounts[4]
@@ -199,6 +224,9 @@ def main() -> None:
           f"{results['gas_governance_vote_first']:,} first, {results['gas_governance_vote']:,} next")
     print(f"gas queue / execute      : {results['gas_governance_queue']:,} / {results['gas_governance_execute']:,}"
           f"   (execute sets the fee split through the timelock)")
+    for kind, words in (("epoch_length", "epoch length"), ("share_policy", "share policy")):
+        print(f"gas execute {words:<13}: {results[f'gas_governance_execute_{kind}_first']:,} first set, "
+              f"{results[f'gas_governance_execute_{kind}']:,} changed")
     print(f"gas delegate (redelegate): {results['gas_governance_delegate']:,}")
     print(f"gas stake                : {results['gas_stake_first']:,} first, {results['gas_stake']:,} more")
     print(f"gas unstake / withdraw   : {results['gas_stake_unstake']:,} / {results['gas_stake_withdraw']:,}")

@@ -7,6 +7,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from lineage.htmx import HtmxHttpRequest
+
 from . import review_actions, selectors, services
 
 
@@ -18,7 +20,7 @@ def row_labels_chosen(post, record_ids) -> dict[int, str]:
 
 @login_required
 @require_POST
-def review_row_decide(request, slug, pk):
+def review_row_decide(request: HtmxHttpRequest, slug, pk):
     datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
     perms = selectors.datanet_permissions(datanet=datanet, user=request.user)
     if not perms.can_curate:

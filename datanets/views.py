@@ -17,6 +17,8 @@ from django.views.decorators.http import require_POST
 
 from datanets.ingest.stats import column_statistics
 from lineage.csv_export import csv_download
+from lineage.forms import form_errors_from
+from lineage.htmx import HtmxHttpRequest, render_page_or_partial
 
 from . import review_actions, selectors, services
 from .forms import (
@@ -34,29 +36,17 @@ from .review_views import row_labels_chosen
 PAGE_SIZE = 50
 
 
-def _form_errors_from(exc: ValidationError, form):
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
-
-
 def _context(request, datanet, **extra):
     return {"datanet": datanet, "perms": selectors.datanet_permissions(datanet=datanet, user=request.user), **extra}
 
 
-def _partial(request, template, partial):
-    return f"{template}#{partial}" if request.htmx else template
-
-
 # --- Datanets ----------------------------------------------------------------------------------------
 
-def index(request):
+def index(request: HtmxHttpRequest):
     query, task_type, tag = request.GET.get("q", "").strip(), request.GET.get("task_type", ""), request.GET.get("tag", "")
     datanets = selectors.datanet_search(user=request.user, query=query, task_type=task_type, tag=tag)
     context = {"datanets": datanets, "q": query, "task_type": task_type, "tag": tag, "task_types": TaskType.choices}
-    return render(request, _partial(request, "datanets/index.html", "results"), context)
+    return render_page_or_partial(request, "datanets/index.html", context, partial="results")
 
 
 @login_required
@@ -66,7 +56,7 @@ def create(request):
         try:
             datanet = services.datanet_create(owner=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors_from(exc, form)
+            form_errors_from(form, exc)
         else:
             messages.success(request, f"“{datanet.name}” is ready for contributions.")
             return redirect(datanet)
@@ -103,7 +93,7 @@ def settings_view(request, slug):
         try:
             services.datanet_update(datanet=datanet, actor=request.user, **changes)
         except ValidationError as exc:
-            _form_errors_from(exc, form)
+            form_errors_from(form, exc)
         else:
             messages.success(request, "Settings saved.")
             return redirect("datanets:settings", slug=datanet.slug)
@@ -171,7 +161,7 @@ def contribute(request, slug):
                 return redirect(contribution)
         except ValidationError as exc:
             if uploading:
-                _form_errors_from(exc, upload_form)
+                form_errors_from(upload_form, exc)
             else:
                 row_error = " ".join(exc.messages)
         except PermissionDenied as exc:  # e.g. the Datanet requires a stake: say so on the form
@@ -185,7 +175,7 @@ def contribute(request, slug):
 
 
 @login_required
-def contribution(request, slug, pk):
+def contribution(request: HtmxHttpRequest, slug, pk):
     datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
     item = selectors.contribution_get_for(datanet=datanet, pk=pk, user=request.user)
     errors = Paginator(item.row_errors.all(), PAGE_SIZE).get_page(request.GET.get("errors_page"))
@@ -195,7 +185,7 @@ def contribution(request, slug, pk):
     working = item.state in (ContributionState.RECEIVED, ContributionState.VALIDATING)
     context = _context(request, datanet, contribution=item, errors=errors, rows=rows, working=working,
                        steps=_contribution_steps(item.state))
-    return render(request, _partial(request, "datanets/contribution.html", "status"), context)
+    return render_page_or_partial(request, "datanets/contribution.html", context, partial="status")
 
 
 @login_required
@@ -260,7 +250,7 @@ def _review_queryset(datanet, filters):
 
 
 @login_required
-def review(request, slug):
+def review(request: HtmxHttpRequest, slug):
     datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
     perms = selectors.datanet_permissions(datanet=datanet, user=request.user)
     if not perms.can_curate:
@@ -272,12 +262,12 @@ def review(request, slug):
         request, datanet, page=page, filters=filters, progress=selectors.review_progress(datanet=datanet),
         statuses=RecordStatus.choices, contributors=contributors, filter_query=request.GET.urlencode(),
     )
-    return render(request, _partial(request, "datanets/review.html", "queue"), context)
+    return render_page_or_partial(request, "datanets/review.html", context, partial="queue")
 
 
 @login_required
 @require_POST
-def review_decide(request, slug):
+def review_decide(request: HtmxHttpRequest, slug):
     datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
     filters = _review_filters(request.POST)
     if request.POST.get("select_all_filtered") == "on":
@@ -324,7 +314,7 @@ def versions(request, slug):
             try:
                 version = services.version_publish(datanet=datanet, actor=request.user, notes=form.cleaned_data["notes"])
             except ValidationError as exc:
-                _form_errors_from(exc, form)
+                form_errors_from(form, exc)
             else:
                 rows = f"{version.row_count} row{pluralize(version.row_count)}"
                 messages.success(request, f"Published v{version.number} ({rows}).")
@@ -395,7 +385,7 @@ def version_diff(request, slug):
 
 # --- Data viewer, contributors -----------------------------------------------------------------------
 
-def rows(request, slug):
+def rows(request: HtmxHttpRequest, slug):
     datanet = selectors.datanet_get_visible(slug=slug, user=request.user)
     number = request.GET.get("version", "")
     version_obj = selectors.version_get(datanet=datanet, number=int(number)) if number.isdigit() else None
@@ -405,7 +395,7 @@ def rows(request, slug):
     stats = column_statistics((r.fields for r in queryset[:5000]), datanet.schema)
     context = _context(request, datanet, page=page, q=query, version=version_obj, stats=stats.values(),
                        columns=datanet.schema.columns, versions=selectors.versions_for(datanet=datanet))
-    return render(request, _partial(request, "datanets/rows.html", "table"), context)
+    return render_page_or_partial(request, "datanets/rows.html", context, partial="table")
 
 
 def contributors(request, slug):

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from datanets.selectors import datanet_get_visible, datanet_permissions
+from lineage.forms import form_errors_from
 from rewards.chain.governance import FeeSplit, SharePolicyValues
 
 from . import selectors, services
@@ -33,11 +34,6 @@ def _asked(request, action):
     else:
         messages.info(request, "Sign and send the transaction below with your wallet.")
     return redirect("governance:action", pk=action.pk)
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    for message in exc.messages:
-        form.add_error(None, message)
 
 
 def proposal_list(request):
@@ -92,7 +88,7 @@ def propose(request):
             action = services.proposal_submit(user=request.user, description=form.cleaned_data["description"],
                                               **_proposed_change(kind, form))
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors_from(form, exc)
         else:
             return _asked(request, action)
     return render(request, "governance/propose.html",
@@ -108,7 +104,7 @@ def delegate(request):
             action = services.delegate_request(user=request.user, amount=form.cleaned_data["amount"] or 0,
                                                delegatee=form.cleaned_data["delegatee"])
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors_from(form, exc)
         else:
             return _asked(request, action)
     return render(request, "governance/delegate.html",
@@ -163,7 +159,7 @@ def stakes(request):
             else:
                 raise ValidationError("Stake, unstake or withdraw.")
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors_from(form, exc)
         else:
             return _asked(request, action)
     return render(request, "governance/stakes.html", {"form": form, **selectors.stakes_for(user=request.user)})

@@ -5,9 +5,10 @@ Pages read the same dicts as the API (`insights.selectors`). The range form work
 by Chart.js from the JSON embedded beside it, and has a table with the same numbers.
 """
 
-from django.shortcuts import render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
+
+from lineage.htmx import HtmxHttpRequest, render_page_or_partial
 
 from . import selectors
 from .catalog import BUCKETS, RANGE_CHOICES, SECTIONS
@@ -42,10 +43,10 @@ def _params(request) -> tuple:
     return window, synthetic == "include", ""
 
 
-def _render(request, template: str, context: dict, *, status: int = 200):
-    if request.htmx and not context.get("error"):
-        template = f"{template}#dashboard"
-    return render(request, template, context, status=status)
+def _render(request: HtmxHttpRequest, template: str, context: dict, *, status: int = 200):
+    # A refused range re-renders the whole page, form and message included, even for htmx.
+    partial = None if context.get("error") else "dashboard"
+    return render_page_or_partial(request, template, context, partial=partial, status=status)
 
 
 def _base_context(request, window, include_synthetic, error) -> dict:

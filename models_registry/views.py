@@ -7,6 +7,9 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from lineage.forms import form_errors_from
+from lineage.htmx import HtmxHttpRequest, render_page_or_partial
+
 from . import selectors, services
 from .forms import FineTuneForm, ModelSettingsForm
 
@@ -33,8 +36,7 @@ def job_create(request):
                 datanet_versions=data.pop("datanet_versions"), **data,
             )
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            form_errors_from(form, exc)
         else:
             messages.success(request, "Fine-tune queued. This page updates as it trains.")
             return redirect(job)
@@ -55,7 +57,7 @@ def loss_chart_points(curve) -> str:
 
 
 @login_required
-def job(request, pk):
+def job(request: HtmxHttpRequest, pk):
     item = selectors.job_get_for(user=request.user, pk=pk)
     context = {
         "job": item,
@@ -67,8 +69,7 @@ def job(request, pk):
     }
     if context["version"] is not None:
         context["card"] = selectors.model_version_card(version=context["version"])
-    template = "models_registry/job.html#live" if request.htmx else "models_registry/job.html"
-    return render(request, template, context)
+    return render_page_or_partial(request, "models_registry/job.html", context, partial="live")
 
 
 @login_required
@@ -93,8 +94,7 @@ def version(request, slug):
             try:
                 services.model_version_update(version=item, actor=request.user, **settings_form.cleaned_data)
             except ValidationError as exc:  # e.g. pricing a deployed model whose index is not built
-                for field, errors in exc.message_dict.items():
-                    settings_form.add_error(field if field in settings_form.fields else None, errors)
+                form_errors_from(settings_form, exc)
             else:
                 messages.success(request, "Saved.")
                 return redirect(item)

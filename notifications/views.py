@@ -7,6 +7,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from lineage.forms import form_errors_from
+
 from . import selectors, services
 from .catalogue import EVENT_TYPES
 from .forms import NotificationSettingsForm, WebhookForm
@@ -27,14 +29,6 @@ def settings_view(request):
         "form": form, "webhook_count": selectors.webhooks_for(user=request.user).count()})
 
 
-def _add_errors(form, exc):
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
-
-
 @login_required
 def webhooks(request):
     datanets = list(selectors.datanets_managed_by(user=request.user))
@@ -46,7 +40,7 @@ def webhooks(request):
                                               events=form.cleaned_data["events"],
                                               description=form.cleaned_data["description"])
         except ValidationError as exc:
-            _add_errors(form, exc)
+            form_errors_from(form, exc)
         except PermissionDenied as exc:
             form.add_error("datanet", str(exc))
         else:

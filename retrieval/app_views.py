@@ -7,6 +7,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from lineage.forms import form_errors_from
+
 from . import selectors, services
 from .forms import RetrievalAppForm
 
@@ -31,8 +33,7 @@ def app_create(request):
                 causal_model=data["causal_model"], price_per_inference=data["price_per_inference"],
                 passages=data["passages"], description=data["description"])
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            form_errors_from(form, exc)
         else:
             messages.success(request, f"Deployed: “{app.slug}” answers on the API and in the playground.")
             return redirect(app)

@@ -6,12 +6,13 @@ from django.conf import settings
 from django.shortcuts import render
 
 from datanets import selectors as datanet_selectors
+from lineage.htmx import HtmxHttpRequest, render_page_or_partial
 
 from . import engine, selectors, services
 from .errors import IndexCorrupt, IndexNotReady, NotSearchable, QueryEmbeddingUnavailable
 
 
-def version_search(request, slug, number):
+def version_search(request: HtmxHttpRequest, slug, number):
     datanet = datanet_selectors.datanet_get_visible(slug=slug, user=request.user)
     version = datanet_selectors.version_get(datanet=datanet, number=number)
     query = request.GET.get("q", "").strip()[: settings.RETRIEVAL_MAX_QUERY_CHARS]
@@ -32,5 +33,4 @@ def version_search(request, slug, number):
             context["problem"] = str(exc)
     elif "q" in request.GET:
         context["problem"] = "Type some words to search for."
-    template = "retrieval/_results.html" if request.htmx else "retrieval/search.html"
-    return render(request, template, context)
+    return render_page_or_partial(request, "retrieval/search.html", context, partial_template="retrieval/_results.html")

@@ -4,11 +4,10 @@ signing a message as a wallet does (EIP-191 personal_sign), and checking a page 
 import re
 
 from axe_playwright_python.sync_playwright import Axe
+from cast_support import PASSWORD
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from playwright.sync_api import expect
-
-PASSWORD = "correct-horse-battery-staple"  # the cast's password (tests/conftest.py)
 
 # axe-core (bundled by the pinned axe-playwright-python, so it runs offline) with the WCAG 2.x A/AA rules and
 # its best practices. A page fails on any violation of these impacts.

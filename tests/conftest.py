@@ -14,14 +14,17 @@ from a name alone who someone is and what they may do.
 Roles on a Datanet are memberships, so they exist once the Datanet does: `cast_roles(datanet)` gives bob and
 dora theirs on a Datanet alice owns, and `cast.by_role` maps role names to people (the permission matrices'
 rows). A test that needs someone outside the cast (a staff member without permissions, a second owner,
-hundreds of contributors) makes them with `make_user` and says why.
+hundreds of contributors) makes them with `make_user` and says why. Everyone is made by `cast_support` (also
+used where fixtures cannot reach, as the hardening world that bench/fuzz.py shares).
 
 Engine tests (tests/engine_*/, tests/chain/) use none of this and never touch the database."""
 
 import os
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
+from cast_support import cast_member_create
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run under one
 # unless told that this is deliberate (it is: each call still runs synchronously).
@@ -30,7 +33,6 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
 SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-PASSWORD = "correct-horse-battery-staple"
 
 
 def _django_active(request) -> bool:
@@ -62,50 +64,44 @@ def _django_test_environment(request, tmp_path):
 
 @pytest.fixture
 def make_user(db):
-    from allauth.account.models import EmailAddress
-    from django.contrib.auth import get_user_model
+    """`make_user(name, staff=False)`: someone a test needs beyond the cast (say why where it is called)."""
+    from cast_support import CAST, person_create
 
     def make(name, *, staff=False):
-        user = get_user_model().objects.create_user(
-            username=name, email=f"{name}@example.org", password=PASSWORD, display_name=name.title(), is_staff=staff
-        )
-        EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
-        return user
+        assert name not in CAST.values(), f"{name} is in the cast: ask for the `{name}` fixture instead"
+        return person_create(name, staff=staff)
 
     return make
 
 
 @pytest.fixture
-def alice(make_user):
+def alice(db):
     """The owner: of her Datanets, her fine-tunes and her model versions."""
-    return make_user("alice")
+    return cast_member_create("alice")
 
 
 @pytest.fixture
-def bob(make_user):
+def bob(db):
     """The curator of alice's Datanets (once `cast_roles` gives him the membership)."""
-    return make_user("bob")
+    return cast_member_create("bob")
 
 
 @pytest.fixture
-def dora(make_user):
+def dora(db):
     """The contributor of alice's Datanets (a contributor member once `cast_roles` runs)."""
-    return make_user("dora")
+    return cast_member_create("dora")
 
 
 @pytest.fixture
-def charlie(make_user):
+def charlie(db):
     """The stranger: a member of nothing, owner of nothing."""
-    return make_user("charlie")
+    return cast_member_create("charlie")
 
 
 @pytest.fixture
-def staff(make_user):
+def staff(db):
     """The site's admin: staff and superuser (every admin page and admin action)."""
-    user = make_user("staff", staff=True)
-    user.is_superuser = True
-    user.save(update_fields=["is_superuser"])
-    return user
+    return cast_member_create("staff")
 
 
 @pytest.fixture
@@ -271,3 +267,76 @@ def chain(db, _chain_world, settings):
                           distributor=deployed.distributor, treasury=accounts[0], wallets=accounts[2:9])
     set_chain_client(None)
     client.revert_to_snapshot(snapshot)
+
+
+# --- A frozen clock. Tests that bucket by UTC day or ISO week (Monday first) must not read the real clock: they
+# would pass or fail with the day they run on (a Monday once broke the insights history test: the current week
+# then holds only today). `frozen_clock` stops Django's clock at noon UTC on one day; a test that asks for
+# `calendar_day` runs once on each of CALENDAR_DAYS with the clock stopped there.
+CALENDAR_DAYS = (
+    date(2026, 12, 28),  # Monday, ISO week 53 of 2026 (a 53-week year): every weekday of that week follows
+    date(2026, 12, 29),  # Tuesday
+    date(2026, 12, 30),  # Wednesday
+    date(2026, 12, 31),  # Thursday, last day of a month and of a year
+    date(2027, 1, 1),  # Friday, first day of a year, still in ISO week 53 of 2026 (its Monday is in 2026)
+    date(2027, 1, 2),  # Saturday
+    date(2027, 1, 3),  # Sunday, last day of ISO week 53
+    date(2027, 1, 4),  # Monday, ISO week 1 of 2027: the current week holds only today
+    date(2026, 11, 30),  # Monday, last day of a month
+    date(2026, 12, 1),  # Tuesday, first day of a month, its week begun in the month before
+    date(2028, 2, 29),  # Tuesday, a leap day
+    date(2028, 3, 1),  # Wednesday, the day after it (yesterday is 29 February)
+)
+# The day of tests that use `frozen_clock` without `calendar_day`; LINEAGE_TEST_TODAY=YYYY-MM-DD runs them on
+# another one.
+CLOCK_DEFAULT_DAY = date.fromisoformat(os.environ.get("LINEAGE_TEST_TODAY") or "2026-11-25")  # a Wednesday
+
+
+class FrozenClock:
+    """`now()` replaces `django.utils.timezone.now`. Each reading is one microsecond after the last, so rows
+    written one after another keep their order as under a real clock; a test would need billions of readings
+    to leave the day it started at noon."""
+
+    def __init__(self, instant: datetime):
+        self.set(instant)
+
+    def set(self, instant: datetime) -> None:
+        self._instant = instant
+
+    def now(self) -> datetime:
+        self._instant += timedelta(microseconds=1)
+        return self._instant
+
+    @property
+    def today(self) -> date:
+        return self._instant.astimezone(UTC).date()
+
+
+@pytest.fixture(params=CALENDAR_DAYS, ids=lambda day: f"{day:%a-%Y-%m-%d}")
+def calendar_day(request):
+    """One of CALENDAR_DAYS; `frozen_clock` (which the test must use too) stops the clock at its noon."""
+    return request.param
+
+
+@pytest.fixture
+def frozen_clock(request, monkeypatch):
+    """Django's clock stopped at noon UTC on `calendar_day` when the test asks for it, else on
+    CLOCK_DEFAULT_DAY. Replaced: `django.utils.timezone.now`, so what reads it at call time (services,
+    `auto_now`/`auto_now_add`, `localdate`) and every model field whose default is `timezone.now` (the field
+    holds the function itself, so patching the module alone would leave those rows on the real clock).
+    List it before any fixture that writes rows (or use it from an autouse fixture or `usefixtures`)."""
+    from django.apps import apps
+    from django.utils import timezone
+
+    day = request.getfixturevalue("calendar_day") if "calendar_day" in request.fixturenames else CLOCK_DEFAULT_DAY
+    clock = FrozenClock(datetime.combine(day, time(12), tzinfo=UTC))
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", clock.now)
+    for model in apps.get_models():
+        for field in model._meta.local_fields:
+            if field.default is real_now:
+                # Field caches its default's callable (`_get_default`): patched first, so that what monkeypatch
+                # restores is the real clock's, not one cached from the patched default (a leak into later tests).
+                monkeypatch.setattr(field, "_get_default", clock.now)
+                monkeypatch.setattr(field, "default", clock.now)
+    return clock

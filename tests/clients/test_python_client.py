@@ -198,7 +198,7 @@ def test_a_wait_that_runs_out_of_time_leaves_the_job_alone(alice, lineage_for, q
     assert "Stopped waiting after 0 s" in str(late.value) and late.value.result.state == "queued"
 
 
-def test_cancel_and_resume_answer_in_the_api_error_shape(alice, bob, lineage_for, queued_job):
+def test_cancel_and_resume_answer_in_the_api_error_shape(alice, charlie, lineage_for, queued_job):
     lineage = lineage_for(alice, "read", "train")
     cancelled = lineage.fine_tunes.cancel(queued_job.pk)
     assert cancelled.state == "cancelled" and cancelled.resumable
@@ -206,7 +206,7 @@ def test_cancel_and_resume_answer_in_the_api_error_shape(alice, bob, lineage_for
         lineage.fine_tunes.cancel(queued_job.pk)
     assert (again.value.status, again.value.code) == (409, "not_cancellable") and "is cancelled" in again.value.detail
     with pytest.raises(NotFoundError) as other:
-        lineage_for(bob, "read", "train").fine_tunes.resume(queued_job.pk)
+        lineage_for(charlie, "read", "train").fine_tunes.resume(queued_job.pk)
     assert str(other.value) == f"No fine-tune {queued_job.pk} that this API key can see."
     FineTuneJob.objects.filter(pk=queued_job.pk).update(state="succeeded")
     with pytest.raises(ConflictError) as done:

@@ -111,7 +111,7 @@ def test_audit_record_stores_a_member_or_its_value(alice):
 
 
 @pytest.mark.django_db
-def test_review_and_access_decisions_write_their_members(alice, bob, charlie,
+def test_review_and_access_decisions_write_their_members(alice, dora, charlie,
                                                           django_capture_on_commit_callbacks):
     from datanets import services as datanets
     from datanets.models import Record
@@ -119,16 +119,16 @@ def test_review_and_access_decisions_write_their_members(alice, bob, charlie,
     datanet = datanets.datanet_create(owner=alice, name="Typed audit", task_type="text-classification",
                                       label_set=["billing", "shipping"], training_access="approval")
     with django_capture_on_commit_callbacks(execute=True):  # the validation job runs on commit
-        datanets.contribution_create_from_rows(datanet=datanet, contributor=charlie,
+        datanets.contribution_create_from_rows(datanet=datanet, contributor=dora,
                                                rows=[{"text": "charged twice", "label": "billing"},
                                                      {"text": "where is my parcel", "label": "shipping"}])
     first, second = Record.objects.filter(datanet=datanet).order_by("pk").values_list("pk", flat=True)
     assert datanets.records_review(datanet=datanet, reviewer=alice, decision="accept", record_ids=[first]) == 1
     assert datanets.records_review(datanet=datanet, reviewer=alice, decision="reject", reason="off topic",
                                    record_ids=[second]) == 1
-    approved = datanets.access_request_create(datanet=datanet, requester=charlie, message="for a model")
+    approved = datanets.access_request_create(datanet=datanet, requester=dora, message="for a model")
     datanets.access_request_decide(access_request=approved, actor=alice, approve=True)
-    refused = datanets.access_request_create(datanet=datanet, requester=bob, message="for another")
+    refused = datanets.access_request_create(datanet=datanet, requester=charlie, message="for another")
     datanets.access_request_decide(access_request=refused, actor=alice, approve=False)
 
     written = list(AuditEvent.objects.order_by("pk").values_list("action", flat=True))

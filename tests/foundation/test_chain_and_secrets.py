@@ -211,6 +211,7 @@ def test_metrics_staff_session_accepted_other_sessions_refused(client, settings,
     settings.DEBUG, settings.METRICS_TOKEN = False, "scrape-token"
     client.force_login(alice)
     assert client.get("/metrics").status_code == 403
+    # Outside the cast: staff but not a superuser (the cast's staff is both), so staff alone is what opens it.
     client.force_login(make_user("operator", staff=True))
     assert client.get("/metrics").status_code == 200
 

@@ -21,12 +21,13 @@ def _settle(payer, owner, contributor, inference_id, fee=10_000):
                                        receipt_id=f"receipt-{inference_id}")
 
 
-def test_passed_proposal_changes_the_registry_and_the_next_fee_split(governance, alice, bob, charlie, grant, client):
+def test_passed_proposal_changes_the_registry_and_the_next_fee_split(governance, alice, dora, charlie, grant,
+                                                                    client):
     gov, (voter, small_voter, executor) = governance, governance.chain.wallets[:3]
     gov.holder(voter, 1_000 * OPEN)
     gov.holder(small_voter, 10 * OPEN)
-    grant(alice, OPEN)
-    before = _settle(alice, bob, charlie, "before-governance")
+    grant(charlie, OPEN)
+    before = _settle(charlie, alice, dora, "before-governance")
     assert (before.protocol_amount, before.owner_amount, before.contributors_amount) == (1_000, 3_000, 6_000)
 
     actions = gov.parameters.fee_split_proposal(FeeSplit(500, 2_500, 7_000), "Pay data 70% of every fee")
@@ -73,7 +74,7 @@ def test_passed_proposal_changes_the_registry_and_the_next_fee_split(governance,
     assert audit.details["fee_policy_version"] == 2 and audit.details["previous_fee_policy_version"] == 1
     assert AuditEvent.objects.filter(action="rewards.fee_policy_set").count() == 1
 
-    after = _settle(alice, bob, charlie, "after-governance")
+    after = _settle(charlie, alice, dora, "after-governance")
     assert after.policy.version == 2
     assert (after.protocol_amount, after.owner_amount, after.contributors_amount) == (500, 2_500, 7_000)
     # The fee booked before the change keeps the policy it was split by.
@@ -95,7 +96,7 @@ def test_passed_proposal_changes_the_registry_and_the_next_fee_split(governance,
     assert "data deserves more" in detail and "fee policy version 2" in detail and mirrored.calldatas[0] in detail
 
 
-def test_proposal_below_quorum_is_defeated_and_changes_nothing(governance, alice, bob, charlie, grant):
+def test_proposal_below_quorum_is_defeated_and_changes_nothing(governance, alice, dora, charlie, grant):
     gov, (whale, minnow) = governance, governance.chain.wallets[:2]
     gov.holder(whale, 1_000 * OPEN)
     gov.holder(minnow, 10 * OPEN)  # under 1% of vOPEN: quorum is 4%
@@ -118,8 +119,8 @@ def test_proposal_below_quorum_is_defeated_and_changes_nothing(governance, alice
     assert gov.parameters.fee_split() == FeeSplit(1_000, 3_000, 6_000)
     assert not ParameterChange.objects.exclude(registry_version=1).exists()
     assert rewards_services.fee_policy_current().version == 1
-    grant(alice, OPEN)
-    settlement = _settle(alice, bob, charlie, "after-defeat")
+    grant(charlie, OPEN)
+    settlement = _settle(charlie, alice, dora, "after-defeat")
     assert (settlement.protocol_amount, settlement.owner_amount, settlement.contributors_amount) == (1_000, 3_000, 6_000)
 
 

@@ -42,15 +42,15 @@ def _pass(gov, actions, voter):
 
 
 @pytest.fixture
-def paid_epoch(governance, alice, bob, charlie, link_wallet, grant):
-    """Epoch 1 closed on chain (Alice earned, Bob owns the model), then more earnings waiting for epoch 2."""
+def paid_epoch(governance, dora, alice, charlie, link_wallet, grant):
+    """Epoch 1 closed on chain (Dora earned, Alice owns the model), then more earnings waiting for epoch 2."""
     grant(charlie, 100 * OPEN)
-    link_wallet(alice, governance.chain.wallets[5])
-    link_wallet(bob, governance.chain.wallets[6])
+    link_wallet(dora, governance.chain.wallets[5])
+    link_wallet(alice, governance.chain.wallets[6])
 
     def earn(n):
-        rewards_services.fee_settle(inference_id=f"epoch-fee-{n}", payer=charlie, model_owner=bob, fee=OPEN,
-                                    contributor_shares={alice.pk: 1_000_000}, model_version_hash="ef" * 32)
+        rewards_services.fee_settle(inference_id=f"epoch-fee-{n}", payer=charlie, model_owner=alice, fee=OPEN,
+                                    contributor_shares={dora.pk: 1_000_000}, model_version_hash="ef" * 32)
 
     earn(1)
     first = rewards_services.epoch_close()

@@ -54,13 +54,13 @@ class LosingProvider(EthereumTesterProvider):
 
 
 @pytest.fixture
-def pool(governance, dev_signing, alice, bob, charlie, link_wallet, client, django_capture_on_commit_callbacks):
-    """Alice owns a Datanet with an accepted row from Bob; Charlie stakes 20 OPEN on it from the page. `spam(n)`
+def pool(governance, dev_signing, alice, dora, charlie, link_wallet, client, django_capture_on_commit_callbacks):
+    """Alice owns a Datanet with an accepted row from Dora; Charlie stakes 20 OPEN on it from the page. `spam(n)`
     has Charlie send n rows Alice rejects as spam; `publish()` publishes a version (someone to pay)."""
     datanet = datanet_services.datanet_create(owner=alice, name="Support intents", task_type="text-classification",
                                               label_set=["billing", "shipping"], visibility="public")
     link_wallet(alice, governance.chain.wallets[0])
-    link_wallet(bob, governance.chain.wallets[1])
+    link_wallet(dora, governance.chain.wallets[1])
     spammer = governance.fund(governance.chain.wallets[2], 100 * OPEN)
     link_wallet(charlie, spammer)
     client.force_login(charlie)
@@ -75,7 +75,7 @@ def pool(governance, dev_signing, alice, bob, charlie, link_wallet, client, djan
         return list(contribution.records.values_list("pk", flat=True))
 
     datanet_services.records_review(datanet=datanet, reviewer=alice, decision="accept", reason="",
-                                    record_ids=rows(bob, ["where is my parcel"]))
+                                    record_ids=rows(dora, ["where is my parcel"]))
     sent = [0]
 
     def spam(count):
@@ -105,7 +105,7 @@ def _losing_staking(governance, *, faults=(), policy=None):
     return StakingContract(client, governance.staking.address), provider
 
 
-def test_the_beat_releases_a_booked_slash_once_and_the_epoch_is_funded_by_it(governance, pool, bob, admin_client):
+def test_the_beat_releases_a_booked_slash_once_and_the_epoch_is_funded_by_it(governance, pool, dora, admin_client):
     datanet, spam, publish = pool
     treasury = governance.chain.treasury.address
     token = governance.chain.token
@@ -139,7 +139,7 @@ def test_the_beat_releases_a_booked_slash_once_and_the_epoch_is_funded_by_it(gov
     assert not ChainDeposit.objects.exists()
     assert not ReconciliationIssue.objects.filter(kind="unmatched_deposit").exists()
 
-    # The epoch paying Bob's share of the slash is funded with exactly the OPEN the pool released.
+    # The epoch paying Dora's share of the slash is funded with exactly the OPEN the pool released.
     epoch = rewards_services.epoch_close()
     assert epoch.state == EpochState.CLOSED and epoch.funded_amount == 5 * OPEN
     assert token.balance_of(treasury) == treasury_after_release - 5 * OPEN

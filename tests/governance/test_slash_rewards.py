@@ -28,13 +28,13 @@ OPEN = 10**18
 
 
 @pytest.fixture
-def spam_world(governance, dev_signing, alice, bob, charlie, link_wallet, client, django_capture_on_commit_callbacks):
-    """Alice owns a Datanet; Bob contributes; Charlie stakes 20 OPEN on it and contributes one good row and three
+def spam_world(governance, dev_signing, alice, dora, charlie, link_wallet, client, django_capture_on_commit_callbacks):
+    """Alice owns a Datanet; Dora contributes; Charlie stakes 20 OPEN on it and contributes one good row and three
     that Alice rejects as spam. All three have linked wallets (payouts)."""
     datanet = datanet_services.datanet_create(owner=alice, name="Support intents", task_type="text-classification",
                                               label_set=["billing", "shipping"], visibility="public")
     link_wallet(alice, governance.chain.wallets[0])
-    link_wallet(bob, governance.chain.wallets[1])
+    link_wallet(dora, governance.chain.wallets[1])
     spammer_wallet = governance.fund(governance.chain.wallets[2], 100 * OPEN)
     link_wallet(charlie, spammer_wallet)
     client.force_login(charlie)
@@ -53,15 +53,15 @@ def spam_world(governance, dev_signing, alice, bob, charlie, link_wallet, client
                                         reason=reason)
 
     alice_rows = contribute(alice, ["refund my double charge", "card charged twice", "invoice is wrong"])
-    bob_rows = contribute(bob, ["where is my parcel"])
+    dora_rows = contribute(dora, ["where is my parcel"])
     charlie_rows = contribute(charlie, ["cancel my order", *(f"buy cheap watches now {n}" for n in range(3))])
-    review(alice_rows + bob_rows + charlie_rows[:1], "accept")
+    review(alice_rows + dora_rows + charlie_rows[:1], "accept")
     review(charlie_rows[1:], "reject", "Spam: advertising links")
     return datanet, spammer_wallet
 
 
 def test_a_slash_is_booked_once_to_the_honest_contributors_and_paid_by_the_next_epoch(
-        governance, spam_world, alice, bob, charlie):
+        governance, spam_world, alice, dora, charlie):
     datanet, spammer_wallet = spam_world
     [slash] = stake_slashes_enforce()
     assert slash.state == SlashState.DONE and slash.amount == 5 * OPEN  # 25% of 20 OPEN, in the pool on chain
@@ -70,7 +70,7 @@ def test_a_slash_is_booked_once_to_the_honest_contributors_and_paid_by_the_next_
     # No version yet: nobody has accepted rows in one, so the slash waits unbooked.
     assert slashes_book() == [] and not SlashBooking.objects.exists()
     version = datanet_services.version_publish(datanet=datanet, actor=alice, notes="v1")
-    assert version.row_count == 5  # Alice's 3, Bob's 1 and Charlie's accepted row
+    assert version.row_count == 5  # Alice's 3, Dora's 1 and Charlie's accepted row
 
     transactions = LedgerTransaction.objects.count()
     chain_index_governance()  # the beat: index, enforce the rule, book done slashes
@@ -80,26 +80,26 @@ def test_a_slash_is_booked_once_to_the_honest_contributors_and_paid_by_the_next_
     assert booking.slashed_user == charlie and booking.slash_tx_hash == slash.tx_hash
     # Pro rata to accepted rows in the version, 3 : 1; Charlie's own accepted row earns nothing from his slash.
     shares = {s.user_id: (s.rows, s.amount) for s in SlashShare.objects.filter(booking=booking)}
-    assert shares == {alice.pk: (3, 15 * OPEN // 4), bob.pk: (1, 5 * OPEN // 4)}
+    assert shares == {alice.pk: (3, 15 * OPEN // 4), dora.pk: (1, 5 * OPEN // 4)}
     assert ledger.balance(kind=AccountKind.EARNINGS, user=alice) == 15 * OPEN // 4
-    assert ledger.balance(kind=AccountKind.EARNINGS, user=bob) == 5 * OPEN // 4
+    assert ledger.balance(kind=AccountKind.EARNINGS, user=dora) == 5 * OPEN // 4
     assert ledger.balance(kind=AccountKind.EARNINGS, user=charlie) == 0
     assert ledger.balance(kind=AccountKind.SLASHED_STAKES) == -5 * OPEN
     assert LedgerTransaction.objects.count() == transactions + 1
     assert booking.transaction.kind == LedgerTransaction.Kind.SLASH
     audit = AuditEvent.objects.get(action="rewards.slash_booked")
     assert audit.object_id == str(booking.pk) and audit.details["key"] == slash.evidence_hash
-    assert audit.details["shares"] == {str(alice.pk): str(15 * OPEN // 4), str(bob.pk): str(5 * OPEN // 4)}
+    assert audit.details["shares"] == {str(alice.pk): str(15 * OPEN // 4), str(dora.pk): str(5 * OPEN // 4)}
     assert ledger.ledger_check().ok, ledger.ledger_check().problems
-    # Bob sees it as earnings waiting for the next epoch.
-    assert earnings_for(user=bob)["totals"]["earned"] == earnings_for(user=bob)["totals"]["accruing"] == 5 * OPEN // 4
-    assert nothing_to_claim(user=bob)[0] == "epoch_not_closed"
+    # Dora sees it as earnings waiting for the next epoch.
+    assert earnings_for(user=dora)["totals"]["earned"] == earnings_for(user=dora)["totals"]["accruing"] == 5 * OPEN // 4
+    assert nothing_to_claim(user=dora)[0] == "epoch_not_closed"
 
     # Once per slash: the beat again, the booking service again (even with other weights), nothing new.
     chain_index_governance()
     assert slashes_book() == []
     again = rewards_services.slash_book(key=slash.evidence_hash, datanet_id=datanet.pk, datanet_version=1,
-                                        slashed_user_id=charlie.pk, amount=5 * OPEN, weights={bob.pk: 7})
+                                        slashed_user_id=charlie.pk, amount=5 * OPEN, weights={dora.pk: 7})
     assert again == booking and LedgerTransaction.objects.count() == transactions + 1
     assert SlashShare.objects.count() == 2 and AuditEvent.objects.filter(action="rewards.slash_booked").count() == 1
 
@@ -107,7 +107,7 @@ def test_a_slash_is_booked_once_to_the_honest_contributors_and_paid_by_the_next_
     epoch = rewards_services.epoch_close()
     assert epoch.state == EpochState.CLOSED
     allocations = dict(PayoutAllocation.objects.filter(epoch=epoch).values_list("user_id", "amount"))
-    assert allocations == {alice.pk: 15 * OPEN // 4, bob.pk: 5 * OPEN // 4}
+    assert allocations == {alice.pk: 15 * OPEN // 4, dora.pk: 5 * OPEN // 4}
     assert set(SlashShare.objects.values_list("epoch", flat=True)) == {epoch.pk}
     assert ledger.balance(kind=AccountKind.EARNINGS, user=alice) == 0
     assert ledger.balance(kind=AccountKind.PENDING, user=alice) == 15 * OPEN // 4
@@ -116,7 +116,7 @@ def test_a_slash_is_booked_once_to_the_honest_contributors_and_paid_by_the_next_
     assert rewards_services.epoch_close() is None  # frozen once: nothing left to pay
 
 
-def test_the_slashed_contributor_is_excluded_and_bad_bookings_are_refused(governance, spam_world, alice, bob,
+def test_the_slashed_contributor_is_excluded_and_bad_bookings_are_refused(governance, spam_world, alice, dora,
                                                                            charlie):
     datanet, _ = spam_world
     [slash] = stake_slashes_enforce()
@@ -128,7 +128,7 @@ def test_the_slashed_contributor_is_excluded_and_bad_bookings_are_refused(govern
     }
     for field, value in refusals.items():
         kwargs = {"key": key, "datanet_id": datanet.pk, "datanet_version": 1, "slashed_user_id": charlie.pk,
-                  "amount": 5 * OPEN, "weights": {alice.pk: 3, bob.pk: 1}, field: value}
+                  "amount": 5 * OPEN, "weights": {alice.pk: 3, dora.pk: 1}, field: value}
         with pytest.raises(ValidationError) as refused:
             rewards_services.slash_book(**kwargs)
         assert field in refused.value.message_dict

@@ -43,7 +43,7 @@ def voters(governance, dev_signing, alice, bob, link_wallet, client, django_capt
 
 
 def test_pages_carry_a_proposal_from_delegation_to_execution_and_the_next_fee_uses_it(
-        governance, voters, alice, bob, charlie, staff, grant, client, django_capture_on_commit_callbacks):
+        governance, voters, alice, bob, charlie, dora, staff, grant, client, django_capture_on_commit_callbacks):
     gov, (wallets, post) = governance, voters
     for user, amount in ((alice, "1000"), (bob, "10")):
         response, action = post(user, "/governance/delegate/", {"amount": amount, "delegatee": ""})
@@ -104,8 +104,8 @@ def test_pages_carry_a_proposal_from_delegation_to_execution_and_the_next_fee_us
     assert gov.parameters.fee_split() == FeeSplit(500, 2_500, 7_000)
     assert rewards_services.fee_policy_current().version == 2
 
-    grant(alice, OPEN)
-    after = _settle(alice, bob, charlie, "after-page-governance")
+    grant(charlie, OPEN)
+    after = _settle(charlie, alice, dora, "after-page-governance")
     assert (after.protocol_amount, after.owner_amount, after.contributors_amount) == (500, 2_500, 7_000)
     detail = client.get(f"/governance/proposals/{proposal.pk}/").content.decode()
     assert "executed" in detail and "fee policy version 2" in detail
@@ -114,7 +114,7 @@ def test_pages_carry_a_proposal_from_delegation_to_execution_and_the_next_fee_us
     assert not ReconciliationIssue.objects.filter(kind__startswith="governance").exists()
 
 
-def test_proposal_below_quorum_changes_nothing_and_cannot_be_queued(governance, voters, alice, bob, staff, charlie,
+def test_proposal_below_quorum_changes_nothing_and_cannot_be_queued(governance, voters, alice, bob, staff, charlie, dora,
                                                                    grant, client):
     gov, (_, post) = governance, voters
     gov.holder(governance.chain.wallets[4], 1_000 * OPEN)  # a large holder who stays away
@@ -136,8 +136,8 @@ def test_proposal_below_quorum_changes_nothing_and_cannot_be_queued(governance, 
     assert "The proposal is defeated; queue needs it succeeded." in client.get(response["Location"]).content.decode()
     assert gov.parameters.fee_split() == FeeSplit(1_000, 3_000, 6_000)
     assert rewards_services.fee_policy_current().version == 1
-    grant(alice, OPEN)
-    settled = _settle(alice, bob, charlie, "after-defeat-pages")
+    grant(charlie, OPEN)
+    settled = _settle(charlie, alice, dora, "after-defeat-pages")
     assert (settled.protocol_amount, settled.owner_amount, settled.contributors_amount) == (1_000, 3_000, 6_000)
 
 

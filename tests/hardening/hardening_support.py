@@ -1,8 +1,8 @@
 """What the hardening tests and `bench/fuzz.py` share: a small world made through the real services, and
 the schemathesis fuzzer that runs every documented API operation against Django's WSGI app.
 
-The world: an owner (alice), a curator (bob), a contributor member (dora), a stranger (charlie) and a
-staff user; a public and a private Datanet, each with two published versions, a contribution with rows
+The world: the cast of tests/conftest.py (`cast_support.cast_create`): an owner (alice), a curator (bob), a
+contributor member (dora), a stranger (charlie) and the staff admin; a public and a private Datanet, each with two published versions, a contribution with rows
 waiting for review and a pending training-access request. API keys: one per scope for the owner
 (`read`, `contribute`, `train`, `infer`), one with every scope for the owner and for the stranger.
 
@@ -28,20 +28,10 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-PASSWORD = "correct-horse-battery-staple"
+from cast_support import cast_create
+
 SCOPES = ("read", "contribute", "train", "infer")
 FUZZ_ROLES = ("anonymous", "key:read", "key:contribute", "key:train", "key:infer", "key:all", "stranger:all")
-
-
-def _user(name, *, staff=False):
-    from allauth.account.models import EmailAddress
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model().objects.create_user(
-        username=name, email=f"{name}@example.org", password=PASSWORD, display_name=name.title(), is_staff=staff
-    )
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
-    return user
 
 
 def sample_rows(n, *, start=0, prefix="Review"):
@@ -90,8 +80,7 @@ def build_world(*, run_on_commit) -> World:
         version_publish,
     )
 
-    users = {"owner": _user("alice"), "curator": _user("bob"), "contributor": _user("dora"),
-             "stranger": _user("charlie"), "staff": _user("staff", staff=True)}
+    users = cast_create()
     datanets = {}
     for n, visibility in enumerate(("public", "private")):
         datanet = datanet_create(

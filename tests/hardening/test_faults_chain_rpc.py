@@ -39,7 +39,7 @@ STALL_S = 7.0
 
 
 @pytest.fixture
-def rpc(settings, alice, bob, charlie):
+def rpc(settings, dora, alice, charlie):
     """The platform's client talks to the chain only through the faulty proxy; `direct` is a fault-free
     handle on the same chain for the test's own reads and for competing actors (owner, users)."""
     node = ChainNode()
@@ -54,14 +54,14 @@ def rpc(settings, alice, bob, charlie):
     settings.REWARDS_RELAY_THRESHOLD = 0
     deployment_record(client=client, token_address=deployed.token.address,
                       distributor_address=deployed.distributor.address, deployed_at_block=deployed.deployed_at_block)
-    wallets = {alice.pk: accounts[2], bob.pk: accounts[3]}
-    for user in (alice, bob):
+    wallets = {dora.pk: accounts[2], alice.pk: accounts[3]}
+    for user in (dora, alice):
         issued = services.wallet_nonce_issue(user=user, address=wallets[user.pk].address)
         services.wallet_link(user=user, message=issued.message, signature=personal_sign(wallets[user.pk], issued.message))
     services.credit_grant(actor=None, user=charlie, amount=100 * OPEN, reason="fault tests")
-    for n in range(3):  # bob owns the model, alice contributed the rows
-        services.fee_settle(inference_id=f"rpc-fault-{n}", payer=charlie, model_owner=bob, fee=3 * OPEN + n,
-                            contributor_shares={alice.pk: 1_000_000}, model_version_hash=MODEL, receipt_id=f"r{n}")
+    for n in range(3):  # alice owns the model, dora contributed the rows
+        services.fee_settle(inference_id=f"rpc-fault-{n}", payer=charlie, model_owner=alice, fee=3 * OPEN + n,
+                            contributor_shares={dora.pk: 1_000_000}, model_version_hash=MODEL, receipt_id=f"r{n}")
     world = SimpleNamespace(
         node=node, proxy=proxy, client=client, owner=owner, treasury=treasury, wallets=wallets,
         token=TokenContract(node.client, deployed.token.address),
@@ -100,7 +100,7 @@ def _assert_converged(rpc, users) -> None:
         assert len(_events(rpc.distributor, "Claimed", account=address)) <= len(closed)
 
 
-def test_funding_answer_lost_and_receipts_lagging_then_close_resumes_and_funds_once(rpc, alice, bob):
+def test_funding_answer_lost_and_receipts_lagging_then_close_resumes_and_funds_once(rpc, dora, alice):
     token = rpc.platform_token
     rpc.proxy.inject(Fault("stall", "eth_sendRawTransaction", calls_function(token, "transfer"), seconds=STALL_S))
     lagging = rpc.proxy.inject(Fault("null_result", "eth_getTransactionReceipt", times=10_000))
@@ -116,10 +116,10 @@ def test_funding_answer_lost_and_receipts_lagging_then_close_resumes_and_funds_o
     assert epoch.state == EpochState.CLOSED
     assert rpc.token.balance_of(rpc.distributor.address) == epoch.total_cumulative  # not funded twice
     assert services.epoch_close() is None
-    _assert_converged(rpc, [alice, bob])
+    _assert_converged(rpc, [dora, alice])
 
 
-def test_root_post_refused_then_answer_lost_then_close_posts_root_once(rpc, alice, bob):
+def test_root_post_refused_then_answer_lost_then_close_posts_root_once(rpc, dora, alice):
     set_root = calls_function(rpc.platform_distributor, "setMerkleRoot")
     rpc.proxy.inject(Fault("refuse", "eth_sendRawTransaction", set_root, times=3))
     with pytest.raises(ChainSendError):
@@ -139,10 +139,10 @@ def test_root_post_refused_then_answer_lost_then_close_posts_root_once(rpc, alic
     epoch = services.epoch_close()  # sees the root on chain and moves on without posting again
     assert epoch.state == EpochState.CLOSED and epoch.root_tx_hash == ""
     assert "0x" + rpc.distributor.merkle_root().hex() == epoch.root
-    _assert_converged(rpc, [alice, bob])
+    _assert_converged(rpc, [dora, alice])
 
 
-def test_relayed_claims_revert_on_chain_then_resume_pays_each_account_once(rpc, settings, alice, bob):
+def test_relayed_claims_revert_on_chain_then_resume_pays_each_account_once(rpc, settings, dora, alice):
     settings.REWARDS_RELAY_THRESHOLD = 1  # the close relays every claim
     claim_many = calls_function(rpc.platform_distributor, "claimMany")
     # The owner pauses the distributor between the platform's gas estimate and its send: the relayed
@@ -156,52 +156,52 @@ def test_relayed_claims_revert_on_chain_then_resume_pays_each_account_once(rpc, 
     assert reverted.value.error_name == "EnforcedPause"
     epoch = Epoch.objects.get()
     assert epoch.state == EpochState.ROOT_POSTED and "EnforcedPause" in epoch.last_error
-    assert rpc.token.balance_of(rpc.wallets[alice.pk].address) == 0
+    assert rpc.token.balance_of(rpc.wallets[dora.pk].address) == 0
 
-    # The owner unpauses; alice does not wait and claims herself in the meantime.
+    # The owner unpauses; dora does not wait and claims herself in the meantime.
     rpc.distributor.unpause(sender=rpc.owner)
-    [claim] = claims_for(user=alice)
+    [claim] = claims_for(user=dora)
     rpc.distributor.claim(claim["address"], claim["cumulative_amount"], [bytes.fromhex(p[2:]) for p in claim["proof"]],
-                          sender=rpc.wallets[alice.pk])
+                          sender=rpc.wallets[dora.pk])
     epoch = services.epoch_close()
-    assert epoch.state == EpochState.CLOSED and epoch.relayed_accounts == 1  # only bob was still due
-    assert rpc.token.balance_of(rpc.wallets[alice.pk].address) == claim["cumulative_amount"]
+    assert epoch.state == EpochState.CLOSED and epoch.relayed_accounts == 1  # only alice was still due
+    assert rpc.token.balance_of(rpc.wallets[dora.pk].address) == claim["cumulative_amount"]
     assert rpc.token.balance_of(rpc.distributor.address) == 0
-    _assert_converged(rpc, [alice, bob])
+    _assert_converged(rpc, [dora, alice])
+    assert ledger.balance(kind=AccountKind.PENDING, user=dora) == 0
     assert ledger.balance(kind=AccountKind.PENDING, user=alice) == 0
-    assert ledger.balance(kind=AccountKind.PENDING, user=bob) == 0
 
 
-def test_claim_for_me_with_lost_and_late_answers_pays_once(rpc, alice, bob):
+def test_claim_for_me_with_lost_and_late_answers_pays_once(rpc, dora, alice):
     epoch = services.epoch_close()
     assert epoch.state == EpochState.CLOSED
     claim_many = calls_function(rpc.platform_distributor, "claimMany")
 
-    # Alice's relay: mined, the answer lost, the node unreachable for the check: an error is shown...
+    # Dora's relay: mined, the answer lost, the node unreachable for the check: an error is shown...
     rpc.proxy.inject(Fault("drop_response", "eth_sendRawTransaction", claim_many))
     rpc.proxy.inject(Fault("refuse", "eth_getTransactionByHash", times=10))
     with pytest.raises(ChainSendError):
-        services.claim_relay(user=alice)
-    due = ledger.balance(kind=AccountKind.PENDING, user=alice)
-    assert rpc.token.balance_of(rpc.wallets[alice.pk].address) == due
+        services.claim_relay(user=dora)
+    due = ledger.balance(kind=AccountKind.PENDING, user=dora)
+    assert rpc.token.balance_of(rpc.wallets[dora.pk].address) == due
     # ...so she presses the button again: nothing is sent twice.
-    assert services.claim_relay(user=alice) == {"relayed": 0, "tx_hash": ""}
-    assert rpc.token.balance_of(rpc.wallets[alice.pk].address) == due
+    assert services.claim_relay(user=dora) == {"relayed": 0, "tx_hash": ""}
+    assert rpc.token.balance_of(rpc.wallets[dora.pk].address) == due
 
     for fault in rpc.proxy.faults:
         fault.times = fault.hits  # the node is reachable again
 
-    # Bob's relay: the node answers too late for the client's timeout; it finds its transaction on chain.
+    # Alice's relay: the node answers too late for the client's timeout; it finds its transaction on chain.
     rpc.proxy.inject(Fault("stall", "eth_sendRawTransaction", claim_many, seconds=STALL_S))
-    result = services.claim_relay(user=bob)
+    result = services.claim_relay(user=alice)
     assert result["relayed"] == 1
-    assert ledger.balance(kind=AccountKind.PENDING, user=bob) == 0
-    assert services.claim_relay(user=bob)["relayed"] == 0
-    _assert_converged(rpc, [alice, bob])
+    assert ledger.balance(kind=AccountKind.PENDING, user=alice) == 0
+    assert services.claim_relay(user=alice)["relayed"] == 0
+    _assert_converged(rpc, [dora, alice])
     assert len(_events(rpc.distributor, "Claimed")) == 2
 
 
-def test_unreachable_node_fails_cleanly_and_nothing_moves(rpc, alice, bob):
+def test_unreachable_node_fails_cleanly_and_nothing_moves(rpc, dora, alice):
     """A node that is down for the whole close: the close stops with the transport error, writes nothing on
     chain, and the next run (node back) closes the epoch normally."""
     rpc.proxy.inject(Fault("refuse", "eth_sendRawTransaction", times=3))
@@ -215,4 +215,4 @@ def test_unreachable_node_fails_cleanly_and_nothing_moves(rpc, alice, bob):
     for fault in rpc.proxy.faults:
         fault.times = fault.hits
     assert services.epoch_close().state == EpochState.CLOSED
-    _assert_converged(rpc, [alice, bob])
+    _assert_converged(rpc, [dora, alice])

@@ -25,11 +25,12 @@ import requests
 from faults_support import ROOT, PrivatePostgres, free_port, wait_for
 
 SEED = """
-import json
+import json, sys
+sys.path.insert(0, "tests")  # cast_support: the suites' one way to make a person
+from cast_support import cast_member_create
 from accounts.services import api_key_create
 from datanets.services import datanet_create
-from django.contrib.auth import get_user_model
-user = get_user_model().objects.create_user(username="burst", email="burst@example.org", password="x" * 16)
+user = cast_member_create("alice")  # the owner of the Datanet the burst writes to
 datanet = datanet_create(owner=user, name="Burst", task_type="text-classification", visibility="public",
                          label_set=["billing", "shipping"])
 print(json.dumps({"secret": api_key_create(user=user, name="burst", scopes=["read", "contribute"]).secret,

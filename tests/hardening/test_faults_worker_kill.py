@@ -114,7 +114,7 @@ def test_worker_killed_mid_validation_redelivers_and_writes_every_row_once(alice
     assert AuditEvent.objects.filter(action="contribution.validated", object_id=str(contribution.pk)).count() == 1
 
 
-def test_worker_killed_mid_index_build_rebuilds_once_and_scores(alice, bob, intent_rows, publish, settings, tmp_path,
+def test_worker_killed_mid_index_build_rebuilds_once_and_scores(alice, dora, intent_rows, publish, settings, tmp_path,
                                                                workers, django_capture_on_commit_callbacks):
     from attribution import services as attribution_services
     from attribution.models import AttributionIndex, IndexState
@@ -122,7 +122,7 @@ def test_worker_killed_mid_index_build_rebuilds_once_and_scores(alice, bob, inte
     from models_registry import services as registry_services
 
     settings.ATTRIBUTION_BUILD_ON_REGISTER = False  # the build goes to the worker below, not in-process
-    version = publish(alice, intent_rows(), contributor=bob)
+    version = publish(alice, intent_rows(), contributor=dora)
     with django_capture_on_commit_callbacks(execute=True):
         job = registry_services.fine_tune_create(
             owner=alice, name="kill-index", base_model=registry_services.base_model_ensure_default(),
@@ -156,7 +156,7 @@ def test_worker_killed_mid_index_build_rebuilds_once_and_scores(alice, bob, inte
     # The rebuilt index is whole: it scores an answer and credits the contributor of the rows.
     receipt = attribution_services.receipt_create(model_version=model, input_text="I was charged twice please help",
                                                   output="billing", inference_id="after-kill")
-    assert receipt.top_rows and {str(row["contributor_id"]) for row in receipt.top_rows} == {str(bob.pk)}
+    assert receipt.top_rows and {str(row["contributor_id"]) for row in receipt.top_rows} == {str(dora.pk)}
 
 
 # Longer than the redelivery takes here (a second worker's boot): the redelivered close finds the dead
@@ -164,7 +164,7 @@ def test_worker_killed_mid_index_build_rebuilds_once_and_scores(alice, bob, inte
 LEASE_S = 40
 
 
-def test_worker_killed_mid_epoch_close_resumes_and_pays_once(alice, bob, charlie, settings, tmp_path, workers):
+def test_worker_killed_mid_epoch_close_resumes_and_pays_once(dora, alice, charlie, settings, tmp_path, workers):
     from rewards import ledger
     from rewards import services as rewards_services
     from rewards.chain import ChainClient, DistributorContract, TokenContract
@@ -182,15 +182,15 @@ def test_worker_killed_mid_epoch_close_resumes_and_pays_once(alice, bob, charlie
         deployment = deployment_ensure(client=direct)  # deploys and records token + distributor
         token = TokenContract(direct, deployment.token_address)
         distributor = DistributorContract(direct, deployment.distributor_address)
-        wallets = {alice.pk: node.client.local_chain.accounts[2], bob.pk: node.client.local_chain.accounts[3]}
-        for user in (alice, bob):
+        wallets = {dora.pk: node.client.local_chain.accounts[2], alice.pk: node.client.local_chain.accounts[3]}
+        for user in (dora, alice):
             issued = rewards_services.wallet_nonce_issue(user=user, address=wallets[user.pk].address)
             rewards_services.wallet_link(user=user, message=issued.message,
                                          signature=personal_sign(wallets[user.pk], issued.message))
         rewards_services.credit_grant(actor=None, user=charlie, amount=50 * OPEN, reason="fault tests")
         for n in range(3):
-            rewards_services.fee_settle(inference_id=f"kill-close-{n}", payer=charlie, model_owner=bob,
-                                        fee=2 * OPEN + n, contributor_shares={alice.pk: 1_000_000},
+            rewards_services.fee_settle(inference_id=f"kill-close-{n}", payer=charlie, model_owner=alice,
+                                        fee=2 * OPEN + n, contributor_shares={dora.pk: 1_000_000},
                                         model_version_hash="ef" * 32, receipt_id=f"r{n}")
 
         # The worker's root transaction reaches the chain and is mined; its answer is held until the worker
@@ -219,7 +219,7 @@ def test_worker_killed_mid_epoch_close_resumes_and_pays_once(alice, bob, charlie
         assert len(fundings) == 1 and fundings[0]["args"]["value"] == epoch.total_cumulative
         assert len(distributor.contract.events.RootUpdated.get_logs(from_block=0)) == 1
         rewards_services.claims_index()
-        for user in (alice, bob):
+        for user in (dora, alice):
             address = wallets[user.pk].address
             assert token.balance_of(address) == distributor.claimed(address) == ledger.balance(
                 kind=AccountKind.PAID_OUT, user=user) > 0

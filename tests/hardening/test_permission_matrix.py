@@ -296,7 +296,6 @@ FAST = {"epochs": 1, "batch_size": 8, "max_seq_length": 32, "eval_fraction": 0.2
 
 @pytest.fixture(scope="module")
 def world(django_db_setup, django_db_blocker, tmp_path_factory):
-    from django.contrib.auth import get_user_model
     from django.test import TestCase, override_settings
     from hardening_support import sample_rows
 
@@ -318,8 +317,6 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         with transaction.atomic():
             base = build_world(run_on_commit=TestCase.captureOnCommitCallbacks)
             users, private = base.users, base.datanets["private"]["datanet"]
-            get_user_model().objects.filter(pk=users["staff"].pk).update(is_superuser=True)
-            users["staff"].refresh_from_db()
             # Enough rows to fine-tune on: a third version of the private Datanet.
             with TestCase.captureOnCommitCallbacks(execute=True):
                 contribution = datanet_services.contribution_create_from_rows(

@@ -228,7 +228,7 @@ ROWS = [{"text": f"{text} please help {n}", "label": label} for n in range(3) fo
     ("parcel arrived damaged", "shipping"))]
 
 
-def test_datanet_model_inference_and_fee_tasks(broker, worker, shared, alice, bob, charlie):
+def test_datanet_model_inference_and_fee_tasks(broker, worker, shared, alice, dora, charlie):
     from accounts.tasks import platform_ping
     from attribution.models import AttributionIndex, AttributionReceipt
     from attribution.tasks import index_build_task
@@ -253,7 +253,7 @@ def test_datanet_model_inference_and_fee_tasks(broker, worker, shared, alice, bo
     # Validation: queued on commit by the upload, run by the worker.
     datanet = datanet_services.datanet_create(owner=alice, name="Broker intents", task_type="text-classification",
                                               visibility="public", label_set=["billing", "shipping"])
-    contribution = datanet_services.contribution_create_from_rows(datanet=datanet, contributor=bob, rows=ROWS)
+    contribution = datanet_services.contribution_create_from_rows(datanet=datanet, contributor=dora, rows=ROWS)
     validated = broker.result(broker.queued_id("datanets.tasks.contribution_validate_task"))
     assert validated == {"contribution": contribution.pk, "state": "in_review"}
     assert Record.objects.filter(contribution=contribution).count() == len(ROWS)
@@ -266,7 +266,7 @@ def test_datanet_model_inference_and_fee_tasks(broker, worker, shared, alice, bo
                                     record_ids=Record.objects.filter(datanet=datanet).values_list("pk", flat=True))
     assert broker.result(broker.queued_id("datanets.tasks.contribution_reviewed_email_task")) is None
     mail = shared.log.read_text(errors="replace")
-    assert "Subject: Your contribution to Broker intents has been reviewed" in mail and "To: bob@example.org" in mail
+    assert "Subject: Your contribution to Broker intents has been reviewed" in mail and "To: dora@example.org" in mail
     assert Contribution.objects.get(pk=contribution.pk).state == "done"
     version = datanet_services.version_publish(datanet=datanet, actor=alice)
 
@@ -318,7 +318,7 @@ def test_datanet_model_inference_and_fee_tasks(broker, worker, shared, alice, bo
 
     # A fee recorded here, booked by the worker.
     rewards_services.fee_record(inference_id="broker-fee", payer=charlie, model_owner=alice, fee=PRICE,
-                                contributor_shares={bob.pk: 1_000_000}, model_version_hash=model.version_hash,
+                                contributor_shares={dora.pk: 1_000_000}, model_version_hash=model.version_hash,
                                 settle_soon=False)
     assert broker.run(fees_settle) == 1
     assert Settlement.objects.filter(inference_id="broker-fee").exists() and not PendingFee.objects.exists()
@@ -331,7 +331,7 @@ def test_datanet_model_inference_and_fee_tasks(broker, worker, shared, alice, bo
 
 # --- The chain queue -----------------------------------------------------------------------------------------
 
-def test_chain_tasks(broker, worker, shared, chain_node, settings, make_user):
+def test_chain_tasks(broker, worker, shared, chain_node, settings, make_user, dora, charlie):
     from governance.chainio import contracts as governance_contracts
     from governance.chainio import deployment_ensure as governance_deployment
     from governance.models import ActionState, GovernanceDeployment, WalletAction
@@ -352,10 +352,11 @@ def test_chain_tasks(broker, worker, shared, chain_node, settings, make_user):
         epoch_close_scheduled,
     )
 
-    # Not alice/bob: the demo task below creates the demo cast, whose usernames those are.
-    alice, bob, charlie = make_user("dora"), make_user("evan"), make_user("fay")
+    # Dora contributes, charlie pays; the model's owner is not alice: the demo task below creates the demo's
+    # people, whose user names include alice and bob.
+    owen = make_user("owen")
     accounts = chain_node.client.local_chain.accounts
-    treasury, wallets = accounts[0], {alice.pk: accounts[2], bob.pk: accounts[3]}
+    treasury, wallets = accounts[0], {dora.pk: accounts[2], owen.pk: accounts[3]}
     direct = ChainClient.from_rpc(chain_node.url, treasury.key)
     set_chain_client(direct)
     try:
@@ -364,25 +365,25 @@ def test_chain_tasks(broker, worker, shared, chain_node, settings, make_user):
         deployment = deployment_ensure(client=direct)
         token = TokenContract(direct, deployment.token_address)
         distributor = DistributorContract(direct, deployment.distributor_address)
-        for user in (alice, bob):
+        for user in (dora, owen):
             issued = rewards_services.wallet_nonce_issue(user=user, address=wallets[user.pk].address)
             rewards_services.wallet_link(user=user, message=issued.message,
                                          signature=personal_sign(wallets[user.pk], issued.message))
 
-        # A deposit from Alice's wallet becomes her credit.
-        token.transfer(wallets[alice.pk].address, 5 * OPEN, sender=treasury)
-        token.transfer(deployment.deposit_address, 3 * OPEN, sender=wallets[alice.pk])
+        # A deposit from Dora's wallet becomes her credit.
+        token.transfer(wallets[dora.pk].address, 5 * OPEN, sender=treasury)
+        token.transfer(deployment.deposit_address, 3 * OPEN, sender=wallets[dora.pk])
         assert broker.run(chain_index_deposits) == 1
         assert broker.run(chain_index_deposits) == 0  # indexed once
-        assert ledger.balance(kind=AccountKind.CREDIT, user=alice) == 3 * OPEN
+        assert ledger.balance(kind=AccountKind.CREDIT, user=dora) == 3 * OPEN
 
         # Earnings, then beat's weekly entry point: it queues the close itself, which the worker runs.
         rewards_services.credit_grant(actor=None, user=charlie, amount=10 * OPEN, reason="broker test")
         for n in range(3):
-            rewards_services.fee_settle(inference_id=f"chain-fee-{n}", payer=charlie, model_owner=bob, fee=2 * OPEN,
-                                        contributor_shares={alice.pk: 1_000_000}, model_version_hash="ef" * 32)
-        earned = (ledger.balance(kind=AccountKind.EARNINGS, user=alice)
-                  + ledger.balance(kind=AccountKind.OWNER_EARNINGS, user=bob))
+            rewards_services.fee_settle(inference_id=f"chain-fee-{n}", payer=charlie, model_owner=owen, fee=2 * OPEN,
+                                        contributor_shares={dora.pk: 1_000_000}, model_version_hash="ef" * 32)
+        earned = (ledger.balance(kind=AccountKind.EARNINGS, user=dora)
+                  + ledger.balance(kind=AccountKind.OWNER_EARNINGS, user=owen))
         assert 0 < earned < 6 * OPEN  # the protocol's part stays in the treasury
         assert broker.run(epoch_close_scheduled) is None
         poll(lambda: Epoch.objects.filter(state="closed").exists(), "the queued epoch close", shared.log)
@@ -392,32 +393,32 @@ def test_chain_tasks(broker, worker, shared, chain_node, settings, make_user):
         assert broker.run(chain_epoch_close, None) == {"epoch": None, "state": None}
         assert Epoch.objects.count() == 1
 
-        # "Claim for me" for Alice: queued on commit, sent by the worker.
-        asked = rewards_services.claim_relay_request(user=alice)
+        # "Claim for me" for Dora: queued on commit, sent by the worker.
+        asked = rewards_services.claim_relay_request(user=dora)
         relayed = broker.result(broker.queued_id("rewards.tasks.chain_claim_relay"))
         relay = ClaimRelay.objects.get(pk=asked.relay.pk)
         assert relayed == {"relay": relay.pk, "state": "done", "tx_hash": relay.tx_hash} and relay.tx_hash
-        alice_claimed = ledger.balance(kind=AccountKind.PAID_OUT, user=alice)
-        assert alice_claimed > 0 and token.balance_of(wallets[alice.pk].address) == 2 * OPEN + alice_claimed
-        # Bob claims from his own wallet; the worker's indexer books it.
-        (claim,) = claims_for(user=bob)
+        dora_claimed = ledger.balance(kind=AccountKind.PAID_OUT, user=dora)
+        assert dora_claimed > 0 and token.balance_of(wallets[dora.pk].address) == 2 * OPEN + dora_claimed
+        # Owen claims from his own wallet; the worker's indexer books it.
+        (claim,) = claims_for(user=owen)
         distributor.claim(claim["address"], claim["cumulative_amount"], [bytes.fromhex(p[2:]) for p in claim["proof"]],
-                          sender=wallets[bob.pk])
+                          sender=wallets[owen.pk])
         assert broker.run(chain_index_claims) == 1
-        assert ledger.balance(kind=AccountKind.PAID_OUT, user=bob) == claim["cumulative_amount"] > 0
+        assert ledger.balance(kind=AccountKind.PAID_OUT, user=owen) == claim["cumulative_amount"] > 0
         assert broker.run(chain_reconcile) == 0 and not ReconciliationIssue.objects.exists()
 
         # Governance: the indexer (deploying governance on this development chain), then a delegation signed by
-        # the development key of Bob's wallet, queued on commit and sent by the worker.
+        # the development key of Owen's wallet, queued on commit and sent by the worker.
         assert broker.run(chain_index_governance) >= 0
         assert GovernanceDeployment.objects.filter(chain_id=direct.chain_id).count() == 1  # deployed, recorded
         assert broker.run(chain_index_governance) == 0  # everything on chain already mirrored
-        action = delegate_request(user=bob, amount=0)
+        action = delegate_request(user=owen, amount=0)
         assert action.state == ActionState.QUEUED
         assert broker.result(broker.queued_id("governance.tasks.chain_wallet_action")) == ActionState.DONE
         assert WalletAction.objects.get(pk=action.pk).state == ActionState.DONE
         votes = governance_contracts(governance_deployment(client=direct), direct).votes
-        assert votes.delegates(wallets[bob.pk].address) == wallets[bob.pk].address
+        assert votes.delegates(wallets[owen.pk].address) == wallets[owen.pk].address
 
         # The demo's chain step finds its story done (an epoch closed, nothing left to claim) and does nothing.
         assert broker.run(demo_chain_story_task, queue="chain") == "already closed"
@@ -430,7 +431,7 @@ def test_chain_tasks(broker, worker, shared, chain_node, settings, make_user):
 
 # --- Notifications: an event dispatched and a webhook delivered by the worker ---------------------------------
 
-def test_notification_tasks(broker, worker, shared, alice, bob):
+def test_notification_tasks(broker, worker, shared, alice, dora):
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -472,7 +473,7 @@ def test_notification_tasks(broker, worker, shared, alice, bob):
         # A version published: the worker builds the event once and delivers it to the subscribed webhook.
         datanet = datanet_services.datanet_create(owner=alice, name="Broker hooks", task_type="text-classification",
                                                   visibility="public", label_set=["billing", "shipping"])
-        contribution = datanet_services.contribution_create_from_rows(datanet=datanet, contributor=bob, rows=ROWS)
+        contribution = datanet_services.contribution_create_from_rows(datanet=datanet, contributor=dora, rows=ROWS)
         broker.result(broker.queued_id("datanets.tasks.contribution_validate_task"))
         datanet_services.records_review(datanet=datanet, reviewer=alice, decision="accept",
                                         record_ids=contribution.records.values_list("pk", flat=True))
@@ -492,7 +493,7 @@ def test_notification_tasks(broker, worker, shared, alice, bob):
 
 # --- Retrieval: a published document version's index, built by the worker on the gpu queue ---------------------
 
-def test_retrieval_index_build_task(broker, worker, shared, alice, bob):
+def test_retrieval_index_build_task(broker, worker, shared, alice, dora):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from datanets import services as datanet_services
@@ -504,7 +505,7 @@ def test_retrieval_index_build_task(broker, worker, shared, alice, bob):
     guide = (b"# Harbour guide\n\n## Tides\n\nThe Fennick ferry leaves two hours after high tide, every day.\n\n"
              b"## Radio\n\nCall the harbour master on channel 16 before leaving port.\n")
     contribution = datanet_services.contribution_create_from_file(
-        datanet=datanet, contributor=bob, uploaded_file=SimpleUploadedFile("guide.md", guide))
+        datanet=datanet, contributor=dora, uploaded_file=SimpleUploadedFile("guide.md", guide))
     assert broker.result(broker.queued_id("datanets.tasks.contribution_validate_task"))["state"] == "in_review"
     datanet_services.records_review(datanet=datanet, reviewer=alice, decision="accept",
                                     record_ids=contribution.records.values_list("pk", flat=True))

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cast_support import PASSWORD
 from django.apps import apps
 from django.db import connection
 from django.test import Client
@@ -25,7 +26,6 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
-PASSWORD = "correct-horse-battery-staple"
 
 
 # --- Production values ---------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_api_key_secret_exists_nowhere_in_the_database(alice, client):
 
 # --- Rate limits ----------------------------------------------------------------------------------------
 
-def test_login_rate_limit_trips_and_then_refuses_even_the_right_password(alice):
+def test_login_rate_limit_trips_and_then_refuses_even_the_right_password(alice, bob):
     client = Client()
     for _ in range(5):
         response = client.post(reverse("account_login"), {"login": alice.email, "password": "wrong password"})
@@ -150,12 +150,6 @@ def test_login_rate_limit_trips_and_then_refuses_even_the_right_password(alice):
     assert b"Too many" in blocked.content or blocked.status_code == 429
     # Another account from elsewhere is not locked out by alice's attacker.
     other = Client(REMOTE_ADDR="10.9.8.7")
-    from django.contrib.auth import get_user_model
-
-    bob = get_user_model().objects.create_user(username="bob2", email="bob2@example.org", password=PASSWORD)
-    from allauth.account.models import EmailAddress
-
-    EmailAddress.objects.create(user=bob, email=bob.email, verified=True, primary=True)
     assert other.post(reverse("account_login"), {"login": bob.email, "password": PASSWORD}).status_code == 302
 
 

@@ -82,9 +82,9 @@ class Sampler(threading.Thread):
 
 
 @pytest.fixture
-def paid_model(alice, bob, publish, intent_rows, django_capture_on_commit_callbacks):
-    """A MiniLM classifier fine-tuned on Bob's rows, its index built (in this process), priced and deployed."""
-    version = publish(alice, intent_rows(2), contributor=bob)
+def paid_model(alice, dora, publish, intent_rows, django_capture_on_commit_callbacks):
+    """A MiniLM classifier fine-tuned on Dora's rows, its index built (in this process), priced and deployed."""
+    version = publish(alice, intent_rows(2), contributor=dora)
     with django_capture_on_commit_callbacks(execute=True):
         job = registry_services.fine_tune_create(
             owner=alice, name="memory intents", base_model=registry_services.base_model_ensure_default(),

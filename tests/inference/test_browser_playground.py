@@ -25,11 +25,11 @@ NEGATIVE = ["this is terrible", "awful experience", "it broke after a day", "ver
 
 
 def test_playground_answers_with_the_chosen_model_and_its_receipt(
-        live_server, page, browser, alice, bob, charlie, staff, serving, sync, publish, intent_rows, fine_tune,
+        live_server, page, browser, alice, dora, charlie, staff, serving, sync, publish, intent_rows, fine_tune,
         screenshot):
     base = registry_services.base_model_ensure_default()
     intents = fine_tune(owner=alice, name="Support intents", base_model=base,
-                        datanet_versions=[publish(alice, intent_rows(), contributor=bob)], **FAST)
+                        datanet_versions=[publish(alice, intent_rows(), contributor=dora)], **FAST)
     sentiment_rows = [{"text": f"{t} {i}", "label": label} for i in range(4)
                       for label, texts in (("positive", POSITIVE), ("negative", NEGATIVE)) for t in texts]
     sentiment = fine_tune(owner=alice, name="Review sentiment", base_model=base, **FAST,
@@ -86,11 +86,11 @@ def test_playground_answers_with_the_chosen_model_and_its_receipt(
     assert_accessible(page)
     screenshot("playground-receipt")
 
-    # Bob has no credit: the page says so, no receipt is shown and nothing is charged.
+    # Dora has no credit: the page says so, no receipt is shown and nothing is charged.
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     context.set_default_timeout(20_000)
     broke = context.new_page()
-    login(broke, live_server, bob)
+    login(broke, live_server, dora)
     broke.goto(f"{live_server.url}/playground/")
     broke.get_by_label("Model").select_option(intents.slug)
     broke.get_by_label("Message").fill("where is my parcel")
@@ -101,7 +101,7 @@ def test_playground_answers_with_the_chosen_model_and_its_receipt(
     expect(broke.locator("#pg-receipt-body")).to_be_hidden()
     assert_accessible(broke)
     context.close()
-    failed = InferenceRecord.objects.get(user=bob)
+    failed = InferenceRecord.objects.get(user=dora)
     assert (failed.status, failed.error_code, failed.fee) == ("failed", "insufficient_quota", 0)
 
     for model in (intents, sentiment):

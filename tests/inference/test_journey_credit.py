@@ -21,8 +21,8 @@ def paid_model(db, alice):
         manifest={}, price_per_inference=PRICE, deployed=True)
 
 
-def test_the_openai_429_links_the_deposit_page(paid_model, key_client, bob):
-    response = key_client(bob, "infer").post("/v1/chat/completions", {
+def test_the_openai_429_links_the_deposit_page(paid_model, key_client, charlie):
+    response = key_client(charlie, "infer").post("/v1/chat/completions", {
         "model": paid_model.slug, "messages": [{"role": "user", "content": "where is my parcel?"}]}, format="json")
     assert response.status_code == 429  # OpenAI's short-credit answer (issue #18, item 3)
     error = response.json()["error"]
@@ -32,22 +32,22 @@ def test_the_openai_429_links_the_deposit_page(paid_model, key_client, bob):
     assert "base units" not in error["message"]
 
 
-def test_the_native_api_402_detail_links_the_deposit_page(paid_model, key_client, bob):
-    response = key_client(bob, "infer").post("/api/v1/inferences/", {"model": paid_model.slug, "input": "refund"},
+def test_the_native_api_402_detail_links_the_deposit_page(paid_model, key_client, charlie):
+    response = key_client(charlie, "infer").post("/api/v1/inferences/", {"model": paid_model.slug, "input": "refund"},
                                              format="json")
     assert response.status_code == 402
     assert response.json()["code"] == "insufficient_credit" and "/rewards/deposit/" in response.json()["detail"]
 
 
-def test_the_playground_shows_prices_in_open_and_links_the_deposit_page(paid_model, client, bob):
-    client.force_login(bob)
+def test_the_playground_shows_prices_in_open_and_links_the_deposit_page(paid_model, client, charlie):
+    client.force_login(charlie)
     page = client.get("/playground/").content.decode()
     assert "0.05 OPEN" in page and "base units" not in page
     assert 'data-deposit-url="/rewards/deposit/"' in page  # the short-credit (429) message in the page links it
     assert 'href="/rewards/deposit/"' in page
 
 
-def test_the_models_api_labels_prices_as_base_units(paid_model, key_client, bob):
-    [model] = key_client(bob, "infer").get("/v1/models").json()["data"]
+def test_the_models_api_labels_prices_as_base_units(paid_model, key_client, charlie):
+    [model] = key_client(charlie, "infer").get("/v1/models").json()["data"]
     assert model["lineage"]["price_per_inference"] == str(PRICE)
     assert model["lineage"]["price_unit"] == "OPEN base units (10^-18 OPEN)"

@@ -54,10 +54,10 @@ def test_errors_are_openai_shaped_before_any_model_runs(openai_client, charlie, 
     assert record.status == "failed" and record.error_code == "model_not_found" and record.fee == 0
 
 
-def test_classifier_chat_stream_receipt_fee_and_records(openai_client, alice, bob, charlie, staff, serving, sync,
+def test_classifier_chat_stream_receipt_fee_and_records(openai_client, alice, dora, charlie, staff, serving, sync,
                                                          publish, intent_rows, fine_tune, live_server, client,
                                                          key_client):
-    datanet_version = publish(alice, intent_rows(), contributor=bob)
+    datanet_version = publish(alice, intent_rows(), contributor=dora)
     model = fine_tune(owner=alice, name="Support intents", base_model=registry_services.base_model_ensure_default(),
                       datanet_versions=[datanet_version], **FAST)
     model = registry_services.model_version_update(version=model, actor=alice, price_per_inference=PRICE)
@@ -83,9 +83,9 @@ def test_classifier_chat_stream_receipt_fee_and_records(openai_client, alice, bo
     assert lineage["fee"] == str(PRICE) and lineage["model_version_hash"] == model.version_hash
     assert lineage["receipt_id"] and lineage["receipt_url"].endswith(f"/attribution/receipts/{lineage['receipt_id']}/")
     assert set(lineage["classification"]["probabilities"]) == {"billing", "shipping"}
-    # Every training row is Bob's: any share the receipt names is his (the attribution app may leave the
+    # Every training row is Dora's: any share the receipt names is hers (the attribution app may leave the
     # shares empty when no row clears its noise floor; the fee then follows the policy's fallback).
-    assert {c["user_id"] for c in lineage["contributors"]} <= {bob.pk}
+    assert {c["user_id"] for c in lineage["contributors"]} <= {dora.pk}
     record = InferenceRecord.objects.get(pk=lineage["inference_id"])
     assert (record.status, record.fee, record.receipt_id) == ("succeeded", PRICE, lineage["receipt_id"])
     assert record.model_version_hash == model.version_hash and record.adapter_slot and record.tokens_in > 0
@@ -108,9 +108,9 @@ def test_classifier_chat_stream_receipt_fee_and_records(openai_client, alice, bo
 
     # No credit: refused with OpenAI's 429 insufficient_quota before the model runs.
     with pytest.raises(openai.RateLimitError) as broke:
-        openai_client(bob).chat.completions.create(model=model.slug, messages=[{"role": "user", "content": "hi"}])
+        openai_client(dora).chat.completions.create(model=model.slug, messages=[{"role": "user", "content": "hi"}])
     assert broke.value.status_code == 429 and broke.value.code == "insufficient_quota"
-    assert _records(user=bob)[-1].error_code == "insufficient_quota"
+    assert _records(user=dora)[-1].error_code == "insufficient_quota"
 
     # The native classification API answers with labels and probabilities.
     native = key_client(charlie, "infer").post("/api/v1/inferences/", {"model": model.slug, "input": "my invoice is wrong"},

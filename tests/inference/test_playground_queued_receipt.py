@@ -35,7 +35,7 @@ def _queued_answer(receipt_id: str):
     return answer
 
 
-def test_a_queued_receipt_is_awaited_and_names_the_contributors(live_server, page, alice, bob, charlie):
+def test_a_queued_receipt_is_awaited_and_names_the_contributors(live_server, page, alice, dora, charlie):
     """The model server and the attribution worker are stood in for (page.route): this is about the page."""
     model = _deployed(alice)
     asked = []
@@ -47,8 +47,8 @@ def test_a_queued_receipt_is_awaited_and_names_the_contributors(live_server, pag
                           body=json.dumps({"code": "receipt_pending", "fields": {}, "detail": "being computed"}))
             return
         route.fulfill(status=200, content_type="application/json", body=json.dumps({
-            "receipt_id": "rc-queued", "contributor_shares_ppm": {str(bob.pk): 250_000, str(alice.pk): 750_000},
-            "contributor_names": {str(bob.pk): bob.public_name, str(alice.pk): alice.public_name},
+            "receipt_id": "rc-queued", "contributor_shares_ppm": {str(dora.pk): 250_000, str(alice.pk): 750_000},
+            "contributor_names": {str(dora.pk): dora.public_name, str(alice.pk): alice.public_name},
             "top_rows": [{"row_id": "r12", "contributor_id": str(alice.pk), "score": 0.5}]}))
 
     login(page, live_server, charlie)
@@ -68,7 +68,7 @@ def test_a_queued_receipt_is_awaited_and_names_the_contributors(live_server, pag
     expect(bars).to_have_count(2, timeout=15_000)
     expect(bars.nth(0)).to_contain_text(alice.public_name)  # the larger share first
     expect(bars.nth(0)).to_contain_text("75.0%")
-    expect(bars.nth(1)).to_contain_text(bob.public_name)
+    expect(bars.nth(1)).to_contain_text(dora.public_name)
     expect(page.locator("#pg-rows li")).to_have_text(["r12 · score 0.500"])
     assert len(asked) == 3
     assert_accessible(page)

@@ -1,9 +1,17 @@
-"""Insights fixtures: a model-server address where nothing listens (so a refresh never samples a server
-another process started) and helpers to read facts; the chain is the shared `chain` fixture."""
+"""Insights fixtures: a frozen clock for every test (the dashboards bucket by UTC day and ISO week), a
+model-server address where nothing listens (so a refresh never samples a server another process started) and
+helpers to read facts; the chain is the shared `chain` fixture."""
 
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
+
+
+@pytest.fixture(autouse=True)
+def _insights_clock(frozen_clock):
+    """Autouse, so the clock is stopped before any fixture writes a row: at noon UTC on `calendar_day` in tests
+    that ask for it (each of tests/conftest.py's CALENDAR_DAYS), on CLOCK_DEFAULT_DAY in the others."""
+    return frozen_clock
 
 
 @pytest.fixture(autouse=True)

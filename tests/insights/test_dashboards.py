@@ -1,7 +1,10 @@
 """Dashboards, page and API: with no data at all, with a year of generated history, with real data beside
-synthetic data, private Datanets, bad parameters, the OpenAPI schema and the operator metrics."""
+synthetic data, private Datanets, bad parameters, the OpenAPI schema and the operator metrics.
 
-from datetime import timedelta
+The clock is frozen (tests/insights/conftest.py); tests that bucket by day or week take `calendar_day` and run
+on every weekday and across month, year and ISO-week-53 boundaries (tests/conftest.py's CALENDAR_DAYS)."""
+
+from datetime import date, timedelta
 
 import pytest
 from django.utils import timezone
@@ -56,13 +59,14 @@ def test_empty_dashboards_say_no_data_yet(db, client, anon, datanet):
     assert anon.get(f"/api/v1/insights/datanets/{datanet.slug}/").json()["has_data"] is False
 
 
-def test_a_year_of_generated_history_renders_marked_synthetic(db, client, anon, datanet, bob,
+def test_a_year_of_generated_history_renders_marked_synthetic(db, calendar_day, client, anon, datanet, bob,
                                                               django_capture_on_commit_callbacks):
+    today, monday = calendar_day, calendar_day - timedelta(days=calendar_day.weekday())
     with django_capture_on_commit_callbacks(execute=True):
         datanet_services.contribution_create_from_rows(datanet=datanet, contributor=bob,
                                                        rows=[{"text": "refund please", "label": "billing"}])
     report = history_generate(days=365, seed=7)
-    assert report.last_day == timezone.now().date() - timedelta(days=1)
+    assert report.last_day == today - timedelta(days=1)
     assert report.first_day == report.last_day - timedelta(days=364)
     assert report.facts > 10_000 and report.epochs > 40 and report.cohorts > 100
     assert not MetricFact.objects.filter(synthetic=False).exists()
@@ -86,13 +90,17 @@ def test_a_year_of_generated_history_renders_marked_synthetic(db, client, anon, 
     year = anon.get("/api/v1/insights/?range=365d").json()
     assert year["has_data"] and year["synthetic"] and year["window"]["bucket"] == "week"
     velocity = year["charts"][0]
-    assert len(velocity["labels"]) in (53, 54) and velocity["series"][0]["total"] > 100_000
+    # 365 days back to the Monday of their first week: 52 earlier weeks (364 days back is the same weekday)
+    # and this one, on Mondays seven days apart, the last this week's.
+    labels = [date.fromisoformat(label) for label in velocity["labels"]]
+    assert labels == [monday - timedelta(weeks=52 - n) for n in range(53)]
+    assert velocity["series"][0]["total"] > 100_000
     # Every past week holds generated days; the current one does too unless today is its first day (a
     # Monday), when it holds only today, which is measured.
     assert all(velocity["synthetic"][1:-1])
-    assert velocity["synthetic"][-1] is (timezone.now().date().weekday() != 0)
+    assert velocity["synthetic"][-1] is (today != monday)
     daily = anon.get("/api/v1/insights/?range=365d&bucket=day").json()
-    assert len(daily["charts"][0]["labels"]) == 365
+    assert daily["charts"][0]["labels"] == [(today - timedelta(days=364 - n)).isoformat() for n in range(365)]
     assert daily["charts"][0]["synthetic"][-1] is False and daily["charts"][0]["synthetic"][-2] is True  # today: real
     assert daily["charts"][0]["series"][0]["values"][-1] == 1  # bob's one row
     drill = anon.get(f"/api/v1/insights/datanets/{datanet.slug}/?range=180d").json()
@@ -113,10 +121,10 @@ def test_a_year_of_generated_history_renders_marked_synthetic(db, client, anon, 
     assert "synthetic history" not in client.get("/insights/?synthetic=exclude").content.decode()
 
 
-def test_real_facts_replace_synthetic_ones_for_the_same_day(db, anon, datanet, bob,
+def test_real_facts_replace_synthetic_ones_for_the_same_day(db, calendar_day, anon, datanet, bob,
                                                             django_capture_on_commit_callbacks):
     history_generate(days=10, seed=1)
-    yesterday = timezone.now().date() - timedelta(days=1)
+    yesterday = calendar_day - timedelta(days=1)  # in the month or the year before, on their first days
     synthetic = MetricFact.objects.get(day=yesterday, metric="contrib.rows_submitted", scope_kind="global",
                                        synthetic=True).value
     with django_capture_on_commit_callbacks(execute=True):
@@ -179,8 +187,6 @@ def test_bad_bucket_and_synthetic_parameters(db, anon, client):
 
 
 def test_window_parse_aligns_weeks_and_defaults_by_length():
-    from datetime import date
-
     wednesday = date(2026, 11, 25)
     assert selectors.window_parse(range_value="7d", today=wednesday).start == date(2026, 11, 19)
     year = selectors.window_parse(range_value="365d", today=wednesday)
@@ -188,6 +194,24 @@ def test_window_parse_aligns_weeks_and_defaults_by_length():
     with pytest.raises(selectors.InvalidWindow) as bad:
         selectors.window_parse(range_value="5000d", today=wednesday)
     assert bad.value.field == "range"
+
+
+def test_window_buckets_on_every_weekday_and_boundary(calendar_day):
+    """Without `today`, a window ends on the (frozen) clock's UTC day; day buckets are every day back to its
+    start, week buckets the Mondays from the one on or before its start to this week's, across a month's or a
+    year's end (also an ISO week 53) and a leap day."""
+    today, monday = calendar_day, calendar_day - timedelta(days=calendar_day.weekday())
+    days = selectors.window_parse(range_value="14d")
+    assert (days.bucket, days.start, days.end, days.days) == ("day", today - timedelta(days=13), today, 14)
+    assert days.buckets() == [today - timedelta(days=13 - n) for n in range(14)]
+    assert [days.bucket_of(day) for day in days.buckets()] == days.buckets()
+    weeks = selectors.window_parse(range_value="5w", bucket="week")
+    # Its first day, 34 days back, is the weekday after today's: a Monday (four weeks back) only on Sundays.
+    first_monday = monday - timedelta(weeks=4 if today.weekday() == 6 else 5)
+    assert (weeks.start, weeks.end) == (first_monday, today)
+    assert weeks.buckets() == [first_monday + timedelta(weeks=n) for n in range((monday - first_monday).days // 7 + 1)]
+    assert {weeks.bucket_of(today - timedelta(days=n)) for n in range(today.weekday() + 1)} == {monday}
+    assert weeks.bucket_of(monday - timedelta(days=1)) == monday - timedelta(weeks=1)
 
 
 def test_htmx_request_gets_only_the_dashboard_fragment(db, client):

@@ -2,53 +2,45 @@
 
 The dashboards bucket facts by UTC day and by ISO week (Monday first); a test that reads the real clock passes
 or fails with the day it runs on (a Monday once broke the generated-history test: the current week then holds
-only today, which is measured). Here the clock is frozen at noon UTC on each date below, and the same checks run
-on each: generated history ends yesterday, today is measured, every past week holds generated days, the current
-week does too unless today is its Monday, weekly buckets and cohorts start on Mondays, and the refresh's weekly
-facts land on the Monday of today's week (across a month or year boundary too)."""
+only today, which is measured). Here the clock is frozen at noon UTC on each of tests/conftest.py's
+CALENDAR_DAYS (`calendar_day`; every weekday, month, year, ISO-week-53 and leap-day boundaries), and the same
+checks run on each: generated history ends yesterday, today is measured, every past week holds generated days,
+the current week does too unless today is its Monday, weekly buckets and cohorts start on Mondays, and the
+refresh's weekly facts land on the Monday of today's week (across a month or year boundary too)."""
 
 from datetime import UTC, date, datetime, time, timedelta
 
-import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from datanets import services as datanet_services
 from insights import services
-from insights.models import CohortRetention, MetricFact
+from insights.models import CohortRetention, MetricFact, ServingSample
 from lineage.demo.history import history_generate
 
 HISTORY_DAYS = 70  # ten weeks: every window below crosses at least one month boundary
-WEEK = [date(2026, 12, 7) + timedelta(days=n) for n in range(7)]  # Monday 7 .. Sunday 13 December 2026
-BOUNDARIES = [
-    date(2026, 11, 30),  # Monday, last day of a month
-    date(2026, 12, 1),  # Tuesday, first day of a month
-    date(2026, 12, 31),  # Thursday, last day of a year
-    date(2027, 1, 1),  # Friday, first day of a year, still in ISO week 53 of 2026
-    date(2027, 1, 4),  # Monday, first ISO week of 2027
-    date(2028, 2, 29),  # Tuesday, a leap day
-    date(2028, 3, 1),  # Wednesday, the day after it
-]
-
-
-@pytest.fixture
-def frozen_today(request, monkeypatch):
-    """`django.utils.timezone.now` (what the services, selectors and `auto_now_add` fields read) fixed at noon
-    UTC of the parametrized date."""
-    today = request.param
-    instant = datetime.combine(today, time(12), tzinfo=UTC)
-    monkeypatch.setattr(timezone, "now", lambda: instant)
-    return today
 
 
 def monday_of(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
-@pytest.mark.parametrize("frozen_today", WEEK + BOUNDARIES, indirect=True, ids=lambda d: f"{d:%a-%Y-%m-%d}")
-def test_day_and_week_buckets_on_every_weekday_and_boundary(db, frozen_today, alice, bob,
+def test_the_frozen_clock_reaches_what_the_buckets_read(db, calendar_day, frozen_clock, alice):
+    """What the checks below stand on: `timezone.now` as services, `auto_now_add` and `localdate` read it, and
+    model defaults that hold `timezone.now` itself (ServingSample.taken_at, which the refresh buckets by day),
+    at noon UTC on the day, each reading a microsecond after the last (rows keep their order)."""
+    noon = datetime.combine(calendar_day, time(12), tzinfo=UTC)
+    first, second = ServingSample.objects.create(base="minilm"), ServingSample.objects.create(base="minilm")
+    assert noon < first.taken_at < second.taken_at < noon + timedelta(seconds=1)
+    datanet = datanet_services.datanet_create(owner=alice, name="Support tickets", task_type="text-classification",
+                                              label_set=["billing", "shipping"])
+    assert noon < datanet.created_at < noon + timedelta(seconds=1)  # auto_now_add
+    assert timezone.localdate() == frozen_clock.today == calendar_day
+
+
+def test_day_and_week_buckets_on_every_weekday_and_boundary(db, calendar_day, alice, bob,
                                                             django_capture_on_commit_callbacks):
-    today, monday = frozen_today, monday_of(frozen_today)
+    today, monday = calendar_day, monday_of(calendar_day)
     datanet = datanet_services.datanet_create(owner=alice, name="Support tickets", task_type="text-classification",
                                               label_set=["billing", "shipping"])
     with django_capture_on_commit_callbacks(execute=True):

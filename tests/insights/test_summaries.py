@@ -1,5 +1,8 @@
 """Summaries computed from real rows made through the apps' services: uploads and curator reviews, API
-calls with keys, fees, an epoch closed on the in-process chain and a claim; the beat task's idempotence."""
+calls with keys, fees, an epoch closed on the in-process chain and a claim; the beat task's idempotence.
+
+The clock is frozen (tests/insights/conftest.py); tests whose facts land on a day or a week take `calendar_day`
+and run on every weekday and across month, year and ISO-week-53 boundaries (tests/conftest.py's CALENDAR_DAYS)."""
 
 import time
 from datetime import timedelta
@@ -26,8 +29,8 @@ OPEN = 10**18
 MODEL = "ab" * 32
 
 
-def today():
-    return timezone.now().date()
+def monday_of(day):
+    return day - timedelta(days=day.weekday())
 
 
 def upload(datanet, contributor, rows, capture):
@@ -64,10 +67,10 @@ def tickets(alice, bob, charlie, django_capture_on_commit_callbacks):
     return tickets, other
 
 
-def test_contribution_velocity_from_uploads_and_reviews(tickets, bob, charlie, fact):
+def test_contribution_velocity_from_uploads_and_reviews(calendar_day, tickets, bob, charlie, fact):
     tickets, other = tickets
     report = services.summaries_refresh()
-    day = today()
+    day = calendar_day
     assert report.facts > 0
     assert fact("contrib.rows_submitted", day) == 12
     assert fact("contrib.rows_submitted", day, "datanet", tickets.pk) == 9
@@ -81,7 +84,7 @@ def test_contribution_velocity_from_uploads_and_reviews(tickets, bob, charlie, f
     assert fact("contrib.new_contributors", day) == 2
     assert fact("contrib.new_contributors", day, "datanet", tickets.pk) == 1
     assert fact("contrib.active_contributors", day) == 2
-    monday = day - timedelta(days=day.weekday())
+    monday = monday_of(day)
     assert fact("contrib.active_contributors", monday, grain="week") == 2
 
     # The drill-down reads them back, with the acceptance rate derived from the sums: 4 / (4 + 4).
@@ -99,7 +102,7 @@ def test_contribution_velocity_from_uploads_and_reviews(tickets, bob, charlie, f
     assert (cohort.cohort_week, cohort.cohort_size, cohort.active) == (monday, 2, 2)
 
 
-def test_refresh_is_idempotent_and_keeps_days_outside_its_window(tickets, bob, fact, facts_snapshot,
+def test_refresh_is_idempotent_and_keeps_days_outside_its_window(calendar_day, tickets, bob, fact, facts_snapshot,
                                                                  django_capture_on_commit_callbacks):
     tickets, _ = tickets
     services.summaries_refresh()
@@ -111,12 +114,12 @@ def test_refresh_is_idempotent_and_keeps_days_outside_its_window(tickets, bob, f
     assert facts_snapshot() == first
 
     # An upload ten days ago: a full rebuild puts it on its day; the recent-days task leaves that day alone.
-    old_day = today() - timedelta(days=10)
+    old_day = calendar_day - timedelta(days=10)
     old = upload(tickets, bob, [{"text": "an older question", "label": "billing"}], django_capture_on_commit_callbacks)
     Contribution.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
     services.summaries_refresh(since=None)
     assert fact("contrib.rows_submitted", old_day, "datanet", tickets.pk) == 1
-    assert fact("contrib.rows_submitted", today(), "datanet", tickets.pk) == 9
+    assert fact("contrib.rows_submitted", calendar_day, "datanet", tickets.pk) == 9
     report = summaries_refresh_recent.delay().get()
     assert report["since"] > old_day.isoformat()
     assert fact("contrib.rows_submitted", old_day, "datanet", tickets.pk) == 1
@@ -124,7 +127,8 @@ def test_refresh_is_idempotent_and_keeps_days_outside_its_window(tickets, bob, f
     assert state.last_finished_at is not None and state.last_facts > 0
 
 
-def test_api_calls_counted_by_scope_with_keys_and_cohorts(db, alice, bob, key_client, api_key_for, fact):
+def test_api_calls_counted_by_scope_with_keys_and_cohorts(db, calendar_day, alice, bob, key_client, api_key_for,
+                                                           fact):
     reader = key_client(alice, "read")
     for _ in range(3):
         assert reader.get("/api/v1/me/").status_code == 200
@@ -138,15 +142,17 @@ def test_api_calls_counted_by_scope_with_keys_and_cohorts(db, alice, bob, key_cl
     assert APIClient().get("/api/v1/insights/").status_code == 200  # anonymous: no key, not counted
 
     services.summaries_refresh()
-    day = today()
+    day, monday = calendar_day, monday_of(calendar_day)
     assert fact("dev.api_calls", day, "api_scope", "read") == 4
     assert fact("dev.api_calls", day, "api_scope", "contribute") == 1
     assert fact("dev.api_calls", day) == 5
     assert fact("dev.active_api_keys", day) == 2
     assert fact("dev.active_api_users", day) == 2
     assert fact("dev.api_keys_created", day) == 3
+    assert fact("dev.active_api_keys", monday, grain="week") == 2
+    assert fact("dev.active_api_users", monday, grain="week") == 2
     cohort = CohortRetention.objects.get(kind="api_users", weeks_after=0)
-    assert (cohort.cohort_size, cohort.active) == (2, 2)
+    assert (cohort.cohort_week, cohort.cohort_size, cohort.active) == (monday, 2, 2)
 
 
 def test_api_call_counters_are_buffered_then_flushed(db, alice, api_key_for, settings):
@@ -164,7 +170,7 @@ def test_api_call_counters_are_buffered_then_flushed(db, alice, api_key_for, set
     assert counters.api_calls_flush() == 0
 
 
-def test_fees_earnings_claims_and_epochs(chain, alice, bob, charlie, staff, link_wallet, fact):
+def test_fees_earnings_claims_and_epochs(calendar_day, chain, alice, bob, charlie, staff, link_wallet, fact):
     """Charlie pays three answers of bob's model; alice (wallet linked) and staff contributed the rows."""
     rewards_services.credit_grant(actor=None, user=charlie, amount=100 * OPEN, reason="test credit")
     link_wallet(alice, chain.wallets[0])
@@ -182,7 +188,7 @@ def test_fees_earnings_claims_and_epochs(chain, alice, bob, charlie, staff, link
     assert rewards_services.claims_index() == 1
 
     services.summaries_refresh()
-    day = today()
+    day = calendar_day
     policy = rewards_services.fee_policy_current()
     assert fact("rewards.settlements", day) == 3
     assert fact("rewards.fees", day) == pytest.approx(30.0)
@@ -209,7 +215,7 @@ def test_fees_earnings_claims_and_epochs(chain, alice, bob, charlie, staff, link
     assert share["values"][-1] == pytest.approx(100 * policy.contributors_bps / 10_000)
 
 
-def test_adapter_cache_hit_rate_from_model_server_samples(db, fact):
+def test_adapter_cache_hit_rate_from_model_server_samples(db, calendar_day, fact):
     """Cumulative counters sampled at each refresh become daily increases; a restart (counters drop) counts
     from zero again."""
     def stats(hits, misses):
@@ -221,7 +227,7 @@ def test_adapter_cache_hit_rate_from_model_server_samples(db, fact):
     assert services.serving_sample_take({}) == 0  # the server did not answer
     assert ServingSample.objects.count() == 4
     services.summaries_refresh(sample_serving=False)
-    day = today()
+    day = calendar_day
     assert fact("serving.cache_hits", day) == (40 - 10) + 3 + (9 - 3)
     assert fact("serving.cache_misses", day) == (10 - 5) + 1 + (2 - 1)
     assert fact("serving.cache_hits", day, "base", "minilm") == 39

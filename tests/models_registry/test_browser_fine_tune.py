@@ -6,6 +6,7 @@ from contextlib import contextmanager
 
 import pytest
 from browser_support import assert_accessible
+from cast_support import PASSWORD
 from celery.contrib.testing.worker import start_worker
 from playwright.sync_api import expect
 
@@ -13,8 +14,6 @@ from lineage.celery import app as celery_app
 from models_registry import services
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "correct-horse-battery-staple"
 
 
 @contextmanager

@@ -53,15 +53,15 @@ def test_settings_page_turns_kinds_off_and_on(alice, client):
     assert client.get(reverse("notifications:settings")).status_code == 200
 
 
-def test_access_decisions_are_emailed_and_can_be_turned_off(alice, bob, charlie, datanet_of, run_on_commit, mailoutbox):
+def test_access_decisions_are_emailed_and_can_be_turned_off(alice, dora, charlie, datanet_of, run_on_commit, mailoutbox):
     from datanets.services import access_request_create, access_request_decide
 
     datanet = datanet_of(alice, training_access="approval")
-    asked = access_request_create(datanet=datanet, requester=bob, message="For a support model.")
+    asked = access_request_create(datanet=datanet, requester=dora, message="For a support model.")
     with run_on_commit():
         access_request_decide(access_request=asked, actor=alice, approve=True)
     [mail] = mailoutbox
-    assert mail.to == [bob.email] and mail.subject == "You may now train on Support intents"
+    assert mail.to == [dora.email] and mail.subject == "You may now train on Support intents"
     assert "approved your request" in mail.body and "/models/jobs/new/" in mail.body
     assert "/notifications/" in mail.body  # where to turn it off
 
@@ -130,45 +130,45 @@ def test_a_finished_fine_tune_emails_its_owner_unless_turned_off(alice, bob, pub
     assert again.state == JobState.SUCCEEDED and len(mailoutbox) == 1 and len(endpoint.received) == 2
 
 
-def test_a_closed_epoch_emails_each_paid_person_their_amount(chain, alice, bob, charlie, run_on_commit, mailoutbox,
+def test_a_closed_epoch_emails_each_paid_person_their_amount(chain, dora, alice, charlie, run_on_commit, mailoutbox,
                                                               endpoint):
     from browser_support import personal_sign
 
     from rewards import services as reward_services
     from rewards.models import PayoutAllocation
 
-    for user, account in ((alice, chain.wallets[0]), (bob, chain.wallets[1])):
+    for user, account in ((dora, chain.wallets[0]), (alice, chain.wallets[1])):
         issued = reward_services.wallet_nonce_issue(user=user, address=account.address)
         reward_services.wallet_link(user=user, message=issued.message, signature=personal_sign(account, issued.message))
     reward_services.credit_grant(actor=None, user=charlie, amount=50 * OPEN, reason="test credit")
-    reward_services.fee_settle(inference_id="mail-1", payer=charlie, model_owner=bob, fee=10 * OPEN,
-                               contributor_shares={alice.pk: 10**6}, model_version_hash="0x" + "ab" * 32,
-                               receipt_id="rc-1", contributor_rows={alice.pk: ["row-7"]})
-    services.notification_settings_update(user=bob, choices={"earnings_claimable": False})
-    alices = services.webhook_create(owner=alice, url=endpoint.url + "/alice", events=["epoch.closed"])
+    reward_services.fee_settle(inference_id="mail-1", payer=charlie, model_owner=alice, fee=10 * OPEN,
+                               contributor_shares={dora.pk: 10**6}, model_version_hash="0x" + "ab" * 32,
+                               receipt_id="rc-1", contributor_rows={dora.pk: ["row-7"]})
+    services.notification_settings_update(user=alice, choices={"earnings_claimable": False})
+    doras = services.webhook_create(owner=dora, url=endpoint.url + "/dora", events=["epoch.closed"])
     services.webhook_create(owner=charlie, url=endpoint.url + "/charlie", events=["epoch.closed"])
     with run_on_commit():
         epoch = reward_services.epoch_close()
     assert epoch.state == "closed"
     amounts = dict(PayoutAllocation.objects.filter(epoch=epoch).values_list("user_id", "amount"))
-    assert set(amounts) == {alice.pk, bob.pk} and amounts[alice.pk] == 6 * OPEN
-    [mail] = mailoutbox  # bob turned these off; charlie paid and earned nothing
-    assert mail.to == [alice.email] and mail.subject == "6 OPEN from epoch 1 can be claimed"
+    assert set(amounts) == {dora.pk, alice.pk} and amounts[dora.pk] == 6 * OPEN
+    [mail] = mailoutbox  # alice turned these off; charlie paid and earned nothing
+    assert mail.to == [dora.email] and mail.subject == "6 OPEN from epoch 1 can be claimed"
     assert chain.wallets[0].address in mail.body and "/rewards/claim/" in mail.body
     [request] = endpoint.received
-    assert request.path.endswith("/alice") and request.json["type"] == "epoch.closed"
+    assert request.path.endswith("/dora") and request.json["type"] == "epoch.closed"
     data = request.json["data"]
     assert data["epoch"]["number"] == 1 and data["epoch"]["accounts"] == 2
     assert data["allocation"]["amount"] == str(6 * OPEN) and data["allocation"]["address"] == chain.wallets[0].address
-    assert WebhookDelivery.objects.get(webhook=alices).state == "delivered"
+    assert WebhookDelivery.objects.get(webhook=doras).state == "delivered"
 
 
-def test_the_review_email_follows_the_setting_too(alice, bob, datanet_of, run_on_commit, mailoutbox):
+def test_the_review_email_follows_the_setting_too(alice, dora, charlie, datanet_of, run_on_commit, mailoutbox):
     from datanets.models import Record
     from datanets.services import contribution_create_from_rows, records_review
 
     datanet = datanet_of(alice)
-    for contributor, wanted in ((bob, False), (alice, True)):
+    for contributor, wanted in ((charlie, False), (dora, True)):
         services.notification_settings_update(user=contributor, choices={"contribution_reviewed": wanted})
         with run_on_commit():
             contribution = contribution_create_from_rows(datanet=datanet, contributor=contributor,
@@ -177,5 +177,5 @@ def test_the_review_email_follows_the_setting_too(alice, bob, datanet_of, run_on
             records_review(datanet=datanet, reviewer=alice, decision="accept",
                            record_ids=Record.objects.filter(contribution=contribution).values_list("pk", flat=True))
     [mail] = mailoutbox
-    assert mail.to == [alice.email] and "has been reviewed" in mail.subject
-    assert NotificationSettings.objects.get(user=bob).email_contribution_reviewed is False
+    assert mail.to == [dora.email] and "has been reviewed" in mail.subject
+    assert NotificationSettings.objects.get(user=charlie).email_contribution_reviewed is False

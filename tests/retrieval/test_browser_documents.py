@@ -12,7 +12,7 @@ from datanets import services
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_upload_documents_publish_and_search_from_the_version_page(live_server, page, alice, bob, tmp_path, screenshot):
+def test_upload_documents_publish_and_search_from_the_version_page(live_server, page, alice, dora, tmp_path, screenshot):
     datanet = services.datanet_create(owner=alice, name="Coastal handbook", task_type="documents",
                                       summary="Manuals of the coastal energy sites")
     handbook, locked = tmp_path / "coastal-energy.pdf", tmp_path / "locked.pdf"
@@ -20,7 +20,7 @@ def test_upload_documents_publish_and_search_from_the_version_page(live_server, 
     locked.write_bytes(text_pdf([["Nobody reads this."]], password="hunter2"))
 
     # 1. A contributor uploads both documents in one go.
-    login(page, live_server, bob)
+    login(page, live_server, dora)
     page.goto(f"{live_server.url}/datanets/{datanet.slug}/contribute/")
     assert_accessible(page)
     page.get_by_label("Documents").set_input_files([str(handbook), str(locked)])
@@ -49,7 +49,7 @@ def test_upload_documents_publish_and_search_from_the_version_page(live_server, 
     page.get_by_label("Question or words").fill("How many homes does the Harrowgate turbine power?")
     page.get_by_role("button", name="Search").click()
     first = page.get_by_test_id("search-result").first
-    expect(first).to_contain_text("coastal-energy.pdf · p. 2 · contributed by Bob", timeout=30_000)
+    expect(first).to_contain_text("coastal-energy.pdf · p. 2 · contributed by Dora", timeout=30_000)
     expect(first).to_contain_text("delivers 47 megawatts")
     assert "/search/" not in page.url  # htmx swapped the results into the version page
     assert_accessible(page)

@@ -32,10 +32,10 @@ def test_the_create_form_offers_documents_and_refuses_metadata_columns_for_them(
     assert datanet.schema.columns == ("text", "document", "anchor", "page", "headings")
 
 
-def test_contribute_several_documents_and_read_the_report_by_document_and_anchor(client, documents_datanet, alice, bob,
+def test_contribute_several_documents_and_read_the_report_by_document_and_anchor(client, documents_datanet, alice, dora,
                                                                                  django_capture_on_commit_callbacks):
     datanet = documents_datanet(alice)
-    client.force_login(bob)
+    client.force_login(dora)
     page = client.get(reverse("datanets:contribute", args=[datanet.slug])).content.decode()
     assert 'type="file" name="documents" multiple' in page and "Or type rows" not in page
     with django_capture_on_commit_callbacks(execute=True):
@@ -50,10 +50,10 @@ def test_contribute_several_documents_and_read_the_report_by_document_and_anchor
     assert empty.status_code == 200 and "This field is required." in empty.content.decode()
 
 
-def test_datanet_and_version_pages_list_documents_and_search(client, documents_datanet, alice, bob, contribute_documents,
+def test_datanet_and_version_pages_list_documents_and_search(client, documents_datanet, alice, dora, contribute_documents,
                                                              publish_all):
     datanet = documents_datanet(alice)
-    contribute_documents(datanet, bob, {"coastal-energy.pdf": text_pdf(PDF_PAGES), "guide.html": HTML_PAGE})
+    contribute_documents(datanet, dora, {"coastal-energy.pdf": text_pdf(PDF_PAGES), "guide.html": HTML_PAGE})
     card = text_of(client.get(datanet.get_absolute_url()))
     assert "0 accepted passages" in card and "No accepted passages yet." in card
     publish_all(datanet, alice)
@@ -68,7 +68,7 @@ def test_datanet_and_version_pages_list_documents_and_search(client, documents_d
     whole = client.get(url, {"q": "Harrowgate turbine power", "mode": "hybrid"})
     assert whole.status_code == 200 and "<h1>Search v1</h1>" in whole.content.decode()
     results = text_of(whole)
-    assert "coastal-energy.pdf · p. 2 · contributed by Bob · #1" in results
+    assert "coastal-energy.pdf · p. 2 · contributed by Dora · #1" in results
     partial = client.get(url, {"q": "bus to the lighthouse", "mode": "lexical"}, headers={"HX-Request": "true"})
     body = partial.content.decode()
     assert body.lstrip().startswith('<div id="search-results"') and "<h1>" not in body

@@ -20,10 +20,10 @@ def squash(text):
     return " ".join(text.split())
 
 
-def test_upload_review_publish_and_find_the_planted_fact(documents_datanet, documents, alice, bob, charlie,
+def test_upload_review_publish_and_find_the_planted_fact(documents_datanet, documents, alice, dora, charlie,
                                                          key_client, django_capture_on_commit_callbacks):
     datanet = documents_datanet(alice)
-    contributor = key_client(bob, "contribute", "read")
+    contributor = key_client(dora, "contribute", "read")
     with django_capture_on_commit_callbacks(execute=True):
         response = contributor.post(f"/api/v1/datanets/{datanet.slug}/contributions/",
                                     {"file": [uploaded(name, data) for name, data in documents.items()]},
@@ -36,7 +36,7 @@ def test_upload_review_publish_and_find_the_planted_fact(documents_datanet, docu
     # The three readable documents are passages waiting for review, each with its document and anchor.
     passages = list(Record.objects.filter(datanet=datanet).order_by("row_number"))
     assert {p.fields["document"] for p in passages} == {"coastal-energy.pdf", "training.docx", "visitor-guide.html"}
-    assert all(p.status == RecordStatus.PENDING and p.contributor == bob for p in passages)
+    assert all(p.status == RecordStatus.PENDING and p.contributor == dora for p in passages)
     pdf_anchors = [p.fields["anchor"] for p in passages if p.fields["document"] == "coastal-energy.pdf"]
     assert pdf_anchors == ["p. 1", "p. 2", "p. 3"]
     fact = next(p for p in passages if "Harrowgate" in p.fields["text"])
@@ -80,7 +80,7 @@ def test_upload_review_publish_and_find_the_planted_fact(documents_datanet, docu
     assert (body["version"], body["mode"], body["k"], body["index_hash"]) == (1, "hybrid", 10, index.index_hash)
     top = body["results"][0]
     assert PLANTED_FACT in squash(top["text"])
-    assert (top["document"], top["anchor"], top["page"], top["contributor"]) == ("coastal-energy.pdf", "p. 2", "2", "Bob")
+    assert (top["document"], top["anchor"], top["page"], top["contributor"]) == ("coastal-energy.pdf", "p. 2", "2", "Dora")
     assert (top["rank"], top["record_id"], top["passage_id"]) == (1, fact.pk, f"r{fact.pk}")
     assert [r["rank"] for r in body["results"]] == list(range(1, len(passages) + 1))
 

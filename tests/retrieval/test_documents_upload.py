@@ -30,12 +30,12 @@ def errors_by_document(contribution):
     return {error.content["document"]: (error.code, error.message) for error in contribution.row_errors.all()}
 
 
-def test_each_hostile_document_is_one_clear_error_and_the_readable_ones_are_kept(documents_datanet, alice, bob,
+def test_each_hostile_document_is_one_clear_error_and_the_readable_ones_are_kept(documents_datanet, alice, dora,
                                                                                  contribute_documents):
     from document_builders import image_only_pdf, lying_size_docx
 
     datanet = documents_datanet(alice)
-    contribution = contribute_documents(datanet, bob, {
+    contribution = contribute_documents(datanet, dora, {
         "guide.html": HTML_PAGE,
         "scan.pdf": image_only_pdf(),
         "bomb.docx": lying_size_docx(100),  # headers claim 1,000 bytes for 100 MB of XML
@@ -60,17 +60,17 @@ def test_each_hostile_document_is_one_clear_error_and_the_readable_ones_are_kept
     assert sorted(error.where for error in contribution.row_errors.all()) == sorted(f"“{name}”" for name in errors)
 
 
-def test_an_upload_of_one_unreadable_document_fails_with_the_engines_message(documents_datanet, alice, bob,
+def test_an_upload_of_one_unreadable_document_fails_with_the_engines_message(documents_datanet, alice, dora,
                                                                              contribute_documents):
     datanet = documents_datanet(alice)
-    contribution = contribute_documents(datanet, bob, {"locked.pdf": text_pdf([["Secret."]], password="pw")})
+    contribution = contribute_documents(datanet, dora, {"locked.pdf": text_pdf([["Secret."]], password="pw")})
     assert contribution.state == ContributionState.FAILED
     assert contribution.error_code == "encrypted_pdf"
     assert contribution.error_message.startswith("This PDF is protected by a password.")
     assert not Record.objects.filter(datanet=datanet).exists()
 
 
-def test_a_contributors_own_zip_is_read_member_by_member(documents_datanet, alice, bob, contribute_documents):
+def test_a_contributors_own_zip_is_read_member_by_member(documents_datanet, alice, dora, contribute_documents):
     datanet = documents_datanet(alice)
     bundle = zip_of({
         "handbook/coastal.pdf": text_pdf(PDF_PAGES),
@@ -79,7 +79,7 @@ def test_a_contributors_own_zip_is_read_member_by_member(documents_datanet, alic
         "notes.md": b"# Notes\n\n## Tides\n\nSpring tides follow the full and the new moon.\n",
         "handbook/buoys.txt.gz": gzip.compress(b"Buoys are painted yellow and lit at night."),
     })
-    contribution = contribute_documents(datanet, bob, {"handbook.zip": bundle})
+    contribution = contribute_documents(datanet, dora, {"handbook.zip": bundle})
     assert contribution.state == ContributionState.IN_REVIEW
     documents = set(Record.objects.filter(contribution=contribution).values_list("fields__document", flat=True))
     assert documents == {"handbook/coastal.pdf", "notes.md", "handbook/buoys.txt.gz"}
@@ -88,41 +88,41 @@ def test_a_contributors_own_zip_is_read_member_by_member(documents_datanet, alic
     assert any("archiver bookkeeping" in note for note in contribution.notes)
 
 
-def test_a_zip_without_documents_and_a_damaged_zip_fail_with_a_reason(documents_datanet, alice, bob,
+def test_a_zip_without_documents_and_a_damaged_zip_fail_with_a_reason(documents_datanet, alice, dora,
                                                                       contribute_documents):
     datanet = documents_datanet(alice)
-    empty = contribute_documents(datanet, bob, {"empty.zip": zip_of({"__MACOSX/._x": b"x", "folder/.DS_Store": b"x"})})
+    empty = contribute_documents(datanet, dora, {"empty.zip": zip_of({"__MACOSX/._x": b"x", "folder/.DS_Store": b"x"})})
     assert (empty.state, empty.error_code) == (ContributionState.FAILED, "no_documents")
-    damaged = contribute_documents(datanet, bob, {"cut.zip": zip_of({"a.txt": b"Some text. " * 100})[:-30]})
+    damaged = contribute_documents(datanet, dora, {"cut.zip": zip_of({"a.txt": b"Some text. " * 100})[:-30]})
     assert (damaged.state, damaged.error_code) == (ContributionState.FAILED, "corrupt_zip")
     assert "damaged" in damaged.error_message
 
 
-def test_rows_are_refused_by_a_documents_datanet_and_documents_by_a_datanet_of_rows(documents_datanet, alice, bob,
+def test_rows_are_refused_by_a_documents_datanet_and_documents_by_a_datanet_of_rows(documents_datanet, alice, dora,
                                                                                     key_client):
     datanet = documents_datanet(alice)
     with pytest.raises(ValidationError, match="takes documents, not rows"):
-        contribution_create_from_rows(datanet=datanet, contributor=bob, rows=[{"text": "x", "document": "y"}])
-    api = key_client(bob, "contribute")
+        contribution_create_from_rows(datanet=datanet, contributor=dora, rows=[{"text": "x", "document": "y"}])
+    api = key_client(dora, "contribute")
     refused = api.post(f"/api/v1/datanets/{datanet.slug}/contributions/", {"rows": [{"text": "x"}]}, format="json")
     assert refused.status_code == 400 and "takes documents, not rows" in refused.json()["detail"]
     from datanets.services import datanet_create
 
     rows_datanet = datanet_create(owner=alice, name="Plain text", task_type="text")
     with pytest.raises(ValidationError, match="takes rows, not documents"):
-        contribution_create_from_documents(datanet=rows_datanet, contributor=bob,
+        contribution_create_from_documents(datanet=rows_datanet, contributor=dora,
                                            uploaded_files=[uploaded("a.pdf", text_pdf([["Hello."]]))])
     with pytest.raises(ValidationError, match="The file is empty. Choose a document with text in it."):
-        contribution_create_from_documents(datanet=datanet, contributor=bob, uploaded_files=[uploaded("a.txt", b"")])
+        contribution_create_from_documents(datanet=datanet, contributor=dora, uploaded_files=[uploaded("a.txt", b"")])
 
 
 def test_the_same_passages_from_another_contributor_are_duplicates_and_an_edit_is_a_near_duplicate(
-        documents_datanet, alice, bob, charlie, make_user, contribute_documents):
+        documents_datanet, alice, dora, charlie, make_user, contribute_documents):
     datanet = documents_datanet(alice)
     paragraph = ("Harbour pilots board incoming tankers two miles offshore, climbing a rope ladder from the pilot "
                  "boat while both vessels keep a steady eight knots, and then guide the ship past the sandbanks, "
                  "the breakwater and the old ferry pier to its berth at the oil terminal.")
-    first = contribute_documents(datanet, bob, {"pilots.md": f"# Pilots\n\n{paragraph}\n".encode()})
+    first = contribute_documents(datanet, dora, {"pilots.md": f"# Pilots\n\n{paragraph}\n".encode()})
     assert first.rows_accepted == 1
     original = Record.objects.get(contribution=first)
 
@@ -135,25 +135,25 @@ def test_the_same_passages_from_another_contributor_are_duplicates_and_an_edit_i
     assert duplicate.message == ("Passage 1 of “copied.md” (Pilots): exact duplicate of another contributor's row "
                                  "already in this Datanet")
     assert duplicate.where == "“copied.md”, Pilots"
-    again = contribute_documents(datanet, bob, {"pilots-v2.md": f"# Pilots\n\n{paragraph}\n".encode()})
+    again = contribute_documents(datanet, dora, {"pilots-v2.md": f"# Pilots\n\n{paragraph}\n".encode()})
     assert RowError.objects.get(contribution=again).message == (
         f"Passage 1 of “pilots-v2.md” (Pilots): exact duplicate of your passage “{original.fields['text'][:79]}…” already in "
         "this Datanet (“pilots.md”, Pilots, in your upload “pilots.md”)")
 
     # One word changed: accepted into review, flagged as a near duplicate of the original.
-    dora = make_user("dora")
-    edited = contribute_documents(datanet, dora, {"edit.md": f"# Pilots\n\n{paragraph.replace('eight', 'nine')}\n".encode()})
+    erin = make_user("erin")  # outside the cast: a third contributor (dora and charlie have uploaded it already)
+    edited = contribute_documents(datanet, erin, {"edit.md": f"# Pilots\n\n{paragraph.replace('eight', 'nine')}\n".encode()})
     assert (edited.rows_accepted, edited.rows_near_duplicate) == (1, 1)
     near = Record.objects.get(contribution=edited)
     assert near.near_duplicate_of == original and near.status == RecordStatus.PENDING
     assert "similar to another contributor's row" in near.quality["flags"][0]["message"]
 
 
-def test_a_passage_repeated_across_documents_of_one_upload_is_a_duplicate_of_the_first(documents_datanet, alice, bob,
+def test_a_passage_repeated_across_documents_of_one_upload_is_a_duplicate_of_the_first(documents_datanet, alice, dora,
                                                                                       contribute_documents):
     datanet = documents_datanet(alice)
     shared = "Radio checks happen every hour on channel 16, and each boat answers with its call sign."
-    contribution = contribute_documents(datanet, bob, {
+    contribution = contribute_documents(datanet, dora, {
         "a.txt": shared.encode(), "b.docx": simple_docx(shared)})
     assert (contribution.rows_accepted, contribution.rows_duplicate) == (1, 1)
     error = RowError.objects.get(contribution=contribution)
@@ -161,16 +161,16 @@ def test_a_passage_repeated_across_documents_of_one_upload_is_a_duplicate_of_the
     assert error.duplicate_of == Record.objects.get(contribution=contribution)
 
 
-def test_one_document_is_stored_as_it_came_and_several_as_one_zip_under_unique_names(documents_datanet, alice, bob,
+def test_one_document_is_stored_as_it_came_and_several_as_one_zip_under_unique_names(documents_datanet, alice, dora,
                                                                                      contribute_documents):
     from django.core.files.storage import default_storage
 
     datanet = documents_datanet(alice)
-    single = contribute_documents(datanet, bob, {"guide.html": HTML_PAGE})
+    single = contribute_documents(datanet, dora, {"guide.html": HTML_PAGE})
     assert single.file_name == "guide.html" and single.rows_accepted == 2
     with default_storage.open(single.storage_name, "rb") as stored:
         assert stored.read() == HTML_PAGE
-    several = contribution_create_from_documents(datanet=datanet, contributor=bob, uploaded_files=[
+    several = contribution_create_from_documents(datanet=datanet, contributor=dora, uploaded_files=[
         uploaded("notes.txt", b"Buoys are painted yellow."), uploaded("notes.txt", b"Chains are galvanised steel."),
         uploaded("sub/notes.txt", b"Anchors weigh two tonnes.")])
     assert several.file_name == "3 documents.zip"
@@ -179,7 +179,7 @@ def test_one_document_is_stored_as_it_came_and_several_as_one_zip_under_unique_n
             ("notes.txt", zipfile.ZIP_STORED), ("notes (2).txt", zipfile.ZIP_STORED), ("notes (3).txt", zipfile.ZIP_STORED)]
 
 
-def test_a_table_row_with_a_document_column_is_still_named_by_its_row(alice, bob, django_capture_on_commit_callbacks):
+def test_a_table_row_with_a_document_column_is_still_named_by_its_row(alice, dora, django_capture_on_commit_callbacks):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -189,7 +189,7 @@ def test_a_table_row_with_a_document_column_is_still_named_by_its_row(alice, bob
     parquet = io.BytesIO()
     pq.write_table(pa.table({"text": ["A note.", None], "document": ["source.pdf", "other.pdf"]}), parquet)
     with django_capture_on_commit_callbacks(execute=True):  # Parquet rows have no lines: named "row N"
-        contribution = contribution_create_from_file(datanet=datanet, contributor=bob,
+        contribution = contribution_create_from_file(datanet=datanet, contributor=dora,
                                                      uploaded_file=uploaded("notes.parquet", parquet.getvalue()))
     assert Record.objects.get(contribution=contribution).where == "row 1"
     assert RowError.objects.get(contribution=contribution).where == "row 2"

@@ -96,10 +96,10 @@ def model_server(settings):
 
 
 @pytest.fixture
-def writing_app(indexed_handbook, alice, bob, charlie):
-    """Alice's paid generative app over Bob's handbook (Alice contributed the PDF with the planted fact); its model
+def writing_app(indexed_handbook, alice, dora, charlie):
+    """Alice's paid generative app over her handbook (Dora contributed the PDF with the planted fact); its model
     is a deployed instruction model version the stand-in answers for. Charlie has 1 OPEN of credit."""
-    version = indexed_handbook(bob, {alice: ["coastal-energy.pdf"], charlie: ["training.docx"]})
+    version = indexed_handbook(alice, {dora: ["coastal-energy.pdf"], charlie: ["training.docx"]})
     base = BaseModel.objects.create(name="Writer base", slug="writer-base", source_kind="local", source_ref="tiny",
                                     architecture="llama", task_types=["instruction"])
     job = FineTuneJob.objects.create(owner=alice, name="writer", base_model=base, task="instruction")
@@ -131,14 +131,15 @@ def _content(event) -> str | None:
 
 
 def test_tokens_arrive_while_the_answer_is_written_then_citations_usage_and_one_fee(model_server, writing_app,
-                                                                                   alice, charlie, key_client):
+                                                                                   dora, charlie, key_client):
     server = model_server("pause")
     response = _ask(key_client, charlie, writing_app, stream_options={"include_usage": True})
     stream = iter(response.streaming_content)
     assert _event(next(stream))["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     # The first tokens reach the caller while the model server is still writing the rest: nothing is settled yet.
     assert [_content(_event(next(stream))) for _ in FIRST] == FIRST
-    assert server.waiting.is_set() and not server.release.is_set()
+    # The stand-in flushes its second token a moment before it reaches its pause: wait for it to get there.
+    assert server.waiting.wait(5) and not server.release.is_set()
     record = InferenceRecord.objects.get(user=charlie)
     assert (record.status, record.stream) == (InferenceStatus.RUNNING, True)
     assert not RetrievalReceipt.objects.exists() and not PendingFee.objects.exists()
@@ -152,7 +153,7 @@ def test_tokens_arrive_while_the_answer_is_written_then_citations_usage_and_one_
     lineage = final["lineage"]
     [citation] = lineage["citations"]
     assert (citation["document"], citation["anchor"], citation["contributor"]) == ("coastal-energy.pdf", "p. 2",
-                                                                                   "Alice")
+                                                                                   "Dora")
     assert (lineage["answer_mode"], lineage["fee"], lineage["retrieval_app"]) == ("generative", str(PRICE),
                                                                                  writing_app.slug)
     assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 120, "completion_tokens": 4,
@@ -164,13 +165,13 @@ def test_tokens_arrive_while_the_answer_is_written_then_citations_usage_and_one_
     assert "[1] coastal-energy.pdf, p. 2:" in body["messages"][-1]["content"]
     assert PLANTED_FACT[:40] in body["messages"][-1]["content"] and QUESTION in body["messages"][-1]["content"]
 
-    # One receipt of the whole answer, one fee held on Charlie's credit, shared to Alice's passage.
+    # One receipt of the whole answer, one fee held on Charlie's credit, shared to Dora's passage.
     receipt = RetrievalReceipt.objects.get()
     assert (receipt.receipt_id, receipt.output, receipt.answer_mode) == (lineage["receipt_id"], "".join(FIRST + REST),
                                                                           "generative")
     fee = PendingFee.objects.get()
     assert (fee.inference_id, int(fee.fee), fee.contributor_shares) == (lineage["inference_id"], PRICE,
-                                                                        {str(alice.pk): 1_000_000})
+                                                                        {str(dora.pk): 1_000_000})
     record.refresh_from_db()
     assert (record.status, int(record.fee), record.receipt_id, record.tokens_out) == (
         InferenceStatus.SUCCEEDED, PRICE, receipt.receipt_id, 4)

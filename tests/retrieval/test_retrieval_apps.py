@@ -45,13 +45,13 @@ QUESTION = "How many homes does the Harrowgate turbine power?"
 
 
 @pytest.fixture
-def handbook(documents_datanet, documents, contribute_documents, publish_all, alice, bob, charlie):
-    """Bob's Documents Datanet: Alice contributed the PDF with the planted fact, Charlie a Word document and a web
+def handbook(documents_datanet, documents, contribute_documents, publish_all, alice, dora, charlie):
+    """Alice's Documents Datanet: Dora contributed the PDF with the planted fact, Charlie a Word document and a web
     page; version 1 is published and its search index built."""
-    datanet = documents_datanet(bob)
-    contribute_documents(datanet, alice, {"coastal-energy.pdf": documents["coastal-energy.pdf"]})
+    datanet = documents_datanet(alice)
+    contribute_documents(datanet, dora, {"coastal-energy.pdf": documents["coastal-energy.pdf"]})
     contribute_documents(datanet, charlie, {n: documents[n] for n in ("training.docx", "visitor-guide.html")})
-    version = publish_all(datanet, bob)
+    version = publish_all(datanet, alice)
     assert index_for(version=version).searchable
     return version
 
@@ -66,16 +66,16 @@ def chat(client, model, question, **extra):
                        {"model": model, "messages": [{"role": "user", "content": question}], **extra}, format="json")
 
 
-def test_deployed_app_quotes_the_planted_fact_cites_alice_and_pays_her(handbook, alice, bob, charlie, client,
+def test_deployed_app_quotes_the_planted_fact_cites_dora_and_pays_her(handbook, alice, dora, charlie, client,
                                                                         key_client):
-    # Bob deploys the app on its page: extractive (no model of his), 0.05 OPEN an answer.
-    client.force_login(bob)
+    # Alice deploys the app on its page: extractive (no model of hers), 0.05 OPEN an answer.
+    client.force_login(alice)
     response = client.post("/retrieval-apps/new/", {"name": "Coastal answers", "versions": [handbook.pk],
                                                     "causal_model": "", "passages": 4, "price_per_inference": "0.05",
                                                     "description": "Answers from the coastal energy handbook."})
     app = RetrievalApp.objects.get()
     assert response.status_code == 302 and response["Location"] == app.get_absolute_url()
-    assert (app.slug, app.owner, app.state, app.answer_mode) == ("coastal-answers", bob, AppState.ACTIVE, "extractive")
+    assert (app.slug, app.owner, app.state, app.answer_mode) == ("coastal-answers", alice, AppState.ACTIVE, "extractive")
     assert int(app.price_per_inference) == OPEN // 20 and list(app.versions.all()) == [handbook]
     assert AuditEvent.objects.filter(action="retrieval.app_deploy", object_id=str(app.pk)).exists()
     page = client.get(app.get_absolute_url()).content.decode()
@@ -87,7 +87,7 @@ def test_deployed_app_quotes_the_planted_fact_cites_alice_and_pays_her(handbook,
     assert listed["coastal-answers"]["lineage"]["answer_mode"] == "extractive"
     assert listed["coastal-answers"]["lineage"]["datanet_versions"] == [f"{handbook.datanet.slug}@1"]
     assert listed["coastal-answers"]["lineage"]["price_per_inference"] == str(OPEN // 20)
-    assert caller.get("/v1/models/coastal-answers").json()["owned_by"] == "Bob"
+    assert caller.get("/v1/models/coastal-answers").json()["owned_by"] == "Alice"
     assert 'value="coastal-answers"' in client.get("/playground/").content.decode()
 
     # Charlie asks; the answer is the planted sentence, quoted, with its footnote.
@@ -105,11 +105,11 @@ def test_deployed_app_quotes_the_planted_fact_cites_alice_and_pays_her(handbook,
                                      "quote")} == {
         "number": 1, "passage_id": f"r{fact.pk}", "record_id": fact.pk, "document": "coastal-energy.pdf",
         "anchor": "p. 2", "datanet": handbook.datanet.slug, "datanet_version": 1,
-        "version_hash": handbook.manifest_hash, "contributor": "Alice", "credited_contributor": "Alice",
+        "version_hash": handbook.manifest_hash, "contributor": "Dora", "credited_contributor": "Dora",
         "quote": PLANTED_FACT}
     assert citation["score"] > 0
     assert lineage["contributors"] == [
-        {"user_id": alice.pk, "name": "Alice", "share_ppm": PPM, "rows": [f"r{fact.pk}"]}]
+        {"user_id": dora.pk, "name": "Dora", "share_ppm": PPM, "rows": [f"r{fact.pk}"]}]
     assert (lineage["fee"], lineage["answer_mode"], lineage["receipt_status"]) == (
         str(OPEN // 20), "extractive", "ready")
     assert lineage["model_version_hash"] == app.app_hash
@@ -117,35 +117,35 @@ def test_deployed_app_quotes_the_planted_fact_cites_alice_and_pays_her(handbook,
     # The receipt lists the cited passage; the attribution receipt address leads to it too.
     receipt = RetrievalReceipt.objects.get(receipt_id=lineage["receipt_id"])
     assert (receipt.inference_id, receipt.requester, receipt.input_text) == (lineage["inference_id"], charlie, QUESTION)
-    assert receipt.contributor_shares_ppm == {str(alice.pk): PPM}
+    assert receipt.contributor_shares_ppm == {str(dora.pk): PPM}
     assert [c["passage_id"] for c in receipt.citations] == [f"r{fact.pk}"]
     assert lineage["receipt_url"].endswith(receipt.get_absolute_url())
     client.force_login(charlie)
     shown = client.get(receipt.get_absolute_url()).content.decode()
-    assert f'data-passage="r{fact.pk}"' in shown and "contributed by Alice" in shown and PLANTED_FACT in shown
+    assert f'data-passage="r{fact.pk}"' in shown and "contributed by Dora" in shown and PLANTED_FACT in shown
     assert QUESTION in shown  # the asker sees the question
     assert client.get(f"/attribution/receipts/{receipt.receipt_id}/")["Location"] == receipt.get_absolute_url()
     record = InferenceRecord.objects.get(pk=lineage["inference_id"])
     assert (record.status, record.model_slug, int(record.fee), record.receipt_id) == (
         InferenceStatus.SUCCEEDED, "coastal-answers", OPEN // 20, receipt.receipt_id)
 
-    # The fee was held on Charlie's credit with Alice's share; the next batch books it through the ledger.
-    assert PendingFee.objects.get(inference_id=lineage["inference_id"]).contributor_shares == {str(alice.pk): PPM}
+    # The fee was held on Charlie's credit with Dora's share; the next batch books it through the ledger.
+    assert PendingFee.objects.get(inference_id=lineage["inference_id"]).contributor_shares == {str(dora.pk): PPM}
     rewards_services.fees_settle_pending()
     settlement = Settlement.objects.get(inference_id=lineage["inference_id"])
     expected = rewards_services.fee_split(fee=OPEN // 20, policy=rewards_services.fee_policy_current(),
-                                          contributor_shares={alice.pk: PPM})
+                                          contributor_shares={dora.pk: PPM})
     share = settlement.shares.get(role=ShareRole.CONTRIBUTOR)
-    assert (share.user, share.amount, share.rows) == (alice, expected.contributors[alice.pk], [f"r{fact.pk}"])
-    assert expected.contributors[alice.pk] > 0
-    assert ledger.balance(kind=AccountKind.EARNINGS, user=alice) == expected.contributors[alice.pk]
-    assert settlement.shares.get(role=ShareRole.OWNER).user == bob
+    assert (share.user, share.amount, share.rows) == (dora, expected.contributors[dora.pk], [f"r{fact.pk}"])
+    assert expected.contributors[dora.pk] > 0
+    assert ledger.balance(kind=AccountKind.EARNINGS, user=dora) == expected.contributors[dora.pk]
+    assert settlement.shares.get(role=ShareRole.OWNER).user == alice
     assert ledger.balance(kind=AccountKind.CREDIT, user=charlie) == OPEN - OPEN // 20
     assert settlement.receipt_id == receipt.receipt_id
 
 
-def test_streamed_answer_from_the_playground_carries_the_citations(handbook, bob, charlie, client):
-    app = services.app_deploy(owner=bob, name="Handbook", versions=[handbook.pk])
+def test_streamed_answer_from_the_playground_carries_the_citations(handbook, alice, charlie, client):
+    app = services.app_deploy(owner=alice, name="Handbook", versions=[handbook.pk])
     client.force_login(charlie)
     response = client.post("/v1/chat/completions", json.dumps({
         "model": app.slug, "messages": [{"role": "user", "content": "When does the visitor centre open?"}],
@@ -198,7 +198,7 @@ def test_a_causal_model_writes_the_answer_from_the_cited_passages(handbook, caus
     assert body["usage"]["prompt_tokens"] > 100
     [citation] = lineage["citations"]
     assert (citation["document"], citation["anchor"], citation["contributor"], citation["quote"]) == (
-        "coastal-energy.pdf", "p. 2", "Alice", "")
+        "coastal-energy.pdf", "p. 2", "Dora", "")
     assert lineage["contributors"][0]["share_ppm"] == PPM
     receipt = RetrievalReceipt.objects.get(receipt_id=lineage["receipt_id"])
     assert (receipt.answer_mode, receipt.output) == ("generative", body["choices"][0]["message"]["content"])
@@ -223,8 +223,8 @@ def test_a_causal_model_writes_the_answer_from_the_cited_passages(handbook, caus
     assert RetrievalReceipt.objects.get(receipt_id=final["lineage"]["receipt_id"]).output == "".join(pieces)
 
 
-def test_bad_questions_get_clear_400s(handbook, bob, charlie, key_client, settings):
-    app = services.app_deploy(owner=bob, name="Handbook", versions=[handbook.pk])
+def test_bad_questions_get_clear_400s(handbook, alice, charlie, key_client, settings):
+    app = services.app_deploy(owner=alice, name="Handbook", versions=[handbook.pk])
     caller = key_client(charlie, "infer")
     empty = chat(caller, app.slug, "   ")
     assert empty.status_code == 400
@@ -241,29 +241,30 @@ def test_bad_questions_get_clear_400s(handbook, bob, charlie, key_client, settin
     short = chat(caller, app.slug, "Harrowgate")
     assert short.status_code == 429 and short.json()["error"]["code"] == "insufficient_quota"
     assert not RetrievalReceipt.objects.exists() and not PendingFee.objects.exists()
-    services.app_retire(app=app, actor=bob)
+    services.app_retire(app=app, actor=alice)
     gone = chat(caller, app.slug, "Harrowgate")
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found"
     assert app.slug not in {m["id"] for m in caller.get("/v1/models").json()["data"]}
 
 
 def test_bad_deployments_are_refused_with_reasons(documents_datanet, documents, contribute_documents, publish_all,
-                                                  publish, alice, bob, charlie, client):
+                                                  publish, alice, charlie, client):
+    # Every Datanet is alice's; charlie, a stranger, tries to deploy an app over them.
     visitor = {"visitor-guide.html": documents["visitor-guide.html"]}
     building = documents_datanet(alice, name="Guides")
     contribute_documents(building, alice, visitor)
     unbuilt = publish_all(building, alice, build=False)  # published; its index is still queued
-    private = documents_datanet(charlie, name="Charlie's notes", visibility="private")
-    contribute_documents(private, charlie, visitor)
-    hidden = publish_all(private, charlie, build=False)
-    gated = documents_datanet(charlie, name="Gated guides", training_access="approval")
-    contribute_documents(gated, charlie, visitor)
-    approval = publish_all(gated, charlie, build=False)
+    private = documents_datanet(alice, name="Alice's notes", visibility="private")
+    contribute_documents(private, alice, visitor)
+    hidden = publish_all(private, alice, build=False)
+    gated = documents_datanet(alice, name="Gated guides", training_access="approval")
+    contribute_documents(gated, alice, visitor)
+    approval = publish_all(gated, alice, build=False)
     rows = publish(alice, [{"text": "my parcel is late", "label": "shipping"}] * 1)
 
     def refused(**kwargs):
         with pytest.raises(ValidationError) as caught:
-            services.app_deploy(owner=bob, **{"name": "Answers", "versions": [], **kwargs})
+            services.app_deploy(owner=charlie, **{"name": "Answers", "versions": [], **kwargs})
         return caught.value.message_dict
 
     assert refused()["versions"] == ["Choose at least one published version of a Documents Datanet."]
@@ -274,8 +275,8 @@ def test_bad_deployments_are_refused_with_reasons(documents_datanet, documents, 
     assert problems[3].startswith(f"{unbuilt}: The search index of v1 is being built (queued)")
     assert problems[3].endswith("Deploy the app once its index is ready.")
     assert problems[4].startswith(f"{rows}: Intents holds rows, not documents")
-    with pytest.raises(ValidationError) as own_private:  # Charlie may build on his own private Datanet, once indexed
-        services.app_deploy(owner=charlie, name="Notes", versions=[hidden.pk])
+    with pytest.raises(ValidationError) as own_private:  # alice may build on her own private Datanet, once indexed
+        services.app_deploy(owner=alice, name="Notes", versions=[hidden.pk])
     assert own_private.value.message_dict["versions"] == [
         f"{hidden}: The search index of v1 is being built (queued); search again in a minute. Deploy the app once "
         "its index is ready."]
@@ -285,7 +286,7 @@ def test_bad_deployments_are_refused_with_reasons(documents_datanet, documents, 
     assert not RetrievalApp.objects.exists()
 
     # The page shows the same reasons as form errors, beside the field.
-    client.force_login(bob)
+    client.force_login(charlie)
     page = client.post("/retrieval-apps/new/", {"name": "Answers", "versions": [unbuilt.pk], "passages": 4,
                                                 "price_per_inference": "0"})
     assert page.status_code == 200 and "is being built" in page.content.decode()
@@ -307,13 +308,13 @@ def _result(record, score=1.0):
 
 
 def test_copies_credit_the_earliest_accepted_copy_and_accounts_do_not_matter(
-        documents_datanet, documents, contribute_documents, alice, bob, charlie, make_user):
+        documents_datanet, documents, contribute_documents, alice, dora, charlie, make_user):
     handbook = documents_datanet(alice)
-    contribute_documents(handbook, alice, {"coastal-energy.pdf": documents["coastal-energy.pdf"]})
+    contribute_documents(handbook, dora, {"coastal-energy.pdf": documents["coastal-energy.pdf"]})
     contribute_documents(handbook, charlie, {"visitor-guide.html": documents["visitor-guide.html"]})
-    # Bob uploads the same PDF to another Datanet: the same passages, later.
-    copy = documents_datanet(bob, name="Copied handbook")
-    contribute_documents(copy, bob, {"copied.pdf": documents["coastal-energy.pdf"]})
+    # Charlie uploads the same PDF to another of alice's Datanets: the same passages, later.
+    copy = documents_datanet(alice, name="Copied handbook")
+    contribute_documents(copy, charlie, {"copied.pdf": documents["coastal-energy.pdf"]})
     original = passage_with(handbook, "Harrowgate")
     copied = passage_with(copy, "Harrowgate")
     guide = Record.objects.filter(datanet=handbook, contributor=charlie).first()
@@ -321,22 +322,22 @@ def test_copies_credit_the_earliest_accepted_copy_and_accounts_do_not_matter(
         record.status = "accepted"
         record.save(update_fields=["status"])
 
-    # The copy is cited; its part goes to Alice, whose copy came first (found among the retrieved passages).
+    # The copy is cited; its part goes to Dora, whose copy came first (found among the retrieved passages).
     cited = [_result(copied), _result(guide)]
     shares, rows, credited = services.passage_shares(cited, cited + [_result(original, 0.5)])
-    assert shares == {alice.pk: 500_000, charlie.pk: 500_000} and rows[alice.pk] == [original.row_uid]
-    assert credited[copied.pk] == (original.pk, alice.pk)
+    assert shares == {dora.pk: 500_000, charlie.pk: 500_000} and rows[dora.pk] == [original.row_uid]
+    assert credited[copied.pk] == (original.pk, dora.pk)
 
     # A near-duplicate linked at ingestion credits the row it copies, even when that row was not retrieved.
     copied.near_duplicate_of = original
     copied.save(update_fields=["near_duplicate_of"])
-    assert services.passage_shares([_result(copied)], [_result(copied)])[0] == {alice.pk: PPM}
+    assert services.passage_shares([_result(copied)], [_result(copied)])[0] == {dora.pk: PPM}
 
     # Three cited passages: one part each (largest remainder), summed per account; moving a passage to another
     # account moves exactly its part.
-    three = [_result(original), _result(guide), _result(Record.objects.filter(datanet=handbook, contributor=alice)
+    three = [_result(original), _result(guide), _result(Record.objects.filter(datanet=handbook, contributor=dora)
                                                         .exclude(pk=original.pk).first())]
-    assert services.passage_shares(three, three)[0] == {alice.pk: 666_667, charlie.pk: 333_333}
-    dora = make_user("dora")
-    Record.objects.filter(pk=three[2].record_id).update(contributor=dora)
-    assert services.passage_shares(three, three)[0] == {alice.pk: 333_334, charlie.pk: 333_333, dora.pk: 333_333}
+    assert services.passage_shares(three, three)[0] == {dora.pk: 666_667, charlie.pk: 333_333}
+    erin = make_user("erin")  # outside the cast: an account of no one in it, to move a passage to
+    Record.objects.filter(pk=three[2].record_id).update(contributor=erin)
+    assert services.passage_shares(three, three)[0] == {dora.pk: 333_334, charlie.pk: 333_333, erin.pk: 333_333}

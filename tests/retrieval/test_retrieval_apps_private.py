@@ -99,18 +99,19 @@ def test_readers_ask_a_private_app_and_nobody_else_learns_it_exists(private_hand
 
 
 def test_the_app_answers_only_those_who_may_read_every_datanet_behind_it(
-        private_handbook, indexed_handbook, alice, dora, charlie, key_client):
-    # Charlie's public handbook and alice's private one: alice may build on both (charlie's is open to anyone).
-    public = indexed_handbook(charlie, {charlie: ["coastal-energy.pdf"]}, name="Public handbook")
+        private_handbook, indexed_handbook, alice, dora, charlie, make_user, key_client):
+    # Owen's public handbook and alice's private one: alice may build on both (owen's is open to anyone).
+    owen = make_user("owen")  # outside the cast: a second owner, whose public Datanet alice builds on
+    public = indexed_handbook(owen, {owen: ["coastal-energy.pdf"]}, name="Public handbook")
     app = services.app_deploy(owner=alice, name="Both handbooks", versions=[public.pk, private_handbook.pk])
     assert chat(key_client(dora, "infer"), app.slug, OPENING).status_code == 200
-    # Charlie reads his own Datanet, not alice's private one: the app is not his to ask.
+    # Charlie reads owen's public Datanet, not alice's private one: the app is not his to ask.
     status, body, absent = not_found_as_if_absent(key_client(charlie, "infer"), app.slug)
     assert status == 404 and body == absent
     assert app.slug not in listed_models(key_client(charlie, "infer"))
 
 
-def test_losing_access_takes_the_app_away(private_handbook, indexed_handbook, alice, bob, dora, charlie, key_client):
+def test_losing_access_takes_the_app_away(private_handbook, indexed_handbook, alice, dora, charlie, key_client):
     app = services.app_deploy(owner=alice, name="Private answers", versions=[private_handbook.pk])
     member = key_client(dora, "infer")
     assert chat(member, app.slug, OPENING).status_code == 200
@@ -132,14 +133,14 @@ def test_losing_access_takes_the_app_away(private_handbook, indexed_handbook, al
     assert RetrievalReceipt.objects.count() == receipts
 
     # A public Datanet made private after the app was deployed: only its readers may ask the app from then on.
-    public = indexed_handbook(bob, {bob: ["visitor-guide.html"]}, name="Bob's guide")
-    guide_app = services.app_deploy(owner=bob, name="Guide answers", versions=[public.pk])
+    public = indexed_handbook(alice, {alice: ["visitor-guide.html"]}, name="Alice's guide")
+    guide_app = services.app_deploy(owner=alice, name="Guide answers", versions=[public.pk])
     stranger = key_client(charlie, "infer")
     assert chat(stranger, guide_app.slug, OPENING).status_code == 200
-    datanet_update(datanet=public.datanet, actor=bob, visibility="private")
+    datanet_update(datanet=public.datanet, actor=alice, visibility="private")
     assert guide_app.slug not in listed_models(stranger)
     assert chat(stranger, guide_app.slug, OPENING).status_code == 404
-    assert chat(key_client(bob, "infer"), guide_app.slug, OPENING).status_code == 200
+    assert chat(key_client(alice, "infer"), guide_app.slug, OPENING).status_code == 200
 
 
 def test_streamed_answers_of_a_private_app_reach_its_readers(private_handbook, alice, client):

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def handbook(documents_datanet, alice, bob, contribute_documents):
+def handbook(documents_datanet, alice, dora, contribute_documents):
     datanet = documents_datanet(alice)
-    contribute_documents(datanet, bob, {"coastal-energy.pdf": text_pdf(PDF_PAGES), "guide.html": HTML_PAGE})
+    contribute_documents(datanet, dora, {"coastal-energy.pdf": text_pdf(PDF_PAGES), "guide.html": HTML_PAGE})
     return datanet
 
 
@@ -73,7 +73,7 @@ def test_a_build_whose_worker_died_is_built_again_to_the_same_index(handbook, al
 
 
 def test_a_version_whose_files_were_altered_gets_no_index_and_staff_queue_it_again(
-        handbook, alice, publish_all, api_client, client, make_user, django_capture_on_commit_callbacks):
+        handbook, alice, staff, publish_all, api_client, client, django_capture_on_commit_callbacks):
     version = publish_all(handbook, alice, build=False)
     data_name = f"{version.storage_prefix}/data.parquet"
     with default_storage.open(data_name, "rb") as original:
@@ -89,16 +89,14 @@ def test_a_version_whose_files_were_altered_gets_no_index_and_staff_queue_it_aga
 
     with open(default_storage.path(data_name), "wb") as restored:
         restored.write(pristine)
-    root = make_user("root", staff=True)
-    type(root).objects.filter(pk=root.pk).update(is_superuser=True)
-    client.force_login(root)
+    client.force_login(staff)
     changelist = reverse("admin:retrieval_retrievalindex_changelist")
     assert "do not match its identity" in client.get(changelist, {"q": handbook.slug}).content.decode()
     with django_capture_on_commit_callbacks(execute=True):  # the build is queued when the action commits
         client.post(changelist, {"action": "queue_again", ACTION_CHECKBOX_NAME: [index.pk]})
     index.refresh_from_db()
     assert (index.state, index.error, index.attempts) == (IndexState.READY, "", 1)
-    assert AuditEvent.objects.filter(action="retrieval.index_requeue", actor=root).count() == 1
+    assert AuditEvent.objects.filter(action="retrieval.index_requeue", actor=staff).count() == 1
     assert api_client.get(search_url(handbook), {"q": "turbine"}).status_code == 200
 
 
@@ -120,10 +118,10 @@ def test_index_files_that_no_longer_verify_are_never_searched(handbook, alice, p
     assert api_client.get(search_url(handbook), {"q": "turbine"}).json()["code"] == "index_failed"
 
 
-def test_opened_indexes_are_verified_once_and_kept_in_a_small_lru(handbook, alice, bob, publish_all, settings,
+def test_opened_indexes_are_verified_once_and_kept_in_a_small_lru(handbook, alice, dora, publish_all, settings,
                                                                    contribute_documents):
     first = RetrievalIndex.objects.get(version=publish_all(handbook, alice))
-    contribute_documents(handbook, bob, {"tides.md": b"# Tides\n\nNeap tides come at the quarter moons.\n"})
+    contribute_documents(handbook, dora, {"tides.md": b"# Tides\n\nNeap tides come at the quarter moons.\n"})
     second = RetrievalIndex.objects.get(version=publish_all(handbook, alice))
     assert first.index_hash != second.index_hash and second.passage_count == first.passage_count + 1
     loading.cache_clear()
@@ -143,9 +141,9 @@ def test_opened_indexes_are_verified_once_and_kept_in_a_small_lru(handbook, alic
     assert selectors.version_search(version=second.version, query="neap tides quarter moons", k=1)[0].document == "tides.md"
 
 
-def test_a_documents_version_diff_lists_the_new_passages(handbook, alice, bob, publish_all, contribute_documents, client):
+def test_a_documents_version_diff_lists_the_new_passages(handbook, alice, dora, publish_all, contribute_documents, client):
     publish_all(handbook, alice)
-    contribute_documents(handbook, bob, {"tides.md": b"# Tides\n\nNeap tides come at the quarter moons.\n"})
+    contribute_documents(handbook, dora, {"tides.md": b"# Tides\n\nNeap tides come at the quarter moons.\n"})
     publish_all(handbook, alice)
     page = client.get(reverse("datanets:version_diff", args=[handbook.slug]), {"from": 1, "to": 2}).content.decode()
     assert "1 row added, 0 removed from v1 to v2" in re.sub(r"<[^>]+>", "", page)

@@ -65,10 +65,10 @@ def model_server(tmp_path_factory):
 
 
 @pytest.fixture
-def handbook(documents_datanet, alice, bob, contribute_documents, publish_all):
-    """A public Documents Datanet of Bob's PDF, web page and Word document, published with its index built."""
+def handbook(documents_datanet, alice, dora, contribute_documents, publish_all):
+    """A public Documents Datanet of Dora's PDF, web page and Word document, published with its index built."""
     datanet = documents_datanet(alice)
-    contribute_documents(datanet, bob, {"coastal-energy.pdf": text_pdf(PDF_PAGES), "guide.html": HTML_PAGE,
+    contribute_documents(datanet, dora, {"coastal-energy.pdf": text_pdf(PDF_PAGES), "guide.html": HTML_PAGE,
                                         "training.docx": training_docx()})
     publish_all(datanet, alice)
     return datanet
@@ -129,7 +129,7 @@ def test_a_web_process_with_a_model_server_searches_without_torch_and_finds_the_
             assert rest == {k: v for k, v in theirs.items() if not k.endswith("score")}
         assert {k: v for k, v in got.items() if k != "results"} == {k: v for k, v in want.items() if k != "results"}
     assert answers["lexical"]["status"] == 200
-    assert answers["lexical"]["body"]["results"][0]["contributor"] == "Bob"
+    assert answers["lexical"]["body"]["results"][0]["contributor"] == "Dora"
 
 
 def test_the_default_embeds_in_process_only_when_no_model_server_is_configured(settings, tmp_path):

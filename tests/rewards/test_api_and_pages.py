@@ -10,12 +10,12 @@ MODEL = "aa" * 32
 
 
 @pytest.fixture
-def closed_epoch(chain, alice, bob, charlie, grant, link_wallet):
+def closed_epoch(chain, dora, alice, charlie, grant, link_wallet):
     grant(charlie, 50 * OPEN)
-    link_wallet(alice, chain.wallets[0])
-    services.fee_settle(inference_id="api-1", payer=charlie, model_owner=bob, fee=10 * OPEN,
-                        contributor_shares={alice.pk: 10**6}, model_version_hash=MODEL, receipt_id="rc-1",
-                        contributor_rows={alice.pk: ["row-7", "row-9"]})
+    link_wallet(dora, chain.wallets[0])
+    services.fee_settle(inference_id="api-1", payer=charlie, model_owner=alice, fee=10 * OPEN,
+                        contributor_shares={dora.pk: 10**6}, model_version_hash=MODEL, receipt_id="rc-1",
+                        contributor_rows={dora.pk: ["row-7", "row-9"]})
     return services.epoch_close()
 
 
@@ -26,8 +26,8 @@ def test_fee_policy_api_is_public_and_versioned(db, api_client, staff):
     assert [v["version"] for v in body["history"]] == [2, 1]
 
 
-def test_earnings_and_claims_api_with_a_key(closed_epoch, key_client, alice):
-    client = key_client(alice, "read")
+def test_earnings_and_claims_api_with_a_key(closed_epoch, key_client, dora):
+    client = key_client(dora, "read")
     earnings = client.get("/api/v1/rewards/earnings/").json()
     assert earnings["totals"]["pending"] == str(6 * OPEN)
     assert (earnings["count"], earnings["next"], earnings["previous"]) == (1, None, None)
@@ -38,12 +38,12 @@ def test_earnings_and_claims_api_with_a_key(closed_epoch, key_client, alice):
     assert claim["cumulative_amount"] == str(6 * OPEN) and claim["proof"] is not None
 
 
-def test_earnings_api_is_paginated_and_every_page_carries_the_totals(db, key_client, alice, bob, charlie, grant):
+def test_earnings_api_is_paginated_and_every_page_carries_the_totals(db, key_client, dora, alice, charlie, grant):
     grant(charlie, 50 * OPEN)
     for i in range(7):
-        services.fee_settle(inference_id=f"page-{i}", payer=charlie, model_owner=bob, fee=OPEN + i,
-                            contributor_shares={alice.pk: 10**6}, model_version_hash=MODEL, receipt_id=f"rc-{i}")
-    client = key_client(alice, "read")
+        services.fee_settle(inference_id=f"page-{i}", payer=charlie, model_owner=alice, fee=OPEN + i,
+                            contributor_shares={dora.pk: 10**6}, model_version_hash=MODEL, receipt_id=f"rc-{i}")
+    client = key_client(dora, "read")
     pages, url = [], "/api/v1/rewards/earnings/?page_size=3"
     while url:
         response = client.get(url)
@@ -56,7 +56,7 @@ def test_earnings_api_is_paginated_and_every_page_carries_the_totals(db, key_cli
     assert [item["inference_id"] for item in items] == [f"page-{i}" for i in range(6, -1, -1)]  # newest first
     assert len({item["id"] for item in items}) == 7
     earned = sum(int(item["amount"]) for item in items)
-    assert earned == ledger.balance(kind=AccountKind.EARNINGS, user=alice) > 0
+    assert earned == ledger.balance(kind=AccountKind.EARNINGS, user=dora) > 0
     summary = {key: value for key, value in pages[0].items() if key not in ("results", "next", "previous")}
     assert summary["totals"]["earned"] == str(earned)
     for page in pages[1:]:  # the totals, holds and per-model sums are over every page, on every page
@@ -85,8 +85,8 @@ def test_api_needs_a_key_or_session(db, api_client):
     assert api_client.get("/api/v1/rewards/earnings/").status_code in (401, 403)
 
 
-def test_wallet_link_round_trip_over_the_api(chain, key_client, alice, sign_siwe):
-    client = key_client(alice, "read", "contribute")
+def test_wallet_link_round_trip_over_the_api(chain, key_client, dora, sign_siwe):
+    client = key_client(dora, "read", "contribute")
     account = chain.wallets[0]
     issued = client.post("/api/v1/rewards/wallet/nonce/", {"address": account.address}, format="json")
     assert issued.status_code == 201
@@ -99,16 +99,16 @@ def test_wallet_link_round_trip_over_the_api(chain, key_client, alice, sign_siwe
     assert again.status_code == 400 and "already used" in again.json()["detail"]
 
 
-def test_read_only_key_cannot_link_a_wallet(chain, key_client, alice):
-    client = key_client(alice, "read")
+def test_read_only_key_cannot_link_a_wallet(chain, key_client, dora):
+    client = key_client(dora, "read")
     response = client.post("/api/v1/rewards/wallet/nonce/", {"address": chain.wallets[0].address}, format="json")
     assert response.status_code == 403
 
 
-def test_pages_render(closed_epoch, client, alice, staff):
+def test_pages_render(closed_epoch, client, dora, staff):
     assert client.get("/rewards/").status_code == 200
     assert "6" in client.get("/rewards/fees/").content.decode()
-    client.force_login(alice)
+    client.force_login(dora)
     page = client.get("/rewards/").content.decode()
     assert "api-1" in page and "row-7" in page and "<svg" in page and "claimable" in page
     proof = client.get("/rewards/claim/").content.decode()
@@ -120,16 +120,16 @@ def test_pages_render(closed_epoch, client, alice, staff):
     assert "Pending payouts" in overview and "The database and the chain agree" in overview
 
 
-def test_claim_for_me_button_moves_the_tokens(closed_epoch, chain, client, alice, django_capture_on_commit_callbacks):
-    client.force_login(alice)
+def test_claim_for_me_button_moves_the_tokens(closed_epoch, chain, client, dora, django_capture_on_commit_callbacks):
+    client.force_login(dora)
     with django_capture_on_commit_callbacks(execute=True):  # the relay is queued on commit
         client.post("/rewards/claim/", {"relay": "1"})
     assert chain.token.balance_of(chain.wallets[0].address) == 6 * OPEN
-    assert ledger.balance(kind=AccountKind.PAID_OUT, user=alice) == 6 * OPEN
+    assert ledger.balance(kind=AccountKind.PAID_OUT, user=dora) == 6 * OPEN
 
 
-def test_wallet_page_links_a_pasted_signature(chain, client, alice, sign_siwe):
-    client.force_login(alice)
+def test_wallet_page_links_a_pasted_signature(chain, client, dora, sign_siwe):
+    client.force_login(dora)
     account = chain.wallets[1]
     page = client.post("/rewards/wallet/", {"action": "prepare", "address": account.address})
     message = page.context["issued"].message
@@ -141,8 +141,6 @@ def test_wallet_page_links_a_pasted_signature(chain, client, alice, sign_siwe):
 
 
 def test_admin_pages_for_staff(closed_epoch, client, staff):
-    staff.is_superuser = True
-    staff.save(update_fields=["is_superuser"])
     client.force_login(staff)
     for url in ("/admin/rewards/epoch/", "/admin/rewards/feepolicy/", "/admin/rewards/ledgertransaction/",
                 "/admin/rewards/reconciliationissue/", "/admin/rewards/creditgrant/add/"):
@@ -157,11 +155,11 @@ def test_admin_pages_for_staff(closed_epoch, client, staff):
     assert FeePolicyVersion.objects.order_by("-version").first().protocol_bps == 1_500
 
 
-def test_demo_seed_is_idempotent(db, make_user):
+def test_demo_seed_is_idempotent(alice, charlie, dora, make_user):
     from lineage.demo.fees import demo_seed
 
-    users = {"owner": make_user("owner"), "user": make_user("user"), "contributor": make_user("contrib"),
-             "contributor2": make_user("contrib2")}
+    # The demo's roles, played by the cast; its second contributor is outside it.
+    users = {"owner": alice, "user": charlie, "contributor": dora, "contributor2": make_user("erin")}
     demo_seed(users_by_role=users)
     demo_seed(users_by_role=users)
     assert ledger.balance(kind=AccountKind.CREDIT, user=users["owner"]) == 1_000 * OPEN

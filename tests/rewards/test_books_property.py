@@ -41,7 +41,7 @@ def _ppm(weights: dict, users) -> dict:
 @pytest.fixture
 def world(chain, make_user, link_wallet):
     """Five users, four with linked wallets holding 200 OPEN each (set up once for all examples)."""
-    users = [make_user(f"user{i}") for i in range(USERS)]
+    users = [make_user(f"user{i}") for i in range(USERS)]  # outside the cast: anonymous payers and earners
     for user, account in zip(users, chain.wallets[:4]):
         link_wallet(user, account)
         chain.token.transfer(account.address, 200 * OPEN, sender=chain.treasury)

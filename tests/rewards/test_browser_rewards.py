@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from browser_support import assert_accessible
+from cast_support import PASSWORD
 from eth_account import Account
 from playwright.sync_api import expect
 
@@ -16,7 +17,6 @@ from rewards.models import AccountKind, PendingFee
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 OPEN = 10**18
-PASSWORD = "correct-horse-battery-staple"
 MODEL = "9c" * 32
 
 
@@ -33,10 +33,10 @@ def exact(page, testid: str) -> int:
 
 
 def test_link_wallet_by_signature_see_earnings_and_claim_exactly_what_is_shown(
-        live_server, page, chain, alice, bob, charlie, grant, sign_siwe, screenshot):
+        live_server, page, chain, dora, alice, charlie, grant, sign_siwe, screenshot):
     wallet = Account.from_key("0x" + "5a" * 32)  # the contributor's own key, not one of the chain's dev accounts
     page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Email").fill(alice.email)
+    page.get_by_label("Email").fill(dora.email)
     page.get_by_label("Password:", exact=True).fill(PASSWORD)
     page.get_by_role("button", name=re.compile("Sign In", re.I)).click()
     expect(page.locator(".account-menu summary")).to_be_visible()
@@ -61,19 +61,19 @@ def test_link_wallet_by_signature_see_earnings_and_claim_exactly_what_is_shown(
     expect(page.get_by_test_id("current-wallet")).to_have_text(wallet.address)
     assert_accessible(page)
 
-    # An inference on a model trained on Alice's rows: Charlie pays, Bob owns the model. The fee is recorded
+    # An inference on a model trained on Dora's rows: Charlie pays, Alice owns the model. The fee is recorded
     # as the inference API records it (held on Charlie's credit, booked by the settlement batch it queues).
     grant(charlie, 100 * OPEN)
-    services.fee_record(inference_id="ui-inference-1", payer=charlie, model_owner=bob, fee=10 * OPEN + 7,
-                        contributor_shares={alice.pk: 10**6}, model_version_hash=MODEL, receipt_id="rc-ui",
-                        contributor_rows={alice.pk: ["row-3", "row-8"]})
+    services.fee_record(inference_id="ui-inference-1", payer=charlie, model_owner=alice, fee=10 * OPEN + 7,
+                        contributor_shares={dora.pk: 10**6}, model_version_hash=MODEL, receipt_id="rc-ui",
+                        contributor_rows={dora.pk: ["row-3", "row-8"]})
     assert not PendingFee.objects.exists()
     page.goto(f"{live_server.url}/rewards/")
     row = page.locator("tr", has_text="ui-inference-1")
     expect(row).to_contain_text("accruing")
     expect(row).to_contain_text("row-3, row-8")
     earned = exact(page, "earned")
-    assert earned == ledger.balance(kind=AccountKind.EARNINGS, user=alice) > 6 * OPEN
+    assert earned == ledger.balance(kind=AccountKind.EARNINGS, user=dora) > 6 * OPEN
     expect(page.get_by_text("Nothing published for you yet")).to_be_visible()
     assert_accessible(page)
 

@@ -100,18 +100,18 @@ def test_a_wallet_belongs_to_one_account(chain, alice, bob, link_wallet):
         link_wallet(bob, chain.wallets[0])
 
 
-def test_wallet_change_is_delayed_and_audited(chain, alice, bob, charlie, grant, link_wallet, settings):
+def test_wallet_change_is_delayed_and_audited(chain, dora, alice, charlie, grant, link_wallet, settings):
     settings.WALLET_CHANGE_DELAY_HOURS = 48
-    old = link_wallet(alice, chain.wallets[0])
-    new = link_wallet(alice, chain.wallets[1])
+    old = link_wallet(dora, chain.wallets[0])
+    new = link_wallet(dora, chain.wallets[1])
     assert new.effective_at - new.linked_at == timedelta(hours=48)
-    state = wallet_state(user=alice)
+    state = wallet_state(user=dora)
     assert state["current"] == old and state["pending"] == new
     event = AuditEvent.objects.get(action="rewards.wallet_change")
     assert event.details["previous"] == old.address and event.details["address"] == new.address
     # An epoch closed before the change takes effect still pays the old wallet.
     grant(charlie, OPEN)
-    services.fee_settle(inference_id="w-1", payer=charlie, model_owner=bob, fee=1000,
-                        contributor_shares={alice.pk: 10**6}, model_version_hash="ee" * 32, receipt_id=None)
+    services.fee_settle(inference_id="w-1", payer=charlie, model_owner=alice, fee=1000,
+                        contributor_shares={dora.pk: 10**6}, model_version_hash="ee" * 32, receipt_id=None)
     epoch = services.epoch_close()
-    assert list(epoch.allocations.filter(user=alice).values_list("address", flat=True)) == [old.address]
+    assert list(epoch.allocations.filter(user=dora).values_list("address", flat=True)) == [old.address]

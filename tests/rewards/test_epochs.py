@@ -15,16 +15,16 @@ MODEL = "cd" * 32
 
 
 @pytest.fixture
-def earners(chain, alice, bob, charlie, staff, grant, link_wallet):
-    """Charlie pays; bob owns the model; alice and staff contributed. Alice and bob have wallets."""
+def earners(chain, dora, alice, charlie, staff, grant, link_wallet):
+    """Charlie pays; alice owns the model; dora and staff contributed. Dora and alice have wallets."""
     grant(charlie, 100 * OPEN)
-    link_wallet(alice, chain.wallets[0])
-    link_wallet(bob, chain.wallets[1])
+    link_wallet(dora, chain.wallets[0])
+    link_wallet(alice, chain.wallets[1])
     for n in range(3):
-        services.fee_settle(inference_id=f"inf-{n}", payer=charlie, model_owner=bob, fee=7 * OPEN + n,
-                            contributor_shares={alice.pk: 700_001, staff.pk: 299_999}, model_version_hash=MODEL,
+        services.fee_settle(inference_id=f"inf-{n}", payer=charlie, model_owner=alice, fee=7 * OPEN + n,
+                            contributor_shares={dora.pk: 700_001, staff.pk: 299_999}, model_version_hash=MODEL,
                             receipt_id=f"r{n}")
-    return alice, bob, staff
+    return dora, alice, staff
 
 
 def _claim(chain, user, account):
@@ -35,44 +35,44 @@ def _claim(chain, user, account):
 
 
 def test_epoch_close_publishes_and_claims_move_pending_to_paid(chain, earners):
-    alice, bob, staff = earners
+    dora, alice, staff = earners
     epoch = services.epoch_close()
     assert epoch.state == EpochState.CLOSED and epoch.number == 1
     # Staff has no wallet: their earnings keep accruing for a later epoch.
     assert ledger.balance(kind=AccountKind.EARNINGS, user=staff) > 0
-    alice_pending = ledger.balance(kind=AccountKind.PENDING, user=alice)
-    assert alice_pending > 0 and ledger.balance(kind=AccountKind.EARNINGS, user=alice) == 0
+    dora_pending = ledger.balance(kind=AccountKind.PENDING, user=dora)
+    assert dora_pending > 0 and ledger.balance(kind=AccountKind.EARNINGS, user=dora) == 0
     assert chain.distributor.epoch() == 1 and "0x" + chain.distributor.merkle_root().hex() == epoch.root
     assert chain.token.balance_of(chain.distributor.address) == epoch.total_cumulative == epoch.increase
-    claim = _claim(chain, alice, chain.wallets[0])
+    claim = _claim(chain, dora, chain.wallets[0])
     assert verify_proof(epoch.root, claim["address"], claim["cumulative_amount"], claim["proof"])
-    assert chain.token.balance_of(chain.wallets[0].address) == alice_pending
+    assert chain.token.balance_of(chain.wallets[0].address) == dora_pending
     assert services.claims_index() == 1
     assert services.claims_index() == 0  # exactly once
-    assert ledger.balance(kind=AccountKind.PENDING, user=alice) == 0
-    assert ledger.balance(kind=AccountKind.PAID_OUT, user=alice) == alice_pending
+    assert ledger.balance(kind=AccountKind.PENDING, user=dora) == 0
+    assert ledger.balance(kind=AccountKind.PAID_OUT, user=dora) == dora_pending
     assert ledger.ledger_check().ok
     assert services.chain_reconcile() == []
     assert services.epoch_close() is None  # nothing new to pay
 
 
 def test_second_epoch_pays_only_the_increase(chain, earners, charlie):
-    alice, bob, _ = earners
+    dora, alice, _ = earners
     services.epoch_close()
-    _claim(chain, alice, chain.wallets[0])
+    _claim(chain, dora, chain.wallets[0])
     first_paid = chain.token.balance_of(chain.wallets[0].address)
-    services.fee_settle(inference_id="inf-later", payer=charlie, model_owner=bob, fee=OPEN,
-                        contributor_shares={alice.pk: 10**6}, model_version_hash=MODEL, receipt_id=None)
+    services.fee_settle(inference_id="inf-later", payer=charlie, model_owner=alice, fee=OPEN,
+                        contributor_shares={dora.pk: 10**6}, model_version_hash=MODEL, receipt_id=None)
     epoch = services.epoch_close()
     assert epoch.number == 2
-    _claim(chain, alice, chain.wallets[0])
+    _claim(chain, dora, chain.wallets[0])
     assert chain.token.balance_of(chain.wallets[0].address) - first_paid == 6 * OPEN // 10
     services.claims_index()
     assert ledger.ledger_check().ok and services.chain_reconcile() == []
 
 
 def test_close_killed_between_funding_and_root_resumes_and_pays_once(chain, earners, monkeypatch, caplog):
-    alice, bob, _ = earners
+    dora, alice, _ = earners
     real_post_root = services.EPOCH_STEPS[EpochState.FUNDED]
 
     def crash(epoch, client):
@@ -101,7 +101,7 @@ def test_close_killed_between_funding_and_root_resumes_and_pays_once(chain, earn
     assert chain.token.balance_of(chain.treasury.address) == treasury_before
     assert Epoch.objects.count() == 1
 
-    for user, account in ((alice, chain.wallets[0]), (bob, chain.wallets[1])):
+    for user, account in ((dora, chain.wallets[0]), (alice, chain.wallets[1])):
         pending = ledger.balance(kind=AccountKind.PENDING, user=user)
         _claim(chain, user, account)
         assert chain.token.balance_of(account.address) == pending
@@ -162,22 +162,22 @@ def test_crash_after_the_funding_transfer_before_recording_does_not_fund_twice(c
 
 
 def test_relay_pays_accounts_above_the_threshold(chain, earners, settings):
-    alice, bob, _ = earners
+    dora, alice, _ = earners
     settings.REWARDS_RELAY_THRESHOLD = 8 * OPEN
     epoch = services.epoch_close()
-    assert epoch.relayed_accounts == 1  # alice (about 8.8 OPEN); bob (about 6.3 OPEN) is below
+    assert epoch.relayed_accounts == 1  # dora (about 8.8 OPEN); alice (about 6.3 OPEN) is below
     services.claims_index()
-    assert ledger.balance(kind=AccountKind.PENDING, user=alice) == 0
-    assert chain.token.balance_of(chain.wallets[0].address) == ledger.balance(kind=AccountKind.PAID_OUT, user=alice)
-    assert ledger.balance(kind=AccountKind.PENDING, user=bob) > 0
+    assert ledger.balance(kind=AccountKind.PENDING, user=dora) == 0
+    assert chain.token.balance_of(chain.wallets[0].address) == ledger.balance(kind=AccountKind.PAID_OUT, user=dora)
+    assert ledger.balance(kind=AccountKind.PENDING, user=alice) > 0
 
 
 def test_claim_for_me_relay(chain, earners):
-    alice, _, _ = earners
+    dora, _, _ = earners
     services.epoch_close()
-    result = services.claim_relay(user=alice)
+    result = services.claim_relay(user=dora)
     assert result["relayed"] == 1
-    assert chain.token.balance_of(chain.wallets[0].address) == ledger.balance(kind=AccountKind.PAID_OUT, user=alice) > 0
+    assert chain.token.balance_of(chain.wallets[0].address) == ledger.balance(kind=AccountKind.PAID_OUT, user=dora) > 0
 
 
 def test_reconcile_reports_disagreements_without_patching(chain, earners):

@@ -29,41 +29,42 @@ def record(n, payer, owner, fee, shares, **kwargs):
                                settle_soon=False, **kwargs)
 
 
-def test_a_recorded_fee_is_held_then_booked_by_a_batch(db, alice, bob, charlie, staff, grant):
-    grant(alice, 10 * OPEN)
+def test_a_recorded_fee_is_held_then_booked_by_a_batch(db, charlie, alice, dora, staff, grant):
+    grant(charlie, 10 * OPEN)
     fees = [OPEN + 1, 2 * OPEN + 7, 3]
     for n, fee in enumerate(fees):
-        pending = record(n, alice, bob, fee, {charlie.pk: 700_001, staff.pk: 299_999},
-                         contributor_rows={charlie.pk: ["row-1", "row-2"], 999: ["not a contributor"]})
-    assert isinstance(pending, PendingFee) and pending.contributor_rows == {str(charlie.pk): ["row-1", "row-2"]}
+        pending = record(n, charlie, alice, fee, {dora.pk: 700_001, staff.pk: 299_999},
+                         contributor_rows={dora.pk: ["row-1", "row-2"], 999: ["not a contributor"]})
+    assert isinstance(pending, PendingFee) and pending.contributor_rows == {str(dora.pk): ["row-1", "row-2"]}
     # Held, not charged yet: the spendable credit is lower, the booked balance is not.
-    assert selectors.credit_balance(user=alice) == 10 * OPEN - sum(fees)
-    assert ledger.balance(kind=AccountKind.CREDIT, user=alice) == 10 * OPEN
+    assert selectors.credit_balance(user=charlie) == 10 * OPEN - sum(fees)
+    assert ledger.balance(kind=AccountKind.CREDIT, user=charlie) == 10 * OPEN
     assert not Settlement.objects.exists()
     check = ledger.ledger_check()
     assert check.ok, check.problems
-    shown = selectors.fee_for(inference_id="inf-0", user=alice)
+    shown = selectors.fee_for(inference_id="inf-0", user=charlie)
     assert shown["status"] == "pending" and shown["fee"] == OPEN + 1
 
     batch = services.fee_settle_batch()
     assert (batch.settled, batch.released) == (3, 0)
     assert not PendingFee.objects.exists()
     assert Settlement.objects.filter(transaction_id=batch.transaction_id).count() == 3
-    assert ledger.balance(kind=AccountKind.CREDIT, user=alice) == 10 * OPEN - sum(fees)
-    assert selectors.credit_balance(user=alice) == 10 * OPEN - sum(fees)
-    booked = selectors.fee_for(inference_id="inf-0", user=alice)
+    assert ledger.balance(kind=AccountKind.CREDIT, user=charlie) == 10 * OPEN - sum(fees)
+    assert selectors.credit_balance(user=charlie) == 10 * OPEN - sum(fees)
+    booked = selectors.fee_for(inference_id="inf-0", user=charlie)
     assert booked["status"] == "settled" and booked["settled_at"] is not None
     # The pending view showed exactly the split that was booked.
     assert {k: booked[k] for k in ("fee", "protocol", "owner", "contributors")} == {
         k: shown[k] for k in ("fee", "protocol", "owner", "contributors")}
     settlement = Settlement.objects.get(inference_id="inf-0")
-    assert settlement.shares.get(user=charlie).rows == ["row-1", "row-2"]
+    assert settlement.shares.get(user=dora).rows == ["row-1", "row-2"]
     assert services.fee_settle_batch().settled == 0  # nothing left
     check = ledger.ledger_check()
     assert check.ok, check.problems
 
 
 def test_a_batch_books_what_single_settlements_would(db, make_user, grant, staff):
+    # Outside the cast: six accounts, two each of payers, owners and contributors, so one batch mixes them.
     users = [make_user(f"u{i}") for i in range(6)]
     payers, owners, contributors = users[:2], users[2:4], users[4:] + [staff]
     for payer in payers:
@@ -94,15 +95,15 @@ def test_a_batch_books_what_single_settlements_would(db, make_user, grant, staff
     assert check.ok, check.problems
 
 
-def test_a_batch_takes_the_same_number_of_queries_for_5_or_40_fees(db, alice, bob, charlie, staff, grant):
-    grant(alice, 1_000 * OPEN)
-    grant(bob, 1_000 * OPEN)
+def test_a_batch_takes_the_same_number_of_queries_for_5_or_40_fees(db, charlie, alice, dora, staff, grant):
+    grant(charlie, 1_000 * OPEN)
+    grant(dora, 1_000 * OPEN)
     counts = []
     # (The first batch also creates the earnings accounts. Sizes stay under SQLite's 999 parameters per
     # INSERT, past which Django splits a bulk insert; PostgreSQL has no such split.)
     for size in (1, 5, 40):
         for n in range(size):
-            record(f"{size}-{n}", (alice, bob)[n % 2], staff, OPEN + n, {charlie.pk: 500_000, staff.pk: 500_000})
+            record(f"{size}-{n}", (charlie, dora)[n % 2], alice, OPEN + n, {dora.pk: 500_000, staff.pk: 500_000})
         with CaptureQueriesContext(connection) as queries:
             assert services.fee_settle_batch(limit=size).settled == size
         counts.append(len(queries))
@@ -110,67 +111,67 @@ def test_a_batch_takes_the_same_number_of_queries_for_5_or_40_fees(db, alice, bo
     assert ledger.ledger_check().ok
 
 
-def test_the_hold_refuses_what_the_spendable_credit_does_not_cover(db, alice, bob, grant):
-    grant(alice, 100)
-    record(1, alice, bob, 60, {})
-    before = (PendingFee.objects.count(), LedgerAccount.objects.get(key=f"credit:{alice.pk}").held)
+def test_the_hold_refuses_what_the_spendable_credit_does_not_cover(db, charlie, alice, dora, grant):
+    grant(charlie, 100)
+    record(1, charlie, alice, 60, {})
+    before = (PendingFee.objects.count(), LedgerAccount.objects.get(key=f"credit:{charlie.pk}").held)
     with pytest.raises(services.InsufficientCredit) as refused:
-        record(2, alice, bob, 41, {})
+        record(2, charlie, alice, 41, {})
     assert (refused.value.needed, refused.value.available) == (41, 40)
-    assert (PendingFee.objects.count(), LedgerAccount.objects.get(key=f"credit:{alice.pk}").held) == before
+    assert (PendingFee.objects.count(), LedgerAccount.objects.get(key=f"credit:{charlie.pk}").held) == before
     with pytest.raises(services.InsufficientCredit):
-        record(3, bob, alice, 1, {})  # no credit account at all
-    assert not LedgerAccount.objects.filter(key=f"credit:{bob.pk}").exists()
+        record(3, dora, alice, 1, {})  # no credit account at all
+    assert not LedgerAccount.objects.filter(key=f"credit:{dora.pk}").exists()
     services.fee_settle_batch()
-    record(4, alice, bob, 40, {})  # exactly what is left
+    record(4, charlie, alice, 40, {})  # exactly what is left
     with pytest.raises(services.InsufficientCredit):
-        record(5, alice, bob, 1, {})
+        record(5, charlie, alice, 1, {})
     services.fee_settle_batch()
-    assert ledger.balance(kind=AccountKind.CREDIT, user=alice) == 0
+    assert ledger.balance(kind=AccountKind.CREDIT, user=charlie) == 0
     assert ledger.ledger_check().ok
 
 
-def test_bad_input_is_refused_before_anything_is_held(db, alice, bob, grant):
-    grant(alice, OPEN)
+def test_bad_input_is_refused_before_anything_is_held(db, charlie, alice, dora, grant):
+    grant(charlie, OPEN)
     with pytest.raises(ValidationError, match="no floats"):
-        record(1, alice, bob, 0.5, {})
+        record(1, charlie, alice, 0.5, {})
     with pytest.raises(ValidationError, match="Unknown user"):
-        record(1, alice, bob, 5, {123_456: 10**6})
+        record(1, charlie, alice, 5, {123_456: 10**6})
     with pytest.raises(ValidationError, match="sum to 1,000,000"):
-        record(1, alice, bob, 5, {bob.pk: 999_999})
+        record(1, charlie, alice, 5, {dora.pk: 999_999})
     with pytest.raises(ValidationError, match="inference id"):
-        services.fee_record(inference_id=" ", payer=alice, model_owner=bob, fee=5, contributor_shares={},
+        services.fee_record(inference_id=" ", payer=charlie, model_owner=alice, fee=5, contributor_shares={},
                             model_version_hash=MODEL, settle_soon=False)
-    assert not PendingFee.objects.exists() and selectors.credit_balance(user=alice) == OPEN
+    assert not PendingFee.objects.exists() and selectors.credit_balance(user=charlie) == OPEN
 
 
-def test_recording_twice_holds_once_and_a_late_duplicate_is_released_not_charged(db, alice, bob, grant):
-    grant(alice, OPEN)
-    first = record(1, alice, bob, 1_000, {})
-    assert record(1, alice, bob, 1_000, {}).pk == first.pk
-    assert LedgerAccount.objects.get(key=f"credit:{alice.pk}").held == 1_000
+def test_recording_twice_holds_once_and_a_late_duplicate_is_released_not_charged(db, charlie, alice, grant):
+    grant(charlie, OPEN)
+    first = record(1, charlie, alice, 1_000, {})
+    assert record(1, charlie, alice, 1_000, {}).pk == first.pk
+    assert LedgerAccount.objects.get(key=f"credit:{charlie.pk}").held == 1_000
     with pytest.raises(ValidationError, match="never charged twice"):
-        record(1, alice, bob, 999, {})
+        record(1, charlie, alice, 999, {})
     services.fee_settle_batch()
-    again = record(1, alice, bob, 1_000, {})
+    again = record(1, charlie, alice, 1_000, {})
     assert isinstance(again, Settlement) and not PendingFee.objects.exists()
     # A retry that raced the settlement (its settled check ran just before the batch committed) leaves a
     # second pending row for the same inference: the next batch releases its hold and charges nothing.
-    PendingFee.objects.create(inference_id="inf-1", payer=alice, model_owner=bob, model_version_hash=MODEL, fee=1_000,
+    PendingFee.objects.create(inference_id="inf-1", payer=charlie, model_owner=alice, model_version_hash=MODEL, fee=1_000,
                               policy=services.fee_policy_current())
-    ledger.credit_hold(user_id=alice.pk, amount=1_000)
+    ledger.credit_hold(user_id=charlie.pk, amount=1_000)
     batch = services.fee_settle_batch()
     assert (batch.settled, batch.released, batch.transaction_id) == (0, 1, None)
-    assert ledger.balance(kind=AccountKind.CREDIT, user=alice) == OPEN - 1_000
-    assert selectors.credit_balance(user=alice) == OPEN - 1_000
+    assert ledger.balance(kind=AccountKind.CREDIT, user=charlie) == OPEN - 1_000
+    assert selectors.credit_balance(user=charlie) == OPEN - 1_000
     assert Settlement.objects.count() == 1
     assert ledger.ledger_check().ok
 
 
-def test_a_batch_killed_midway_books_nothing_and_the_rerun_books_once(db, alice, bob, charlie, grant, monkeypatch):
-    grant(alice, OPEN)
+def test_a_batch_killed_midway_books_nothing_and_the_rerun_books_once(db, charlie, alice, dora, grant, monkeypatch):
+    grant(charlie, OPEN)
     for n in range(3):
-        record(n, alice, bob, 1_000 + n, {charlie.pk: 10**6})
+        record(n, charlie, alice, 1_000 + n, {dora.pk: 10**6})
     real_insert_rows = settlement.insert_rows  # the batch's bulk insert, where fee_settle_batch finds it
 
     def killed_at_the_shares(model, rows, **kwargs):
@@ -184,45 +185,45 @@ def test_a_batch_killed_midway_books_nothing_and_the_rerun_books_once(db, alice,
         services.fee_settle_batch()
     assert not Settlement.objects.exists() and not LedgerEntry.objects.filter(transaction__kind="fee").exists()
     assert PendingFee.objects.count() == 3
-    assert LedgerAccount.objects.get(key=f"credit:{alice.pk}").held == 3_003
+    assert LedgerAccount.objects.get(key=f"credit:{charlie.pk}").held == 3_003
     assert ledger.ledger_check().ok
 
     monkeypatch.setattr(settlement, "insert_rows", real_insert_rows)
     assert services.fee_settle_batch().settled == 3
     assert services.fee_settle_batch().settled == 0
-    assert ledger.balance(kind=AccountKind.CREDIT, user=alice) == OPEN - 3_003
+    assert ledger.balance(kind=AccountKind.CREDIT, user=charlie) == OPEN - 3_003
     policy = services.fee_policy_current()
-    assert ledger.balance(kind=AccountKind.EARNINGS, user=charlie) == sum(
-        services.fee_split(fee=1_000 + n, policy=policy, contributor_shares={charlie.pk: 10**6}).contributors[charlie.pk]
+    assert ledger.balance(kind=AccountKind.EARNINGS, user=dora) == sum(
+        services.fee_split(fee=1_000 + n, policy=policy, contributor_shares={dora.pk: 10**6}).contributors[dora.pk]
         for n in range(3))
     assert ledger.ledger_check().ok
 
 
-def test_recording_queues_one_settlement_run_and_beat_books_the_rest(db, alice, bob, grant,
+def test_recording_queues_one_settlement_run_and_beat_books_the_rest(db, charlie, alice, grant,
                                                                      django_capture_on_commit_callbacks):
-    grant(alice, OPEN)
+    grant(charlie, OPEN)
     with django_capture_on_commit_callbacks(execute=True) as queued:
-        services.fee_record(inference_id="live-1", payer=alice, model_owner=bob, fee=10, contributor_shares={},
+        services.fee_record(inference_id="live-1", payer=charlie, model_owner=alice, fee=10, contributor_shares={},
                             model_version_hash=MODEL)
     assert len(queued) == 1 and Settlement.objects.filter(inference_id="live-1").exists()
     with django_capture_on_commit_callbacks(execute=True) as queued:
-        services.fee_record(inference_id="live-2", payer=alice, model_owner=bob, fee=10, contributor_shares={},
+        services.fee_record(inference_id="live-2", payer=charlie, model_owner=alice, fee=10, contributor_shares={},
                             model_version_hash=MODEL)
     assert queued == [] and PendingFee.objects.filter(inference_id="live-2").exists()  # debounced
     assert fees_settle.delay().get() == 1  # the beat task
     assert not PendingFee.objects.exists() and ledger.ledger_check().ok
 
 
-def test_fee_api_shows_the_split_pending_then_settled(db, key_client, alice, bob, charlie, grant):
-    grant(alice, OPEN)
-    record(1, alice, bob, 1_000, {charlie.pk: 10**6})
-    payer = key_client(alice, "read")
+def test_fee_api_shows_the_split_pending_then_settled(db, key_client, charlie, alice, dora, grant):
+    grant(charlie, OPEN)
+    record(1, charlie, alice, 1_000, {dora.pk: 10**6})
+    payer = key_client(charlie, "read")
     body = payer.get("/api/v1/rewards/fees/inf-1/").json()
     assert body["status"] == "pending"
     assert (body["fee"], body["protocol"], body["owner"]) == ("1000", "100", "300")
-    assert body["contributors"] == [{"user_id": charlie.pk, "amount": "600"}]
-    assert key_client(bob, "read").get("/api/v1/rewards/fees/inf-1/").status_code == 200  # the model's owner
-    stranger = key_client(charlie, "read").get("/api/v1/rewards/fees/inf-1/")
+    assert body["contributors"] == [{"user_id": dora.pk, "amount": "600"}]
+    assert key_client(alice, "read").get("/api/v1/rewards/fees/inf-1/").status_code == 200  # the model's owner
+    stranger = key_client(dora, "read").get("/api/v1/rewards/fees/inf-1/")
     assert stranger.status_code == 404 and stranger.json()["code"] == "not_found"
     assert payer.get("/api/v1/rewards/fees/no-such/").status_code == 404
     services.fee_settle_batch()
@@ -230,11 +231,11 @@ def test_fee_api_shows_the_split_pending_then_settled(db, key_client, alice, bob
     assert settled["status"] == "settled" and settled["contributors"] == body["contributors"]
 
 
-def test_an_epoch_close_books_recorded_fees_first(chain, alice, bob, charlie, grant, link_wallet):
-    grant(charlie, OPEN)
-    link_wallet(alice, chain.wallets[0])
-    record(1, charlie, bob, 1_000, {alice.pk: 10**6})
+def test_an_epoch_close_books_recorded_fees_first(chain, charlie, alice, dora, grant, link_wallet):
+    grant(dora, OPEN)
+    link_wallet(charlie, chain.wallets[0])
+    record(1, dora, alice, 1_000, {charlie.pk: 10**6})
     epoch = services.epoch_close()
     assert epoch.increase == 600 and not PendingFee.objects.exists()
-    assert ledger.balance(kind=AccountKind.PENDING, user=alice) == 600
+    assert ledger.balance(kind=AccountKind.PENDING, user=charlie) == 600
     assert ledger.ledger_check().ok

@@ -75,8 +75,6 @@ def test_the_template_filter_shows_open(db):
 
 
 def test_the_admin_takes_and_shows_open(model, client, staff, alice):
-    staff.is_superuser = True
-    staff.save(update_fields=["is_superuser"])
     client.force_login(staff)
     response = client.post("/admin/rewards/creditgrant/add/", {"user": alice.pk, "amount": "2.5",
                                                                 "reason": "support ticket 22"})

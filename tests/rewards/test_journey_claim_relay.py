@@ -11,22 +11,22 @@ OPEN = 10**18
 MODEL = "ab" * 32
 
 
-def _earn(alice, bob, charlie, grant, fee=10 * OPEN, n=1):
+def _earn(dora, alice, charlie, grant, fee=10 * OPEN, n=1):
     grant(charlie, fee)
-    services.fee_settle(inference_id=f"relay-{n}", payer=charlie, model_owner=bob, fee=fee,
-                        contributor_shares={alice.pk: 10**6}, model_version_hash=MODEL)
+    services.fee_settle(inference_id=f"relay-{n}", payer=charlie, model_owner=alice, fee=fee,
+                        contributor_shares={dora.pk: 10**6}, model_version_hash=MODEL)
 
 
 @pytest.fixture
-def claimable(chain, alice, bob, charlie, grant, link_wallet):
-    link_wallet(alice, chain.wallets[0])
-    _earn(alice, bob, charlie, grant)
+def claimable(chain, dora, alice, charlie, grant, link_wallet):
+    link_wallet(dora, chain.wallets[0])
+    _earn(dora, alice, charlie, grant)
     services.epoch_close()
-    return alice
+    return dora
 
 
-def test_nothing_earned_yet_says_so_and_queues_nothing(chain, client, alice, django_capture_on_commit_callbacks):
-    client.force_login(alice)
+def test_nothing_earned_yet_says_so_and_queues_nothing(chain, client, dora, django_capture_on_commit_callbacks):
+    client.force_login(dora)
     with django_capture_on_commit_callbacks() as queued:
         response = client.post("/rewards/claim/", {"relay": "1"})
     assert response.status_code == 302 and response.url == "/rewards/claim/"
@@ -36,11 +36,11 @@ def test_nothing_earned_yet_says_so_and_queues_nothing(chain, client, alice, dja
     assert "queued" not in page
 
 
-def test_earnings_waiting_for_the_epoch_say_so(chain, client, alice, bob, charlie, grant, link_wallet,
+def test_earnings_waiting_for_the_epoch_say_so(chain, client, dora, alice, charlie, grant, link_wallet,
                                                django_capture_on_commit_callbacks):
-    link_wallet(alice, chain.wallets[0])
-    _earn(alice, bob, charlie, grant)
-    client.force_login(alice)
+    link_wallet(dora, chain.wallets[0])
+    _earn(dora, alice, charlie, grant)
+    client.force_login(dora)
     with django_capture_on_commit_callbacks() as queued:
         response = client.post("/rewards/claim/", {"relay": "1"}, follow=True)
     assert queued == [] and not ClaimRelay.objects.exists()

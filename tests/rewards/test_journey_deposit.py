@@ -35,9 +35,9 @@ def test_signing_up_grants_the_starter_credit_exactly_once(db, client, settings)
     assert ledger.ledger_check().ok
 
 
-def test_the_starter_grant_takes_decimals_and_zero_switches_it_off(db, client, settings, make_user):
+def test_the_starter_grant_takes_decimals_and_zero_switches_it_off(db, client, settings, charlie):
     settings.REWARDS_STARTER_GRANT_OPEN = "0.5"
-    assert services.credit_starter_grant(user=make_user("halfway")).amount == OPEN // 2
+    assert services.credit_starter_grant(user=charlie).amount == OPEN // 2
     settings.REWARDS_STARTER_GRANT_OPEN = "0"
     user = _sign_up(client, "nogrant@example.org")
     assert services.credit_starter_grant(user=user) is None

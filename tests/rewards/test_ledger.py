@@ -30,10 +30,10 @@ OPEN = 10**18
 MODEL = "ab" * 32
 
 
-def test_amount_field_round_trips_uint256(db, alice):
+def test_amount_field_round_trips_uint256(db, charlie):
     """A plain DecimalField loses digits on SQLite; AmountField keeps every one on both databases."""
     big = 2**256 - 1
-    account = LedgerAccount.objects.create(key="credit:test", kind=AccountKind.CREDIT, user=alice, balance=big)
+    account = LedgerAccount.objects.create(key="credit:test", kind=AccountKind.CREDIT, user=charlie, balance=big)
     account.refresh_from_db()
     assert account.balance == big and isinstance(account.balance, int)
     assert LedgerAccount.objects.filter(balance=big).count() == 1
@@ -74,65 +74,65 @@ def test_fee_split_accounts_for_every_unit(fee, shares, bps):
     assert all(amount >= 0 for amount in split.contributors.values())
 
 
-def test_fee_settle_books_balanced_split(db, alice, bob, charlie, staff, grant):
-    grant(alice, 5 * OPEN)
-    settlement = fee_settle(inference_id="inf-1", payer=alice, model_owner=bob, fee=10**18 + 1,
-                            contributor_shares={charlie.pk: 333_333, staff.pk: 666_667}, model_version_hash=MODEL,
-                            receipt_id="r1", contributor_rows={charlie.pk: ["row-1", "row-2"]})
+def test_fee_settle_books_balanced_split(db, charlie, alice, dora, staff, grant):
+    grant(charlie, 5 * OPEN)
+    settlement = fee_settle(inference_id="inf-1", payer=charlie, model_owner=alice, fee=10**18 + 1,
+                            contributor_shares={dora.pk: 333_333, staff.pk: 666_667}, model_version_hash=MODEL,
+                            receipt_id="r1", contributor_rows={dora.pk: ["row-1", "row-2"]})
     assert settlement.protocol_amount + settlement.owner_amount + settlement.contributors_amount == 10**18 + 1
     assert settlement.policy == fee_policy_current()
-    assert ledger.balance(kind=AccountKind.CREDIT, user=alice) == 4 * OPEN - 1
-    assert ledger.balance(kind=AccountKind.OWNER_EARNINGS, user=bob) == settlement.owner_amount
+    assert ledger.balance(kind=AccountKind.CREDIT, user=charlie) == 4 * OPEN - 1
+    assert ledger.balance(kind=AccountKind.OWNER_EARNINGS, user=alice) == settlement.owner_amount
     shares = {s.user_id: s for s in settlement.shares.filter(role="contributor")}
-    assert shares[charlie.pk].rows == ["row-1", "row-2"]
-    assert ledger.balance(kind=AccountKind.EARNINGS, user=charlie) == shares[charlie.pk].amount
+    assert shares[dora.pk].rows == ["row-1", "row-2"]
+    assert ledger.balance(kind=AccountKind.EARNINGS, user=dora) == shares[dora.pk].amount
     check = ledger.ledger_check()
     assert check.ok, check.problems
 
 
-def test_fee_settle_is_idempotent(db, alice, bob, charlie, grant):
-    grant(alice, OPEN)
-    kwargs = dict(inference_id="inf-2", payer=alice, model_owner=bob, fee=1000, contributor_shares={charlie.pk: 10**6},
+def test_fee_settle_is_idempotent(db, charlie, alice, dora, grant):
+    grant(charlie, OPEN)
+    kwargs = dict(inference_id="inf-2", payer=charlie, model_owner=alice, fee=1000, contributor_shares={dora.pk: 10**6},
                   model_version_hash=MODEL, receipt_id=None)
     first = fee_settle(**kwargs)
     entries = LedgerEntry.objects.count()
     second = fee_settle(**kwargs)
     assert first.pk == second.pk
     assert LedgerEntry.objects.count() == entries
-    assert ledger.balance(kind=AccountKind.CREDIT, user=alice) == OPEN - 1000
+    assert ledger.balance(kind=AccountKind.CREDIT, user=charlie) == OPEN - 1000
     with pytest.raises(ValidationError, match="never charged twice"):
         fee_settle(**{**kwargs, "fee": 999})
 
 
-def test_insufficient_credit_is_refused_and_writes_nothing(db, alice, bob, charlie, grant):
-    grant(alice, 100)
+def test_insufficient_credit_is_refused_and_writes_nothing(db, charlie, alice, dora, grant):
+    grant(charlie, 100)
     before = (LedgerTransaction.objects.count(), LedgerEntry.objects.count(), LedgerAccount.objects.count())
     with pytest.raises(InsufficientCredit, match="Not enough OPEN credit"):
-        fee_settle(inference_id="inf-3", payer=alice, model_owner=bob, fee=101, contributor_shares={charlie.pk: 10**6},
+        fee_settle(inference_id="inf-3", payer=charlie, model_owner=alice, fee=101, contributor_shares={dora.pk: 10**6},
                    model_version_hash=MODEL, receipt_id=None)
     assert (LedgerTransaction.objects.count(), LedgerEntry.objects.count(), LedgerAccount.objects.count()) == before
     assert not Settlement.objects.exists() and not SettlementShare.objects.exists()
-    assert ledger.balance(kind=AccountKind.CREDIT, user=alice) == 100
+    assert ledger.balance(kind=AccountKind.CREDIT, user=charlie) == 100
     with pytest.raises(InsufficientCredit):
-        fee_settle(inference_id="inf-4", payer=bob, model_owner=alice, fee=1, contributor_shares={},
+        fee_settle(inference_id="inf-4", payer=dora, model_owner=alice, fee=1, contributor_shares={},
                    model_version_hash=MODEL, receipt_id=None)
 
 
-def test_bad_input_is_refused(db, alice, bob, grant):
-    grant(alice, OPEN)
-    base = dict(inference_id="inf-5", payer=alice, model_owner=bob, model_version_hash=MODEL, receipt_id=None)
+def test_bad_input_is_refused(db, charlie, alice, dora, grant):
+    grant(charlie, OPEN)
+    base = dict(inference_id="inf-5", payer=charlie, model_owner=alice, model_version_hash=MODEL, receipt_id=None)
     with pytest.raises(ValidationError, match="no floats"):
         fee_settle(**base, fee=1.5, contributor_shares={})
     with pytest.raises(ValidationError, match="sum to 1,000,000"):
-        fee_settle(**base, fee=10, contributor_shares={bob.pk: 10})
+        fee_settle(**base, fee=10, contributor_shares={dora.pk: 10})
     with pytest.raises(ValidationError, match="Unknown user"):
         fee_settle(**base, fee=10, contributor_shares={999_999: 10**6})
     assert not Settlement.objects.exists()
 
 
-def test_empty_receipt_falls_back_and_policy_versions_are_recorded(db, alice, bob, staff, grant):
-    grant(alice, OPEN)
-    first = fee_settle(inference_id="inf-6", payer=alice, model_owner=bob, fee=1000, contributor_shares={},
+def test_empty_receipt_falls_back_and_policy_versions_are_recorded(db, charlie, alice, staff, grant):
+    grant(charlie, OPEN)
+    first = fee_settle(inference_id="inf-6", payer=charlie, model_owner=alice, fee=1000, contributor_shares={},
                        model_version_hash=MODEL, receipt_id=None)
     # By default an answer with no receipt sends the contributors' part to the rows that trained the model; this
     # model's training rows are unknown (no ModelVersion has its hash), so it goes to the treasury, never to the
@@ -140,7 +140,7 @@ def test_empty_receipt_falls_back_and_policy_versions_are_recorded(db, alice, bo
     assert (first.protocol_amount, first.owner_amount, first.contributors_amount) == (700, 300, 0)
     assert first.fallback_used
     fee_policy_set(actor=staff, protocol_bps=2_000, owner_bps=2_000, contributors_bps=6_000, fallback="owner")
-    second = fee_settle(inference_id="inf-7", payer=alice, model_owner=bob, fee=1000, contributor_shares={},
+    second = fee_settle(inference_id="inf-7", payer=charlie, model_owner=alice, fee=1000, contributor_shares={},
                         model_version_hash=MODEL, receipt_id=None)
     assert (second.protocol_amount, second.owner_amount) == (200, 800)
     assert (first.policy.version, second.policy.version) == (1, 2)
@@ -148,16 +148,16 @@ def test_empty_receipt_falls_back_and_policy_versions_are_recorded(db, alice, bo
         fee_policy_set(actor=staff, protocol_bps=1, owner_bps=1, contributors_bps=1)
 
 
-def test_ledger_check_command_reports_balanced_books(db, alice, bob, grant, capsys):
-    grant(alice, OPEN)
-    fee_settle(inference_id="inf-8", payer=alice, model_owner=bob, fee=77, contributor_shares={},
+def test_ledger_check_command_reports_balanced_books(db, charlie, alice, grant, capsys):
+    grant(charlie, OPEN)
+    fee_settle(inference_id="inf-8", payer=charlie, model_owner=alice, fee=77, contributor_shares={},
                model_version_hash=MODEL, receipt_id=None)
     call_command("ledger_check")
     assert "books balance" in capsys.readouterr().out
 
 
-def test_ledger_check_detects_a_tampered_cache(db, alice, grant):
-    grant(alice, OPEN)
+def test_ledger_check_detects_a_tampered_cache(db, charlie, grant):
+    grant(charlie, OPEN)
     LedgerAccount.objects.filter(kind=AccountKind.CREDIT).update(balance=2 * OPEN)
     check = ledger.ledger_check()
     assert not check.ok and "cached balance" in check.problems[0]

@@ -88,15 +88,15 @@ def test_the_filter_keeps_the_exact_amount_in_the_markup():
 
 
 @pytest.mark.django_db
-def test_the_rewards_page_shows_rounded_amounts_with_the_exact_ones_kept(client, alice, bob, charlie, grant):
+def test_the_rewards_page_shows_rounded_amounts_with_the_exact_ones_kept(client, dora, alice, charlie, grant):
     grant(charlie, 50 * OPEN)
-    services.fee_settle(inference_id="noisy-1", payer=charlie, model_owner=bob, fee=10 * OPEN + 7,
-                        contributor_shares={alice.pk: 10**6}, model_version_hash=MODEL, receipt_id="rc-noisy")
-    services.fee_settle(inference_id="tiny-1", payer=charlie, model_owner=bob, fee=7,
-                        contributor_shares={alice.pk: 10**6}, model_version_hash=MODEL, receipt_id="rc-tiny")
-    earned = ledger.balance(kind=AccountKind.EARNINGS, user=alice)
+    services.fee_settle(inference_id="noisy-1", payer=charlie, model_owner=alice, fee=10 * OPEN + 7,
+                        contributor_shares={dora.pk: 10**6}, model_version_hash=MODEL, receipt_id="rc-noisy")
+    services.fee_settle(inference_id="tiny-1", payer=charlie, model_owner=alice, fee=7,
+                        contributor_shares={dora.pk: 10**6}, model_version_hash=MODEL, receipt_id="rc-tiny")
+    earned = ledger.balance(kind=AccountKind.EARNINGS, user=dora)
     assert format_open(earned) != format_open_rounded(earned)  # the case in point: 6.000000000000000008 or so
-    client.force_login(alice)
+    client.force_login(dora)
     page = client.get("/rewards/").content.decode()
     assert (f'<span data-testid="earned"><data value="{format_open(earned, grouping=False)}" '
             f'title="{format_open(earned)} OPEN">{format_open_rounded(earned)} OPEN</data></span>') in page

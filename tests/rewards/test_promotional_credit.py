@@ -19,9 +19,9 @@ def _grants_balance() -> int:
     return ledger.balance(kind=AccountKind.GRANTS)
 
 
-def test_a_starter_grant_spent_on_ones_own_model_earns_nobody(db, settings, make_user):
+def test_a_starter_grant_spent_on_ones_own_model_earns_nobody(db, settings, alice, make_user):
     settings.REWARDS_STARTER_GRANT_OPEN = "0.25"
-    farmer, sybil = make_user("farmer"), make_user("sybil")  # one person, two free accounts
+    farmer, sybil = alice, make_user("alice-sybil")  # one person, two accounts: the second, made for its free grant
     services.credit_starter_grant(user=sybil)
     grants_before = _grants_balance()
     assert grants_before == -OPEN // 4
@@ -39,9 +39,10 @@ def test_a_starter_grant_spent_on_ones_own_model_earns_nobody(db, settings, make
     assert ledger.ledger_check().ok
 
 
-def test_a_fee_larger_than_what_is_left_of_the_grant_splits_only_the_paid_part(db, settings, make_user, grant):
+def test_a_fee_larger_than_what_is_left_of_the_grant_splits_only_the_paid_part(db, settings, alice, dora, charlie,
+                                                                                grant):
     settings.REWARDS_STARTER_GRANT_OPEN = "0.15"
-    owner, contributor, payer = make_user("owner"), make_user("contributor"), make_user("payer")
+    owner, contributor, payer = alice, dora, charlie
     services.credit_starter_grant(user=payer)
     grant(payer, OPEN)  # an admin grant (not promotional): pays like deposited OPEN
 
@@ -61,10 +62,10 @@ def test_a_fee_larger_than_what_is_left_of_the_grant_splits_only_the_paid_part(d
     assert ledger.ledger_check().ok
 
 
-def test_an_admin_may_mark_a_grant_promotional_and_the_audit_says_so(db, make_user):
+def test_an_admin_may_mark_a_grant_promotional_and_the_audit_says_so(db, alice, charlie):
     from accounts.models import AuditEvent
 
-    owner, payer = make_user("owner2"), make_user("trial")
+    owner, payer = alice, charlie
     given = services.credit_grant(actor=None, user=payer, amount=FEE, reason="conference trial", promotional=True)
     assert given.promotional
     assert AuditEvent.objects.get(action="rewards.credit_grant", object_id=str(given.pk)).details["promotional"] is True
@@ -75,11 +76,11 @@ def test_an_admin_may_mark_a_grant_promotional_and_the_audit_says_so(db, make_us
 
 
 def test_a_fee_recorded_twice_takes_promotional_credit_once_and_a_rolled_back_fee_gives_it_back(
-        db, settings, make_user):
+        db, settings, alice, charlie):
     from django.db import transaction
 
     settings.REWARDS_STARTER_GRANT_OPEN = "1"
-    owner, payer = make_user("owner3"), make_user("payer3")
+    owner, payer = alice, charlie
     services.credit_starter_grant(user=payer)
     services.fee_record(inference_id="twice", payer=payer, model_owner=owner, fee=FEE, contributor_shares={},
                         model_version_hash="m", settle_soon=False)
@@ -104,13 +105,11 @@ def test_a_fee_recorded_twice_takes_promotional_credit_once_and_a_rolled_back_fe
     assert ledger.ledger_check().ok
 
 
-def test_the_admin_grant_form_marks_a_grant_promotional(db, client, staff, make_user):
+def test_the_admin_grant_form_marks_a_grant_promotional(db, client, staff, charlie):
     from rewards.models import CreditGrant
 
-    staff.is_superuser = True
-    staff.save(update_fields=["is_superuser"])
     client.force_login(staff)
-    trial = make_user("booth-visitor")
+    trial = charlie  # a visitor of the conference booth
     response = client.post("/admin/rewards/creditgrant/add/", {"user": trial.pk, "amount": "0.5",
                                                                 "reason": "conference booth", "promotional": "on"})
     assert response.status_code == 302

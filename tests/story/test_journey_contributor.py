@@ -1,6 +1,6 @@
 """Issue #22, the contributor's whole journey on a fresh install, in a real browser, from a new account:
 
-1. Priya signs up and finds Omar's public Datanet of support tickets by searching the Datanets page;
+1. Priya signs up and finds Alice's public Datanet of support tickets by searching the Datanets page;
 2. she uploads a CSV: its good rows go to review, the row with a label the Datanet does not have is refused with
    the reason, and two exact copies are named by the line of her file or, for a row already in the Datanet, by
    its text; every message and the tables number her rows one way, by the line of her file (#13); the
@@ -10,7 +10,7 @@
 4. she types rows: adds a line, removes one, and the label picker she left empty says "choose a label" with the
    grid kept as typed; once chosen, the rows go to review;
 5. "My contributions" lists every upload with its state and its rows' outcome;
-6. when Omar (the Datanet's curator) rejects one of her typed rows with a reason, she is told: an e-mail once
+6. when Alice (the Datanet's owner) rejects one of her typed rows with a reason, she is told: an e-mail once
    the upload is reviewed, and the notice and the reason on "My contributions";
 7. she links a wallet: a wrong address keeps the labelled form and what she typed, the field explains the
    format; then she signs;
@@ -41,18 +41,18 @@ OPEN = 10**18
 EMAIL = "priya.contributor@example.org"
 PASSWORD = "a-long-and-unusual-passphrase-22"
 LABELS = ["billing", "shipping", "account"]
-OMARS = ["The courier left my parcel with a neighbour I do not know", "Why was I billed twice for one order",
-         "I cannot change the email address on my account"]
+ALICES = ["The courier left my parcel with a neighbour I do not know", "Why was I billed twice for one order",
+          "I cannot change the email address on my account"]
 UPLOAD = ("text,label\n"
           "I was charged twice for my March subscription,billing\n"        # line 2
           "Tracking has not moved since Monday,shipping\n"                 # line 3
           "The password reset link never arrives,account\n"                # line 4
           "I want my money back for the toaster,refunds\n"                 # line 5: not one of the labels
           "I was charged twice for my March subscription,billing\n"        # line 6: line 2 again
-          f"{OMARS[0]},shipping\n")                                        # line 7: Omar's accepted row
+          f"{ALICES[0]},shipping\n")                                        # line 7: Alice's accepted row
 REFUSED = {5: "Line 5: the label 'refunds' is not one of: billing, shipping, account",
            6: "Line 6: exact duplicate of line 2 of this upload",
-           7: f"Line 7: exact duplicate of a row already in this Datanet, “{OMARS[0]}”"}
+           7: f"Line 7: exact duplicate of a row already in this Datanet, “{ALICES[0]}”"}
 REASON = "Refunds are handled by the payments team, not support"
 ANSWERS = 26  # one more than a page of earnings
 
@@ -69,26 +69,25 @@ def workbook() -> bytes:
 
 
 @pytest.fixture
-def fresh_install(make_user, django_capture_on_commit_callbacks):
-    """Before Priya comes: Omar's public Datanet of support tickets with three accepted rows, and his model."""
-    omar = make_user("omar")
-    datanet = datanet_services.datanet_create(owner=omar, name="Support tickets", task_type="text-classification",
+def fresh_install(alice, charlie, django_capture_on_commit_callbacks):
+    """Before Priya comes: Alice's public Datanet of support tickets with three accepted rows, and her model."""
+    datanet = datanet_services.datanet_create(owner=alice, name="Support tickets", task_type="text-classification",
                                               label_set=LABELS, summary="Customer tickets by intent")
     with django_capture_on_commit_callbacks(execute=True):
         seeded = datanet_services.contribution_create_from_rows(
-            datanet=datanet, contributor=omar, rows=[{"text": t, "label": label}
-                                                     for t, label in zip(OMARS, ["shipping", "billing", "account"],
+            datanet=datanet, contributor=alice, rows=[{"text": t, "label": label}
+                                                     for t, label in zip(ALICES, ["shipping", "billing", "account"],
                                                                          strict=True)])
-    datanet_services.records_review(datanet=datanet, reviewer=omar, decision="accept",
+    datanet_services.records_review(datanet=datanet, reviewer=alice, decision="accept",
                                     record_ids=seeded.records.values_list("pk", flat=True))
     base = BaseModel.objects.create(name="MiniLM", slug="minilm-journey", source_kind="local", source_ref="tiny",
                                     architecture="bert", task_types=["text-classification"])
-    job = FineTuneJob.objects.create(owner=omar, name="intents", base_model=base, task="text-classification")
+    job = FineTuneJob.objects.create(owner=alice, name="intents", base_model=base, task="text-classification")
     model = ModelVersion.objects.create(
-        job=job, owner=omar, base_model=base, name="Ticket intents", slug="ticket-intents", version_hash="c" * 64,
+        job=job, owner=alice, base_model=base, name="Ticket intents", slug="ticket-intents", version_hash="c" * 64,
         task="text-classification", label_names=LABELS, storage_prefix="models/ticket-intents", manifest={},
         price_per_inference=OPEN // 10)
-    return {"omar": omar, "datanet": datanet, "model": model, "customer": make_user("carol")}
+    return {"alice": alice, "datanet": datanet, "model": model, "customer": charlie}
 
 
 def upload(page, path):
@@ -98,7 +97,7 @@ def upload(page, path):
 
 def test_a_new_contributor_uploads_types_rows_hears_of_rejections_and_reads_her_rewards(
         live_server, page, fresh_install, tmp_path, mailoutbox, screenshot):
-    omar, datanet = fresh_install["omar"], fresh_install["datanet"]
+    alice, datanet = fresh_install["alice"], fresh_install["datanet"]
 
     # 1. Sign up; find the public Datanet by searching.
     sign_up(page, live_server, EMAIL, PASSWORD)
@@ -116,7 +115,7 @@ def test_a_new_contributor_uploads_types_rows_hears_of_rejections_and_reads_her_
     expect(page.get_by_role("heading", name="Contribute")).to_be_visible()
     assert_accessible(page)
 
-    # 2. A CSV with good rows, a label the Datanet lacks, a copy of her own line and a copy of Omar's row.
+    # 2. A CSV with good rows, a label the Datanet lacks, a copy of her own line and a copy of Alice's row.
     tickets = tmp_path / "tickets.csv"
     tickets.write_text(UPLOAD)
     upload(page, tickets)
@@ -143,7 +142,7 @@ def test_a_new_contributor_uploads_types_rows_hears_of_rejections_and_reads_her_
     assert [(r["line"], r["message"], r["text"], r["label"]) for r in table] == [
         ("5", REFUSED[5], "I want my money back for the toaster", "refunds"),
         ("6", REFUSED[6], "I was charged twice for my March subscription", "billing"),
-        ("7", REFUSED[7], OMARS[0], "shipping")]
+        ("7", REFUSED[7], ALICES[0], "shipping")]
 
     # 3. A workbook by mistake: its type is named, with what to export, and the steps end in Failed.
     book = tmp_path / "tickets.xlsx"
@@ -209,12 +208,12 @@ def test_a_new_contributor_uploads_types_rows_hears_of_rejections_and_reads_her_
     expect(page.get_by_test_id("rejected-notice")).to_have_count(0)
     assert_accessible(page)
 
-    # 6. Omar curates her typed rows: one accepted, one rejected with a reason. She gets an e-mail, the notice and
+    # 6. Alice curates her typed rows: one accepted, one rejected with a reason. She gets an e-mail, the notice and
     # the reason.
     rows = {r.fields["text"]: r for r in Record.objects.filter(contribution=typed)}
-    datanet_services.records_review(datanet=datanet, reviewer=omar, decision="accept",
+    datanet_services.records_review(datanet=datanet, reviewer=alice, decision="accept",
                                     record_ids=[rows["My parcel was left at the wrong door"].pk])
-    datanet_services.records_review(datanet=datanet, reviewer=omar, decision="reject", reason=REASON,
+    datanet_services.records_review(datanet=datanet, reviewer=alice, decision="reject", reason=REASON,
                                     record_ids=[rows["Please refund the double charge on my card"].pk])
     typed.refresh_from_db()
     assert typed.state == ContributionState.DONE
@@ -262,13 +261,13 @@ def test_a_new_contributor_uploads_types_rows_hears_of_rejections_and_reads_her_
     expect(page.get_by_test_id("current-wallet")).to_have_text(wallet.address)
     assert_accessible(page)
 
-    # 8. Carol's answers from Omar's model used Priya's rows: she earned OPEN, shown with units and paged.
+    # 8. Charlie's answers from Alice's model used Priya's rows: she earned OPEN, shown with units and paged.
     customer, model = fresh_install["customer"], fresh_install["model"]
     rewards_services.credit_grant(actor=None, user=customer, amount=10 * OPEN, reason="Bought credit")
     for i in range(ANSWERS):
-        rewards_services.fee_settle(inference_id=f"carol-{i:02d}", payer=customer, model_owner=omar,
+        rewards_services.fee_settle(inference_id=f"charlie-{i:02d}", payer=customer, model_owner=alice,
                                     fee=model.price_per_inference, contributor_shares={priya.pk: 10**6},
-                                    model_version_hash=model.version_hash, receipt_id=f"rc-carol-{i:02d}")
+                                    model_version_hash=model.version_hash, receipt_id=f"rc-charlie-{i:02d}")
     page.goto(f"{live_server.url}/rewards/")
     for testid in ("earned", "accruing", "pending", "paid", "credit"):
         expect(page.get_by_test_id(testid).locator("xpath=..")).to_contain_text(re.compile(r"^[\d.,]+ OPEN"))
@@ -283,6 +282,6 @@ def test_a_new_contributor_uploads_types_rows_hears_of_rejections_and_reads_her_
     screenshot("journey-contributor-rewards")
     page.get_by_role("navigation", name="Earnings pages").get_by_role("link", name="Older").click()
     expect(earnings).to_have_count(ANSWERS - 25)
-    expect(earnings.first).to_contain_text("carol-00")
+    expect(earnings.first).to_contain_text("charlie-00")
     expect(page.get_by_role("navigation", name="Earnings pages")).to_contain_text("Page 2 of 2")
     assert_accessible(page)

@@ -1,8 +1,8 @@
 """Issue #22, the curator's whole journey on a fresh install, in a real browser, from a new account:
 
-1. Bea signs up; Omar's Datanet of support tickets is not hers to review yet (no queue in its menu, the queue's
+1. Bea signs up; Alice's Datanet of support tickets is not hers to review yet (no queue in its menu, the queue's
    address answers the site's styled 403 page);
-2. Omar, its owner, adds her as a curator from the Datanet's settings (an address nobody signed up with is
+2. Alice, its owner, adds her as a curator from the Datanet's settings (an address nobody signed up with is
    refused, with what to do);
 3. Bea reviews Dora's new tickets in the queue: j and k move between rows, a mislabelled row is relabelled and
    accepted with its own button, a junk row is rejected with its reason from the keyboard, the others accepted
@@ -11,7 +11,7 @@
 5. she publishes v2 (the form counts the rows and the one contributor it freezes, in correct plurals);
 6. the comparison of v1 and v2 lists the rows added and the row removed (#11), and keeps her reason private.
 
-axe-core checks every page she and Omar visit (tests/browser_support.assert_accessible)."""
+axe-core checks every page she and Alice visit (tests/browser_support.assert_accessible)."""
 
 import re
 
@@ -40,10 +40,9 @@ PHONE_REASON = "Personal data: a customer's phone number"
 
 
 @pytest.fixture
-def fresh_install(make_user, dora, django_capture_on_commit_callbacks):
-    """Omar's public ticket Datanet: v1 holds four of Dora's rows; four more of hers wait for review."""
-    omar = make_user("omar")
-    datanet = datanet_services.datanet_create(owner=omar, name="Support tickets", task_type="text-classification",
+def fresh_install(alice, dora, django_capture_on_commit_callbacks):
+    """Alice's public ticket Datanet: v1 holds four of Dora's rows; four more of hers wait for review."""
+    datanet = datanet_services.datanet_create(owner=alice, name="Support tickets", task_type="text-classification",
                                               label_set=LABELS, summary="Customer tickets by intent")
 
     def contribute(rows):
@@ -52,12 +51,12 @@ def fresh_install(make_user, dora, django_capture_on_commit_callbacks):
                 datanet=datanet, contributor=dora, rows=[{"text": t, "label": label} for t, label in rows])
 
     first = contribute(V1)
-    datanet_services.records_review(datanet=datanet, reviewer=omar, decision="accept",
+    datanet_services.records_review(datanet=datanet, reviewer=alice, decision="accept",
                                     record_ids=first.records.values_list("pk", flat=True))
-    datanet_services.version_publish(datanet=datanet, actor=omar, notes="Dora's first tickets")
+    datanet_services.version_publish(datanet=datanet, actor=alice, notes="Dora's first tickets")
     contribute(NEW)
     rows = {r.fields["text"]: r for r in Record.objects.filter(datanet=datanet)}
-    return {"omar": omar, "datanet": datanet, "rows": rows}
+    return {"alice": alice, "datanet": datanet, "rows": rows}
 
 
 def sign_in(page, live_server):
@@ -70,7 +69,7 @@ def sign_in(page, live_server):
 
 def test_a_new_curator_reviews_the_queue_removes_a_row_and_publishes_a_version(live_server, page, fresh_install,
                                                                                 screenshot):
-    omar, datanet, rows = fresh_install["omar"], fresh_install["datanet"], fresh_install["rows"]
+    alice, datanet, rows = fresh_install["alice"], fresh_install["datanet"], fresh_install["rows"]
     charged, junk, parcel, reset, phone = (rows[t] for t in (CHARGED, JUNK, PARCEL, RESET, PHONE))
 
     # 1. Bea signs up: the Datanet is public, its review queue is not hers.
@@ -87,8 +86,8 @@ def test_a_new_curator_reviews_the_queue_removes_a_row_and_publishes_a_version(l
     assert_accessible(page)
     logout(page)
 
-    # 2. Omar adds her as a curator; an address nobody signed up with is refused with what to do.
-    login(page, live_server, omar)
+    # 2. Alice adds her as a curator; an address nobody signed up with is refused with what to do.
+    login(page, live_server, alice)
     page.goto(f"{live_server.url}{datanet.get_absolute_url()}")
     page.get_by_role("navigation", name="Support tickets").get_by_role("link", name="Settings").click()
     members = page.locator("form", has=page.get_by_role("button", name="Add member"))

@@ -49,35 +49,34 @@ def sign_up(client, email: str):
 
 
 @pytest.fixture
-def fresh_install(monkeypatch, client, settings, make_user, django_capture_on_commit_callbacks):
-    """The first superuser, made as the README says, and what people did before the admin looks: Omar's public
+def fresh_install(monkeypatch, client, settings, alice, django_capture_on_commit_callbacks):
+    """The first superuser, made as the README says, and what people did before the admin looks: Alice's public
     Datanet with one published version, and a newcomer who signed up and uploaded three tickets and a spam row."""
     settings.REWARDS_STARTER_GRANT_OPEN = "0"  # production's policy: the admin grants credit
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
     call_command("createsuperuser", interactive=False, username="root", email="root@example.org",
                  stdout=io.StringIO())
-    omar = make_user("omar")
-    datanet = datanet_services.datanet_create(owner=omar, name="Support tickets", task_type="text-classification",
+    datanet = datanet_services.datanet_create(owner=alice, name="Support tickets", task_type="text-classification",
                                               label_set=["billing", "shipping"], visibility="public")
     with django_capture_on_commit_callbacks(execute=True):
         seeded = datanet_services.contribution_create_from_rows(
-            datanet=datanet, contributor=omar, rows=[{"text": f"charged twice {i}", "label": "billing"}
+            datanet=datanet, contributor=alice, rows=[{"text": f"charged twice {i}", "label": "billing"}
                                                      for i in range(4)])
-    datanet_services.records_review(datanet=datanet, reviewer=omar, decision="accept",
+    datanet_services.records_review(datanet=datanet, reviewer=alice, decision="accept",
                                     record_ids=seeded.records.values_list("pk", flat=True))
-    datanet_services.version_publish(datanet=datanet, actor=omar)
+    datanet_services.version_publish(datanet=datanet, actor=alice)
     newcomer = sign_up(client, "newcomer@example.org")
     rows = [{"text": t, "label": "billing"} for t in TICKETS] + [{"text": SPAM, "label": "shipping"}]
     with django_capture_on_commit_callbacks(execute=True):
         upload = datanet_services.contribution_create_from_rows(datanet=datanet, contributor=newcomer, rows=rows)
     base = BaseModel.objects.create(name="MiniLM", slug="minilm-journey", source_kind="local", source_ref="tiny",
                                     architecture="bert", task_types=["text-classification"])
-    job = FineTuneJob.objects.create(owner=omar, name="intents", base_model=base, task="text-classification")
+    job = FineTuneJob.objects.create(owner=alice, name="intents", base_model=base, task="text-classification")
     model = ModelVersion.objects.create(
-        job=job, owner=omar, base_model=base, name="Ticket intents", slug="ticket-intents", version_hash="e" * 64,
+        job=job, owner=alice, base_model=base, name="Ticket intents", slug="ticket-intents", version_hash="e" * 64,
         task="text-classification", label_names=["billing", "shipping"], storage_prefix="models/ticket-intents",
         manifest={}, price_per_inference=OPEN // 20)
-    return {"root": get_user_model().objects.get(username="root"), "omar": omar, "newcomer": newcomer,
+    return {"root": get_user_model().objects.get(username="root"), "alice": alice, "newcomer": newcomer,
             "datanet": datanet, "upload": upload, "model": model}
 
 
@@ -134,7 +133,7 @@ def test_a_new_admin_moderates_grants_credit_and_reads_the_books(live_server, pa
     moderated = AuditEvent.objects.filter(actor=root, details__moderated_in_admin=True)
     assert sorted(moderated.values_list("action", flat=True)) == ["record.accept", "record.reject"]
 
-    # 3. The Datanet, found by its name, with the rows accepted so far (4 of Omar's, the newcomer's 3).
+    # 3. The Datanet, found by its name, with the rows accepted so far (4 of Alice's, the newcomer's 3).
     page.goto(f"{live_server.url}/admin/datanets/datanet/")
     page.locator("#searchbar").fill("Support")
     page.locator("#searchbar").press("Enter")
@@ -167,8 +166,8 @@ def test_a_new_admin_moderates_grants_credit_and_reads_the_books(live_server, pa
     assert str(OPEN // 20) not in page.locator("#result_list").inner_text()
     assert_accessible(page)
 
-    # The newcomer spends some of it on an answer from Omar's model (the fee is booked as the API books it).
-    rewards_services.fee_settle(inference_id="journey-admin-1", payer=newcomer, model_owner=fresh_install["omar"],
+    # The newcomer spends some of it on an answer from Alice's model (the fee is booked as the API books it).
+    rewards_services.fee_settle(inference_id="journey-admin-1", payer=newcomer, model_owner=fresh_install["alice"],
                                 fee=OPEN // 100 + 7, contributor_shares={newcomer.pk: 10**6},
                                 model_version_hash=fresh_install["model"].version_hash, receipt_id="rc-journey-admin")
 

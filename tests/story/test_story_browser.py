@@ -68,15 +68,14 @@ def contribute_accepted(datanet, owner, contributor, texts, label, django_captur
 
 
 @pytest.fixture
-def world(make_user, alice, bob, charlie, django_capture_on_commit_callbacks):
+def world(make_user, alice, bob, charlie, dora, staff, django_capture_on_commit_callbacks):
     """Before the story: Omar's Datanet with v1 from Bob (shipping) and Dora (account), the bundled base
-    model, an admin, and 1 OPEN of credit an admin granted Charlie."""
+    model, the admin (the cast's staff), and 1 OPEN of credit the admin granted Charlie."""
     from models_registry.services import base_model_ensure_default
 
-    omar, dora = make_user("omar"), make_user("dora")
-    admin = make_user("ada", staff=True)
-    admin.is_superuser = True
-    admin.save(update_fields=["is_superuser"])
+    # Outside the cast, and alice in another part than hers: the story is the README's walkthrough ("From upload
+    # to payout"), told with its people and screenshots, where Omar owns the Datanet and Alice uploads to it.
+    omar, admin = make_user("omar"), staff
     datanet = datanet_services.datanet_create(owner=omar, name="Support tickets", task_type="text-classification",
                                               label_set=LABELS, summary="Customer tickets by intent")
     contribute_accepted(datanet, omar, bob, SHIPPING, "shipping", django_capture_on_commit_callbacks)
