@@ -68,14 +68,14 @@ def api_key_create(*, user, name: str, scopes) -> IssuedKey:
         raise ValidationError({"scopes": "Choose at least one scope."})
     prefix = secrets.token_hex(6)
     secret = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         key = ApiKey.objects.create(user=user, name=name[:80], prefix=prefix, secret_hash=hash_secret(secret), scopes=scopes)
         audit_record(actor=user, action=AuditAction.API_KEY_CREATE, target=key, details={"name": key.name, "scopes": scopes})
     return IssuedKey(api_key=key, secret=secret)
 
 
 def api_key_revoke(*, api_key: ApiKey, actor) -> ApiKey:
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
         if key.revoked_at is None:
             key.revoked_at = timezone.now()
@@ -127,7 +127,7 @@ def demo_users_ensure() -> DemoUsers:
 
     User = get_user_model()
     by_role = {}
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         for role, email, name, staff in DEMO_USERS:
             user, created = User.objects.get_or_create(
                 email=email,

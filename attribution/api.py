@@ -122,10 +122,10 @@ class AttributionDetailView(APIView):
         try:
             receipt = selectors.receipt_get(receipt_id=receipt_id)
         except Http404:
-            from inference import selectors as inference_selectors
+            from lineage import hooks
 
             # A queued answer carries its receipt id at once; the attribution worker stores it seconds later.
-            if inference_selectors.receipt_awaited(receipt_id=receipt_id) is None:
+            if not any(awaited(receipt_id=receipt_id) is not None for awaited in hooks.receipt_awaited.callbacks()):
                 raise
             return Response({"code": "receipt_pending", "fields": {},
                              "detail": "The answer was given and this receipt is being computed; ask again shortly."},

@@ -17,16 +17,15 @@ def receipt(request, receipt_id):
     try:
         receipt = selectors.receipt_get(receipt_id=receipt_id)
     except Http404:
-        from inference import selectors as inference_selectors
-        from retrieval import selectors as retrieval_selectors
+        from lineage import hooks
 
         # A retrieval app's receipt shares this id space (earnings and fees link every receipt here).
-        retrieval_receipt = retrieval_selectors.receipt_by_id(receipt_id=receipt_id)
-        if retrieval_receipt is not None:
-            return redirect(retrieval_receipt)
+        for foreign_receipt in hooks.foreign_receipt.callbacks():
+            if (found := foreign_receipt(receipt_id=receipt_id)) is not None:
+                return redirect(found)
 
         # A queued answer's receipt id is given out at once; the attribution worker stores it seconds later.
-        if inference_selectors.receipt_awaited(receipt_id=receipt_id) is None:
+        if not any(awaited(receipt_id=receipt_id) is not None for awaited in hooks.receipt_awaited.callbacks()):
             raise
         return render(request, "attribution/receipt_pending.html", {"receipt_id": receipt_id}, status=202)
     version = receipt.model_version

@@ -78,17 +78,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from attribution.engine import (  # noqa: E402
-    Attributor,
-    IndexConfig,
-    ProjectionSpec,
-    SharePolicy,
-    TrainingBatch,
-    build_index,
-    per_example_loss,
-    with_predicted_labels,
-)
 from attribution.engine import credit as credit_rules  # noqa: E402
+from attribution.engine.build import IndexConfig, TrainingBatch  # noqa: E402
+from attribution.engine.build_pass import build_index  # noqa: E402
+from attribution.engine.gradients import per_example_loss  # noqa: E402
+from attribution.engine.projection import ProjectionSpec  # noqa: E402
+from attribution.engine.query import Attributor, with_predicted_labels  # noqa: E402
+from attribution.engine.shares import SharePolicy  # noqa: E402
 from bench.lora_support import _SLOTS, _TEMPLATES, INTENTS, minilm_lora, rows, tokenise, train_lora  # noqa: E402
 from datanets.ingest.neardup import NearDupIndex  # noqa: E402
 from datanets.ingest.normalise import normalise_text  # noqa: E402

@@ -80,14 +80,12 @@ from sklearn.cluster import KMeans  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
-from attribution.engine import (  # noqa: E402
-    Attributor,
-    ExactInfluence,
-    GradientFeaturizer,
-    TrainingBatch,
-    build_index,
-)
+from attribution.engine.build import TrainingBatch  # noqa: E402
+from attribution.engine.build_pass import build_index  # noqa: E402
+from attribution.engine.exact import ExactInfluence  # noqa: E402
+from attribution.engine.gradients import GradientFeaturizer  # noqa: E402
 from attribution.engine.projection import BlockProjector, ProjectionSpec  # noqa: E402
+from attribution.engine.query import Attributor  # noqa: E402
 from bench.platform_index import lds, platform_config  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "bench"

@@ -53,18 +53,16 @@ from lora_support import (  # noqa: E402
     training_batches,
 )
 
-from attribution.engine import (  # noqa: E402
-    AttributionIndex,
-    Attributor,
-    SharePolicy,
-    build_index,
-    canonical_json,
-    compiled_kernel_failure,
-    per_example_loss,
-    scan_scores,
-    with_predicted_labels,
+from attribution.engine.build_pass import build_index  # noqa: E402
+from attribution.engine.canonical import canonical_json  # noqa: E402
+from attribution.engine.gradients import per_example_loss  # noqa: E402
+from attribution.engine.index import AttributionIndex  # noqa: E402
+from attribution.engine.query import Attributor, with_predicted_labels  # noqa: E402
+from attribution.engine.scan import compiled_kernel_failure, scan_scores  # noqa: E402
+from attribution.engine.shares import (
+    SharePolicy,  # noqa: E402
+    bh_thresholds,  # noqa: E402
 )
-from attribution.engine.shares import bh_thresholds  # noqa: E402
 from bench.platform_index import platform_config  # noqa: E402
 
 K = 1024

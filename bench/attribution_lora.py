@@ -63,11 +63,9 @@ import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from attribution.engine import (  # noqa: E402
-    build_index,
-    index_valuation,
-    per_example_loss,
-)
+from attribution.engine.build_pass import build_index  # noqa: E402
+from attribution.engine.gradients import per_example_loss  # noqa: E402
+from attribution.engine.valuation import index_valuation  # noqa: E402
 from bench.lora_support import rows, tokenise, train_lora, training_batches  # noqa: E402
 from bench.platform_index import PLATFORM_INDEX, lds, platform_config, platform_scores  # noqa: E402
 

@@ -38,10 +38,8 @@ from scipy.stats import spearmanr  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
-from attribution.engine import (  # noqa: E402
-    ExactInfluence,
-    TrainingBatch,
-)
+from attribution.engine.build import TrainingBatch  # noqa: E402
+from attribution.engine.exact import ExactInfluence  # noqa: E402
 from bench.platform_index import lds, platform_config, platform_scores  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "bench"

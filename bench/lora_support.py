@@ -13,7 +13,8 @@ import warnings
 
 import torch
 
-from attribution.engine import TrainingBatch, per_example_loss
+from attribution.engine.build import TrainingBatch
+from attribution.engine.gradients import per_example_loss
 
 INTENTS = ["billing", "shipping", "technical", "account"]
 _TEMPLATES = {

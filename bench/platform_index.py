@@ -20,7 +20,10 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from attribution.engine import Attributor, IndexConfig, ProjectionSpec, TrainingBatch, build_index
+from attribution.engine.build import IndexConfig, TrainingBatch
+from attribution.engine.build_pass import build_index
+from attribution.engine.projection import ProjectionSpec
+from attribution.engine.query import Attributor
 
 PLATFORM_INDEX = {"kind": "eigenbasis", "eigenbasis_rows": 4096, "eigenbasis_fraction": 0.9,
                   "eigenbasis_candidates": 4.0, "curvature": "fisher",

@@ -155,7 +155,7 @@ def inference_complete(*, inference: Inference, input_text: str, output: str, to
         return _complete_queued(inference=inference, input_text=input_text, output=output)
     receipt = _receipt(inference=inference, input_text=input_text, output=output)
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             if inference.fee > 0:
                 integrations.fee_settle(inference_id=inference.inference_id, payer=record.user,
                                         model_version=version, fee=inference.fee, receipt=receipt,
@@ -182,7 +182,7 @@ def inference_complete_settled(*, inference: Inference, input_text: str, output:
     record.latency_ms = (time.perf_counter() - inference.started) * 1e3
     record.query_digest = integrations.query_digest(input_text, output)
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             settled = settle(inference)
             record.fee, record.receipt_id = settled.fee, settled.receipt_id or ""
             record.status, record.finished_at = InferenceStatus.SUCCEEDED, timezone.now()
@@ -294,7 +294,7 @@ def inference_settle_queued(*, inference_id: str, input_text: str, output: str) 
     else:
         receipt = _receipt(inference=inference, input_text=input_text, output=output, receipt_id=record.receipt_id)
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             digest = _expected_digest(record, input_text, output)
             if fee > 0 and not integrations.fee_attach(inference_id=inference_id, payer=record.user,
                                                        model_version=version, receipt=receipt, query_digest=digest):

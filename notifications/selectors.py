@@ -41,6 +41,6 @@ def deliveries_for(*, webhook, limit: int = DELIVERY_LOG_LIMIT) -> list[WebhookD
 
 def datanets_managed_by(*, user):
     """Datanets whose webhooks this person may set: those they own."""
-    from datanets import selectors as datanet_selectors
+    from .datanet_access import datanets_managed_by as managed_by  # registered by datanets/apps.py
 
-    return datanet_selectors.datanets_owned_by(user=user)
+    return managed_by(user=user)

@@ -7,8 +7,17 @@ class RetrievalConfig(AppConfig):
 
     def ready(self):
         from datanets.signals import version_published
+        from lineage import hooks
 
         version_published.connect(_queue_index_build, dispatch_uid="retrieval.queue_index_build")
+        # a retrieval receipt's id opens attribution's receipt page, which redirects here
+        hooks.foreign_receipt.register("retrieval", _receipt_by_id)
+
+
+def _receipt_by_id(*, receipt_id: str):
+    from . import selectors  # looked up when called, as the direct import it replaces was
+
+    return selectors.receipt_by_id(receipt_id=receipt_id)
 
 
 def _queue_index_build(sender, version, **kwargs):

@@ -13,6 +13,13 @@ class RewardsConfig(AppConfig):
     def ready(self):
         from allauth.account.signals import user_signed_up
 
+        from notifications import builders
+
+        from . import notification_events
+
+        # notifications sits below rewards and must not import it (notifications/builders.py).
+        for kind, builder in notification_events.BUILDERS.items():
+            builders.register_builder(kind, builder)
         user_signed_up.connect(_grant_starter_credit, dispatch_uid="rewards.starter_grant")
         checks.register(_check_starter_grant, checks.Tags.compatibility)
 

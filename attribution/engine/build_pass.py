@@ -8,7 +8,8 @@ configuration asks for it, take every training row's projected gradient (and Fis
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -111,8 +112,25 @@ def _fit_eigenbasis(featurizer: GradientFeaturizer, batches: Iterable[TrainingBa
             for batch in again:
                 yield _fit_gradients(featurizer, batch, config).gradients[0]
 
-        bases = refine(bases, featurizer.blocks, block_dims, config.eigenbasis_fraction, fit_sample_gradients())
+        sample = [batch for batch, _ in kept] + again
+        bases = refine(bases, featurizer.blocks, block_dims, config.eigenbasis_fraction, fit_sample_gradients(),
+                       row_weights=duplicate_vote_weights(sample))
     return itertools.chain(again, iterator), bases, kept
+
+
+def duplicate_vote_weights(batches: Sequence[TrainingBatch]) -> list[torch.Tensor | None]:
+    """Per batch, ``1/|cluster|`` for each row (its ingestion near-duplicate cluster, counted over ``batches``),
+    or ``None`` for a batch whose rows are all unique: a row and its copies share one vote in the fit."""
+    sizes = Counter(cluster for batch in batches for cluster in (batch.cluster_ids or ()) if cluster is not None)
+    weights: list[torch.Tensor | None] = []
+    for batch in batches:
+        clusters = batch.cluster_ids or ()
+        if not any(cluster is not None and sizes[cluster] > 1 for cluster in clusters):
+            weights.append(None)
+            continue
+        weights.append(torch.tensor([1.0 / sizes[cluster] if cluster is not None else 1.0 for cluster in clusters],
+                                    dtype=torch.float64))
+    return weights
 
 
 def _fit_gradients(featurizer: GradientFeaturizer, batch: TrainingBatch, config: IndexConfig) -> FisherGradients:

@@ -182,11 +182,17 @@ class BasisFit:
 
 
 def refine(bases: Mapping[str, BlockBasis], blocks: Sequence[GradientBlock], block_dims: Sequence[int],
-           fraction: float, gradient_batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, BlockBasis]:
+           fraction: float, gradient_batches: Iterable[Mapping[str, torch.Tensor]],
+           row_weights: Iterable[torch.Tensor | None] | None = None) -> dict[str, BlockBasis]:
     """Per block, the leading ``round(fraction × k_m)`` principal directions of the gradients in
     ``gradient_batches`` (the fit sample's; the uncentred second moment of each row's block gradient scaled to unit
     length, so every row has one vote) inside the span of the selected Kronecker pairs (``bases`` fitted with
     ``candidates`` > 1): ``mix`` holds them as combinations of the pairs.
+
+    ``row_weights`` (one ``[B]`` tensor or ``None`` per batch, in step with ``gradient_batches``) scales each
+    row's vote: the build passes ``1/|duplicate cluster|`` (the cluster's rows counted in the fit sample), so a
+    row and its near-copies have one vote between them, as they count once in the curvature. Otherwise
+    uploading many copies of one row would steer which directions the index keeps.
 
     Why: the Kronecker product ``S ⊗ A`` only approximates the gradients' second moment, so its leading pairs
     are not quite the directions the gradients vary along; the principal directions of the gradients themselves
@@ -195,12 +201,16 @@ def refine(bases: Mapping[str, BlockBasis], blocks: Sequence[GradientBlock], blo
     ``d_m × k_m`` matrix; inside a few times ``k_m`` Kronecker pairs it is a small ``k_c × k_m`` one, and the
     factors stay as they are."""
     moments: dict[str, torch.Tensor] = {}
+    weights_of = iter(row_weights) if row_weights is not None else None
     for gradients in gradient_batches:
+        weights = next(weights_of) if weights_of is not None else None
         for block in blocks:
             grad = gradients[block.name].detach().double().cpu()
             # Every row one vote: unit rows, so rows the model never fitted (random text, huge gradients) cannot
             # pull the directions their way.
             grad = grad / torch.linalg.vector_norm(grad, dim=1, keepdim=True).clamp_min(1e-300)
+            if weights is not None:
+                grad = grad * weights.to(grad).sqrt().view(-1, 1)
             coordinates = bases[block.name].pairs(block, grad)
             moment = coordinates.T @ coordinates
             moments[block.name] = moments[block.name] + moment if block.name in moments else moment

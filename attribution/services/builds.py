@@ -30,8 +30,8 @@ from lineage import jobs
 from models_registry import selectors as model_selectors
 from models_registry import services as model_services
 
-# Torch-free engine modules only; ``engine.build_index`` and the rest resolve on first use, in the worker.
-from .. import engine
+# Torch-free engine modules only at import time: web processes import this module; the torch-heavy ones
+# (build, build_pass, projection, valuation) are imported inside the functions only workers run.
 from ..engine.layout import MANIFEST_NAME
 from ..models import AttributionIndex, IndexState, ValuationReport
 from .encoding import training_batch, training_row_ids
@@ -50,8 +50,11 @@ BUILD_LABEL = "attribution index build"  # names the job in messages and logs (`
 
 def index_config(*, seed: int, k: int):
     """The platform's index configuration (lineage/settings.py ATTRIBUTION_*); benchmarks mirror it."""
-    return engine.IndexConfig(
-        projection=engine.ProjectionSpec(seed=seed, k=k, kind=settings.ATTRIBUTION_PROJECTION),
+    from ..engine.build import IndexConfig
+    from ..engine.projection import ProjectionSpec
+
+    return IndexConfig(
+        projection=ProjectionSpec(seed=seed, k=k, kind=settings.ATTRIBUTION_PROJECTION),
         curvature=settings.ATTRIBUTION_CURVATURE, damping_ratio=settings.ATTRIBUTION_DAMPING_RATIO,
         damping_rule=settings.ATTRIBUTION_DAMPING_RULE, shard_rows=settings.ATTRIBUTION_SHARD_ROWS,
         group_size=settings.ATTRIBUTION_GROUP_SIZE, duplicate_cosine=settings.ATTRIBUTION_DUPLICATE_COSINE,
@@ -66,7 +69,7 @@ def index_build_queue(*, model_version) -> AttributionIndex:
     """Record that the version needs an index and queue its build (gpu queue) on commit."""
     from ..tasks import index_build_task
 
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         index, created = AttributionIndex.objects.select_for_update().get_or_create(
             model_version=model_version,
             defaults={
@@ -256,6 +259,10 @@ def _cluster_ids(*, lineage: dict, records: dict) -> dict[str, str]:
 
 
 def _build(*, index: AttributionIndex, work: Path) -> _Built:
+    from ..engine.build import TrainingBatch
+    from ..engine.build_pass import build_index
+    from ..engine.valuation import index_valuation
+
     version = index.model_version
     model, tokenizer, content = _load_model(version)
     _make_attributable(model)
@@ -278,7 +285,7 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
             ids = row_ids[start:start + batch_size]
             inputs = training_batch(content=content, tokenizer=tokenizer, fields=[records[i].fields for i in ids])
             # First come keeps a duplicate cluster's credit: upload order is the record id's order.
-            yield engine.TrainingBatch(inputs, ids, [str(contributors.get(i) or records[i].contributor_id) for i in ids],
+            yield TrainingBatch(inputs, ids, [str(contributors.get(i) or records[i].contributor_id) for i in ids],
                                        [clusters.get(i) for i in ids], [records[i].pk for i in ids])
             if time.monotonic() - last_report[0] > PROGRESS_EVERY_S:
                 last_report[0] = time.monotonic()
@@ -292,7 +299,7 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
     ]
     local = work / "index"
     try:
-        engine_index = engine.build_index(model, batches(), local, index_config(seed=index.seed, k=index.k),
+        engine_index = build_index(model, batches(), local, index_config(seed=index.seed, k=index.k),
                                           model_hash=version.version_hash, eval_inputs=eval_batches or None,
                                           gradient_buffer_bytes=max(0, settings.ATTRIBUTION_GRADIENT_BUFFER_MB) << 20)
     except ValueError as exc:
@@ -306,7 +313,7 @@ def _build(*, index: AttributionIndex, work: Path) -> _Built:
     if not eval_present:
         valuation_error = "This model version has no held-out eval split, so its rows cannot be valued."
     else:
-        result = engine.index_valuation(engine_index, top_n=settings.ATTRIBUTION_VALUATION_TOP_N)
+        result = index_valuation(engine_index, top_n=settings.ATTRIBUTION_VALUATION_TOP_N)
         valuation = _Valuation(
             row_values_by_id={rid: float(v) for rid, v in zip(engine_index.row_ids, result.row_values.tolist())},
             contributor_values=result.contributor_values, most_helpful=result.most_helpful,

@@ -20,8 +20,8 @@ from django.core.exceptions import ValidationError
 from lineage.stored_files import file_stamps, local_directory
 from models_registry import services as model_services
 
-# Torch-free engine modules only; ``engine.Attributor`` and ``engine.AttributionIndex`` resolve on first use.
-from .. import engine
+# Torch-free engine modules only at import time: the index and the attributor (torch) are imported inside
+# the functions that load them, which only attributing processes call.
 from ..engine.layout import MANIFEST_NAME
 from ..engine.shares import SharePolicy
 from ..models import AttributionIndex, IndexState
@@ -62,7 +62,7 @@ def _share_policy() -> SharePolicy:
     """The share policy in force: the false-discovery rate and most credit groups paid that a passed
     governance proposal set (`setSharePolicy`, mirrored as a `GovernedValue`), else ATTRIBUTION_FDR and
     ATTRIBUTION_TOP_GROUPS."""
-    from governance.selectors import share_policy_in_force
+    from lineage.hooks import share_policy_in_force  # governance registers it (governance/apps.py)
 
     in_force = share_policy_in_force()
     return SharePolicy(fdr=in_force["fdr"], top_groups=in_force["top_groups"],
@@ -101,7 +101,9 @@ def _index_local_dir(index: AttributionIndex) -> Path:
 def _open_verified(index: AttributionIndex) -> tuple[EngineIndex, Path]:
     try:
         directory = _index_local_dir(index)
-        engine_index = engine.AttributionIndex(directory, keep_in_memory=True)
+        from ..engine.index import AttributionIndex as EngineIndex
+
+        engine_index = EngineIndex(directory, keep_in_memory=True)
         report = engine_index.verify(expected_index_hash=index.index_hash)
     except (OSError, ValueError, KeyError) as exc:
         raise IndexCorrupt(f"The attribution index of model {index.model_version_hash[:12]} cannot be read: {exc}") from exc
@@ -138,7 +140,9 @@ def _loaded_for(index: AttributionIndex) -> _Loaded:
     engine_index, directory = _open_verified(index)
     model, tokenizer, content = _load_model(index.model_version)
     _make_attributable(model)
-    attributor = engine.Attributor(model, engine_index, policy)
+    from ..engine.query import Attributor
+
+    attributor = Attributor(model, engine_index, policy)
     entry = _Loaded(index.index_hash, model, tokenizer, content, engine_index, attributor, directory,
                     file_stamps(directory), threading.Lock())
     with _cache_lock:

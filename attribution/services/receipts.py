@@ -91,6 +91,7 @@ def receipt_create(*, model_version, input_text: str, output: str, inference_id:
                                                        inference_id=inference_id)
     payload = with_verbatim_spans(payload, index=index, tokenizer=entry.tokenizer, output=output)
     try:
+        # Not durable: `receipt_create_paid` and inference completion create the receipt in their transaction.
         with transaction.atomic():
             receipt = AttributionReceipt.objects.create(
                 **({"receipt_id": str(receipt_id)} if receipt_id else {}),
@@ -163,7 +164,7 @@ def receipt_create_paid(*, model_version, input_text: str, output: str, requeste
     from rewards import services as rewards_services
 
     fee = int(model_version.price_per_inference or 0)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         receipt = receipt_create(model_version=model_version, input_text=input_text, output=output,
                                  requester=requester)
         if fee <= 0:

@@ -17,7 +17,7 @@ def access_request_create(*, datanet: Datanet, requester, message: str = "") -> 
         raise PermissionDenied("No such Datanet.")
     if perms.can_train:
         raise ValidationError("You can already train on this Datanet; no request is needed.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         request, created = TrainingAccessRequest.objects.get_or_create(
             datanet=datanet, requester=requester, defaults={"message": (message or "")[:2000]}
         )
@@ -31,7 +31,7 @@ def access_request_create(*, datanet: Datanet, requester, message: str = "") -> 
 def access_request_decide(*, access_request: TrainingAccessRequest, actor, approve: bool) -> TrainingAccessRequest:
     if not datanet_permissions(datanet=access_request.datanet, user=actor).can_manage:
         raise PermissionDenied("Only the owner decides on training access.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         request = TrainingAccessRequest.objects.select_for_update().get(pk=access_request.pk)
         request.state = AccessState.APPROVED if approve else AccessState.REFUSED
         request.decided_by = actor

@@ -77,8 +77,8 @@ def _contribution_start(*, datanet: Datanet, contributor, source: str, chunks, f
     if not perms.can_contribute:
         raise PermissionDenied("Only members may contribute to this Datanet." if perms.can_view else "No such Datanet.")
     # A Datanet may require a stake to contribute (issue #20): an account then costs what it stakes, and
-    # rows curators reject as spam are slashed from it. Imported here: governance reads datanets.
-    from governance.services import stake_allows_contribution
+    # rows curators reject as spam are slashed from it. Asked through a hook: governance reads datanets.
+    from lineage.hooks import stake_allows_contribution
 
     allowed, reason = stake_allows_contribution(user=contributor, datanet=datanet)
     if not allowed:

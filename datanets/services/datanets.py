@@ -60,7 +60,7 @@ def datanet_create(*, owner, name: str, task_type: str, label_set=(), metadata_c
     slug = slugify(slug) if slug else _unique_slug(name)
     if Datanet.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": f"The address '{slug}' is taken; choose another."})
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         datanet = Datanet(
             owner=owner, name=name[:120], slug=slug, summary=summary[:280], description=description,
             tags=_clean_tags(tags), licence=licence, visibility=visibility, contribution_policy=contribution_policy,
@@ -81,7 +81,7 @@ def datanet_update(*, datanet: Datanet, actor, **changes) -> Datanet:
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({field: "This setting cannot be changed." for field in unknown})
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         datanet = Datanet.objects.select_for_update().get(pk=datanet.pk)
         if "tags" in changes:
             changes["tags"] = _clean_tags(changes["tags"])

@@ -16,7 +16,7 @@ def membership_set(*, datanet: Datanet, actor, user, role: str) -> Membership:
         raise ValidationError({"role": "Members are curators or contributors; ownership is not transferable here."})
     if user.pk == datanet.owner_id:
         raise ValidationError({"user": "The owner is already a member."})
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         membership, _ = Membership.objects.update_or_create(datanet=datanet, user=user, defaults={"role": role})
         audit_record(actor=actor, action=AuditAction.DATANET_MEMBER_SET, target=datanet, details={"user": user.pk, "role": role})
     return membership
@@ -25,6 +25,6 @@ def membership_set(*, datanet: Datanet, actor, user, role: str) -> Membership:
 def membership_remove(*, datanet: Datanet, actor, user) -> None:
     if not datanet_permissions(datanet=datanet, user=actor).can_manage:
         raise PermissionDenied("Only the owner manages members.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         Membership.objects.filter(datanet=datanet, user=user).exclude(role=Role.OWNER).delete()
         audit_record(actor=actor, action=AuditAction.DATANET_MEMBER_REMOVE, target=datanet, details={"user": user.pk})

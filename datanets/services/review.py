@@ -76,7 +76,7 @@ def records_moderate(*, moderator, record_ids, decision: str, reason: str = "") 
     for pk, datanet_id in Record.objects.filter(pk__in=[int(pk) for pk in record_ids]).values_list("pk", "datanet_id"):
         by_datanet.setdefault(datanet_id, []).append(pk)
     changed = 0
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         for datanet in Datanet.objects.filter(pk__in=by_datanet).order_by("pk"):
             changed += _records_decide(datanet=datanet, reviewer=moderator, record_ids=by_datanet[datanet.pk],
                                        decision=decision, reason=reason, details={"moderated_in_admin": True})
@@ -101,6 +101,7 @@ def records_flag_mislabeled(*, scores: dict) -> int:
     validation-harm score) so they show in the review queue's `flag=mislabeled` filter. Returns how many."""
     by_pk = {int(uid[1:]): float(score) for uid, score in scores.items()
              if isinstance(uid, str) and uid.startswith("r") and uid[1:].isdigit()}
+    # Not durable: a finished attribution build flags rows inside its own transaction.
     with transaction.atomic():
         records = list(Record.objects.select_for_update().filter(pk__in=by_pk))
         for record in records:

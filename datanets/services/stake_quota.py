@@ -29,7 +29,9 @@ WINDOW = timedelta(days=1)
 
 
 def _quota(*, datanet: Datanet, contributor):
-    from governance.selectors import stake_row_quota  # governance reads datanets: imported when used
+    from lineage.hooks import (
+        stake_row_quota,  # governance reads datanets: it registers this (governance/apps.py)
+    )
 
     return stake_row_quota(user=contributor, datanet=datanet)
 

@@ -108,7 +108,7 @@ def version_publish(*, datanet: Datanet, actor, notes: str = "") -> DatanetVersi
                 default_storage.save(target, File(fh))
     body = dict(manifest.body)
     body["rows_by_contributor_flat"] = manifest.row_ids
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         Datanet.objects.select_for_update().get(pk=datanet.pk)  # serialise concurrent publishes
         if DatanetVersion.objects.filter(datanet=datanet, number=number).exists():
             raise ValidationError("Another curator published at the same moment; reload and try again.")
@@ -149,7 +149,7 @@ def version_verify(*, version: DatanetVersion, actor=None) -> VersionCheck:
     except (OSError, FileNotFoundError) as exc:
         problems = [f"the version's files cannot be read: {exc}"]
     check = VersionCheck(ok=not problems, problems=tuple(problems))
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if check.ok:
             DatanetVersion.objects.filter(pk=version.pk).update(verified_at=timezone.now())
         audit_record(actor=actor, action=AuditAction.DATANET_VERSION_VERIFY, target=version, details={"ok": check.ok, "problems": problems})

@@ -68,7 +68,7 @@ def action_create(*, user, kind: str, address: str, params: dict, transactions: 
 
     client = client or get_chain_client()
     relayed = kind in PLATFORM_KINDS or dev_signer_for(address, client=client) is not None
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         action = WalletAction.objects.create(
             user=user, kind=kind, address=address, params={**params, "transactions": transactions},
             request_id=request_id, relayed=relayed, proposal=proposal,
@@ -185,7 +185,7 @@ def wallet_action_retry(*, user, action: WalletAction) -> WalletAction:
         raise PermissionDenied("Not your action.")
     if not action.relayed or action.state != ActionState.FAILED:
         raise ValidationError("Only a failed relayed action can be tried again.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         WalletAction.objects.filter(pk=action.pk, state=ActionState.FAILED).update(state=ActionState.QUEUED, error="")
         audit_record(actor=user, action=wallet_action_audit(action.kind, "retried"), target=action, details={})
         chain_wallet_action.delay_on_commit(action.pk)

@@ -56,7 +56,7 @@ def stake_requirement_set(*, datanet, actor, minimum: int) -> DatanetStakeRequir
         raise PermissionDenied("Only this Datanet's owner sets its stake requirement.")
     if minimum < 0:
         raise ValidationError("The required stake cannot be negative.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         previous = DatanetStakeRequirement.objects.select_for_update().filter(datanet=datanet).first()
         if minimum == 0:
             DatanetStakeRequirement.objects.filter(datanet=datanet).delete()
@@ -160,7 +160,7 @@ def stakes_index(*, client=None) -> int:
     for event in page.events:
         tx_hash, log_index = event.position.key
         try:
-            with transaction.atomic():
+            with transaction.atomic(durable=True):
                 if StakeEvent.objects.filter(deployment=deployment, tx_hash=tx_hash, log_index=log_index).exists():
                     continue
                 user = user_by_address(event.account)
@@ -249,7 +249,7 @@ def stake_slashes_enforce(*, client=None) -> list[StakeSlash]:
         evidence = {"datanet": datanet.pk, "address": address, "rows": rows,
                     "rule": {"spam_rows": threshold, "share_bps": share}}
         digest = "0x" + evidence_hash(evidence).hex()
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             slash, created = StakeSlash.objects.get_or_create(
                 evidence_hash=digest, defaults={"deployment": deployment, "datanet": datanet, "user": user,
                                                 "address": address, "evidence": evidence, "share_bps": share})

@@ -87,7 +87,7 @@ def summaries_refresh(*, since=None, sample_serving: bool = True) -> RefreshRepo
     epochs = _epoch_rows()
     now = timezone.now()
     rows = facts.rows(synthetic=False, now=now)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         state = state_locked()
         MetricFact.objects.filter(synthetic=False, day__gte=first).delete()
         MetricFact.objects.bulk_create(rows, batch_size=2000)

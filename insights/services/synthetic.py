@@ -22,7 +22,7 @@ def synthetic_history_replace(*, facts: Facts, cohorts: list[dict], epochs: list
     rows = facts.rows(synthetic=True, now=now)
     cohort_rows = [CohortRetention(**cohort, synthetic=True, computed_at=now) for cohort in cohorts]
     epoch_rows = [EpochSummary(**epoch, synthetic=True, computed_at=now) for epoch in epochs]
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         state = state_locked()
         MetricFact.objects.filter(synthetic=True).delete()
         CohortRetention.objects.filter(synthetic=True).delete()

@@ -75,7 +75,7 @@ def fine_tune_run(*, job_id: int) -> FineTuneJob:
     task of a job whose worker died resumes from the engine's last checkpoint in the job's work dir, up
     to `TRAINING_MAX_DELIVERIES` deliveries (`lineage.jobs`). Training's own failures are shown as they
     are; an unexpected error fails the job with a generic message and an error id (details logged)."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         job = FineTuneJob.objects.select_for_update().get(pk=job_id)
         if job.is_active and job.cancel_requested:
             job.state, job.finished_at = JobState.CANCELLED, timezone.now()
@@ -191,7 +191,7 @@ def model_version_register(*, job_id: int, result) -> FineTuneJob:
     if ModelVersion.objects.filter(job=job).exists():
         return job
     prefix = _store_model_dir(Path(result.model_dir), result.model_version_id)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         job = FineTuneJob.objects.select_for_update().get(pk=job_id)
         version = ModelVersion.objects.create(
             job=job, owner=job.owner, base_model=job.base_model, name=job.name,

@@ -142,7 +142,7 @@ def fine_tune_create(*, owner, name: str, base_model: BaseModel, datanet_version
         raise ValidationError({"hyperparameters": str(exc)}) from exc
     from ..tasks import fine_tune_run_task
 
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         job = FineTuneJob.objects.create(
             owner=owner, name=name[:120], base_model=base_model, task=task, label_names=label_names, hyperparameters=params,
         )
@@ -156,7 +156,7 @@ def fine_tune_create(*, owner, name: str, base_model: BaseModel, datanet_version
 def fine_tune_cancel(*, job: FineTuneJob, actor) -> FineTuneJob:
     if job.owner_id != actor.pk:
         raise PermissionDenied("Only the job's owner cancels it.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         job = FineTuneJob.objects.select_for_update().get(pk=job.pk)
         if job.state == JobState.QUEUED:
             job.state, job.finished_at = JobState.CANCELLED, timezone.now()
@@ -179,7 +179,7 @@ def fine_tune_resume(*, job: FineTuneJob, actor) -> FineTuneJob:
         raise PermissionDenied("Only the job's owner resumes it.")
     from ..tasks import fine_tune_run_task
 
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         job = FineTuneJob.objects.select_for_update().select_related("base_model").get(pk=job.pk)
         if job.state not in RESUMABLE_STATES:
             raise ValidationError(f"This fine-tune is {job.get_state_display().lower()}; only a cancelled or failed "

@@ -49,7 +49,7 @@ def model_version_update(*, version: ModelVersion, actor, price_per_inference=No
         changes["allow_download"] = bool(allow_download)
     if description is not None:
         changes["description"] = description[:5000]
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
         # The deploy rule, from the other side: a deployed model may not start charging before its
         # attribution index is ready (deploying free, then pricing, would skip the deploy check).
@@ -70,7 +70,7 @@ def model_version_update(*, version: ModelVersion, actor, price_per_inference=No
 def model_version_set_deployed(*, version: ModelVersion, actor, deployed: bool) -> ModelVersion:
     if version.owner_id != actor.pk and not actor.is_staff:
         raise PermissionDenied("Only the model's owner deploys it.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         version = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if deployed and version.price_per_inference > 0 and version.attribution_status != AttributionStatus.READY:
             raise ValidationError(

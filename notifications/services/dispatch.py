@@ -43,7 +43,7 @@ def event_dispatch(*, kind: str, object_id) -> Event | None:
     built = builder(object_id)
     if built is None:
         return None
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         event, created = Event.objects.get_or_create(
             key=built.key, defaults={"public_id": f"evt_{uuid.uuid4().hex}", "type": built.type, "data": built.data})
         if created:
@@ -68,7 +68,7 @@ def _subscribed_webhooks(built: BuiltEvent) -> list[Webhook]:
     owner still manages it (ownership can change after the webhook was made)."""
     from django.db.models import Q
 
-    from datanets.selectors import datanet_permissions
+    from ..datanet_access import datanet_permissions  # registered by datanets/apps.py
 
     scope = Q(datanet__isnull=True, owner_id__in=list(built.user_ids))
     if built.datanet_id is not None:

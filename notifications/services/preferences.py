@@ -15,7 +15,7 @@ def notification_settings_update(*, user, choices: dict) -> NotificationSettings
     unknown = sorted(set(choices) - set(EMAIL_KINDS))
     if unknown:
         raise ValidationError(f"Unknown e-mail kind(s): {', '.join(unknown)}. Choose from {', '.join(EMAIL_KINDS)}.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         current, _ = NotificationSettings.objects.select_for_update().get_or_create(user=user)
         update = model_update(instance=current, fields=[kind.field for kind in EMAIL_KINDS.values()],
                               data={EMAIL_KINDS[kind].field: bool(on) for kind, on in choices.items()})

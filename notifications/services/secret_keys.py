@@ -46,7 +46,7 @@ def webhook_secrets_rotate(*, old_key: str, dry_run: bool = False) -> SecretKeyR
         raise SecretKeyRotationRefused(
             "The old key is the key this server uses now (NOTIFICATIONS_SECRET_KEY): set the new key in the "
             "settings first, then run this with the old one.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         webhooks = list(Webhook.objects.select_for_update().order_by("pk").only("pk", "secret_encrypted"))
         rotated, current, unreadable = [], [], []
         for webhook in webhooks:

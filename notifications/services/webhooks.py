@@ -16,7 +16,7 @@ from .dispatch import payload_for
 
 
 def _can_manage(*, datanet, user) -> bool:
-    from datanets.selectors import datanet_permissions
+    from ..datanet_access import datanet_permissions  # registered by datanets/apps.py
 
     return datanet_permissions(datanet=datanet, user=user).can_manage
 
@@ -41,7 +41,7 @@ def webhook_create(*, owner, url: str, events, datanet=None, description: str = 
                                + f"Choose from {', '.join(allowed)}."})
     if datanet is not None and not _can_manage(datanet=datanet, user=owner):
         raise PermissionDenied("Only the Datanet's owner adds webhooks for it.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if Webhook.objects.filter(owner=owner).count() >= settings.WEBHOOKS_MAX_PER_USER:
             raise ValidationError(f"You already have {settings.WEBHOOKS_MAX_PER_USER} webhooks, the most allowed; "
                                   "remove one you no longer use first.")
@@ -55,7 +55,7 @@ def webhook_create(*, owner, url: str, events, datanet=None, description: str = 
 def webhook_delete(*, webhook: Webhook, actor) -> None:
     if webhook.owner_id != getattr(actor, "pk", None):
         raise PermissionDenied("Only the webhook's owner removes it.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         audit_record(actor=actor, action=AuditAction.NOTIFICATIONS_WEBHOOK_DELETE, target=webhook, details={"url": webhook.url})
         webhook.delete()
 
@@ -66,7 +66,7 @@ def webhook_send_test(*, webhook: Webhook, actor) -> WebhookDelivery:
 
     if webhook.owner_id != getattr(actor, "pk", None):
         raise PermissionDenied("Only the webhook's owner sends it test events.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         data = {"webhook": {"id": webhook.pk, "url": webhook.url},
                 "message": "A test event sent from the webhook's page. Verify its signature as for any other event."}
         event = Event.objects.create(public_id=f"evt_{uuid.uuid4().hex}", key=f"{catalogue.TEST_EVENT}:{uuid.uuid4().hex}",

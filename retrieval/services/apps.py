@@ -153,7 +153,7 @@ def app_deploy(*, owner, name: str, versions, causal_model=None, price_per_infer
     slug = _slug_for(name)
     chosen = _usable_versions(owner=owner, versions=versions)
     model = _causal_model(owner=owner, causal_model=causal_model)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         app = RetrievalApp.objects.create(
             owner=owner, name=name.strip()[:120], slug=slug, description=(description or "").strip(),
             causal_model=model, passages=passages, price_per_inference=price_per_inference,
@@ -169,7 +169,7 @@ def app_retire(*, app: RetrievalApp, actor) -> RetrievalApp:
     """Take the app off the API and the playground (its receipts and fees stay). Idempotent."""
     if app.owner_id != getattr(actor, "pk", None) and not getattr(actor, "is_staff", False):
         raise PermissionDenied("Only the app's owner retires it.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if RetrievalApp.objects.filter(pk=app.pk, state=AppState.ACTIVE).update(state=AppState.RETIRED):
             audit_record(actor=actor, action=AuditAction.RETRIEVAL_APP_RETIRE, target=app, details={"slug": app.slug})
     app.refresh_from_db()
@@ -208,7 +208,7 @@ def app_update(*, app: RetrievalApp, actor, price_per_inference=_UNSET, passages
         raise ValidationError({"deployed": "Say true (the app answers) or false (it is retired)."})
     if description is not _UNSET and not isinstance(description, str):
         raise ValidationError({"description": "Give the description as text."})
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         app = RetrievalApp.objects.select_for_update(of=("self",)).select_related("owner", "causal_model").get(pk=app.pk)
         changes = {}
         if price_per_inference is not _UNSET and int(app.price_per_inference) != price_per_inference:

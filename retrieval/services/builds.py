@@ -47,6 +47,7 @@ def index_build_queue(*, version) -> RetrievalIndex:
 
     if version.datanet.task_type != TaskType.DOCUMENTS:
         raise ValidationError("Only versions of a Documents Datanet get a search index.")
+    # Not durable: queued from the `version_published` signal, sent inside `version_publish`'s transaction.
     with transaction.atomic():
         index, created = RetrievalIndex.objects.select_for_update().get_or_create(
             version=version, defaults={"version_hash": version.manifest_hash, "storage_prefix": _storage_prefix(version)},
@@ -64,7 +65,7 @@ def index_build_requeue(*, index: RetrievalIndex, actor) -> RetrievalIndex:
     already has a task, and a second would build it twice at once."""
     from ..tasks import retrieval_index_build_task
 
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         index = RetrievalIndex.objects.select_for_update().get(pk=index.pk)
         if index.state != IndexState.FAILED:
             raise ValidationError(f"Only a failed build is queued again; this index is {index.get_state_display().lower()}.")
@@ -80,7 +81,7 @@ def index_fail_corrupt(*, index: RetrievalIndex, reason: str) -> RetrievalIndex:
     """Fail a ready index whose stored files no longer verify: nothing is answered from it until it is built
     again (`index_build_requeue`)."""
     evict(index.index_hash)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         changed = RetrievalIndex.objects.filter(pk=index.pk, state=IndexState.READY).update(
             state=IndexState.FAILED, error=reason[:4000])
         if changed:

@@ -18,6 +18,7 @@ from .credit import (
     deposit_overview,
     deposit_page_url,
     fee_for,
+    fee_policy_in_force,
     fee_policy_public,
     wallet_state,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "epoch_by_id",
     "epochs_overview",
     "fee_for",
+    "fee_policy_in_force",
     "fee_policy_public",
     "model_names_by_hash",
     "nothing_to_claim",

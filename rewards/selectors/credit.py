@@ -8,13 +8,24 @@ from, and one inference's fee with its split for those allowed to see it.
 from django.conf import settings
 
 from .. import ledger
-from ..models import AccountKind, FeePolicyVersion, PendingFee, Settlement, ShareRole, Wallet
+from ..models import AccountKind, FeePolicy, FeePolicyVersion, PendingFee, Settlement, ShareRole, Wallet
+
+
+def fee_policy_in_force() -> FeePolicyVersion:
+    """The policy version new settlements use, read only. Before anything is settled or the policy edited
+    there is no saved version: this returns version 1 from the admin's policy (or the defaults) unsaved, the
+    version the first write (`services.fee_policy_current`) will save. A read never creates it."""
+    version = FeePolicyVersion.objects.order_by("-version").first()
+    if version is not None:
+        return version
+    policy = FeePolicy.objects.filter(pk=1).first() or FeePolicy()
+    return FeePolicyVersion(version=1, protocol_bps=policy.protocol_bps, owner_bps=policy.owner_bps,
+                            contributors_bps=policy.contributors_bps, fallback=policy.fallback)
 
 
 def fee_policy_public() -> dict:
-    from ..services import fee_policy_current
-
-    current = fee_policy_current()
+    current = fee_policy_in_force()
+    saved = list(FeePolicyVersion.objects.order_by("-version")[:50])
     return {
         "version": current.version,
         "protocol_bps": current.protocol_bps,
@@ -24,8 +35,10 @@ def fee_policy_public() -> dict:
         "rounding": "largest remainder: every base unit is assigned",
         "history": [
             {"version": v.version, "protocol_bps": v.protocol_bps, "owner_bps": v.owner_bps,
-             "contributors_bps": v.contributors_bps, "fallback": v.fallback, "created_at": v.created_at.isoformat()}
-            for v in FeePolicyVersion.objects.order_by("-version")[:50]
+             "contributors_bps": v.contributors_bps, "fallback": v.fallback,
+             # The unsaved version 1 (nothing written yet) has no date until the first write saves it.
+             "created_at": v.created_at.isoformat() if v.created_at else ""}
+            for v in saved or [current]
         ],
     }
 

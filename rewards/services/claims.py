@@ -37,7 +37,7 @@ def claims_index(*, client=None) -> int:
             continue
         user = _user_by_address(event.account)
         try:
-            with transaction.atomic():
+            with transaction.atomic(durable=True):
                 txn = None
                 pending = ledger.balance(kind=AccountKind.PENDING, user=user) if user else 0
                 if user is not None and pending >= event.amount:
@@ -77,7 +77,7 @@ def claim_relay(*, user, client=None) -> dict:
         relayed += count
         last = tx_hash or last
     if relayed:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             audit_record(actor=user, action=AuditAction.REWARDS_CLAIM_RELAY, object_type="accounts.user", object_id=user.pk,
                          details={"accounts": relayed, "tx_hash": last})
         claims_index(client=client)
@@ -106,7 +106,7 @@ def claim_relay_request(*, user) -> ClaimRelayAsked:
         return ClaimRelayAsked(None, *nothing_to_claim(user=user))
     waiting = "the platform sends it shortly and the OPEN goes to your wallet; this page shows when it is confirmed."
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             relay = ClaimRelay.objects.create(user=user, amount=claimable)
             audit_record(actor=user, action=AuditAction.REWARDS_CLAIM_RELAY_REQUEST, target=relay,
                          details={"amount": str(claimable)})
@@ -131,7 +131,7 @@ def claim_relay_run(*, relay_id: int, client=None) -> ClaimRelay:
         result = claim_relay(user=relay.user, client=client)
     except Exception as exc:
         logger.exception("claim relay %s failed", relay.pk)
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             ClaimRelay.objects.filter(pk=relay.pk, state=RelayState.QUEUED).update(
                 state=RelayState.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
             audit_record(actor=None, action=AuditAction.REWARDS_CLAIM_RELAY_FAILED, target=relay, details={"error": str(exc)[:500]})

@@ -37,6 +37,7 @@ def credit_grant(*, actor, user, amount: int, reason: str, idempotency_key: str 
     existing = CreditGrant.objects.filter(transaction__idempotency_key=key).first()
     if existing:
         return existing
+    # Not durable: the starter grant runs from the sign-up signal, inside whatever transaction sent it.
     with transaction.atomic():
         accounts = ledger.accounts_get([(AccountKind.CREDIT, user.pk), (AccountKind.GRANTS, None)])
         credit = accounts[ledger.account_key(AccountKind.CREDIT, user.pk)]
@@ -105,7 +106,7 @@ def deposits_index(*, client=None) -> int:
             continue
         user = _user_by_address(event.sender)
         try:
-            with transaction.atomic():
+            with transaction.atomic(durable=True):
                 txn = None
                 if user is not None:
                     accounts = ledger.accounts_get([(AccountKind.CREDIT, user.pk), (AccountKind.DEPOSITS, None)])

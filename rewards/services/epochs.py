@@ -48,7 +48,7 @@ def epoch_close_due(*, now=None) -> bool:
     """Whether the beat should close an epoch now: the epoch length in force (a governance proposal's
     `setEpochLength`, else `REWARDS_EPOCH_LENGTH_S`) has passed since the last epoch froze, or no epoch was
     ever closed. A close that was stopped after too many attempts waits for a person ("Close an epoch now")."""
-    from governance.selectors import epoch_length_in_force
+    from lineage.hooks import epoch_length_in_force  # governance registers it (governance/apps.py)
 
     now = now or timezone.now()
     last = Epoch.objects.order_by("-number").first()

@@ -20,19 +20,20 @@ BPS = 10_000
 # --- Fee policy ----------------------------------------------------------------------------------------
 
 def fee_policy_current() -> FeePolicyVersion:
-    """The policy version new settlements use (version 1 from the defaults until an admin edits it)."""
-    version = FeePolicyVersion.objects.order_by("-version").first()
-    if version is None:
-        policy = FeePolicy.objects.filter(pk=1).first() or FeePolicy()
+    """The policy version new settlements use. Writers call this: until an admin edits the policy there is no
+    saved version, and the first write saves version 1 (the one `selectors.fee_policy_in_force` reads unsaved).
+    It runs inside the caller's transaction (`fee_record`, `fee_policy_set`, the governance indexer)."""
+    from ..selectors.credit import fee_policy_in_force
+
+    version = fee_policy_in_force()
+    if version.pk is None:
         try:
             with transaction.atomic():
-                FeePolicy.objects.get_or_create(pk=1, defaults={"protocol_bps": policy.protocol_bps,
-                                                                "owner_bps": policy.owner_bps,
-                                                                "contributors_bps": policy.contributors_bps,
-                                                                "fallback": policy.fallback})
-                version = FeePolicyVersion.objects.create(
-                    version=1, protocol_bps=policy.protocol_bps, owner_bps=policy.owner_bps,
-                    contributors_bps=policy.contributors_bps, fallback=policy.fallback)
+                FeePolicy.objects.get_or_create(pk=1, defaults={"protocol_bps": version.protocol_bps,
+                                                                "owner_bps": version.owner_bps,
+                                                                "contributors_bps": version.contributors_bps,
+                                                                "fallback": version.fallback})
+                version.save()
         except IntegrityError:
             version = FeePolicyVersion.objects.get(version=1)
     return version
@@ -49,6 +50,7 @@ def fee_policy_set(*, actor, protocol_bps: int, owner_bps: int, contributors_bps
     if fallback not in Fallback.values:
         raise ValidationError({"fallback": f"Choose one of {', '.join(Fallback.values)}."})
     current = fee_policy_current()
+    # Not durable: the governance indexer applies a split set on chain inside its transaction.
     with transaction.atomic():
         version = FeePolicyVersion.objects.create(version=current.version + 1, fallback=fallback,
                                                   created_by=actor if getattr(actor, "pk", None) else None, **values)

@@ -74,6 +74,7 @@ def fee_record(*, inference_id: str, payer, model_owner, fee: int, contributor_s
     rows = {str(int(k)): [str(r) for r in v][: settings.REWARDS_ROWS_PER_CONTRIBUTOR]
             for k, v in (contributor_rows or {}).items() if int(k) in shares}
     try:
+        # Not durable: inference, receipts and retrieval answers record the fee inside their own transaction.
         with transaction.atomic():
             pending = PendingFee.objects.create(
                 inference_id=inference_id, payer=payer, model_owner=model_owner,
@@ -105,6 +106,7 @@ def fee_attach_receipt(*, inference_id: str, contributor_shares: dict, receipt_i
     inference_id, shares = _fee_input(inference_id=inference_id, fee=1, contributor_shares=contributor_shares)
     rows = {str(int(k)): [str(r) for r in v][: settings.REWARDS_ROWS_PER_CONTRIBUTOR]
             for k, v in (contributor_rows or {}).items() if int(k) in shares}
+    # Not durable: attaching a receipt runs in the inference's transaction (inference.integrations).
     with transaction.atomic():
         pending = PendingFee.objects.select_for_update().filter(inference_id=inference_id).first()
         if pending is None:
@@ -202,6 +204,7 @@ def fee_settle_batch(*, limit: int | None = None, inference_ids=None) -> FeeBatc
     unique, and a fee whose inference was settled before (a retry racing its settlement) is released
     without a charge. A crash anywhere rolls the whole batch back; the next run settles it."""
     limit = limit or settings.REWARDS_SETTLE_BATCH
+    # Not durable: `fee_settle` books its own fee through this batch, inside its transaction.
     with transaction.atomic():
         queryset = (PendingFee.objects.filter(awaiting_receipt=False)
                     .select_for_update(skip_locked=True, of=("self",)).select_related("policy")
@@ -298,6 +301,7 @@ def fee_settle(*, inference_id: str, payer, model_owner, fee: int, contributor_s
                contributor_rows: dict | None = None) -> Settlement:
     """Record and settle one inference's fee now (`fee_record`, then a batch of this one fee), in one
     transaction. Same guarantees and errors as `fee_record`; returns the `Settlement`."""
+    # Not durable: inference completion settles the fee inside its own transaction.
     with transaction.atomic():
         recorded = fee_record(inference_id=inference_id, payer=payer, model_owner=model_owner, fee=fee,
                               contributor_shares=contributor_shares, model_version_hash=model_version_hash,

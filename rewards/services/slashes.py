@@ -55,7 +55,7 @@ def slash_book(*, key: str, datanet_id: int, datanet_version: int, slashed_user_
         return existing
     parts = {user_id: part for user_id, part in largest_remainder(amount, list(weights.items())).items() if part}
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             accounts = ledger.accounts_get([(AccountKind.SLASHED_STAKES, None)]
                                            + [(AccountKind.EARNINGS, user_id) for user_id in parts])
             lines = [(accounts[ledger.account_key(AccountKind.SLASHED_STAKES)], -amount)]

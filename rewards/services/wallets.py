@@ -74,7 +74,7 @@ def wallet_link(*, user, message: str, signature: str, now=None) -> Wallet:
     except SiweError as exc:
         raise ValidationError({"signature": f"{SIWE_MESSAGES.get(exc.reason, 'Refused.')} ({exc.detail})"}) from exc
     address = parsed.address
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if not WalletNonce.objects.filter(pk=issued.pk, used_at__isnull=True).update(used_at=now):
             raise ValidationError({"message": "This message was already used; request a new one."})
         existing = Wallet.objects.filter(address=address).first()

@@ -54,6 +54,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
     from django.contrib.auth import get_user_model
     from django.db import transaction
     from django.test import TestCase, override_settings
+    from transaction_support import rollback_block
 
     from attribution import services as attribution_services
     from datanets import services as datanet_services
@@ -72,7 +73,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         # checks the queue wiring with them and that the planted rows carry more harm on average.
         ATTRIBUTION_MISLABEL_Z=1.0,
     ):
-        with transaction.atomic():
+        with rollback_block():
             users = {}
             for name in ("alice", "bob", "charlie", "dave", "erin", "frank"):
                 user = get_user_model().objects.create_user(username=f"w-{name}", email=f"w-{name}@example.org",

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent
 from attribution import selectors, services
-from attribution.engine import AttributionIndex as EngineIndex
+from attribution.engine.index import AttributionIndex as EngineIndex
 from attribution.models import AttributionIndex, AttributionReceipt, IndexState, ValuationReport
 from attribution.services import builds  # index_build runs builds._build: patched there
 from datanets import selectors as datanet_selectors

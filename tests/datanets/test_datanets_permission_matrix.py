@@ -22,6 +22,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from matrix_support import datanet_request_bodies
 from rest_framework.test import APIClient
+from transaction_support import rollback_block
 
 pytestmark = pytest.mark.django_db
 
@@ -217,7 +218,7 @@ def test_permission_matrix(visibility, world, api_key_for):
             counter += 1
             client = clients[role][1 if is_api else 0]
             body = _body(name, method, state, users, counter)
-            with transaction.atomic():
+            with rollback_block():
                 if method == "GET":
                     response = client.get(path, body)
                 elif is_api:

@@ -8,7 +8,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
-from attribution.engine import TrainingBatch
+from attribution.engine.build import TrainingBatch
 
 torch.set_num_threads(1)  # the machine is shared: extra OpenMP threads spin and slow everyone down
 VOCAB = 260  # bytes + a few specials: byte values are the token ids of the causal LM rows
@@ -103,7 +103,7 @@ def training_batches(inputs: dict, contributor_of, batch_size: int = 16, cluster
 
 def train(model, inputs: dict, epochs: int = 30, lr: float = 3e-2, batch_size: int = 16, seed: int = 0):
     """A few epochs of AdamW on the trainable (LoRA + head) parameters, mean token loss."""
-    from attribution.engine import per_example_loss
+    from attribution.engine.gradients import per_example_loss
 
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -24,15 +24,11 @@ from attr_tiny_models import (
     train,
 )
 
-from attribution.engine import (
-    Attributor,
-    IndexConfig,
-    ProjectionSpec,
-    SharePolicy,
-    TrainingBatch,
-    build_index,
-    with_predicted_labels,
-)
+from attribution.engine.build import IndexConfig, TrainingBatch
+from attribution.engine.build_pass import build_index
+from attribution.engine.projection import ProjectionSpec
+from attribution.engine.query import Attributor, with_predicted_labels
+from attribution.engine.shares import SharePolicy
 
 N_ROWS = 120
 TOPICS = 12

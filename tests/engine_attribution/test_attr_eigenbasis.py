@@ -13,9 +13,12 @@ from attr_tiny_models import (
 )
 from attr_tiny_models import training_batches as tiny_batches
 
-from attribution.engine import Attributor, BlockProjector, IndexConfig, ProjectionSpec, build_index
+from attribution.engine.build import IndexConfig
+from attribution.engine.build_pass import build_index
 from attribution.engine.eigenbasis import BasisFit, fit_bases
 from attribution.engine.gradients import GradientBlock
+from attribution.engine.projection import BlockProjector, ProjectionSpec
+from attribution.engine.query import Attributor
 
 BLOCK = GradientBlock(name="layer", out_features=3, in_features=5, has_bias=True)  # 18 gradient dims
 
@@ -253,3 +256,62 @@ def test_a_refined_index_stores_its_mix_and_does_not_depend_on_the_gradient_buff
     attributor = Attributor(model, indexes[2])
     top = indexes[2].top_rows(attributor.query_features(data), top_k=1)
     assert top.positions[:, 0].tolist() == list(range(48))
+
+
+def test_a_row_and_its_copies_share_one_vote_in_the_refinement():
+    """Forty copies of one row (an uploader flooding the fit sample with someone's row, or their own) steer the
+    principal directions when every row votes; weighted 1/|cluster|, as the build weights ingestion clusters, the
+    copies count as the one row they copy and the basis is the one fitted on the sample with that row once."""
+    from attribution.engine.eigenbasis import refine
+
+    grads = not_quite_kronecker_gradients(300, seed=4)
+    fit = BasisFit([BLOCK])
+    fit.add({"layer": grads})
+    candidates = fit.bases([5], candidates=3)
+    once = refine(candidates, [BLOCK], [5], 1.0, [{"layer": grads}])["layer"]
+    copied = torch.zeros(40, 18, dtype=torch.float64)
+    copied[:, 11] = float(torch.linalg.vector_norm(grads, dim=1).median())  # a direction the sample rarely takes
+    flooded = torch.cat([grads, copied[:1], copied[1:]])
+    steered = refine(candidates, [BLOCK], [5], 1.0, [{"layer": flooded}])["layer"]
+    weights = torch.cat([torch.ones(300, dtype=torch.float64), torch.full((40,), 1 / 40, dtype=torch.float64)])
+    weighted = refine(candidates, [BLOCK], [5], 1.0, [{"layer": flooded}], row_weights=[weights])["layer"]
+    alone = refine(candidates, [BLOCK], [5], 1.0, [{"layer": torch.cat([grads, copied[:1]])}])["layer"]
+
+    def overlap(a, b) -> float:
+        return float(torch.linalg.svdvals(a.dense(BLOCK).T @ b.dense(BLOCK)).min())
+
+    assert overlap(steered, once) < 0.5  # the flood takes a direction of its own
+    assert overlap(weighted, alone) > 0.999  # weighted, it is one row
+    # Batches without weights (``None``) vote one per row, as before.
+    assert torch.allclose(refine(candidates, [BLOCK], [5], 1.0, [{"layer": grads}], row_weights=[None])["layer"].mix,
+                          once.mix)
+
+
+def test_the_build_weights_the_fit_sample_by_its_ingestion_clusters(trained, tmp_path, monkeypatch):
+    """The build hands the refinement 1/|cluster| per row, the cluster counted over the fit sample."""
+    import attribution.engine.build_pass as build_pass
+
+    _, data = trained
+    batches = tiny_batches(data, lambda i: f"c{i % 12}", cluster_of=lambda i: "dup" if i in (3, 20, 21, 40) else
+                           ("pair" if i in (5, 6) else None))
+    weights = build_pass.duplicate_vote_weights(batches[:2])  # rows 0-31: "dup" has 3 rows there, "pair" 2
+    assert [w if w is None else w.tolist() for w in weights] == [
+        [1.0, 1.0, 1.0, 1 / 3, 1.0, 0.5, 0.5] + [1.0] * 9, [1.0] * 4 + [1 / 3, 1 / 3] + [1.0] * 10]
+    assert build_pass.duplicate_vote_weights(tiny_batches(data, lambda i: "c")) == [None, None, None]
+
+    seen = []
+    original = build_pass.refine
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["row_weights"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(build_pass, "refine", spy)
+    config = IndexConfig(ProjectionSpec(seed=7, k=256, kind="eigenbasis"), shard_rows=20, eigenbasis_rows=40,
+                         eigenbasis_candidates=3, curvature="fisher")
+    model, _ = trained
+    build_index(model, iter(batches), tmp_path / "idx", config, model_hash="sha256:tiny")
+    # The fit sample is the first 40 rows, read in batches of 16: rows 0-47; "dup" has rows 3, 20, 21, 40 there.
+    assert len(seen) == 1 and [w if w is None else w.tolist() for w in seen[0]] == [
+        [1.0, 1.0, 1.0, 0.25, 1.0, 0.5, 0.5] + [1.0] * 9, [1.0] * 4 + [0.25, 0.25] + [1.0] * 10,
+        [1.0] * 8 + [0.25] + [1.0] * 7]

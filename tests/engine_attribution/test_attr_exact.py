@@ -5,7 +5,8 @@ from attr_tiny_models import random_classification_inputs, slice_inputs, tiny_cl
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from attribution.engine import ExactInfluence, GradientFeaturizer, per_example_loss
+from attribution.engine.exact import ExactInfluence
+from attribution.engine.gradients import GradientFeaturizer, per_example_loss
 
 L2 = 0.1
 

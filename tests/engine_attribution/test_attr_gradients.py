@@ -10,7 +10,7 @@ from attr_tiny_models import (
     tiny_classifier,
 )
 
-from attribution.engine import GradientFeaturizer, per_example_loss, trainable_linear_layers
+from attribution.engine.gradients import GradientFeaturizer, per_example_loss, trainable_linear_layers
 
 
 def autograd_loop_gradients(model, inputs, token_reduction="sum"):

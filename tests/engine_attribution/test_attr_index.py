@@ -17,18 +17,13 @@ from attr_tiny_models import (
 )
 from scipy.stats import spearmanr
 
-from attribution.engine import (
-    AttributionIndex,
-    Attributor,
-    BlockProjector,
-    GradientFeaturizer,
-    IndexConfig,
-    ProjectionSpec,
-    build_index,
-    build_receipt,
-    merge_top_rows,
-    receipt_digest,
-)
+from attribution.engine.build import IndexConfig
+from attribution.engine.build_pass import build_index
+from attribution.engine.gradients import GradientFeaturizer
+from attribution.engine.index import AttributionIndex, merge_top_rows
+from attribution.engine.projection import BlockProjector, ProjectionSpec
+from attribution.engine.query import Attributor
+from attribution.engine.receipt import build_receipt, receipt_digest
 
 N_ROWS = 48
 CONTRIBUTORS = 12

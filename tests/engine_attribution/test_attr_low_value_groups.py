@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from attribution.engine import IndexConfig, ProjectionSpec
-from attribution.engine.build import IndexBuilder
+from attribution.engine.build import IndexBuilder, IndexConfig
 from attribution.engine.gradients import GradientBlock
+from attribution.engine.projection import ProjectionSpec
 
 K = 32
 

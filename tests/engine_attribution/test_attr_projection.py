@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from attribution.engine import BlockProjector, GradientBlock, ProjectionSpec, allocate_block_dims
+from attribution.engine.gradients import GradientBlock
+from attribution.engine.projection import BlockProjector, ProjectionSpec, allocate_block_dims
 
 BLOCKS = [GradientBlock("small", 3, 10, True), GradientBlock("large", 40, 20, False)]  # sizes 33, 800
 

@@ -8,17 +8,12 @@ import torch
 from attr_tiny_models import random_classification_inputs, tiny_classifier, train, training_batches
 from safetensors import safe_open
 
-from attribution.engine import (
-    AttributionIndex,
-    Attributor,
-    IndexConfig,
-    ProjectionSpec,
-    build_index,
-    compiled_kernel_failure,
-    scan_scores,
-)
-from attribution.engine.index import memory_mapped_tensor
-from attribution.engine.scan import gathered_scores
+from attribution.engine.build import IndexConfig
+from attribution.engine.build_pass import build_index
+from attribution.engine.index import AttributionIndex, memory_mapped_tensor
+from attribution.engine.projection import ProjectionSpec
+from attribution.engine.query import Attributor
+from attribution.engine.scan import compiled_kernel_failure, gathered_scores, scan_scores
 
 
 def fp16_rows(n, k=256, seed=0):

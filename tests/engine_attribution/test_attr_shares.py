@@ -7,8 +7,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from attribution.engine import PPM, ScoreMap, SharePolicy, account_shares, largest_remainder_ppm
-from attribution.engine.shares import bh_thresholds, credit_within_groups, discover_groups, negative_influence
+from attribution.engine.shares import (
+    PPM,
+    ScoreMap,
+    SharePolicy,
+    account_shares,
+    bh_thresholds,
+    credit_within_groups,
+    discover_groups,
+    largest_remainder_ppm,
+    negative_influence,
+)
 
 
 def test_bh_thresholds_are_the_one_sided_normal_quantiles_of_the_step_up_rule():

@@ -4,7 +4,11 @@ import torch
 from attr_tiny_models import tiny_classifier, topical_classification_inputs, train, training_batches
 from sklearn.metrics import roc_auc_score
 
-from attribution.engine import Attributor, IndexConfig, ProjectionSpec, build_index, value_training_data
+from attribution.engine.build import IndexConfig
+from attribution.engine.build_pass import build_index
+from attribution.engine.projection import ProjectionSpec
+from attribution.engine.query import Attributor
+from attribution.engine.valuation import value_training_data
 
 
 def test_validation_harm_finds_planted_mislabeled_rows(tmp_path):

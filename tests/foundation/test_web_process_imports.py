@@ -37,9 +37,10 @@ for config in apps.get_app_configs():
                 raise
 heavy = [name for name in HEAVY_NAMES if name in sys.modules]
 print("HEAVY", *heavy)
-# The engines still export everything, on first use.
+# The engines still export everything: training's package on first use, attribution's from its modules.
 from models_registry.training import run_training
-from attribution.engine import Attributor, build_index
+from attribution.engine.build_pass import build_index
+from attribution.engine.query import Attributor
 print("RESOLVED", run_training.__module__, Attributor.__module__, build_index.__module__, "torch" in sys.modules)
 """.replace("HEAVY_NAMES", repr(HEAVY))
 

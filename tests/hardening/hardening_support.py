@@ -252,6 +252,7 @@ def fuzz_operation(operation, world: World, report: FuzzReport, *, max_examples:
     from hypothesis import seed as hypothesis_seed
     from hypothesis import strategies as st
     from schemathesis.core.failures import FailureGroup
+    from transaction_support import rollback_block
 
     run_on_commit = run_on_commit or TestCase.captureOnCommitCallbacks
     checks = fuzz_checks()
@@ -267,7 +268,7 @@ def fuzz_operation(operation, world: World, report: FuzzReport, *, max_examples:
         report.cases += 1
         report.by_operation[label] += 1
         headers = world.headers(role)
-        with transaction.atomic():
+        with rollback_block():
             try:
                 with run_on_commit(execute=True):
                     response = case.call(headers=headers)

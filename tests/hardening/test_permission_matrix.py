@@ -34,6 +34,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from hardening_support import build_world
 from matrix_support import datanet_request_bodies, model_request_bodies
 from rest_framework.test import APIClient
+from transaction_support import rollback_block
 
 SESSION_ROLES = ("anonymous", "stranger", "contributor", "curator", "owner", "staff")
 KEY_ROLES = ("key:read", "key:contribute", "key:train", "key:infer")
@@ -314,7 +315,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         MEDIA_ROOT=root / "media", DATANETS_CACHE_DIR=root / "cache", TRAINING_WORK_DIR=root / "training",
         INFERENCE_RECEIPTS_ASYNC=False,  # the paid inference's receipt and fee exist before the matrix reads them
     ):
-        with transaction.atomic():
+        with rollback_block():
             base = build_world(run_on_commit=TestCase.captureOnCommitCallbacks)
             users, private = base.users, base.datanets["private"]["datanet"]
             # Enough rows to fine-tune on: a third version of the private Datanet.
@@ -482,7 +483,7 @@ def test_permission_matrix(world):
         for role, wanted in zip(ROLES, expected):
             counter += 1
             client = clients[role][1 if is_api else 0]
-            with transaction.atomic():
+            with rollback_block():
                 outcome = _outcome(_request(client, method, path, _body(name, method, world, counter), is_api))
                 transaction.set_rollback(True)
             outcomes[role] = outcome
@@ -509,7 +510,7 @@ def test_admin_urls_are_for_staff_only(world):
         special = ADMIN_SPECIAL.get(name, "").split()
         outcomes = {}
         for role in ROLES:
-            with transaction.atomic():
+            with rollback_block():
                 outcome = outcomes[role] = _outcome(clients[role][0].get(path))
                 transaction.set_rollback(True)
             if special:

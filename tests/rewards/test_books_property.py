@@ -6,6 +6,7 @@ import pytest
 from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from transaction_support import rollback_block
 
 from rewards import ledger, selectors, services
 from rewards.models import AccountKind, Epoch, EpochState, Settlement
@@ -54,7 +55,7 @@ def test_books_balance_and_agree_with_the_chain(chain, world, ops):
     # Each example starts from the same world: the chain reverts to a snapshot, the database rolls back.
     snapshot = chain.client.snapshot()
     try:
-        with transaction.atomic():
+        with rollback_block():
             _run(chain, world, ops)
             transaction.set_rollback(True)
     finally:

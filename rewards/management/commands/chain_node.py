@@ -15,12 +15,12 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from eth_tester.exceptions import TransactionFailed
 from web3._utils.encoding import Web3JsonEncoder
 
+from lineage import hooks
 from rewards.chain import ChainClient, InProcessChain
 from rewards.chain.errors import ETH_TESTER_REVERT_PREFIX, eth_tester_revert_data
 from rewards.chainio import deployment_ensure, policy_from_settings, set_chain_client
@@ -105,17 +105,12 @@ class Command(BaseCommand):
         set_chain_client(client)
         try:
             deployment = deployment_ensure(client=client)
-            governance = None
-            if apps.is_installed("governance"):
-                from governance.chainio import staking_ensure
-
-                governance = staking_ensure(client=client)  # governance, then the contributor stakes
+            # governance, then the contributor stakes (registered by governance/apps.py when installed)
+            extra_lines = [deploy(client=client) for deploy in hooks.chain_node_deployers.callbacks()]
         finally:
             set_chain_client(None)
         self.stdout.write(f"chain {deployment.chain_id}: OPEN {deployment.token_address}, "
                           f"distributor {deployment.distributor_address}, treasury {deployment.treasury_address}")
-        if governance is not None:
-            self.stdout.write(f"governance: vOPEN {governance.votes_address}, timelock {governance.timelock_address}, "
-                              f"governor {governance.governor_address}, parameters {governance.parameters_address}, "
-                              f"stakes {governance.staking_address}")
+        for line in extra_lines:
+            self.stdout.write(line)
         return ThreadingHTTPServer((host, port), make_handler(client))

@@ -1,6 +1,6 @@
-from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
+from lineage import hooks
 from rewards.services import chain_reconcile
 
 
@@ -10,10 +10,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         issues = chain_reconcile()
-        if apps.is_installed("governance"):
-            from governance.services import governance_reconcile
-
-            issues += governance_reconcile()
+        for reconcile in hooks.chain_reconcilers.callbacks():  # governance's, when installed (governance/apps.py)
+            issues += reconcile()
         for issue in issues:
             self.stderr.write(f"{issue.kind}: {issue.detail}")
         if issues:
