@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from rest_framework.response import Response as ApiResponse
 
 from .views import api_not_found_response, is_api_path
@@ -35,3 +36,25 @@ class ApiNotFoundMiddleware:
                 and not response.get("Content-Type", "").startswith("application/json")):
             return api_not_found_response(request)
         return response
+
+
+class NulCharacterInQuery(SuspiciousOperation):
+    """A query parameter holds a NUL character (0x00): answered 400 by `lineage.views.bad_request`."""
+
+
+class NulCharacterGuardMiddleware:
+    """Refuses a request whose query string holds a NUL character (`%00`), with a 400 that says so.
+
+    PostgreSQL text cannot hold NUL, so such a value reaching a query is a database error, a 500. Form and
+    serializer fields already refuse NUL (Django's and DRF's `ProhibitNullCharactersValidator`); query
+    parameters that views read directly (search boxes, filters, page numbers) do not pass through them, and
+    an API fuzzer found one (`?q=` on the Datanet list). One check here covers every view, page and API alike."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        for key, values in request.GET.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                raise NulCharacterInQuery(f"The query parameter {key.replace(chr(0), '%00')!r} holds a NUL character")
+        return self.get_response(request)

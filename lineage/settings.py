@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "lineage.observability.RequestMetricsMiddleware",  # first, so it times everything below it
     "django.middleware.security.SecurityMiddleware",
+    "lineage.middleware.NulCharacterGuardMiddleware",  # before any view reads a query parameter
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -62,14 +62,24 @@ def healthz(request):
     return JsonResponse({"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
 
 
+NUL_IN_QUERY = "The address's query holds a NUL character (%00), which no field accepts. Remove it and try again."
+
+
 def bad_request(request, exception=None):
     """Django's own 400s (a body past DATA_UPLOAD_MAX_MEMORY_SIZE, too many fields, a bad Host) are JSON
-    on the API, in the same shape as every other API error."""
+    on the API, in the same shape as every other API error. A NUL character in the query
+    (`NulCharacterGuardMiddleware`) says so, on pages as well."""
+    from .middleware import NulCharacterInQuery
+
+    if isinstance(exception, NulCharacterInQuery) and not is_api_path(request.path):
+        return render(request, "400.html", {"detail": NUL_IN_QUERY}, status=400)
     if request.path.startswith(("/api/", "/v1/")):
         if isinstance(exception, RequestDataTooBig):
             limit_mb = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
             detail = f"The request body is larger than {limit_mb} MB; send less per request."
             code = "request_too_large"
+        elif isinstance(exception, NulCharacterInQuery):
+            detail, code = NUL_IN_QUERY, "invalid_query"
         else:
             detail, code = "The request could not be read.", "bad_request"
         if request.path.startswith("/v1/"):  # the OpenAI-compatible routes answer OpenAI's shape
